@@ -1,0 +1,182 @@
+"""Timing and peak-memory measurements of one runtime at one job."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from subpixel.bench.jobs import Job
+from subpixel.engine.frames import FramePipeline
+
+__all__ = ["Speed", "PeakMemory", "measure_engine", "measure_host", "MEMORY_METHOD"]
+
+MEMORY_METHOD = {
+    "cuda": "torch.cuda.max_memory_allocated over the first (cold) batch call: weights, input, output and "
+            "activations, absolute",
+    "cpu": "peak RSS growth over the first (cold) batch call of a fresh engine: VmHWM after minus VmRSS before, "
+           "with free heap pages returned first (glibc malloc_trim) and VmHWM reset through /proc/self/clear_refs "
+           "(Linux); includes allocator and ONNX Runtime arena growth, not the weights",
+}
+
+
+@dataclass
+class Speed:
+    """Throughput at ``batch`` (frames/s, output megapixels/s), batch-1 latency, host-to-host frames/s, memory."""
+
+    batch: int
+    fps: float
+    out_mps: float
+    p50_ms: float
+    p95_ms: float
+    h2h_fps: float | None
+    peak_mem_mb: float | None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _proc_status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def _malloc_trim() -> None:
+    """Return glibc's free heap pages to the OS, so memory reused by the next call shows up in RSS again."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+class PeakMemory:
+    """Context manager measuring peak memory of the code it wraps (see :data:`MEMORY_METHOD`).
+
+    ``mb`` is ``None`` where it cannot be measured (no /proc, or VmHWM cannot be reset).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.mb: float | None = None
+        self._base_kb: int | None = None
+
+    def __enter__(self) -> PeakMemory:
+        _sync(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif self.device.type == "cpu":
+            gc.collect()
+            _malloc_trim()
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")  # resets VmHWM to the current RSS
+                self._base_kb = _proc_status_kb("VmRSS")
+            except OSError:
+                self._base_kb = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _sync(self.device)
+        if self.device.type == "cuda":
+            self.mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        elif self._base_kb is not None:
+            self.mb = max(_proc_status_kb("VmHWM") - self._base_kb, 0) / 1024
+
+
+def _latencies(call: Callable[[], object], device: torch.device, iters: int) -> list[float]:
+    out = []
+    for _ in range(iters):
+        _sync(device)
+        t0 = time.perf_counter()
+        call()
+        _sync(device)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _percentiles_ms(samples: list[float]) -> tuple[float, float]:
+    p50, p95 = np.percentile(np.asarray(samples) * 1e3, [50, 95])
+    return float(p50), float(p95)
+
+
+def measure_engine(engine: Callable[[torch.Tensor], torch.Tensor], device: torch.device, job: Job, batch: int,
+                   iters: int, warmup: int) -> Speed:
+    """Time ``engine`` on device-resident float32 frames (host copies excluded).
+
+    Memory is taken on the first batch call; then ``warmup`` untimed calls and ``iters`` timed
+    ones at ``batch`` (CUDA events) give throughput; batch-1 calls give p50/p95 latency (with
+    batch 1 the same samples give throughput). The host-to-host figure runs uint8 frames in and
+    out through :class:`FramePipeline` (pinned memory and overlapped copies on CUDA).
+    """
+    gen = torch.Generator(device=device).manual_seed(0)
+    one = torch.rand(1, 3, job.height, job.width, device=device, generator=gen)
+    many = torch.rand(batch, 3, job.height, job.width, device=device, generator=gen) if batch > 1 else one
+    with PeakMemory(device) as mem:
+        engine(many)
+    for _ in range(max(warmup - 1, 0)):
+        engine(many)
+    if batch > 1:
+        fps = batch * iters / _batch_seconds(engine, many, device, iters)
+        for _ in range(warmup):
+            engine(one)
+        lat = _latencies(lambda: engine(one), device, iters)
+    else:
+        lat = _latencies(lambda: engine(one), device, iters)
+        fps = iters / sum(lat)
+    p50, p95 = _percentiles_ms(lat)
+    h2h = _host_to_host_fps(engine, device, job, batch, iters)
+    return Speed(batch, fps, fps * job.out_megapixels, p50, p95, h2h, mem.mb)
+
+
+def _batch_seconds(engine: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device,
+                   iters: int) -> float:
+    """Wall time of ``iters`` back-to-back calls (timed with CUDA events on the GPU)."""
+    if device.type != "cuda":
+        return sum(_latencies(lambda: engine(x), device, iters))
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(iters):
+        engine(x)
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3
+
+
+def _host_to_host_fps(engine: Callable[[torch.Tensor], torch.Tensor], device: torch.device, job: Job, batch: int,
+                      iters: int) -> float:
+    frames = np.random.default_rng(0).integers(0, 256, (batch, job.height, job.width, 3), dtype=np.uint8)
+    pipeline = FramePipeline(engine, job.scale, device, batch)
+    rounds = max(2, math.ceil(iters / batch))
+    if device.type == "cuda":
+        for _ in pipeline.run([frames]):  # warm-up: pinned buffers, streams
+            pass
+    t0 = time.perf_counter()
+    for _ in pipeline.run(itertools.repeat(frames, rounds)):
+        pass
+    return rounds * batch / (time.perf_counter() - t0)
+
+
+def measure_host(fn: Callable[[np.ndarray], np.ndarray], job: Job, iters: int, warmup: int) -> Speed:
+    """Time a CPU program taking one uint8 ``(H, W, 3)`` RGB frame (batch 1; host-to-host by nature)."""
+    frame = np.random.default_rng(0).integers(0, 256, (job.height, job.width, 3), dtype=np.uint8)
+    cpu = torch.device("cpu")
+    with PeakMemory(cpu) as mem:
+        fn(frame)
+    for _ in range(max(warmup - 1, 0)):
+        fn(frame)
+    lat = _latencies(lambda: fn(frame), cpu, iters)
+    fps = iters / sum(lat)
+    p50, p95 = _percentiles_ms(lat)
+    return Speed(1, fps, fps * job.out_megapixels, p50, p95, fps, mem.mb)

@@ -1,0 +1,83 @@
+"""Quality figures for the benchmark: measured with :mod:`subpixel.eval`, or cited from a file.
+
+Cited figures (``benchmarks/cited.json``) carry their source and stay marked ``cited`` in every
+output; they are never mixed up with measured ones.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from subpixel.errors import SubpixelError
+
+__all__ = ["QualityFigure", "QUALITY_SETS", "QUALITY_SCALE", "measure_quality", "load_cited"]
+
+QUALITY_SETS = ("Set5", "Urban100")
+QUALITY_SCALE = 4
+MEASURED_SOURCE = "subpixel.eval default protocol: Y-PSNR, bicubic LR, scale px shaved"
+
+
+@dataclass(frozen=True)
+class QualityFigure:
+    """Mean Y-PSNR (dB) of ``name`` on ``dataset`` at ``scale``; ``origin`` is ``measured`` or ``cited``."""
+
+    name: str
+    dataset: str
+    scale: int
+    psnr_y: float
+    origin: str
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def measure_quality(models: list[tuple[str, Callable[[], Any]]], data_dir: Path | None,
+                    echo: Callable[[str], None] = lambda _: None) -> tuple[list[QualityFigure], list[str]]:
+    """Y-PSNR on :data:`QUALITY_SETS` of each ``(name, make_upscaler)``, plus notes on what was skipped.
+
+    ``make_upscaler()`` returns an :class:`~subpixel.upscaler.Upscaler`. Sets are looked up under
+    ``data_dir`` or, without it, by name (``subpixel.eval`` finds ``shared/data``). A missing set,
+    or a missing evaluation package, is a note rather than an error.
+    """
+    try:
+        from subpixel.eval.protocol import evaluate
+    except ImportError as err:
+        return [], [f"quality not measured: subpixel.eval is unavailable ({err})"]
+    figures, notes = [], []
+    for name, make_upscaler in models:
+        upscaler = make_upscaler()
+        for dataset in QUALITY_SETS:
+            echo(f"{name}: {dataset} quality ...")
+            try:
+                result = evaluate(upscaler, data_dir / dataset if data_dir else dataset)
+            except SubpixelError as err:
+                notes.append(f"{name}: {dataset} quality not measured: {err}")
+                continue
+            figures.append(QualityFigure(name, dataset, upscaler.scale, round(float(result.psnr), 2), "measured",
+                                         MEASURED_SOURCE))
+    return figures, notes
+
+
+def load_cited(path: Path) -> list[QualityFigure]:
+    """Read cited figures: ``{"figures": [{"name", "dataset", "scale", "psnr_y", "source"}, ...]}``."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SubpixelError(f"cited figures file not found: {path}") from None
+    except json.JSONDecodeError as err:
+        raise SubpixelError(f"{path} is not valid JSON: {err}") from None
+    figures = []
+    for i, entry in enumerate(doc.get("figures", []) if isinstance(doc, dict) else []):
+        try:
+            name, dataset, source = (str(entry[k]) for k in ("name", "dataset", "source"))
+            scale, value = int(entry["scale"]), float(entry["psnr_y"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise SubpixelError(f"{path}: figure {i} needs name, dataset, scale, psnr_y and source ({err})") from None
+        if not source.strip():
+            raise SubpixelError(f"{path}: figure {i} ({name} {dataset}) has an empty source")
+        figures.append(QualityFigure(name, dataset, scale, value, "cited", source))
+    return figures

@@ -1,0 +1,162 @@
+"""Benchmark outputs: JSON, a markdown table and a quality-vs-time plot (Pareto front)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+
+from subpixel.bench.quality import QUALITY_SCALE, QUALITY_SETS, QualityFigure
+from subpixel.bench.runner import BenchResult, SpeedRow
+
+__all__ = ["write_reports", "speed_table", "quality_table", "plot_pareto", "report_stem"]
+
+_SPEED_COLUMNS = ("Model", "Kind", "Engine", "Device", "Prec.", "Job", "Batch", "fps", "out MP/s", "p50 ms",
+                  "p95 ms", "h2h fps", "Peak MB", "Params", "GMACs", "Weights")
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _speed_cells(r: SpeedRow) -> list[str]:
+    return [r.name, r.kind, r.engine, r.device, r.precision, r.job, str(r.batch), _num(r.fps, 2),
+            _num(r.out_mps, 1), _num(r.p50_ms), _num(r.p95_ms), _num(r.h2h_fps, 2), _num(r.peak_mem_mb, 0),
+            "-" if r.params is None else f"{r.params:,}", _num(r.gmacs, 1), r.weights]
+
+
+def _table(header: tuple[str, ...] | list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
+def speed_table(rows: list[SpeedRow]) -> str:
+    """The speed measurements as a markdown table."""
+    return _table(_SPEED_COLUMNS, [_speed_cells(r) for r in rows])
+
+
+def quality_table(figures: list[QualityFigure]) -> str:
+    """x4 Y-PSNR per model and set; cited figures say so and are numbered against their sources."""
+    sources = sorted({q.source for q in figures if q.origin == "cited"})
+    by_name: dict[str, dict[str, list[str]]] = {}
+    for q in figures:
+        mark = "" if q.origin == "measured" else f" (cited [{sources.index(q.source) + 1}])"
+        by_name.setdefault(q.name, {}).setdefault(q.dataset, []).append(f"{q.psnr_y:.2f}{mark}")
+    rows = [[name, *("; ".join(cells.get(d, ["-"])) for d in QUALITY_SETS)] for name, cells in by_name.items()]
+    text = _table(["Model", *(f"{d} x{QUALITY_SCALE}" for d in QUALITY_SETS)], rows)
+    if sources:
+        text += "\n\n" + "\n".join(f"[{i}] {s}" for i, s in enumerate(sources, 1))
+    return text
+
+
+def report_stem(result: BenchResult) -> str:
+    """``bench_<device>_<YYYYmmdd-HHMMSS>``; the device is ``cpu`` or ``cuda-<gpu name>``."""
+    env = result.environment
+    device = env["device"].split(":")[0] + (f"-{env['gpu']}" if env.get("gpu") else "")
+    stamp = datetime.fromisoformat(result.date).strftime("%Y%m%d-%H%M%S")
+    return "bench_" + re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-") + "_" + stamp
+
+
+def _markdown(result: BenchResult, plot_name: str | None) -> str:
+    env, s = result.environment, result.settings
+    gpu = f", GPU {env['gpu']} (CUDA {env.get('cuda')})" if env.get("gpu") else ""
+    host_memory = "" if s["memory"] == s["host_peer_memory"] else f" (host peers: {s['host_peer_memory']})"
+    parts = [
+        f"# subpixel bench: {env['device']}, {result.date}",
+        f"Command: `{result.command}`",
+        f"Environment: torch {env['torch']}, onnxruntime {env['onnxruntime']}, opencv {env['opencv'] or '-'}, "
+        f"Python {env['python']}; CPU {env['cpu']} ({env['cpu_count']} logical), {env['threads']} threads{gpu}.",
+        "## Speed",
+        f"{s['throughput'].capitalize()}. Peak memory: {s['memory']}{host_memory}. "
+        f"GMACs: {s['macs']}. Iterations {s['iters']}, warm-up {s['warmup']}.",
+        speed_table(result.rows) if result.rows else "Nothing was measured.",
+    ]
+    if result.quality:
+        parts += ["## Quality", f"{s['quality']}.", quality_table(result.quality)]
+    if plot_name:
+        parts.append(f"![quality against time per image]({plot_name})")
+    if result.notes:
+        parts += ["## Notes", "\n".join(f"- {n}" for n in result.notes)]
+    return "\n\n".join(parts) + "\n"
+
+
+def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points no other point beats on both time (lower) and quality (higher), by increasing time."""
+    front: list[tuple[float, float]] = []
+    for t, q in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or q > front[-1][1]:
+            front.append((t, q))
+    return front
+
+
+def plot_pareto(result: BenchResult, path: Path) -> str | None:
+    """Plot x4 quality against ms per image (the fastest engine of each model at the first x4 job).
+
+    Returns a note instead of plotting when matplotlib, an x4 job or quality figures are missing.
+    Cited figures are hollow markers.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "plot skipped: matplotlib is not installed (pip install 'subpixel[bench]')"
+    jobs = [r.job for r in result.rows if r.job.endswith(f"x{QUALITY_SCALE}")]
+    if not jobs:
+        return f"plot skipped: no x{QUALITY_SCALE} job was timed"
+    if not result.quality:
+        return "plot skipped: no quality figures (use --quality and/or --cite)"
+    job = jobs[0]
+    ms = {}
+    for r in result.rows:
+        if r.job == job and r.fps > 0:
+            ms[r.name] = min(ms.get(r.name, float("inf")), 1e3 / r.fps)
+    fig, axes = plt.subplots(1, len(QUALITY_SETS), figsize=(6 * len(QUALITY_SETS), 4.5), squeeze=False)
+    for ax, dataset in zip(axes[0], QUALITY_SETS):
+        figures = [q for q in result.quality if q.dataset == dataset and q.scale == QUALITY_SCALE and q.name in ms]
+        measured = {q.name: q for q in figures if q.origin == "measured"}
+        shown = list(measured.values()) + [q for q in figures if q.origin == "cited" and q.name not in measured]
+        ax.set_title(dataset)
+        if not shown:
+            ax.text(0.5, 0.5, "no quality figures", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
+        for q in shown:
+            cited = q.origin == "cited"
+            ax.scatter(ms[q.name], q.psnr_y, s=40, marker="o", edgecolors="C0",
+                       facecolors="none" if cited else "C0", zorder=3)
+            ax.annotate(q.name, (ms[q.name], q.psnr_y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        front = _pareto([(ms[q.name], q.psnr_y) for q in shown])
+        if front:
+            ax.step(*zip(*front), where="post", color="C1", lw=1, label="Pareto front")
+        ax.scatter([], [], marker="o", color="C0", label="measured quality")
+        ax.scatter([], [], marker="o", facecolors="none", edgecolors="C0", label="cited quality")
+        ax.set_xscale("log")
+        ax.margins(x=0.15, y=0.1)
+        ax.set_xlabel(f"ms per image, {job} ({result.environment['device']})")
+        ax.set_ylabel(f"{dataset} x{QUALITY_SCALE} Y-PSNR (dB)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None
+
+
+def write_reports(result: BenchResult, out_dir: Path) -> dict[str, Path]:
+    """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` (when plottable) under ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = report_stem(result)
+    paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md"}
+    note = plot_pareto(result, out_dir / f"{stem}.png")
+    if note is None:
+        paths["plot"] = out_dir / f"{stem}.png"
+    else:
+        result.notes.append(note)
+    paths["markdown"].write_text(_markdown(result, paths["plot"].name if "plot" in paths else None))
+    doc = result.to_dict() | {"files": {k: str(v) for k, v in paths.items()}}
+    paths["json"].write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    return paths

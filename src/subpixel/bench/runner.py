@@ -1,0 +1,257 @@
+"""Run the benchmark: every model and engine-peer x engine x job, then the host peers, then quality."""
+
+from __future__ import annotations
+
+import gc
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from subpixel.bench.environment import environment
+from subpixel.bench.jobs import Job
+from subpixel.bench.measure import MEMORY_METHOD, Speed, measure_engine, measure_host
+from subpixel.bench.peers import ENGINE_PEERS, host_peer
+from subpixel.bench.quality import QUALITY_SCALE, QualityFigure, load_cited, measure_quality
+from subpixel.engine import make_engine
+from subpixel.errors import SubpixelError
+from subpixel.models.base import SRNet
+from subpixel.models.complexity import count_macs, count_params
+from subpixel.models.interp import _Interpolation
+from subpixel.models.registry import architectures, build
+from subpixel.models.weights import load_net, read_card, shipped_models
+
+__all__ = ["BenchConfig", "SpeedRow", "BenchResult", "run_bench", "inference_form", "DEFAULT_MODELS"]
+
+# our single-image architectures, in the order they are reported (those not registered are left out)
+DEFAULT_MODELS = ("espcn", "sesr-m5", "sesr-m11", "sesr-xl", "sprint-s", "sprint")
+THROUGHPUT = ("throughput: frames/s at the batch size on device-resident float32 tensors, host copies excluded; "
+              "latency: batch-1 p50/p95; h2h: uint8 frames from and to host memory at the batch size "
+              "(pinned memory, overlapped copies on CUDA)")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure and how (see ``subpixel bench --help``)."""
+
+    models: tuple[str, ...]
+    peers: tuple[str, ...]
+    engines: tuple[str, ...]
+    device: torch.device
+    precision: str
+    jobs: tuple[Job, ...]
+    batch: int
+    iters: int
+    warmup: int
+    threads: int
+    peers_dir: Path
+    data_dir: Path | None = None
+    quality: bool = False
+    cited: Path | None = None
+
+
+@dataclass
+class SpeedRow:
+    """One (model or peer) x engine x job measurement."""
+
+    name: str
+    kind: str  # "ours" or "peer"
+    engine: str
+    device: str
+    precision: str
+    job: str
+    batch: int
+    fps: float
+    out_mps: float
+    p50_ms: float
+    p95_ms: float
+    h2h_fps: float | None
+    peak_mem_mb: float | None
+    params: int | None
+    gmacs: float | None  # per output frame of the job
+    weights: str  # shipped, file, random (speed only), none (interpolation), bundled (peer's own)
+
+
+@dataclass
+class BenchResult:
+    """Everything a benchmark run produced; ``to_dict`` is the JSON written to disk."""
+
+    command: str
+    date: str
+    environment: dict[str, Any]
+    settings: dict[str, Any]
+    rows: list[SpeedRow] = field(default_factory=list)
+    quality: list[QualityFigure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"command": self.command, "date": self.date, "environment": self.environment,
+                "settings": self.settings, "rows": [asdict(r) for r in self.rows],
+                "quality": [q.to_dict() for q in self.quality], "notes": self.notes}
+
+
+def inference_form(net: SRNet) -> SRNet:
+    """The network as deployed: re-parameterizable architectures folded (``reparameterize``/``collapse``)."""
+    for method in ("reparameterize", "collapse"):
+        fold = getattr(net, method, None)
+        if callable(fold):
+            return fold()
+    return net
+
+
+def _network(name: str, scale: int) -> tuple[SRNet, str]:
+    """``name``'s network at ``scale`` and where its weights come from."""
+    if name.endswith(".safetensors"):
+        net, _ = load_net(Path(name))
+        if net.scale != scale:
+            raise SubpixelError(f"{Path(name).name} is a x{net.scale} model")
+        return inference_form(net), "file"
+    net = build(name, scale)
+    if isinstance(net, _Interpolation):
+        return net, "none"
+    shipped = [m for m in shipped_models() if m.name == name and m.scale == scale]
+    if shipped:
+        return inference_form(load_net(shipped[0].weights, shipped[0].card)[0]), "shipped"
+    return inference_form(net), "random"
+
+
+def _display_name(name: str) -> str:
+    return Path(name).stem if name.endswith(".safetensors") else name
+
+
+def _has_quality_weights(name: str) -> bool:
+    if name.endswith(".safetensors"):
+        return int(read_card(Path(name))["scale"]) == QUALITY_SCALE
+    spec = architectures().get(name)
+    if spec is not None and spec.interpolation:
+        return True
+    return any(m.name == name and m.scale == QUALITY_SCALE for m in shipped_models())
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _row(name: str, kind: str, engine: str, device: str, precision: str, job: Job, speed: Speed,
+         params: int | None, gmacs: float | None, weights: str) -> SpeedRow:
+    return SpeedRow(name, kind, engine, device, precision, job.name, speed.batch, speed.fps, speed.out_mps,
+                    speed.p50_ms, speed.p95_ms, speed.h2h_fps, speed.peak_mem_mb, params, gmacs, weights)
+
+
+class _Runner:
+    def __init__(self, cfg: BenchConfig, echo: Callable[[str], None]) -> None:
+        self.cfg, self.echo = cfg, echo
+        self.rows: list[SpeedRow] = []
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        self.echo(f"note: {text}")
+
+    def network(self, name: str, kind: str) -> None:
+        cfg, label = self.cfg, _display_name(name)
+        engines = ("torch",) if name == "bicubic" else cfg.engines
+        for job in cfg.jobs:
+            for requested in engines:
+                try:
+                    net, weights = _network(name, job.scale)  # fresh per engine: engines move and convert it
+                except SubpixelError as err:
+                    self.note(f"{label}: {job.name} skipped: {err}")
+                    break
+                params = None if isinstance(net, _Interpolation) else count_params(net)
+                gmacs = None if params is None else count_macs(net, (job.height * job.scale,
+                                                                     job.width * job.scale)) / 1e9
+                self.echo(f"{label} [{requested}] {job.name} ...")
+                try:
+                    engine = make_engine(net, requested, cfg.device, cfg.precision, threads=cfg.threads)
+                    speed = measure_engine(engine, cfg.device, job, cfg.batch, cfg.iters, cfg.warmup)
+                except (SubpixelError, RuntimeError) as err:  # e.g. CUDA out of memory, a compiler failure
+                    self.note(f"{label} [{requested}] {job.name} skipped: {str(err).splitlines()[0]}")
+                    _free(cfg.device)
+                    continue
+                shown = engine.name if requested == engine.name else f"{requested}:{engine.name}"
+                self.rows.append(_row(label, kind, shown, str(cfg.device), engine.precision, job, speed, params,
+                                      gmacs, weights))
+                del engine, net
+                _free(cfg.device)
+
+    def host(self, name: str) -> None:
+        peer = host_peer(name, self.cfg.peers_dir, self.cfg.threads)
+        if isinstance(peer, str):
+            self.note(f"{name}: skipped: {peer}")
+            return
+        for job in self.cfg.jobs:
+            if job.scale not in peer.scales:
+                have = ", ".join(f"x{s}" for s in peer.scales)
+                self.note(f"{name}: {job.name} skipped: no x{job.scale} model (has {have})")
+                continue
+            self.echo(f"{name} [{peer.engine}] {job.name} ...")
+            speed = measure_host(peer.make(job.scale), job, self.cfg.iters, self.cfg.warmup)
+            self.rows.append(_row(name, "peer", peer.engine, "cpu", "fp32", job, speed, None, None, "bundled"))
+
+    def quality(self) -> list[QualityFigure]:
+        from subpixel.models.loader import load
+
+        candidates = []
+        for name in [*self.cfg.models, *(p for p in self.cfg.peers if p in ENGINE_PEERS)]:
+            if _has_quality_weights(name):
+                candidates.append((_display_name(name), lambda name=name: load(name, QUALITY_SCALE,
+                                                                                device=self.cfg.device,
+                                                                                engine="torch")))
+            else:
+                self.note(f"{_display_name(name)}: quality not measured: no x{QUALITY_SCALE} weights")
+        figures, notes = measure_quality(candidates, self.cfg.data_dir, self.echo)
+        for text in notes:
+            self.note(text)
+        return figures
+
+
+@contextmanager
+def _process_settings(cfg: BenchConfig) -> Iterator[None]:
+    """torch threads = ``cfg.threads`` and, on CUDA, cuDNN autotuning (fixed shapes); restored afterwards."""
+    threads, autotune = torch.get_num_threads(), torch.backends.cudnn.benchmark
+    torch.set_num_threads(cfg.threads)
+    torch.backends.cudnn.benchmark = autotune or cfg.device.type == "cuda"
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = autotune
+
+
+def run_bench(cfg: BenchConfig, command: str, echo: Callable[[str], None] = lambda _: None) -> BenchResult:
+    """Measure everything ``cfg`` asks for; ``command`` is recorded as given."""
+    result = BenchResult(command, datetime.now().astimezone().isoformat(timespec="seconds"),
+                         environment(cfg.device, cfg.threads), _settings(cfg))
+    cited = load_cited(cfg.cited) if cfg.cited else []  # a bad file fails before anything is timed
+    runner = _Runner(cfg, echo)
+    with _process_settings(cfg):
+        for name in cfg.models:
+            runner.network(name, "ours")
+        for name in cfg.peers:
+            if name in ENGINE_PEERS:
+                runner.network(name, "peer")
+            else:
+                runner.host(name)
+        if cfg.quality:
+            result.quality += runner.quality()
+    result.quality += cited
+    result.rows, result.notes = runner.rows, runner.notes
+    return result
+
+
+def _settings(cfg: BenchConfig) -> dict[str, Any]:
+    return {
+        "models": list(cfg.models), "peers": list(cfg.peers), "engines": list(cfg.engines),
+        "device": str(cfg.device), "precision": cfg.precision, "jobs": [j.name for j in cfg.jobs],
+        "batch": cfg.batch, "iters": cfg.iters, "warmup": cfg.warmup, "threads": cfg.threads,
+        "throughput": THROUGHPUT, "memory": MEMORY_METHOD.get(cfg.device.type, "not measured"),
+        "host_peer_memory": MEMORY_METHOD["cpu"],
+        "macs": "multiply-accumulates of convolutions per output frame of the job (subpixel.models.complexity)",
+        "quality": f"x{QUALITY_SCALE} Y-PSNR; measured ones by subpixel.eval, cited ones from --cite",
+    }

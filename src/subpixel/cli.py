@@ -1,0 +1,60 @@
+"""The ``subpixel`` command line. Sub-commands living in other packages are imported lazily."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from subpixel.errors import SubpixelError
+
+# name -> "module:attribute" of a click command, imported only when used
+LAZY_COMMANDS = {
+    "upscale": "subpixel.commands.upscale:upscale",
+    "eval": "subpixel.commands.evaluate:evaluate_cmd",
+    "models": "subpixel.commands.models:models",
+    "train": "subpixel.train.command:train",
+    "video": "subpixel.video.command:video",
+    "export": "subpixel.engine.command:export",
+    "bench": "subpixel.bench.command:bench",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose sub-commands are imported on first use (keeps ``--help`` and startup fast)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(LAZY_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="subpixel")
+def cli() -> None:
+    """Image and video super-resolution."""
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit status 1."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except SubpixelError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,1 @@
+"""Click commands of the core CLI (upscale, eval, models); see :mod:`subpixel.cli`."""

@@ -1,0 +1,37 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+
+import click
+
+from subpixel.engine.device import PRECISIONS
+
+F = Callable[..., Any]
+
+
+def runtime_options(f: F) -> F:
+    """``--device``, ``--precision`` and ``--engine``."""
+    f = click.option("--engine", default="auto", show_default=True,
+                     help="Runtime: auto, torch, torch-compile, torch-cudagraph, onnx.")(f)
+    f = click.option("--precision", type=click.Choice(list(PRECISIONS)), default="fp32", show_default=True,
+                     help="Compute precision; falls back to fp32 where unsupported.")(f)
+    f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
+                     show_default=True)(f)
+    return f
+
+
+def output_options(f: F) -> F:
+    """``--quiet`` and ``--json``."""
+    f = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON summary.")(f)
+    f = click.option("-q", "--quiet", is_flag=True, help="No progress bar or messages.")(f)
+    return f
+
+
+def emit_json(obj: Any) -> None:
+    """Write ``obj`` as JSON on stdout."""
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")

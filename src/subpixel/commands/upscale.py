@@ -1,0 +1,162 @@
+"""``subpixel upscale``: files, folders and globs in; upscaled images out, atomically."""
+
+from __future__ import annotations
+
+import glob
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from subpixel.commands.options import emit_json, output_options, runtime_options
+from subpixel.errors import SubpixelError
+from subpixel.io.image import (
+    DEFAULT_MAX_PIXELS,
+    OutputExistsError,
+    check_output_size,
+    is_image_path,
+    read_image,
+    write_image,
+)
+from subpixel.models.loader import load
+from subpixel.models.weights import shipped_models
+from subpixel.upscaler import Upscaler
+
+FORMAT_EXT = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tiff", "tif": ".tiff",
+              "bmp": ".bmp"}
+
+
+@dataclass
+class Job:
+    """One input file and where its output goes."""
+
+    src: Path
+    dst: Path | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def expand_inputs(inputs: tuple[str, ...], recursive: bool) -> tuple[list[Path], list[Job], bool]:
+    """Files from paths, folders and globs; missing ones become failed jobs.
+
+    Returns (files, failures, many) where ``many`` says the output must be a folder.
+    """
+    files: list[Path] = []
+    failed: list[Job] = []
+    many = len(inputs) > 1
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            many = True
+            pattern = "**/*" if recursive else "*"
+            files += sorted(f for f in p.glob(pattern) if f.is_file() and is_image_path(f))
+        elif p.is_file():
+            files.append(p)
+        elif glob.has_magic(item):
+            many = True
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=recursive) if Path(m).is_file())
+            if not matches:
+                failed.append(Job(p, error="no files match this pattern"))
+            files += matches
+        else:
+            failed.append(Job(p, error="no such file or folder"))
+    return files, failed, many or len(files) > 1
+
+
+def output_path(src: Path, out: Path | None, many: bool, suffix: str, fmt: str | None) -> Path:
+    """Where ``src``'s result goes: ``-o`` file, ``-o`` folder, or beside the input."""
+    ext = FORMAT_EXT[fmt] if fmt else src.suffix.lower()
+    if out is not None and not many and not out.is_dir() and out.suffix:
+        return out
+    folder = out if out is not None else src.parent
+    return folder / f"{src.stem}{suffix}{ext}"
+
+
+def default_model(scale: int) -> str:
+    """The shipped network with the best Set5 figure at ``scale``; bicubic when none ships."""
+    best, best_psnr = "bicubic", float("-inf")
+    for m in shipped_models():
+        if m.scale != scale:
+            continue
+        value = m.card.get("metrics", {}).get("Set5", {}).get("psnr", float("-inf"))
+        if value > best_psnr:
+            best, best_psnr = m.name, value
+    return best
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-s", "--scale", type=click.IntRange(1, 16), default=None,
+              help="Upscaling factor [default: a weights file's own scale, else 4].")
+@click.option("-m", "--model", default="auto", show_default=True,
+              help="Model name or .safetensors path; auto = best shipped model for the scale.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (one input) or folder.")
+@click.option("--suffix", default=None, help="Appended to output names [default: _x<scale>].")
+@click.option("--format", "fmt", type=click.Choice(sorted(FORMAT_EXT)), help="Output format [default: input's].")
+@click.option("--tile", type=int, default=None, help="LR tile side in pixels; 0 = no tiling [default: from memory].")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
+@click.option("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse larger inputs (decompression-bomb guard); 0 = no limit.")
+@runtime_options
+@output_options
+def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path | None, suffix: str | None,
+            fmt: str | None, tile: int | None, overwrite: bool, recursive: bool, quality: int, max_pixels: int,
+            device: str, precision: str, engine: str, quiet: bool, as_json: bool) -> None:
+    """Upscale images (files, folders, globs) by --scale."""
+    files, jobs_failed, many = expand_inputs(inputs, recursive)
+    name = default_model(scale or 4) if model == "auto" else model
+    upscaler = load(name, scale=scale, device=device, precision=precision, engine=engine)
+    scale = upscaler.scale
+    suffix = f"_x{scale}" if suffix is None else suffix
+    if many and output is not None:
+        if output.exists() and not output.is_dir():
+            raise SubpixelError(f"{output} is a file; with several inputs -o must be a folder")
+        output.mkdir(parents=True, exist_ok=True)
+    jobs = [Job(f, output_path(f, output, many, suffix, fmt)) for f in files]
+    bar = tqdm(jobs, unit="img", disable=quiet or as_json or not jobs, dynamic_ncols=True)
+    for job in bar:
+        bar.set_postfix_str(job.src.name)
+        _run_job(job, upscaler, tile, overwrite, quality, max_pixels or None)
+    jobs_failed += [j for j in jobs if j.error]
+    done = [j for j in jobs if not j.error]
+    if as_json:
+        emit_json({"model": upscaler.name, "scale": scale, "engine": upscaler.engine.name,
+                   "device": str(upscaler.device), "precision": getattr(upscaler.engine, "precision", "fp32"),
+                   "outputs": [{"input": str(j.src), "output": str(j.dst), "seconds": round(j.seconds, 3), **j.extra}
+                               for j in done],
+                   "failures": [{"input": str(j.src), "error": j.error} for j in jobs_failed]})
+    elif not quiet:
+        for j in done:
+            click.echo(f"wrote {j.dst}")
+        if name == "bicubic" and model == "auto":
+            click.echo(f"note: no trained x{scale} model ships yet; used bicubic", err=True)
+    for j in jobs_failed:
+        msg = j.error if j.error and str(j.src) in j.error else f"{j.src}: {j.error}"
+        click.echo(f"error: {msg}", err=True)
+    if jobs_failed:
+        raise SystemExit(1)
+
+
+def _run_job(job: Job, upscaler: Upscaler, tile: int | None, overwrite: bool, quality: int, max_pixels: int | None) -> None:
+    assert job.dst is not None
+    start = time.perf_counter()
+    try:
+        if job.dst.exists() and not overwrite:
+            raise OutputExistsError(f"output {job.dst} exists (use --overwrite)")
+        if not job.dst.parent.is_dir():
+            raise SubpixelError(f"output folder {job.dst.parent} does not exist")
+        image = read_image(job.src, max_pixels=max_pixels)
+        check_output_size(job.dst, image.width * upscaler.scale, image.height * upscaler.scale)
+        result = upscaler.upscale(image.pixels, tile=tile)
+        write_image(job.dst, result, like=image, quality=quality, overwrite=overwrite)
+        info = upscaler.last_tile_info
+        job.extra = {"size": [int(result.shape[1]), int(result.shape[0])],
+                     "tile": info.tile if info else None}
+    except (SubpixelError, OSError) as err:
+        job.error = str(err) if isinstance(err, SubpixelError) else f"{type(err).__name__}: {err}"
+    job.seconds = time.perf_counter() - start

@@ -1,0 +1,170 @@
+"""Synthetic training clips for video SR, made from still images by a simulated camera move.
+
+A clip is ``T`` HR frames sampled from one still with a smooth random camera motion: a
+sub-pixel translation with constant acceleration, a slow zoom and a slow rotation, each frame a
+known affine map rendered by bicubic ``grid_sample`` inside the still (the crop never reaches
+the still's border). Every HR frame is quantized to uint8 and its LR frame is MATLAB-bicubic
+``imresize(hr, 1/scale)`` of that uint8 frame, itself uint8, exactly as the evaluation degrades
+video frames.
+
+What this leaves out of real video: independent object motion and the occlusions and
+disocclusions it causes (the whole frame moves rigidly, so a single global flow explains it),
+parallax, motion blur, sensor noise, compression artefacts, lighting and exposure changes, and
+the slight softening that resampling the still at sub-pixel offsets adds to some frames.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from subpixel.errors import SubpixelError
+from subpixel.ops.resize import imresize
+
+__all__ = ["Motion", "Clip", "random_motion", "render_frames", "make_clip", "ClipSampler"]
+
+_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+_SUPPORT = 3  # pixels kept between the sampled area and the still's border (bicubic taps + rounding)
+
+
+@dataclass(frozen=True)
+class Motion:
+    """Bounds of the random camera motion (per frame, HR pixels / relative zoom / degrees)."""
+
+    speed: float = 3.0
+    accel: float = 0.25
+    zoom: float = 0.005
+    rotation: float = 0.3
+
+
+@dataclass
+class Clip:
+    """Aligned uint8 frames: ``hr`` ``(T, 3, S, S)``, ``lr`` ``(T, 3, S/scale, S/scale)``, and
+    ``affines`` ``(T, 2, 3)``: HR frame pixel ``(x, y)`` shows still pixel ``A @ (x, y, 1)``."""
+
+    hr: torch.Tensor
+    lr: torch.Tensor
+    affines: torch.Tensor
+
+
+def _disk(g: torch.Generator, radius: float) -> torch.Tensor:
+    r = radius * math.sqrt(torch.rand((), generator=g).item())
+    a = 2 * math.pi * torch.rand((), generator=g).item()
+    return torch.tensor([r * math.cos(a), r * math.sin(a)], dtype=torch.float64)
+
+
+def random_motion(frames: int, motion: Motion, g: torch.Generator) -> torch.Tensor:
+    """Per-frame linear parts and offsets ``(T, 2, 3)`` relative to the clip's centre point."""
+    velocity, accel = _disk(g, motion.speed), _disk(g, motion.accel)
+    start = torch.rand(2, generator=g, dtype=torch.float64)  # sub-pixel phase of the first frame
+    zoom_rate = (2 * torch.rand((), generator=g).item() - 1) * motion.zoom
+    spin = math.radians((2 * torch.rand((), generator=g).item() - 1) * motion.rotation)
+    out = torch.empty(frames, 2, 3, dtype=torch.float64)
+    for t in range(frames):
+        z, a = math.exp(zoom_rate * t), spin * t
+        out[t, :, :2] = z * torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+        out[t, :, 2] = start + velocity * t + 0.5 * accel * t * t
+    return out
+
+
+def _pixels(size: int) -> torch.Tensor:
+    """Pixel positions ``(size, size, 2)`` as (x, y) of a ``size`` square."""
+    r = torch.arange(size, dtype=torch.float64)
+    return torch.stack(torch.meshgrid(r, r, indexing="xy"), dim=-1)
+
+
+def render_frames(still: torch.Tensor, affines: torch.Tensor, size: int) -> torch.Tensor:
+    """Sample ``size``-square uint8 frames from a uint8 ``(3, H, W)`` still at absolute affines."""
+    _, h, w = still.shape
+    pts = torch.einsum("tij,yxj->tyxi", affines[:, :, :2], _pixels(size)) + affines[:, None, None, :, 2]
+    grid = torch.stack([(2 * pts[..., 0] + 1) / w - 1, (2 * pts[..., 1] + 1) / h - 1], dim=-1)
+    src = still.float()[None].expand(len(affines), -1, -1, -1)
+    out = F.grid_sample(src, grid.float(), mode="bicubic", padding_mode="border", align_corners=False)
+    return torch.floor(out.clamp(0, 255) + 0.5).to(torch.uint8)
+
+
+def make_clip(still: torch.Tensor, frames: int, size: int, scale: int, motion: Motion,
+              g: torch.Generator) -> Clip:
+    """One random clip from a uint8 ``(3, H, W)`` still; ``size`` (HR side) must divide by ``scale``.
+
+    Raises ValueError when the motion drawn does not fit inside the still.
+    """
+    if size % scale:
+        raise ValueError(f"HR crop size {size} is not a multiple of the scale {scale}")
+    _, h, w = still.shape
+    rel = random_motion(frames, motion, g)
+    c_crop = torch.full((2,), (size - 1) / 2, dtype=torch.float64)
+    corners = _pixels(size)[[0, 0, -1, -1], [0, -1, 0, -1]] - c_crop  # (4, 2), relative to the centre
+    pts = torch.einsum("tij,cj->tci", rel[:, :, :2], corners) + rel[:, None, :, 2]
+    lo, hi = pts.amin(dim=(0, 1)), pts.amax(dim=(0, 1))
+    room = [(int(math.ceil(_SUPPORT - lo[k])), int(math.floor(dim - 1 - _SUPPORT - hi[k]))) for k, dim in
+            enumerate((w, h))]
+    if any(a > b for a, b in room):
+        raise ValueError(f"a {w}x{h} still is too small for a {size}px crop under this motion")
+    centre = torch.tensor([torch.randint(a, b + 1, (), generator=g).item() for a, b in room], dtype=torch.float64)
+    affines = rel.clone()  # still = L (p - c_crop) + offset + centre, folded into (L, b) acting on p
+    affines[:, :, 2] = rel[:, :, 2] + centre - torch.einsum("tij,j->ti", rel[:, :, :2], c_crop)
+    hr = render_frames(still, affines, size)
+    lr = imresize(hr, scale=1.0 / scale)
+    return Clip(hr, lr, affines)
+
+
+def _list_stills(sources: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for src in sources:
+        if src.is_dir():
+            files += sorted(p for p in src.iterdir() if p.suffix.lower() in _SUFFIXES)
+        elif src.is_file():
+            files.append(src)
+        else:
+            raise SubpixelError(f"training data not found: {src}")
+    return files
+
+
+class ClipSampler:
+    """Deterministic batches of synthetic clips from folders (or files) of stills.
+
+    Stills whose shorter side is under ``size + 2 * _SUPPORT`` are skipped; the rest are decoded
+    once and kept in memory as uint8. ``batch(step, n)`` depends only on ``(seed, step, n)``, so
+    a resumed training run sees exactly the batches an uninterrupted one would.
+    """
+
+    def __init__(self, sources: Sequence[str | Path], frames: int, size: int, scale: int,
+                 motion: Motion | None = None, seed: int = 0) -> None:
+        self.frames, self.size, self.scale = frames, size, scale
+        self.motion = motion or Motion()
+        self.seed = seed
+        self.stills: list[torch.Tensor] = []
+        for path in _list_stills([Path(s) for s in sources]):
+            with Image.open(path) as im:
+                if min(im.size) < size + 2 * _SUPPORT:
+                    continue
+                arr = np.asarray(im.convert("RGB"))
+            self.stills.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
+        if not self.stills:
+            raise SubpixelError(f"no still in {', '.join(map(str, sources))} is large enough for {size}px crops")
+
+    def clip(self, g: torch.Generator, attempts: int = 20) -> Clip:
+        """One clip from a random still (redrawn when the motion does not fit)."""
+        for _ in range(attempts):
+            still = self.stills[int(torch.randint(len(self.stills), (), generator=g))]
+            try:
+                return make_clip(still, self.frames, self.size, self.scale, self.motion, g)
+            except ValueError:
+                continue
+        raise SubpixelError(f"stills are too small for {self.size}px crops with this much motion; "
+                            "reduce the crop size, the clip length or the motion")
+
+    def batch(self, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(lr, hr)`` uint8 ``(n, T, 3, h, w)`` and ``(n, T, 3, H, W)`` for training step ``step``."""
+        seed = int(np.random.SeedSequence([self.seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
+        g = torch.Generator().manual_seed(seed)
+        clips = [self.clip(g) for _ in range(n)]
+        return torch.stack([c.lr for c in clips]), torch.stack([c.hr for c in clips])

@@ -1,0 +1,90 @@
+"""HR/LR image pairs made exactly as the evaluation protocol makes them, and the training/validation split."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from subpixel.errors import SubpixelError
+from subpixel.eval.datasets import dataset_images
+from subpixel.eval.protocol import load_hr, make_lr, modcrop
+
+__all__ = ["Pair", "ImageSplit", "load_pair", "load_pairs", "split_images", "fingerprint"]
+
+
+class Pair(NamedTuple):
+    """An aligned pair of uint8 RGB tensors: ``lr`` (3, h, w) and ``hr`` (3, h*scale, w*scale)."""
+
+    lr: torch.Tensor
+    hr: torch.Tensor
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    """Training and held-out validation files of a set of HR folders."""
+
+    train: list[Path]
+    val: list[Path]
+
+
+def _chw(arr) -> torch.Tensor:
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def load_pair(path: Path, scale: int) -> Pair:
+    """Modcropped HR and its MATLAB-bicubic uint8 LR, as in evaluation (whole image, never a crop)."""
+    hr = modcrop(load_hr(path), scale)
+    if hr.shape[0] == 0 or hr.shape[1] == 0:
+        raise SubpixelError(f"{path} is smaller than the scale x{scale}")
+    return Pair(_chw(make_lr(hr, scale)), _chw(hr), f"{path.parent.name}/{path.name}")
+
+
+def load_pairs(paths: Sequence[Path], scale: int, workers: int | None = None) -> list[Pair]:
+    """:func:`load_pair` of every path, in order, decoded and downscaled on a few threads."""
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda p: load_pair(p, scale), paths))
+
+
+def _matches(path: Path, name: str) -> bool:
+    return name in (path.name, path.stem, f"{path.parent.name}/{path.name}", f"{path.parent.name}/{path.stem}")
+
+
+def split_images(folders: Sequence[Path], val_count: int = 0, val_names: Sequence[str] = ()) -> ImageSplit:
+    """All images of ``folders`` (in folder order, then by name) with a deterministic validation slice.
+
+    ``val_names`` (file name, stem, or ``folder/name``) picks the held-out images; otherwise
+    ``val_count`` images evenly spaced over the whole list are held out.
+    """
+    files = [p for folder in folders for p in dataset_images(folder)]
+    if val_names:
+        val = []
+        for name in val_names:
+            hits = [p for p in files if _matches(p, name)]
+            if len(hits) != 1:
+                why = "matches no training image" if not hits else f"is ambiguous ({len(hits)} images)"
+                raise SubpixelError(f"data.val_names: {name!r} {why}")
+            val.append(hits[0])
+    else:
+        if val_count >= len(files):
+            raise SubpixelError(f"data.val_count {val_count} leaves no training images (found {len(files)})")
+        val = [files[(2 * i + 1) * len(files) // (2 * val_count)] for i in range(val_count)]
+    held = set(val)
+    return ImageSplit([p for p in files if p not in held], val)
+
+
+def fingerprint(files: Sequence[Path]) -> str:
+    """SHA-256 over the list of ``folder/name`` entries and each file's bytes."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.parent.name}/{path.name}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()

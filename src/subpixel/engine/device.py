@@ -1,0 +1,35 @@
+"""Device and precision resolution shared by every runtime."""
+
+from __future__ import annotations
+
+import torch
+
+from subpixel.errors import SubpixelError
+
+__all__ = ["resolve_device", "PRECISIONS", "torch_dtype"]
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; an explicit unavailable device is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SubpixelError("--device cuda asked for, but no CUDA GPU is available")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SubpixelError("--device mps asked for, but MPS is not available")
+    return dev
+
+
+def torch_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a precision name (fp32, fp16, bf16)."""
+    try:
+        return PRECISIONS[precision]
+    except KeyError:
+        raise SubpixelError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}") from None

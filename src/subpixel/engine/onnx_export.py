@@ -1,0 +1,99 @@
+"""Export an :class:`SRNet` to ONNX (dynamic batch, height and width) and check it against PyTorch."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from subpixel.errors import SubpixelError
+from subpixel.models.base import SRNet
+from subpixel.models.interp import _Interpolation
+
+__all__ = ["ExportReport", "export_onnx", "DEFAULT_OPSET", "MIN_OPSET", "PARITY_TOLERANCE", "PARITY_SHAPES"]
+
+MIN_OPSET = 17
+DEFAULT_OPSET = 17
+PARITY_TOLERANCE = 1e-3
+# two batch sizes and two (odd, non-square) sizes, so a shape baked into the graph is caught
+PARITY_SHAPES = ((1, 3, 32, 48), (2, 3, 45, 27))
+INPUT_NAME, OUTPUT_NAME = "lr", "sr"
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What :func:`export_onnx` wrote and how closely ONNX Runtime matches eager PyTorch."""
+
+    path: str
+    opset: int
+    max_abs_error: float
+    tolerance: float
+    checked_shapes: list[list[int]]
+    input_name: str = INPUT_NAME
+    output_name: str = OUTPUT_NAME
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _max_abs_error(net: SRNet, path: Path) -> float:
+    """Largest |ONNX Runtime - PyTorch| over :data:`PARITY_SHAPES` (inf when outputs differ in shape)."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for shape in PARITY_SHAPES:
+        x = torch.rand(shape, generator=gen)
+        with torch.inference_mode():
+            ref = net(x).numpy()
+        (out,) = session.run(None, {INPUT_NAME: x.numpy()})
+        if out.shape != ref.shape:
+            return float("inf")
+        err = float(np.max(np.abs(out.astype(np.float64) - ref)))
+        worst = max(worst, err if np.isfinite(err) else float("inf"))
+    return worst
+
+
+def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET,
+                tolerance: float = PARITY_TOLERANCE) -> ExportReport:
+    """Write ``net`` (fp32, CPU copy; ``net`` itself is untouched) to ``path`` as ONNX.
+
+    Input ``lr`` ``(N, 3, H, W)`` and output ``sr`` ``(N, 3, sH, sW)`` have dynamic N, H and W. The
+    file is validated with ``onnx.checker`` and run by ONNX Runtime at two shapes; a max abs
+    error >= ``tolerance`` against eager PyTorch deletes it and raises :class:`SubpixelError`.
+    """
+    if isinstance(net, _Interpolation):
+        raise SubpixelError(f"{type(net).__name__.lower()} is interpolation, not a network: nothing to export")
+    if opset < MIN_OPSET:
+        raise SubpixelError(f"ONNX opset must be >= {MIN_OPSET}, got {opset}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = copy.deepcopy(net).to("cpu", torch.float32).to(memory_format=torch.contiguous_format).eval()
+    axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+            OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}}
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+            # dynamo=False: the torch.export-based exporter needs onnxscript and static-ish shapes
+            torch.onnx.export(model, (torch.rand(1, 3, 24, 24),), str(path), dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes,
+                              do_constant_folding=True)
+        onnx.checker.check_model(str(path))
+    except Exception as err:  # the exporter raises many types for unsupported operators
+        path.unlink(missing_ok=True)
+        raise SubpixelError(f"ONNX export of {type(net).__name__} failed: {err}") from err
+    try:
+        err = _max_abs_error(model, path)
+    except Exception as exc:  # ONNX Runtime's own exception types
+        path.unlink(missing_ok=True)
+        raise SubpixelError(f"ONNX Runtime cannot run the export of {type(net).__name__}: {exc}") from exc
+    if not err < tolerance:
+        path.unlink(missing_ok=True)
+        raise SubpixelError(f"ONNX export of {type(net).__name__} failed the parity check: max abs error "
+                            f"{err:.3g} vs eager PyTorch (must be < {tolerance:g})")
+    return ExportReport(str(path), opset, err, tolerance, [list(s) for s in PARITY_SHAPES])

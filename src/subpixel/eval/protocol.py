@@ -1,0 +1,160 @@
+"""The SR literature's evaluation protocols.
+
+``default`` (every network is scored with it): HR modcropped to a multiple of the scale (top-left
+kept); LR = MATLAB-bicubic ``imresize`` of the uint8 RGB image (rounded after each 1-D pass); the
+SR output clamped and rounded to uint8; PSNR/SSIM on the BT.601 Y channel (float, not rounded)
+with ``scale`` pixels shaved from each border; grayscale HR files are used as R=G=B. A set's figure
+is the mean over its images.
+
+``legacy-y`` (SRCNN-era, for interpolation baselines only): Y of the uint8 image rounded to an
+integer (a grayscale file used as is), bicubic down and up in float with the LR never quantized,
+the result rounded; this is how published bicubic rows were made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from subpixel.errors import SubpixelError
+from subpixel.eval.datasets import dataset_images, resolve_dataset
+from subpixel.eval.metrics import psnr, shave, ssim
+from subpixel.models.interp import _Interpolation
+from subpixel.ops.color import rgb_to_y
+from subpixel.ops.resize import imresize_np
+from subpixel.upscaler import Upscaler
+
+__all__ = ["PROTOCOLS", "ImageScore", "SetResult", "modcrop", "make_lr", "load_hr", "score", "evaluate",
+           "self_ensemble"]
+
+PROTOCOLS = ("default", "legacy-y")
+
+
+@dataclass
+class ImageScore:
+    """One image's figures."""
+
+    name: str
+    psnr: float
+    ssim: float
+
+
+@dataclass
+class SetResult:
+    """A set's figures: the means and the per-image scores."""
+
+    dataset: str
+    scale: int
+    model: str
+    protocol: str
+    channel: str
+    psnr: float
+    ssim: float
+    images: list[ImageScore] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
+    """Crop the bottom/right so both sides are multiples of ``scale``."""
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
+def load_hr(path: Path) -> np.ndarray:
+    """HR image as uint8 RGB (grayscale replicated to three channels)."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError as err:
+        raise SubpixelError(f"cannot read {path}: {err}") from None
+
+
+def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
+    """The field's LR image: MATLAB-bicubic ``imresize(hr, 1/scale)`` of the uint8 image."""
+    return imresize_np(hr, scale=1.0 / scale)
+
+
+def score(sr: np.ndarray, hr: np.ndarray, scale: int, channel: str = "y") -> tuple[float, float]:
+    """PSNR/SSIM of uint8 ``sr`` against ``hr`` on Y (default) or RGB, ``scale`` pixels shaved."""
+    if sr.shape != hr.shape:
+        raise SubpixelError(f"SR shape {sr.shape} differs from HR shape {hr.shape}")
+    if channel == "y":
+        a, b = shave(rgb_to_y(sr), scale), shave(rgb_to_y(hr), scale)
+    elif channel == "rgb":
+        a, b = shave(sr.astype(np.float64), scale), shave(hr.astype(np.float64), scale)
+    else:
+        raise ValueError(f"channel must be 'y' or 'rgb', not {channel!r}")
+    return psnr(a, b), ssim(a, b)
+
+
+def self_ensemble(upscale: Callable[[np.ndarray], np.ndarray], lr: np.ndarray) -> np.ndarray:
+    """x8 geometric self-ensemble: mean of the outputs over flips and 90-degree rotations."""
+    acc = None
+    for k in range(4):
+        for flip in (False, True):
+            x = np.rot90(lr, k)
+            x = x[:, ::-1] if flip else x
+            y = upscale(np.ascontiguousarray(x)).astype(np.float64)
+            y = y[:, ::-1] if flip else y
+            y = np.rot90(y, -k)
+            acc = y if acc is None else acc + y
+    assert acc is not None
+    return np.floor(np.clip(acc / 8, 0, 255) + 0.5).astype(np.uint8)
+
+
+def _legacy_y_pair(path: Path, scale: int, kernel: str) -> tuple[np.ndarray, np.ndarray]:
+    with Image.open(path) as im:
+        if im.mode == "L":
+            y = np.asarray(im).astype(np.float64)
+        else:
+            y = np.floor(rgb_to_y(np.asarray(im.convert("RGB"))) + 0.5)
+    y = modcrop(y, scale)
+    lr = imresize_np(y / 255.0, scale=1.0 / scale)
+    sr = imresize_np(lr, scale=float(scale), kernel=kernel)
+    return np.floor(np.clip(sr * 255.0, 0, 255) + 0.5), y
+
+
+def evaluate(
+    model: Upscaler,
+    data: str | Path,
+    protocol: str = "default",
+    channel: str = "y",
+    ensemble: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> SetResult:
+    """Score ``model`` on a benchmark set (a folder of HR images or a standard set name)."""
+    if protocol not in PROTOCOLS:
+        raise SubpixelError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    legacy = protocol == "legacy-y"
+    if legacy and not isinstance(model.net, _Interpolation):
+        raise SubpixelError("--protocol legacy-y reproduces published interpolation rows; "
+                            "networks are scored with the default protocol")
+    if legacy and (channel != "y" or ensemble):
+        raise SubpixelError("--protocol legacy-y is Y-only and has no self-ensemble")
+    folder = resolve_dataset(data)
+    s = model.scale
+    scores = []
+    for path in dataset_images(folder):
+        if legacy:
+            sr, hr_y = _legacy_y_pair(path, s, model.net.kernel)
+            a, b = shave(sr, s), shave(hr_y, s)
+            p, q = psnr(a, b), ssim(a, b)
+        else:
+            hr = modcrop(load_hr(path), s)
+            lr = make_lr(hr, s)
+            sr = self_ensemble(model.upscale, lr) if ensemble else model.upscale(lr)
+            p, q = score(sr, hr, s, channel)
+        scores.append(ImageScore(path.stem, p, q))
+        if progress is not None:
+            progress(path.stem)
+    return SetResult(
+        dataset=folder.name, scale=s, model=model.name, protocol=protocol, channel=channel,
+        psnr=float(np.mean([x.psnr for x in scores])), ssim=float(np.mean([x.ssim for x in scores])),
+        images=scores,
+    )

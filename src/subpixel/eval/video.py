@@ -1,0 +1,289 @@
+"""Video SR evaluation (Vid4 protocol) with a temporal-consistency measure.
+
+Protocol: every frame of every clip (a folder of HR frames, sorted by name) is modcropped, and
+degraded as the image protocol does it (BI: MATLAB-bicubic ``imresize(hr, 1/scale)`` of the
+uint8 frame, uint8). The SR frame is clamped and rounded to uint8 and scored on BT.601 Y (float)
+with ``scale`` pixels shaved: Y-PSNR/SSIM per frame, a clip's figure is its frame mean, and the
+set's figures are both the mean of clip means and the mean over all frames.
+
+Temporal consistency is the warping error: optical flow is estimated on the *ground-truth*
+frames (OpenCV Farneback, both directions), ``SR_{t-1}`` is warped onto frame ``t`` with the
+backward flow and the mean absolute Y difference to ``SR_t`` (0-255 scale) is taken over the
+pixels whose flow passes the forward-backward check and lands inside the frame. It is averaged
+over frames (``t >= 1``) and clips, and reported for the ground truth itself, whose error is the
+floor set by flow errors, occlusions and lighting changes the check misses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from subpixel.errors import SubpixelError
+from subpixel.eval.datasets import dataset_images, resolve_dataset
+from subpixel.eval.metrics import psnr, shave, ssim
+from subpixel.eval.protocol import load_hr, make_lr, modcrop
+from subpixel.ops.color import rgb_to_y
+from subpixel.upscaler import Upscaler
+
+__all__ = ["ClipScore", "VideoResult", "evaluate_video", "evaluate_vid4", "format_video_report",
+           "farneback_flow", "consistent_mask", "warping_error"]
+
+
+class _Processor(Protocol):
+    def process(self, batch: torch.Tensor) -> torch.Tensor: ...
+
+    def reset(self) -> None: ...
+
+
+Model = Upscaler | _Processor | Callable[[], _Processor]
+
+
+@dataclass
+class ClipScore:
+    """One clip's figures (``warp_error*`` are None when temporal consistency was not measured)."""
+
+    name: str
+    frames: int
+    psnr: float
+    ssim: float
+    warp_error: float | None
+    warp_error_gt: float | None
+    psnr_frames: list[float] = field(default_factory=list)
+    ssim_frames: list[float] = field(default_factory=list)
+
+
+@dataclass
+class VideoResult:
+    """A video set's figures: means of clip means, means over all frames, and per-clip scores."""
+
+    dataset: str
+    scale: int
+    model: str
+    clips: list[ClipScore]
+
+    @property
+    def frames(self) -> int:
+        return sum(c.frames for c in self.clips)
+
+    @property
+    def psnr(self) -> float:
+        return float(np.mean([c.psnr for c in self.clips]))
+
+    @property
+    def ssim(self) -> float:
+        return float(np.mean([c.ssim for c in self.clips]))
+
+    @property
+    def psnr_all_frames(self) -> float:
+        return float(np.mean([p for c in self.clips for p in c.psnr_frames]))
+
+    @property
+    def ssim_all_frames(self) -> float:
+        return float(np.mean([q for c in self.clips for q in c.ssim_frames]))
+
+    @property
+    def warp_error(self) -> float | None:
+        vals = [c.warp_error for c in self.clips]
+        return None if any(v is None for v in vals) else float(np.mean(vals))
+
+    @property
+    def warp_error_gt(self) -> float | None:
+        vals = [c.warp_error_gt for c in self.clips]
+        return None if any(v is None for v in vals) else float(np.mean(vals))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("frames", "psnr", "ssim", "psnr_all_frames", "ssim_all_frames", "warp_error", "warp_error_gt"):
+            out[key] = getattr(self, key)
+        return out
+
+
+# -- temporal consistency ----------------------------------------------------------------------
+def _cv2() -> Any:
+    try:
+        import cv2
+    except ImportError:
+        raise SubpixelError("the warping error needs OpenCV: pip install 'subpixel[bench]' "
+                            "(or evaluate with temporal=False)") from None
+    return cv2
+
+
+def farneback_flow(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Dense flow ``(H, W, 2)`` (x, y) with ``src(p) ~ dst(p + flow(p))``, on uint8 grey frames."""
+    cv2 = _cv2()
+    return cv2.calcOpticalFlowFarneback(src, dst, None, pyr_scale=0.5, levels=5, winsize=15, iterations=3,
+                                        poly_n=5, poly_sigma=1.2, flags=0)
+
+
+def _sample(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Bilinear sample of ``img`` at ``p + flow(p)`` (border replicated)."""
+    cv2 = _cv2()
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def consistent_mask(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    """Pixels of frame ``t`` whose flow to ``t-1`` lands inside it and is undone by the flow back.
+
+    ``backward``: flow ``t -> t-1``; ``forward``: flow ``t-1 -> t``. Check of Sundaram et al.:
+    ``|b + f(p + b)|^2 <= 0.01 (|b|^2 + |f(p + b)|^2) + 0.5``.
+    """
+    h, w = backward.shape[:2]
+    f_at = _sample(np.ascontiguousarray(forward), backward)
+    gx, gy = np.meshgrid(np.arange(w), np.arange(h))
+    x, y = gx + backward[..., 0], gy + backward[..., 1]
+    inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    err = np.sum((backward + f_at) ** 2, axis=-1)
+    bound = 0.01 * (np.sum(backward**2, axis=-1) + np.sum(f_at**2, axis=-1)) + 0.5
+    return inside & (err <= bound)
+
+
+def warping_error(prev: np.ndarray, cur: np.ndarray, backward: np.ndarray, mask: np.ndarray,
+                  border: int = 0) -> float | None:
+    """Mean ``|cur - warp(prev, backward)|`` over ``mask`` with ``border`` pixels shaved (None: empty)."""
+    kept = shave(mask, border)
+    if not kept.any():
+        return None
+    diff = np.abs(cur.astype(np.float32) - _sample(prev.astype(np.float32), backward))
+    return float(shave(diff, border)[kept].mean())
+
+
+# -- running models ----------------------------------------------------------------------------
+class _Runner:
+    """Feeds uint8 ``(H, W, 3)`` LR frames to an upscaler or a processor; ``start()`` begins a clip."""
+
+    def __init__(self, model: Model) -> None:
+        if not (isinstance(model, Upscaler) or hasattr(model, "process") or callable(model)):
+            raise TypeError(f"cannot evaluate a {type(model).__name__}: need an Upscaler, a frame processor "
+                            "or a factory of processors")
+        self.model = model
+        self.processor: _Processor | None = None
+
+    @property
+    def name(self) -> str:
+        named = self.processor if self.processor is not None else self.model
+        return str(getattr(named, "name", None) or type(named).__name__)
+
+    def start(self) -> None:
+        if isinstance(self.model, Upscaler):
+            return
+        if hasattr(self.model, "process"):
+            self.processor = self.model  # type: ignore[assignment]
+            self.processor.reset()
+        else:
+            self.processor = self.model()  # type: ignore[operator]
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        if isinstance(self.model, Upscaler):
+            return self.model.upscale(lr)
+        assert self.processor is not None
+        x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255.0
+        with torch.inference_mode():
+            out = self.processor.process(x)
+        out = torch.floor(out[0].float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
+        return out.permute(1, 2, 0).cpu().numpy()
+
+
+def _clip_folders(root: Path, clips: list[str] | None) -> list[Path]:
+    folders = [root / c for c in clips] if clips else sorted(p for p in root.iterdir() if p.is_dir())
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        raise SubpixelError(f"clip folders not found: {', '.join(missing)}")
+    if not folders:
+        raise SubpixelError(f"no clip folders in {root}")
+    return folders
+
+
+def _score_clip(folder: Path, run: Callable[[np.ndarray], np.ndarray], scale: int, temporal: bool,
+                bar: tqdm) -> ClipScore:
+    psnrs, ssims, warp_sr, warp_gt = [], [], [], []
+    prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # grey GT, Y of GT, Y of SR
+    for path in dataset_images(folder):
+        hr = modcrop(load_hr(path), scale)
+        sr = run(make_lr(hr, scale))
+        if sr.shape != hr.shape:
+            raise SubpixelError(f"SR frame shape {sr.shape} differs from HR {hr.shape} ({path})")
+        y_hr, y_sr = rgb_to_y(hr), rgb_to_y(sr)
+        a, b = shave(y_sr, scale), shave(y_hr, scale)
+        psnrs.append(psnr(a, b))
+        ssims.append(ssim(a, b))
+        grey = np.floor(y_hr + 0.5).astype(np.uint8)
+        if temporal and prev is not None:
+            backward, forward = farneback_flow(grey, prev[0]), farneback_flow(prev[0], grey)
+            mask = consistent_mask(backward, forward)
+            for store, before, now in ((warp_sr, prev[2], y_sr), (warp_gt, prev[1], y_hr)):
+                err = warping_error(before, now, backward, mask, scale)
+                if err is not None:
+                    store.append(err)
+        prev = (grey, y_hr, y_sr)
+        bar.update(1)
+    return ClipScore(
+        name=folder.name, frames=len(psnrs), psnr=float(np.mean(psnrs)), ssim=float(np.mean(ssims)),
+        warp_error=float(np.mean(warp_sr)) if temporal and warp_sr else None,
+        warp_error_gt=float(np.mean(warp_gt)) if temporal and warp_gt else None,
+        psnr_frames=psnrs, ssim_frames=ssims,
+    )
+
+
+def evaluate_video(model: Model, root: str | Path, scale: int = 4, clips: list[str] | None = None,
+                   temporal: bool = True, name: str | None = None, progress: bool = True) -> VideoResult:
+    """Score ``model`` on every frame of the clip folders under ``root`` (see the module docstring).
+
+    ``model``: an :class:`Upscaler` (frame by frame), a frame processor (``process(batch)`` and
+    ``reset()``, reset at each clip) or a zero-argument factory returning a fresh processor per
+    clip. Frames are fed one at a time, in order.
+    """
+    if isinstance(model, Upscaler) and model.scale != scale:
+        raise SubpixelError(f"model is x{model.scale}, evaluation asked for x{scale}")
+    if temporal:
+        _cv2()
+    root = Path(root)
+    folders = _clip_folders(root, clips)
+    run = _Runner(model)
+    total = sum(len(dataset_images(f)) for f in folders)
+    scores = []
+    with tqdm(total=total, desc=f"{root.name} x{scale}", unit="frame", disable=not progress) as bar:
+        for folder in folders:
+            run.start()
+            scores.append(_score_clip(folder, run, scale, temporal, bar))
+    return VideoResult(dataset=root.name, scale=scale, model=name or run.name, clips=scores)
+
+
+def evaluate_vid4(model: Model, root: str | Path | None = None, scale: int = 4, **kwargs: Any) -> VideoResult:
+    """:func:`evaluate_video` on Vid4 (calendar, city, foliage, walk); ``root`` defaults to the
+    ``video/Vid4`` folder of the shared data."""
+    return evaluate_video(model, resolve_dataset("Vid4") if root is None else root, scale, **kwargs)
+
+
+def _num(v: float | None, digits: int) -> str:
+    if v is None:
+        return "—"
+    return "inf" if math.isinf(v) else f"{v:.{digits}f}"
+
+
+def format_video_report(result: VideoResult) -> str:
+    """A markdown table of a :class:`VideoResult`."""
+    lines = [
+        f"**{result.dataset} x{result.scale}: {result.model}** (Y-PSNR/SSIM, {result.scale} px shaved; "
+        "warping error: mean |ΔY| of consecutive outputs under ground-truth flow, lower is smoother)",
+        "",
+        "| clip | frames | PSNR (dB) | SSIM | warping error | GT warping error |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for c in result.clips:
+        lines.append(f"| {c.name} | {c.frames} | {_num(c.psnr, 2)} | {_num(c.ssim, 4)} | "
+                     f"{_num(c.warp_error, 3)} | {_num(c.warp_error_gt, 3)} |")
+    lines.append(f"| **mean of clips** | {result.frames} | {_num(result.psnr, 2)} | {_num(result.ssim, 4)} | "
+                 f"{_num(result.warp_error, 3)} | {_num(result.warp_error_gt, 3)} |")
+    lines.append(f"| **all frames** | {result.frames} | {_num(result.psnr_all_frames, 2)} | "
+                 f"{_num(result.ssim_all_frames, 4)} | — | — |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,570 @@
+"""Still images: read and write PNG, JPEG, WebP, TIFF and BMP as HxWxC numpy arrays.
+
+Reading applies EXIF orientation, keeps 8/16-bit depth and grayscale, and refuses
+decompression bombs; writing is atomic and carries ICC profile and EXIF across.
+
+Pillow does the work, except for 16-bit colour (RGB, RGBA, grey plus alpha), which Pillow
+decodes at 8 bits and cannot write: PNG goes through pypng and TIFF through tifffile. Written
+16-bit colour TIFF keeps the ICC profile and descriptive tags but not the EXIF/GPS sub-IFDs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import threading
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import png
+import tifffile
+from numpy.typing import DTypeLike
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from subpixel.errors import SubpixelError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "SUPPORTED_EXTENSIONS",
+    "ImageData",
+    "ImageReadError",
+    "ImageTooLargeError",
+    "ImageWriteError",
+    "OutputExistsError",
+    "OutputTooLargeError",
+    "check_output_size",
+    "from_float",
+    "is_image_path",
+    "merge_alpha",
+    "read_image",
+    "split_alpha",
+    "to_float",
+    "write_image",
+]
+
+DEFAULT_MAX_PIXELS = 178_956_970
+"""Default read limit in pixels: Pillow's own hard decompression-bomb limit (about 179 MP)."""
+
+_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+}
+SUPPORTED_EXTENSIONS = frozenset(_FORMATS)
+"""Lower-case file extensions (with the dot) that can be read and written."""
+
+_READ_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
+_SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
+_METADATA_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "TIFF"})
+_ALPHA_FORMATS = frozenset({"PNG", "WEBP", "TIFF"})  # Pillow writes BMP alpha that readers ignore
+# Largest width or height each encoder accepts; JPEG is 65500 in libjpeg, not 65535.
+_MAX_SIDE = {"WEBP": 16383, "JPEG": 65500, "PNG": 2**31 - 1, "BMP": 2**31 - 1}
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+_ORIENTATION = ExifTags.Base.Orientation
+# EXIF orientation -> the numpy equivalent of the transpose ImageOps.exif_transpose applies.
+_ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],  # FLIP_LEFT_RIGHT
+    3: lambda a: a[::-1, ::-1],  # ROTATE_180
+    4: lambda a: a[::-1],  # FLIP_TOP_BOTTOM
+    5: lambda a: a.transpose(1, 0, 2),  # TRANSPOSE
+    6: lambda a: np.rot90(a, -1),  # ROTATE_270
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],  # TRANSVERSE
+    8: lambda a: np.rot90(a, 1),  # ROTATE_90
+}
+_PNG_COLOUR_TYPES = frozenset({2, 4, 6})  # RGB, grey + alpha, RGBA: what Pillow reads at 8 bits
+_PNG_EXIF_PREFIX = b"Exif\x00\x00"  # Pillow's EXIF bytes start with this; an eXIf chunk does not
+# A TIFF's "EXIF" is its whole header; only these descriptive IFD0 tags are carried over.
+_TIFF_EXIF_TAGS = frozenset(
+    {
+        ExifTags.Base.ImageDescription,
+        ExifTags.Base.Make,
+        ExifTags.Base.Model,
+        ExifTags.Base.Software,
+        ExifTags.Base.DateTime,
+        ExifTags.Base.Artist,
+        ExifTags.Base.Copyright,
+        ExifTags.IFD.Exif,
+        ExifTags.IFD.GPSInfo,
+    }
+)
+
+# IFD0 tags of ``like.exif`` written to 16-bit colour TIFF (tifffile cannot write the EXIF/GPS sub-IFDs).
+_TIFF16_ASCII_TAGS = frozenset(_TIFF_EXIF_TAGS - {ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo})
+
+# Pillow's bomb limit and truncation flag are module globals: swap them only under this lock.
+_PILLOW_GLOBALS_LOCK = threading.Lock()
+
+
+class ImageReadError(SubpixelError):
+    """An input image is missing, not an image, truncated, empty or undecodable."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """An input image has more pixels than the read limit (decompression-bomb guard)."""
+
+
+class ImageWriteError(SubpixelError):
+    """An output image cannot be written (unsupported extension, encoder or disk failure)."""
+
+
+class OutputExistsError(ImageWriteError):
+    """The output file exists and overwriting was not requested."""
+
+
+class OutputTooLargeError(ImageWriteError):
+    """The output dimensions exceed what the output format can store."""
+
+
+@dataclass
+class ImageData:
+    """Decoded pixels plus what is needed to write them back faithfully.
+
+    ``pixels`` is HxWxC (C = 1, 3 or 4) uint8 or uint16. ``mode_hint`` ('L', 'RGB' or 'RGBA')
+    records the source layout, so an output passed ``like=`` this is written back as
+    grayscale even if the pixels were expanded to RGB for processing.
+    """
+
+    pixels: np.ndarray
+    mode_hint: str
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    format: str | None = None
+    path: Path | None = None
+
+    @property
+    def bit_depth(self) -> int:
+        """Bits per channel: 8 or 16."""
+        return 8 * self.pixels.dtype.itemsize
+
+    @property
+    def has_alpha(self) -> bool:
+        """Whether the source had an alpha channel (or transparency)."""
+        return self.mode_hint == "RGBA"
+
+    @property
+    def width(self) -> int:
+        """Width in pixels."""
+        return self.pixels.shape[1]
+
+    @property
+    def height(self) -> int:
+        """Height in pixels."""
+        return self.pixels.shape[0]
+
+
+def is_image_path(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a supported image by its extension (hidden files excluded).
+
+    Looks at the name only; the file system is not touched.
+    """
+    p = Path(path)
+    return p.suffix.lower() in SUPPORTED_EXTENSIONS and not p.name.startswith(".")
+
+
+@contextmanager
+def _pillow_guard(max_pixels: int | None) -> Iterator[None]:
+    """Make Pillow enforce ``max_pixels`` (as an error, never a warning) and refuse truncation."""
+    with _PILLOW_GLOBALS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = max_pixels, False
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageData:
+    """Read an image as HxWxC uint8/uint16 with EXIF orientation applied.
+
+    Grayscale ('1', 'L', 16-bit 'I;16', 32-bit 'I' clipped to 16 bits) stays one channel;
+    anything with alpha or transparency (palette, 'LA', ...) becomes RGBA; other modes
+    (palette, CMYK, YCbCr, ...) become RGB. An ICC profile that no longer matches the
+    converted colours (e.g. a CMYK profile) is dropped. The returned EXIF has orientation 1.
+
+    8-bit images stay uint8 and 16-bit PNG and TIFF stay uint16, colour included: 16-bit RGB,
+    RGBA and grey-plus-alpha PNG are decoded with pypng and 16-bit RGB/RGBA TIFF with tifffile,
+    with the same orientation, ICC, EXIF and size-limit handling. pypng is pure Python: PNG
+    written with row filters (as most encoders do) decodes at only a few seconds per megapixel.
+    A 16-bit colour TIFF whose compression tifffile can decode only with the optional
+    ``imagecodecs`` package (LZW, JPEG, ...) is decoded by Pillow at 8 bits instead, with a
+    warning. 16-bit signed, CMYK or YCbCr TIFF is read by Pillow as before.
+
+    Images with more than ``max_pixels`` pixels raise :class:`ImageTooLargeError` (checked
+    from the header, before decoding); ``max_pixels=None`` disables the limit. Reading holds a
+    module lock while decoding, because Pillow's limits are process-wide settings.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
+    if max_pixels is not None and max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive or None, got {max_pixels}")
+    try:
+        with _pillow_guard(max_pixels), Image.open(path, formats=_READ_FORMATS) as im:
+            if im.mode == "F":
+                raise ImageReadError(f"{path}: floating-point images are not supported")
+            wide = _read_16bit_colour(im, path)
+            if wide is None:
+                im.load()
+                ImageOps.exif_transpose(im, in_place=True)
+                exif = im.getexif()
+                pixels, mode_hint = _to_array(im)
+            else:
+                pixels, mode_hint = wide
+                exif = _header_exif(im, path)
+                orientation = exif.get(_ORIENTATION, 1)
+                if orientation in _ORIENT:  # as exif_transpose: transpose, then drop the tag
+                    pixels = np.ascontiguousarray(_ORIENT[orientation](pixels))
+                    del exif[_ORIENTATION]
+            if im.format == "TIFF":
+                exif = _descriptive_tiff_exif(exif)
+            if exif:
+                exif[_ORIENTATION] = 1
+            return ImageData(
+                pixels=pixels,
+                mode_hint=mode_hint,
+                icc_profile=_matching_icc(im.info.get("icc_profile"), pixels.shape[2]),
+                exif=exif.tobytes() if exif else None,
+                format=im.format,
+                path=path,
+            )
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise ImageTooLargeError(
+            f"{path}: image is over the limit of {max_pixels:,} pixels (decompression-bomb guard); "
+            "pass a larger max_pixels, or max_pixels=None to disable it (CLI: --max-pixels)"
+        ) from e
+    except UnidentifiedImageError as e:
+        raise ImageReadError(
+            f"{path}: not a PNG, JPEG, WebP, TIFF or BMP image, or its header is damaged or gives zero size"
+        ) from e
+    except (OSError, SyntaxError, ValueError, EOFError, png.Error, zlib.error) as e:
+        raise ImageReadError(f"{path}: cannot decode image ({e})") from e
+
+
+def _read_16bit_colour(im: ImageFile.ImageFile, path: Path) -> tuple[np.ndarray, str] | None:
+    """HxWxC uint16 pixels and mode hint of a 16-bit colour PNG or TIFF, not yet oriented.
+
+    None for everything Pillow decodes at full depth itself (8-bit, 16-bit grayscale, ...).
+    Pillow has opened ``im`` and so checked its size against the limit; nothing is decoded yet.
+    """
+    if im.format == "PNG":
+        with open(path, "rb") as f:  # IHDR is the first chunk: bit depth at byte 24, colour type at 25
+            header = f.read(26)
+        if len(header) == 26 and header[24] == 16 and header[25] in _PNG_COLOUR_TYPES:
+            return _read_png16(path, im.size)
+    elif im.format == "TIFF" and im.mode in ("RGB", "RGBX", "RGBA"):
+        tags = im.tag_v2
+        if (
+            set(tags.get(258, ())) == {16}  # BitsPerSample
+            and tags.get(262) == 2  # PhotometricInterpretation: RGB
+            and set(tags.get(339, (1,))) == {1}  # SampleFormat: unsigned
+        ):
+            return _read_tiff16(path, im)
+    return None
+
+
+def _read_png16(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """A 16-bit RGB, RGBA or grey + alpha PNG, decoded with pypng (sBIT is ignored, as by Pillow)."""
+    with open(path, "rb") as f:
+        width, height, rows, info = png.Reader(file=f).read()
+        if (width, height) != size:
+            raise ImageReadError(f"{path}: PNG header size changed while reading")
+        planes = info["planes"]
+        pixels = np.empty((height, width * planes), np.uint16)
+        count = 0
+        for row in itertools.islice(rows, height):  # array('H') rows in native byte order
+            pixels[count] = np.frombuffer(row, np.uint16)
+            count += 1
+        if count != height:
+            raise ImageReadError(f"{path}: cannot decode image (pixel data has {count} of {height} rows)")
+    pixels = pixels.reshape(height, width, planes)
+    if planes == 2:  # grey + alpha becomes RGBA, as 'LA' does
+        return np.concatenate([np.repeat(pixels[..., :1], 3, axis=2), pixels[..., 1:]], axis=2), "RGBA"
+    if planes == 3 and "transparent" in info:  # tRNS: one fully transparent colour
+        opaque = np.any(pixels != np.array(info["transparent"], np.uint16), axis=2, keepdims=True)
+        return np.concatenate([pixels, opaque.astype(np.uint16) * np.uint16(65535)], axis=2), "RGBA"
+    return pixels, "RGBA" if planes == 4 else "RGB"
+
+
+def _read_tiff16(path: Path, im: ImageFile.ImageFile) -> tuple[np.ndarray, str] | None:
+    """The first page of a 16-bit RGB(A) TIFF, decoded with tifffile; None if it needs imagecodecs."""
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        if page.compression not in tifffile.TIFF.DECOMPRESSORS:
+            warnings.warn(
+                f"{path}: decoding this 16-bit TIFF at 8 bits: its {page.compression.name} compression "
+                "needs the 'imagecodecs' package (pip install imagecodecs) to keep 16 bits",
+                stacklevel=4,
+            )
+            return None
+        pixels = page.asarray()
+        if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
+            pixels = np.moveaxis(pixels, 0, -1)
+        premultiplied = page.extrasamples[:1] == (tifffile.EXTRASAMPLE.ASSOCALPHA,)
+    channels = 3 if im.mode in ("RGB", "RGBX") else 4  # Pillow's reading of ExtraSamples
+    # Pillow gives a TIFF's size after orientation: 5 to 8 swap width and height.
+    stored = (im.width, im.height) if im.tag_v2.get(_ORIENTATION) in (5, 6, 7, 8) else (im.height, im.width)
+    if pixels.ndim != 3 or pixels.shape[:2] != stored or pixels.shape[2] < channels:
+        raise ImageReadError(f"{path}: unexpected 16-bit TIFF layout {pixels.shape} for {im.size}")
+    pixels = np.ascontiguousarray(pixels[..., :channels], dtype=np.uint16)
+    if channels == 4 and premultiplied:  # associated alpha: un-premultiply, as Pillow does
+        pixels = _unpremultiply_u16(pixels)
+    return pixels, "RGBA" if channels == 4 else "RGB"
+
+
+def _header_exif(im: ImageFile.ImageFile, path: Path) -> Image.Exif:
+    """``im.getexif()`` without decoding the pixels (for images decoded by pypng or tifffile)."""
+    if im.format != "PNG":
+        return im.getexif()  # a TIFF's EXIF is its header
+    if "exif" not in im.info:
+        # Pillow finds an eXIf chunk after the pixel data only while decoding them; look for it here.
+        with open(path, "rb") as f:
+            found = next((data for kind, data in png.Reader(file=f).chunks() if kind == b"eXIf"), None)
+        if found is not None:
+            im.info["exif"] = _PNG_EXIF_PREFIX + found
+    return Image.Image.getexif(im)  # the base method: PngImageFile's would decode the pixels first
+
+
+def _descriptive_tiff_exif(tags: Image.Exif) -> Image.Exif:
+    """The descriptive tags and EXIF/GPS sub-IFDs of a TIFF header, without layout tags."""
+    kept = Image.Exif()
+    for tag in _TIFF_EXIF_TAGS & tags.keys():
+        kept[tag] = tags.get_ifd(tag) if tag in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo) else tags[tag]
+    return kept
+
+
+def _to_array(im: Image.Image) -> tuple[np.ndarray, str]:
+    """Pixels of ``im`` as HxWxC uint8/uint16 and the matching mode hint."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        return np.clip(np.asarray(im), 0, 65535).astype(np.uint16)[..., None], "L"
+    has_alpha = im.mode in _ALPHA_MODES or "transparency" in im.info
+    if im.mode in ("1", "L") and not has_alpha:
+        return np.array(im.convert("L"))[..., None], "L"
+    mode = "RGBA" if has_alpha else "RGB"
+    return np.array(im.convert(mode)), mode
+
+
+def _matching_icc(icc: bytes | None, channels: int) -> bytes | None:
+    """``icc`` if its colour space (header bytes 16-20) fits ``channels``, else None."""
+    space = b"GRAY" if channels == 1 else b"RGB "
+    return icc if icc and icc[16:20] == space else None
+
+
+def _output_format(path: Path | None, format: str | None) -> str:
+    """Pillow format name from an explicit ``format`` (e.g. 'png', '.jpg') or ``path``'s extension."""
+    key = f".{format.lower().lstrip('.')}" if format else (path.suffix.lower() if path else "")
+    if key not in _FORMATS:
+        supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+        raise ImageWriteError(f"{format or path}: unsupported output format (use one of {supported})")
+    return _FORMATS[key]
+
+
+def check_output_size(path_or_format: str | os.PathLike[str], width: int, height: int) -> None:
+    """Raise :class:`OutputTooLargeError` if the format cannot store a ``width`` x ``height`` image.
+
+    ``path_or_format`` is an output path or a format name such as 'webp'. Limits per side:
+    WebP 16383, JPEG 65500, PNG and BMP 2**31 - 1; TIFF is not limited here. Call this
+    before upscaling so the error comes before any work.
+    """
+    text = os.fspath(path_or_format)
+    is_name = f".{text.lower().lstrip('.')}" in _FORMATS
+    fmt = _output_format(None, text) if is_name else _output_format(Path(text), None)
+    limit = _MAX_SIDE.get(fmt)
+    if limit is not None and max(width, height) > limit:
+        raise OutputTooLargeError(
+            f"{text}: {width}x{height} is too large for {fmt} (at most {limit} pixels per side); "
+            "use PNG or TIFF or a smaller scale"
+        )
+
+
+def write_image(
+    path: str | os.PathLike[str],
+    pixels: np.ndarray,
+    *,
+    like: ImageData | None = None,
+    format: str | None = None,
+    quality: int = 95,
+    overwrite: bool = False,
+) -> Path:
+    """Write HxWxC (or HxW) uint8/uint16 ``pixels`` atomically and return the path.
+
+    The format comes from ``format`` or the extension. ``like`` supplies the ICC profile and
+    EXIF (copied for PNG, JPEG, WebP and TIFF) and, when its ``mode_hint`` is 'L', turns 3-channel
+    pixels back into grayscale (BT.601 luma). uint16 is written as 16-bit to PNG and TIFF, grayscale
+    and colour alike, and converted to 8-bit for JPEG, WebP and BMP. 16-bit colour is written by
+    pypng (PNG, unfiltered, so larger than Pillow's files; ICC profile and EXIF are carried) and
+    tifffile (uncompressed TIFF; the ICC profile, orientation and the descriptive IFD0 tags such as
+    Make, Model, Artist, Copyright and DateTime are carried, the EXIF and GPS sub-IFDs are not).
+    ``quality`` applies to JPEG (written without chroma subsampling) and WebP. The file is written
+    to a temporary file in the same folder and moved into place, so on failure an existing file is
+    untouched.
+
+    Raises :class:`OutputExistsError` if the file exists and ``overwrite`` is false,
+    :class:`OutputTooLargeError` if the format cannot hold the size, and :class:`ImageWriteError`
+    for an unsupported format, alpha in JPEG or BMP, or a failed write.
+    """
+    path = Path(path)
+    fmt = _output_format(path, format)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3, 4) or pixels.dtype not in (np.uint8, np.uint16):
+        raise ValueError(
+            f"expected HxWxC uint8/uint16 pixels with C in (1, 3, 4), got {pixels.shape} {pixels.dtype}"
+            " (use from_float for float arrays)"
+        )
+    if like is not None and like.mode_hint == "L" and pixels.shape[2] == 3:
+        pixels = _luma(pixels)
+    check_output_size(path if format is None else fmt, pixels.shape[1], pixels.shape[0])
+    if not overwrite and path.exists():
+        raise OutputExistsError(f"{path}: already exists (pass overwrite=True to replace it)")
+    if pixels.shape[2] == 4 and fmt not in _ALPHA_FORMATS:
+        raise ImageWriteError(f"{path}: {fmt} cannot store alpha; write PNG, WebP or TIFF instead")
+
+    if pixels.dtype == np.uint16 and fmt not in _SIXTEEN_BIT_FORMATS:
+        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if fmt == "WEBP" and pixels.shape[2] == 1:  # WebP has no grayscale; a gray ICC profile would not fit
+        pixels = np.repeat(pixels, 3, axis=2)
+    icc = exif = None
+    if like is not None and fmt in _METADATA_FORMATS:
+        icc = _matching_icc(like.icc_profile, pixels.shape[2])
+        exif = like.exif or None
+
+    if pixels.dtype == np.uint16 and pixels.shape[2] > 1:  # 16-bit colour: Pillow would drop to 8 bits
+        write16 = _write_png16 if fmt == "PNG" else _write_tiff16
+        _atomic_save(path, lambda f: write16(f, pixels, icc, exif))
+        return path
+
+    im = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+    params: dict[str, object] = {}
+    if fmt in ("JPEG", "WEBP"):
+        params["quality"] = quality
+    if fmt == "JPEG":
+        params["subsampling"] = 0
+    if icc:
+        params["icc_profile"] = icc
+    if exif:
+        params["exif"] = exif
+    _atomic_save(path, lambda f: im.save(f, format=fmt, **params))
+    return path
+
+
+class _PngWriter(png.Writer):
+    """pypng's writer plus extra chunks (iCCP, eXIf) right after IHDR, before the pixel data."""
+
+    def __init__(self, *args: object, extra_chunks: list[tuple[bytes, bytes]], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.extra_chunks = extra_chunks
+
+    def write_preamble(self, outfile: BinaryIO) -> None:
+        super().write_preamble(outfile)
+        for kind, data in self.extra_chunks:
+            png.write_chunk(outfile, kind, data)
+
+
+def _write_png16(f: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
+    """Write HxWx3/4 uint16 as a 16-bit RGB/RGBA PNG with pypng."""
+    height, width, channels = pixels.shape
+    chunks = []
+    if icc:  # profile name, NUL, compression method 0 (zlib), compressed profile
+        chunks.append((b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
+    if exif:
+        chunks.append((b"eXIf", exif.removeprefix(_PNG_EXIF_PREFIX)))
+    writer = _PngWriter(width, height, greyscale=False, alpha=channels == 4, bitdepth=16, extra_chunks=chunks)
+    # Rows as big-endian bytes, one at a time (no full-size copy).
+    writer.write_packed(f, (pixels[y].astype(">u2").tobytes() for y in range(height)))
+
+
+def _write_tiff16(f: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
+    """Write HxWx3/4 uint16 as an uncompressed 16-bit RGB/RGBA TIFF with tifffile."""
+    tags: list[tuple[int, str, int, object, bool]] = []
+    if exif:
+        loaded = Image.Exif()
+        loaded.load(exif)
+        for tag in sorted(_TIFF16_ASCII_TAGS & loaded.keys()):
+            value = loaded[tag]
+            if isinstance(value, str):
+                value = value.encode("ascii", "replace")  # TIFF ASCII is 7-bit, as Pillow writes it
+            if isinstance(value, bytes):
+                tags.append((tag, "s", 0, value, True))
+        if isinstance(loaded.get(_ORIENTATION), int):
+            tags.append((_ORIENTATION, "H", 1, loaded[_ORIENTATION], True))
+    tifffile.imwrite(
+        tifffile.FileHandle(f, name="output.tif"),  # named: tifffile cannot use an fd-opened file's int name
+        pixels,
+        photometric="rgb",
+        planarconfig="contig",
+        extrasamples=("unassalpha",) if pixels.shape[2] == 4 else None,
+        iccprofile=icc,
+        metadata=None,  # no JSON shape description
+        software=False,
+        extratags=tags,
+    )
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8/uint16 to HxWx1 of the same dtype with BT.601 weights."""
+    y = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return np.clip(np.rint(y), 0, np.iinfo(rgb.dtype).max).astype(rgb.dtype)[..., None]
+
+
+def _atomic_save(path: Path, save: Callable[[BinaryIO], object]) -> None:
+    """Call ``save`` on a hidden temporary file beside ``path``, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        # O_EXCL: never clobber another file; mode 0o666 lets the umask apply as for a normal file.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                save(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except (OSError, ValueError, png.Error) as e:
+        raise ImageWriteError(f"{path}: cannot write image ({e})") from e
+
+
+def _max_value(dtype: np.dtype) -> float:
+    """Full-scale value: 255, 65535, or 1.0 for floats."""
+    if dtype in (np.uint8, np.uint16):
+        return float(np.iinfo(dtype).max)
+    if np.issubdtype(dtype, np.floating):
+        return 1.0
+    raise ValueError(f"expected uint8, uint16 or float pixels, got {dtype}")
+
+
+def to_float(pixels: np.ndarray) -> np.ndarray:
+    """uint8/uint16 pixels as float32 in [0, 1]; float input is only cast to float32."""
+    return np.divide(pixels, _max_value(pixels.dtype), dtype=np.float32)
+
+
+def from_float(arr: np.ndarray, dtype: DTypeLike = np.uint8) -> np.ndarray:
+    """Float pixels in [0, 1] to uint8/uint16: scaled, rounded and clipped; NaN becomes 0."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"dtype must be uint8 or uint16, got {dtype}")
+    top = _max_value(dtype)
+    scaled = np.nan_to_num(np.asarray(arr, dtype=np.float32) * np.float32(top), nan=0.0)
+    return np.clip(np.rint(scaled), 0, top).astype(dtype)
+
+
+def _unpremultiply_u16(rgba: np.ndarray) -> np.ndarray:
+    """Associated (premultiplied) uint16 RGBA -> straight alpha; colour is 0 where alpha is 0."""
+    alpha = rgba[..., 3:].astype(np.float64)
+    rgb = np.divide(rgba[..., :3] * 65535.0, alpha, out=np.zeros(rgba.shape[:2] + (3,)), where=alpha > 0)
+    out = rgba.copy()
+    out[..., :3] = np.rint(np.clip(rgb, 0, 65535))
+    return out

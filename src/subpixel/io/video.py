@@ -1,0 +1,538 @@
+"""Video I/O on PyAV: probing, decoding to RGB in the stream's own colour matrix, encoding and muxing.
+
+Frames travel as ``(H, W, 3)`` RGB arrays: uint8, or uint16 for deep (> 8-bit) video. YUV <-> RGB
+uses the stream's own matrix (BT.601 / BT.709 / BT.2020) and range (limited / full); unspecified
+tags are guessed like players do (BT.709 from 720 lines up, else BT.601; limited range unless the
+pixel format is ``yuvj*``) and every output is tagged explicitly.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import io
+import itertools
+import struct
+from contextlib import closing
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import av.filter
+import numpy as np
+from av.video.reformatter import Interpolation
+
+from subpixel.errors import SubpixelError
+
+__all__ = ["ColorInfo", "VideoInfo", "EncoderSpec", "probe", "decode_frames", "available_encoders",
+           "resolve_encoder", "check_encoder", "check_container", "segment_format", "SegmentEncoder",
+           "PngEncoder", "mux_output", "DEINTERLACERS", "DEFAULT_CRF"]
+
+SPC_RGB, SPC_BT709, SPC_SMPTE170M = 0, 1, 6
+RANGE_LIMITED, RANGE_FULL = 1, 2
+_UNSPECIFIED = (0, 2)  # reserved / unspecified values of primaries and trc
+_SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}  # AVColorSpace -> swscale matrix (SWS_CS_*)
+_IMPLIED_TAGS = {1: (1, 1), 5: (5, 6), 6: (6, 6)}  # matrix -> usual (primaries, trc) when untagged
+_FIELD_ORDER = {1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
+_SWS_FLAGS = (Interpolation.BICUBIC | Interpolation.ACCURATE_RND
+              | Interpolation.FULL_CHR_H_INT | Interpolation.FULL_CHR_H_INP)
+DEINTERLACERS = ("yadif", "bwdif")
+_ALIASES = {"h264": ("libx264",), "avc": ("libx264",), "x264": ("libx264",), "h265": ("libx265",),
+            "hevc": ("libx265",), "x265": ("libx265",), "vp9": ("libvpx-vp9",),
+            "av1": ("libsvtav1", "libaom-av1", "librav1e")}
+DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 30, "libsvtav1": 30, "libaom-av1": 30}
+
+
+@dataclass(frozen=True)
+class ColorInfo:
+    """Colour tags (FFmpeg enum values); ``colorspace`` and ``color_range`` also select the matrix."""
+
+    colorspace: int  # AVColorSpace; 0 = RGB
+    color_range: int  # 1 limited, 2 full
+    primaries: int
+    trc: int
+
+    @classmethod
+    def of_frame(cls, frame: av.VideoFrame) -> ColorInfo:
+        """The frame's tags, unspecified ones resolved (a guess by frame height for the matrix)."""
+        if frame.format.is_rgb:
+            return cls(SPC_RGB, RANGE_FULL, frame.color_primaries, frame.color_trc)
+        space = frame.colorspace if frame.colorspace in _SWS_MATRIX else (
+            SPC_BT709 if frame.height >= 720 else SPC_SMPTE170M)
+        full = frame.color_range == RANGE_FULL or frame.format.name.startswith("yuvj")
+        implied_prim, implied_trc = _IMPLIED_TAGS.get(space, (2, 2))
+        prim = implied_prim if frame.color_primaries in _UNSPECIFIED else frame.color_primaries
+        trc = implied_trc if frame.color_trc in _UNSPECIFIED else frame.color_trc
+        return cls(space, RANGE_FULL if full else RANGE_LIMITED, prim, trc)
+
+    def for_output(self, pix_fmt: str) -> ColorInfo:
+        """Tags for an output in ``pix_fmt``: RGB outputs drop the matrix, RGB sources get BT.709."""
+        if av.VideoFormat(pix_fmt).is_rgb:
+            return ColorInfo(SPC_RGB, RANGE_FULL, self.primaries, self.trc)
+        if self.colorspace == SPC_RGB:
+            prim = SPC_BT709 if self.primaries in _UNSPECIFIED else self.primaries
+            trc = SPC_BT709 if self.trc in _UNSPECIFIED else self.trc
+            return ColorInfo(SPC_BT709, RANGE_LIMITED, prim, trc)
+        return self
+
+    def to_rgb(self, frame: av.VideoFrame, deep: bool) -> np.ndarray:
+        """Decoded frame -> full-range RGB ``(H, W, 3)``: uint16 if ``deep`` else uint8."""
+        fmt = "rgb48le" if deep else "rgb24"
+        if self.colorspace == SPC_RGB:
+            return frame.to_ndarray(format=fmt, interpolation=_SWS_FLAGS)
+        return frame.to_ndarray(format=fmt, src_colorspace=_SWS_MATRIX[self.colorspace],
+                                src_color_range=self.color_range, dst_color_range=RANGE_FULL,
+                                interpolation=_SWS_FLAGS)
+
+    def from_rgb(self, rgb: np.ndarray, pix_fmt: str) -> av.VideoFrame:
+        """Full-range RGB (uint8 or uint16) -> a frame in ``pix_fmt`` with these tags."""
+        src = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb48le" if rgb.dtype == np.uint16
+                                         else "rgb24")
+        if self.colorspace == SPC_RGB:
+            frame = src.reformat(format=pix_fmt, interpolation=_SWS_FLAGS)
+        else:
+            matrix = _SWS_MATRIX[self.colorspace]
+            frame = src.reformat(format=pix_fmt, src_colorspace=matrix, dst_colorspace=matrix,
+                                 src_color_range=RANGE_FULL, dst_color_range=self.color_range,
+                                 interpolation=_SWS_FLAGS)
+        frame.colorspace, frame.color_range = self.colorspace, self.color_range
+        frame.color_primaries, frame.color_trc = self.primaries, self.trc
+        return frame
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the pipeline needs to know about an input's video stream (and what else it carries)."""
+
+    path: str
+    stream: int  # index of the video stream
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str
+    bit_depth: int
+    time_base: Fraction
+    rate: Fraction  # average frame rate
+    frames: int  # container's count, else estimated from the duration (0: unknown)
+    duration: float | None  # seconds
+    sar: Fraction | None
+    display_matrix: tuple[int, ...] | None  # 9 ints, as stored in the container
+    rotation: float
+    field_order: str | None
+    color: ColorInfo
+    copy_streams: tuple[int, ...]  # audio and subtitle streams, copied untouched
+
+    @property
+    def frame_step(self) -> int:
+        """One nominal frame duration in ``time_base`` units (at least 1)."""
+        return max(1, round(1 / (self.rate * self.time_base))) if self.rate else 1
+
+    def summary(self) -> dict:
+        d = asdict(self)
+        d.update(time_base=str(self.time_base), rate=str(self.rate),
+                 sar=str(self.sar) if self.sar else None, color=asdict(self.color))
+        return d
+
+
+def _open_input(path: str | Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path))
+    except av.FileNotFoundError:
+        raise SubpixelError(f"no such file: {path}") from None
+    except (av.FFmpegError, OSError) as err:
+        raise SubpixelError(f"cannot read {path}: not a readable media file ({_reason(err)})") from None
+
+
+def _reason(err: Exception) -> str:
+    return getattr(err, "strerror", None) or str(err)
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read the stream parameters of ``path``'s main video stream, decoding its first frame."""
+    with _open_input(path) as container:
+        stream = container.streams.best("video")
+        if stream is None:
+            raise SubpixelError(f"{path} has no video stream")
+        try:
+            first = next(_decoded(container, stream), None)
+        except av.FFmpegError:
+            first = None
+        if first is None:
+            raise SubpixelError(f"{path}: no video frame could be decoded (corrupt or truncated file?)")
+        cc = stream.codec_context
+        tb = stream.time_base or Fraction(1, 90000)
+        rate = stream.average_rate or stream.guessed_rate or Fraction(0)
+        duration = float(stream.duration * tb) if stream.duration else (
+            container.duration / 1e6 if container.duration else None)
+        frames = stream.frames or (round(duration * rate) if duration and rate else 0)
+        matrix = next((struct.unpack("<9i", bytes(sd)) for sd in first.side_data
+                       if sd.type.name == "DISPLAYMATRIX"), None)
+        copy = tuple(s.index for s in container.streams if s.type in ("audio", "subtitle"))
+        return VideoInfo(
+            path=str(path), stream=stream.index, codec=cc.name, width=first.width, height=first.height,
+            pix_fmt=first.format.name, bit_depth=max(c.bits for c in first.format.components),
+            time_base=tb, rate=rate, frames=frames, duration=duration,
+            sar=stream.sample_aspect_ratio or None, display_matrix=matrix,
+            rotation=first.rotation if matrix else 0.0, field_order=_FIELD_ORDER.get(cc.field_order),
+            color=ColorInfo.of_frame(first), copy_streams=copy)
+
+
+def _decoded(container: av.container.InputContainer, stream: av.video.VideoStream) -> Iterator[av.VideoFrame]:
+    """Frames of ``stream``; packets the decoder rejects are skipped (damaged data)."""
+    stream.thread_type = "AUTO"
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.InvalidDataError:
+            continue
+        yield from frames
+
+
+def _deinterlaced(frames: Iterator[av.VideoFrame], stream: av.video.VideoStream, name: str,
+                  time_base: Fraction) -> Iterator[av.VideoFrame]:
+    """``frames`` through FFmpeg's ``name`` filter, one output frame per input frame."""
+    graph = av.filter.Graph()
+    src = graph.add_buffer(template=stream, time_base=time_base)
+    node = graph.add(name, "mode=send_frame")
+    sink = graph.add("buffersink")
+    src.link_to(node)
+    node.link_to(sink)
+    graph.configure()
+
+    def drain() -> Iterator[av.VideoFrame]:
+        while True:
+            try:
+                out = graph.vpull()
+            except (av.BlockingIOError, av.EOFError):
+                return
+            out.pts = round(out.pts * out.time_base / time_base)
+            out.time_base = time_base
+            yield out
+
+    for frame in frames:
+        graph.vpush(frame)
+        yield from drain()
+    graph.vpush(None)
+    yield from drain()
+
+
+def _frames_from(info: VideoInfo, deinterlace: str | None, seek_pts: int | None) -> Iterator[av.VideoFrame]:
+    with _open_input(info.path) as container:
+        stream = container.streams[info.stream]
+        if seek_pts is not None:
+            container.seek(seek_pts, stream=stream, backward=True)
+        frames = _decoded(container, stream)
+        if deinterlace:
+            frames = _deinterlaced(frames, stream, deinterlace, info.time_base)
+        prev: int | None = None
+        for frame in frames:
+            pts = frame.pts if frame.pts is not None else (0 if prev is None else prev + info.frame_step)
+            if prev is not None and pts <= prev:  # broken timestamps: keep them strictly increasing
+                pts = prev + 1
+            if (frame.width, frame.height) != (info.width, info.height):
+                raise SubpixelError(f"{info.path}: frame size changes mid-stream "
+                                    f"({info.width}x{info.height} -> {frame.width}x{frame.height}); not supported")
+            frame.pts, prev = pts, pts
+            yield frame
+
+
+def decode_frames(info: VideoInfo, deinterlace: str | None = None, after_pts: int | None = None
+                  ) -> Iterator[av.VideoFrame]:
+    """Frames in presentation order with strictly increasing ``pts`` in ``info.time_base``.
+
+    ``after_pts``: only frames after it, seeking to the keyframe before it first (falling back to
+    decoding from the start when the seek lands too late or fails). The frames before it still
+    go through the deinterlacer, so its output matches that of a full decode.
+    """
+    if after_pts is None:
+        yield from _frames_from(info, deinterlace, None)
+        return
+    frames = _frames_from(info, deinterlace, after_pts)
+    try:
+        first = next(frames, None)
+    except av.FFmpegError:
+        first = None
+    if first is None or first.pts > after_pts:  # the seek failed or went too far: start over
+        frames.close()
+        frames, first = _frames_from(info, deinterlace, None), None
+    with closing(frames):
+        for frame in itertools.chain([first] if first is not None else [], frames):
+            if frame.pts > after_pts:
+                yield frame
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A resolved video encoder and its settings."""
+
+    codec: str
+    pix_fmt: str
+    options: dict[str, str]
+    bit_rate: int | None
+
+    @property
+    def deep(self) -> bool:
+        return max(c.bits for c in av.VideoFormat(self.pix_fmt).components) > 8
+
+    def crop(self, width: int, height: int) -> tuple[int, int]:
+        """The largest size <= (width, height) the pixel format's chroma subsampling allows."""
+        fmt = av.VideoFormat(self.pix_fmt)
+        sx, sy = (1, 1) if fmt.is_rgb else (64 // fmt.chroma_width(64), 64 // fmt.chroma_height(64))
+        return width - width % sx, height - height % sy
+
+
+def _parse_bitrate(value: str | int) -> int:
+    text = str(value).strip().lower()
+    mult = {"k": 10**3, "m": 10**6, "g": 10**9}.get(text[-1:], 1)
+    try:
+        rate = float(text[:-1] if mult > 1 else text) * mult
+    except ValueError:
+        raise SubpixelError(f"bad bitrate {value!r} (examples: 8M, 2500k, 800000)") from None
+    if rate <= 0:
+        raise SubpixelError(f"bitrate must be positive, got {value!r}")
+    return int(rate)
+
+
+def _encoder(name: str) -> av.Codec | None:
+    try:
+        codec = av.Codec(name, "w")
+    except (av.FFmpegError, ValueError):
+        return None
+    return codec if codec.type == "video" else None
+
+
+def available_encoders() -> list[str]:
+    """The usual SR output encoders this FFmpeg build has."""
+    return [n for n in ("libx264", "libx265", "libvpx-vp9", "libsvtav1", "libaom-av1", "librav1e", "png")
+            if _encoder(n) is not None]
+
+
+def _find_encoder(name: str) -> av.Codec:
+    for candidate in _ALIASES.get(name.lower(), (name,)):
+        codec = _encoder(candidate)
+        if codec is not None:
+            return codec
+    raise SubpixelError(f"video encoder {name!r} is not available in this FFmpeg build "
+                        f"(available here: {', '.join(available_encoders())})")
+
+
+def resolve_encoder(codec: str, pix_fmt: str | None = None, crf: int | None = None,
+                    bitrate: str | int | None = None, preset: str | None = None, deep_input: bool = False
+                    ) -> EncoderSpec:
+    """Check ``codec`` and its settings against this FFmpeg build and fill in the defaults.
+
+    Quality: ``crf`` (default per encoder, 18 for libx264) or ``bitrate``, not both. ``pix_fmt``
+    defaults to yuv420p, or yuv420p10le for deep input when the encoder has it (PNG: rgb24/rgb48be).
+    ``preset`` is the encoder's ``preset`` option (libvpx: ``cpu-used``).
+    """
+    enc = _find_encoder(codec)
+    formats = [f.name for f in enc.video_formats or ()]
+    if pix_fmt is None:
+        wanted = ("rgb48be", "rgb24") if enc.name == "png" else ("yuv420p10le", "yuv420p")
+        pix_fmt = next((f for f in wanted[0 if deep_input else 1:] if not formats or f in formats),
+                       formats[0] if formats else "yuv420p")
+    elif formats and pix_fmt not in formats:
+        raise SubpixelError(f"{enc.name} cannot encode pixel format {pix_fmt!r}; it takes {', '.join(formats)}")
+    private = {o.name for o in av.CodecContext.create(enc.name, "w").supported_options.private}
+    options: dict[str, str] = {}
+    if crf is not None and bitrate is not None:
+        raise SubpixelError("give either --crf or --bitrate, not both")
+    bit_rate = _parse_bitrate(bitrate) if bitrate is not None else None
+    if bit_rate is None:
+        if crf is None:
+            crf = DEFAULT_CRF.get(enc.name)
+        elif "crf" not in private:
+            raise SubpixelError(f"{enc.name} has no CRF mode; use --bitrate")
+        if crf is not None:
+            options["crf"] = str(crf)
+            bit_rate = 0  # constant-quality mode (libvpx needs an explicit zero bitrate)
+    if enc.name == "libx265":
+        options["x265-params"] = "log-level=error"
+    if preset is not None:
+        key = next((k for k in ("preset", "cpu-used") if k in private), None)
+        if key is None:
+            raise SubpixelError(f"{enc.name} has no preset option")
+        options[key] = str(preset)
+    return EncoderSpec(enc.name, pix_fmt, options, bit_rate)
+
+
+def check_encoder(spec: EncoderSpec, width: int, height: int, info: VideoInfo) -> None:
+    """Open the encoder once with the real settings so bad options fail before any work is done."""
+    ctx = av.CodecContext.create(spec.codec, "w")
+    ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = width, height, spec.pix_fmt, info.time_base
+    if info.rate:
+        ctx.framerate = info.rate
+    ctx.options = dict(spec.options)
+    if spec.bit_rate is not None:
+        ctx.bit_rate = spec.bit_rate
+    try:
+        ctx.open()
+    except av.FFmpegError as err:
+        raise SubpixelError(f"cannot open encoder {spec.codec} at {width}x{height} {spec.pix_fmt} "
+                            f"with {spec.options or 'defaults'}: {_reason(err)}") from None
+
+
+def segment_format(spec: EncoderSpec) -> str:
+    """Container for intermediate segments: MP4 keeps any time base exactly; Matroska otherwise."""
+    return "mp4" if spec.codec in _supported_codecs("mp4") else "matroska"
+
+
+@functools.cache
+def _supported_codecs(fmt: str) -> frozenset[str]:
+    with av.open(io.BytesIO(), "w", format=fmt) as probe_out:
+        return frozenset(probe_out.supported_codecs)
+
+
+class SegmentEncoder:
+    """Encodes RGB frames into one self-contained file (starting with a keyframe).
+
+    Timestamps are stored relative to ``start_pts`` (MP4 would otherwise round a non-zero start
+    through its edit list); :func:`mux_output` adds it back.
+    """
+
+    def __init__(self, path: Path, spec: EncoderSpec, width: int, height: int, info: VideoInfo,
+                 color: ColorInfo, start_pts: int) -> None:
+        self.spec, self.color, self.start_pts, self.size = spec, color, start_pts, (width, height)
+        self.container = av.open(str(path), "w", format=segment_format(spec))
+        stream = self.container.add_stream(spec.codec, rate=info.rate or None)
+        stream.width, stream.height, stream.pix_fmt = width, height, spec.pix_fmt
+        stream.time_base = info.time_base
+        cc = stream.codec_context
+        cc.time_base = info.time_base
+        cc.colorspace, cc.color_range = color.colorspace, color.color_range
+        cc.color_primaries, cc.color_trc = color.primaries, color.trc
+        if info.sar:
+            cc.sample_aspect_ratio = info.sar
+        if spec.bit_rate is not None:
+            cc.bit_rate = spec.bit_rate
+        cc.options = dict(spec.options)
+        self.stream, self.time_base = stream, info.time_base
+
+    def write(self, rgb: np.ndarray, pts: int) -> None:
+        w, h = self.size
+        frame = self.color.from_rgb(rgb[:h, :w], self.spec.pix_fmt)
+        frame.pts, frame.time_base = pts - self.start_pts, self.time_base
+        self.container.mux(self.stream.encode(frame))
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file."""
+        self.container.mux(self.stream.encode(None))
+        self.container.close()
+
+    def abort(self) -> None:
+        self.container.close()
+
+
+class PngEncoder:
+    """Writes frames as ``frame_NNNNNN.png`` (8-bit, or 16-bit for deep frames) into a folder."""
+
+    def __init__(self, folder: Path, width: int, height: int, deep: bool) -> None:
+        self.folder, self.size = folder, (width, height)
+        self.ctx = av.CodecContext.create("png", "w")  # intra-only: one packet per frame, no flush
+        self.ctx.width, self.ctx.height, self.ctx.time_base = width, height, Fraction(1, 1)
+        self.ctx.pix_fmt = "rgb48be" if deep else "rgb24"
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, rgb: np.ndarray, index: int) -> None:
+        w, h = self.size
+        src = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:h, :w]),
+                                         format="rgb48le" if rgb.dtype == np.uint16 else "rgb24")
+        data = b"".join(bytes(p) for p in self.ctx.encode(src.reformat(format=self.ctx.pix_fmt)))
+        (self.folder / f"frame_{index:06d}.png").write_bytes(data)
+
+
+def check_container(path: Path, spec: EncoderSpec, info: VideoInfo) -> None:
+    """Fail early when ``path``'s container cannot hold the encoded video or a copied stream."""
+    try:
+        out = av.open(str(path), "w")
+    except ValueError:
+        raise SubpixelError(f"cannot tell the container format of {path.name} from its extension") from None
+    with closing(out), _open_input(info.path) as src:  # nothing is written: the header never is
+        try:
+            out.add_stream(spec.codec)
+        except ValueError:
+            raise SubpixelError(f"the {out.format.name} container cannot hold {spec.codec} video; "
+                                "pick another --codec or output extension") from None
+        for index in info.copy_streams:
+            s = src.streams[index]
+            try:
+                out.add_stream_from_template(s, opaque=True)
+            except ValueError:
+                raise SubpixelError(f"the {out.format.name} container cannot hold input stream #{index} "
+                                    f"({s.type}, {s.codec_context.name}) without re-encoding; "
+                                    "pick another output extension (.mkv takes most)") from None
+
+
+def _rescale(value: int | None, src: Fraction, dst: Fraction) -> int | None:
+    return None if value is None else round(value * src / dst)
+
+
+def _segment_packets(segments: list[tuple[Path, int]], info: VideoInfo, out_stream: av.stream.Stream
+                     ) -> Iterator[tuple[float, int, av.Packet, av.stream.Stream]]:
+    """Video packets of all segments with their start offsets added back, DTS kept increasing."""
+    tb, last_dts, order = info.time_base, None, 0
+    for path, start in segments:
+        with av.open(str(path)) as seg:
+            stream = seg.streams.video[0]
+            for p in seg.demux(stream):
+                if p.size == 0:
+                    continue
+                pts = _rescale(p.pts, stream.time_base, tb)
+                dts = _rescale(p.dts, stream.time_base, tb)
+                p.pts = None if pts is None else pts + start
+                p.dts = None if dts is None else dts + start
+                if p.dts is not None and last_dts is not None and p.dts <= last_dts:
+                    p.dts = last_dts + 1
+                    if p.pts is not None and p.pts < p.dts:
+                        raise SubpixelError("segments cannot be joined: their decode timestamps overlap")
+                last_dts = p.dts if p.dts is not None else last_dts
+                p.duration = _rescale(p.duration, stream.time_base, tb) or 0
+                p.time_base = tb
+                key = p.dts if p.dts is not None else p.pts
+                yield float((key or 0) * tb), order, p, out_stream
+                order += 1
+
+
+def _copied_packets(src: av.container.InputContainer, mapping: dict[int, av.stream.Stream]
+                    ) -> Iterator[tuple[float, int, av.Packet, av.stream.Stream]]:
+    if not mapping:  # demux([]) would read every stream
+        return
+    order = 0
+    for p in src.demux([src.streams[i] for i in mapping]):
+        if p.size == 0:
+            continue
+        key = p.dts if p.dts is not None else p.pts
+        yield float((key or 0) * p.time_base), order, p, mapping[p.stream.index]
+        order += 1
+
+
+def mux_output(path: Path, segments: list[tuple[Path, int]], info: VideoInfo) -> None:
+    """Write ``path``: the segments' video joined without re-encoding, plus the input's audio and
+    subtitle packets copied untouched, interleaved by time. ``segments``: (file, start pts)."""
+    with av.open(str(segments[0][0])) as first:
+        template = first.streams.video[0]
+        with av.open(str(path), "w") as out, _open_input(info.path) as src:
+            video = out.add_stream_from_template(template, opaque=True)
+            video.time_base = info.time_base
+            if info.display_matrix:
+                video.set_display_matrix(list(info.display_matrix))
+            _copy_tags(src.streams[info.stream], video)
+            mapping = {}
+            for index in info.copy_streams:
+                mapping[index] = out.add_stream_from_template(src.streams[index], opaque=True)
+                _copy_tags(src.streams[index], mapping[index])
+            merged = heapq.merge(_segment_packets(segments, info, video), _copied_packets(src, mapping),
+                                 key=lambda item: (item[0], item[3].index, item[1]))
+            try:
+                for _, _, packet, stream in merged:
+                    packet.stream = stream
+                    out.mux(packet)
+            except av.FFmpegError as err:
+                raise SubpixelError(f"cannot write {path.name}: {_reason(err)}") from None
+
+
+def _copy_tags(src: av.stream.Stream, dst: av.stream.Stream) -> None:
+    dst.metadata.update({k: v for k, v in src.metadata.items() if k in ("language", "title")})
+    dst.disposition = src.disposition

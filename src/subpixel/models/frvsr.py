@@ -1,0 +1,173 @@
+"""FRVSR: frame-recurrent video super-resolution (Sajjadi, Vemulapalli & Brown, CVPR 2018).
+
+For each LR frame ``x_t`` the network
+
+1. estimates the LR flow from ``x_t`` to the previous frame ``x_{t-1}`` with FNet (an
+   encoder-decoder whose ``tanh`` output is scaled to ``max_flow`` LR pixels),
+2. upsamples that flow bilinearly to HR (values times ``scale``) and warps its previous HR
+   estimate with it (``grid_sample``),
+3. folds the warped estimate to LR size (``pixel_unshuffle``: ``3 * scale**2`` channels),
+   concatenates it with ``x_t`` and runs a residual SR network whose output is added to a
+   bicubic upsampling of ``x_t``.
+
+The first frame of a sequence sees a black previous estimate; ``forward(x)`` treats every image
+as such a first frame, so the model also works as a frame-wise :class:`SRNet`.
+``recurrent=False`` builds the ablation: the same SR network, fed zeros instead of the warped
+estimate, without FNet.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from subpixel.models.base import SRNet
+from subpixel.models.registry import register
+
+__all__ = ["FRVSR", "FNet", "FRVSRState", "warp", "upsample_flow"]
+
+
+class FRVSRState(NamedTuple):
+    """What FRVSR carries from one frame to the next."""
+
+    lr: torch.Tensor  # previous LR frame (N, 3, h, w)
+    sr: torch.Tensor  # previous HR estimate (N, 3, s*h, s*w)
+
+
+def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Bilinearly sample ``img`` at ``p + flow(p)`` for every pixel ``p``.
+
+    ``flow``: ``(N, 2, H, W)`` in pixels, channel 0 horizontal, channel 1 vertical. Samples
+    outside the image take the nearest border value.
+    """
+    n, _, h, w = flow.shape
+    ys = torch.arange(h, device=flow.device, dtype=flow.dtype)
+    xs = torch.arange(w, device=flow.device, dtype=flow.dtype)
+    gx = (2 * (xs.view(1, 1, w) + flow[:, 0]) + 1) / w - 1
+    gy = (2 * (ys.view(1, h, 1) + flow[:, 1]) + 1) / h - 1
+    grid = torch.stack([gx, gy], dim=-1)
+    return F.grid_sample(img, grid.to(img.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def upsample_flow(flow: torch.Tensor, scale: int) -> torch.Tensor:
+    """LR flow -> HR flow: bilinear resize (pixel-centre aligned), displacements times ``scale``."""
+    return F.interpolate(flow, scale_factor=scale, mode="bilinear", align_corners=False) * scale
+
+
+def _conv_pair(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.LeakyReLU(0.2, inplace=True))
+
+
+class FNet(nn.Module):
+    """Flow from a frame to its predecessor: ``(current, previous) -> (N, 2, h, w)`` LR pixels.
+
+    ``channels`` are the encoder widths (each level halves the resolution); the decoder mirrors
+    them at twice the width, as in the paper. Inputs are padded to a multiple of
+    ``2 ** len(channels)`` and the flow is cropped back.
+    """
+
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 64), max_flow: float = 8.0) -> None:
+        super().__init__()
+        self.max_flow = float(max_flow)
+        self.levels = len(channels)
+        enc, cin = [], 6
+        for c in channels:
+            enc.append(_conv_pair(cin, c))
+            cin = c
+        dec = []
+        for c in reversed(channels):
+            dec.append(_conv_pair(cin, 2 * c))
+            cin = 2 * c
+        self.encoder = nn.ModuleList(enc)
+        self.decoder = nn.ModuleList(dec)
+        self.head = nn.Sequential(nn.Conv2d(cin, channels[0], 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+                                  nn.Conv2d(channels[0], 2, 3, padding=1))
+
+    def forward(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        h, w = current.shape[-2:]
+        m = 2**self.levels
+        pad_h, pad_w = (-h) % m, (-w) % m
+        x = torch.cat([current, previous], dim=1)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        for block in self.encoder:
+            x = F.max_pool2d(block(x), 2)
+        for block in self.decoder:
+            x = F.interpolate(block(x), scale_factor=2, mode="bilinear", align_corners=False)
+        flow = torch.tanh(self.head(x)) * self.max_flow
+        return flow[..., :h, :w]
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(channels, channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+@register("frvsr", scales=(2, 4), summary="FRVSR: frame-recurrent video SR (flow-warped previous estimate)")
+class FRVSR(SRNet):
+    """Frame-recurrent video super-resolution (Sajjadi et al. 2018), small by default."""
+
+    def __init__(self, scale: int, channels: int = 32, blocks: int = 6,
+                 flow_channels: tuple[int, ...] | list[int] = (16, 32, 64), max_flow: float = 8.0,
+                 recurrent: bool = True) -> None:
+        super().__init__(scale)
+        self.recurrent = bool(recurrent)
+        self.fnet = FNet(tuple(flow_channels), max_flow) if self.recurrent else None
+        s2 = 3 * scale * scale
+        self.head = nn.Sequential(nn.Conv2d(3 + s2, channels, 3, padding=1), nn.ReLU(inplace=True))
+        self.body = nn.Sequential(*(_ResBlock(channels) for _ in range(blocks)))
+        self.tail = nn.Sequential(nn.Conv2d(channels, s2, 3, padding=1), nn.PixelShuffle(scale))
+        self.receptive_field = 2 * blocks + 2  # frame-wise: 3x3 convs (head, 2 per block, tail)
+
+    def _sr(self, lr: torch.Tensor, prev_hr: torch.Tensor) -> torch.Tensor:
+        folded = F.pixel_unshuffle(prev_hr, self.scale)
+        out = self.tail(self.body(self.head(torch.cat([lr, folded], dim=1))))
+        return out + F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
+
+    def step_with_flow(self, lr: torch.Tensor, state: FRVSRState | None
+                       ) -> tuple[torch.Tensor, FRVSRState, torch.Tensor | None]:
+        """One frame: ``(sr, new state, LR flow to the previous frame or None)``."""
+        n, _, h, w = lr.shape
+        s = self.scale
+        flow = None
+        if state is None or self.fnet is None:
+            prev = lr.new_zeros(n, 3, h * s, w * s)
+        else:
+            flow = self.fnet(lr, state.lr)
+            prev = warp(state.sr, upsample_flow(flow, s))
+        sr = self._sr(lr, prev)
+        return sr, FRVSRState(lr, sr), flow
+
+    def step(self, lr: torch.Tensor, state: FRVSRState | None = None) -> tuple[torch.Tensor, FRVSRState]:
+        """Super-resolve frame ``lr`` ``(N, 3, h, w)`` given the state of the previous one (None: first)."""
+        sr, state, _ = self.step_with_flow(lr, state)
+        return sr, state
+
+    def forward_sequence(self, lr: torch.Tensor, return_flows: bool = False
+                         ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """``(N, T, 3, h, w)`` -> ``(N, T, 3, s*h, s*w)``; with ``return_flows`` also the LR flows
+        ``(N, T-1, 2, h, w)`` from each frame to its predecessor (None without FNet)."""
+        if lr.dim() != 5:
+            raise ValueError(f"expected (N, T, 3, h, w), got shape {tuple(lr.shape)}")
+        state, outs, flows = None, [], []
+        for t in range(lr.shape[1]):
+            sr, state, flow = self.step_with_flow(lr[:, t], state)
+            outs.append(sr)
+            if flow is not None:
+                flows.append(flow)
+        out = torch.stack(outs, dim=1)
+        if not return_flows:
+            return out
+        return out, (torch.stack(flows, dim=1) if flows else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.step(x, None)[0]

@@ -1,0 +1,73 @@
+"""``subpixel.load``: a name, a shipped model or a weights path -> :class:`Upscaler`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from subpixel.errors import SubpixelError
+from subpixel.models.registry import architectures, build, get_spec
+from subpixel.models.weights import load_net, shipped_models
+from subpixel.upscaler import Upscaler
+
+__all__ = ["load", "available_scales"]
+
+
+def available_scales(name: str) -> list[int] | None:
+    """Scales with shipped weights for ``name`` (``None``: any scale, for interpolation)."""
+    spec = architectures().get(name)
+    if spec is not None and spec.interpolation:
+        return None
+    return sorted(m.scale for m in shipped_models() if m.name == name)
+
+
+def load(
+    name_or_path: str | Path,
+    scale: int | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "fp32",
+    engine: str = "auto",
+    pretrained: bool = True,
+    **arch_args: Any,
+) -> Upscaler:
+    """Load a model ready to upscale.
+
+    ``name_or_path``: a built-in (``bicubic``, ``lanczos``), a shipped model (``espcn`` ...), or
+    a ``.safetensors`` file with its JSON card beside it. ``pretrained=False`` builds a
+    registered architecture with random weights (for speed benchmarks and training).
+    ``scale``: required to match a weights file's scale; ``None`` takes the file's (else 4).
+    ``engine``: ``auto``, ``torch``, ``torch-compile`` or ``onnx`` (see :mod:`subpixel.engine`).
+    """
+    from subpixel.engine import make_engine
+
+    path = Path(name_or_path)
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise SubpixelError(f"weights file not found: {path}")
+        net, card = load_net(path)
+        name = card.get("name", path.stem)
+        if scale is not None and scale != net.scale:
+            raise SubpixelError(f"{path.name} is a x{net.scale} model; x{scale} was asked for")
+    else:
+        name = str(name_or_path)
+        scale = 4 if scale is None else scale
+        spec = get_spec(name) if name in architectures() else None
+        shipped = [m for m in shipped_models() if m.name == name]
+        if spec is not None and (spec.interpolation or not pretrained):
+            net, card = build(name, scale, **arch_args), {"name": name, "architecture": name, "scale": scale}
+        elif shipped:
+            match = [m for m in shipped if m.scale == scale]
+            if not match:
+                have = ", ".join(f"x{m.scale}" for m in shipped)
+                raise SubpixelError(f"model {name!r} has no x{scale} weights (available: {have})")
+            net, card = load_net(match[0].weights, match[0].card)
+        elif spec is not None:
+            raise SubpixelError(f"architecture {name!r} has no shipped weights; train it (subpixel train) "
+                                "or pass a .safetensors path")
+        else:
+            known = sorted({m.name for m in shipped_models()} | set(architectures()))
+            raise SubpixelError(f"unknown model {name!r}; known: {', '.join(known)}")
+    runtime = make_engine(net, engine=engine, device=device, precision=precision)
+    return Upscaler(net, name=name, card=card, engine=runtime)

@@ -1,0 +1,69 @@
+"""Registry of architectures: a name maps to a builder ``(scale, **kwargs) -> SRNet``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+from subpixel.errors import SubpixelError
+from subpixel.models.base import SRNet
+
+__all__ = ["ArchSpec", "register", "build", "get_spec", "architectures"]
+
+T = TypeVar("T", bound=type[SRNet])
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One registered architecture."""
+
+    name: str
+    builder: Callable[..., SRNet]
+    scales: tuple[int, ...] | None  # None: any positive integer scale
+    summary: str
+    interpolation: bool = False
+
+
+_REGISTRY: dict[str, ArchSpec] = {}
+
+
+def register(
+    name: str, *, scales: tuple[int, ...] | None = (2, 3, 4), summary: str = "", interpolation: bool = False
+) -> Callable[[T], T]:
+    """Class decorator adding an architecture under ``name``."""
+
+    def wrap(cls: T) -> T:
+        if name in _REGISTRY:
+            raise ValueError(f"architecture {name!r} registered twice")
+        _REGISTRY[name] = ArchSpec(name, cls, scales, summary or (cls.__doc__ or "").strip().splitlines()[0],
+                                   interpolation)
+        return cls
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    import subpixel.models  # noqa: F401  (imports every architecture module)
+
+
+def get_spec(name: str) -> ArchSpec:
+    """The spec registered as ``name`` (clear error when unknown)."""
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise SubpixelError(f"unknown architecture {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def build(name: str, scale: int, **kwargs: object) -> SRNet:
+    """Instantiate architecture ``name`` for ``scale``."""
+    spec = get_spec(name)
+    if spec.scales is not None and scale not in spec.scales:
+        raise SubpixelError(f"{name} supports scales {', '.join(map(str, spec.scales))}, not x{scale}")
+    return spec.builder(scale=scale, **kwargs)
+
+
+def architectures() -> dict[str, ArchSpec]:
+    """All registered architectures by name."""
+    _ensure_loaded()
+    return dict(_REGISTRY)

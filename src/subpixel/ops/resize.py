@@ -1,0 +1,163 @@
+"""MATLAB ``imresize``-compatible bicubic resizing for NumPy arrays and torch tensors.
+
+MATLAB's algorithm, reproduced here:
+
+* output size is ``ceil(scale * input)`` per axis;
+* the cubic kernel (a = -0.5) is stretched by ``1/scale`` when downscaling (antialiasing);
+* source coordinates are ``u = x/scale + 0.5 (1 - 1/scale)``, borders mirror symmetrically;
+* the axis with the smaller scale is resized first (height first on a tie);
+* integer images are rounded back to their dtype after *each* 1-D pass.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+__all__ = ["imresize", "imresize_np", "cubic", "output_size"]
+
+
+def cubic(x: torch.Tensor) -> torch.Tensor:
+    """Keys' cubic convolution kernel with a = -0.5, as in MATLAB."""
+    ax = x.abs()
+    ax2, ax3 = ax * ax, ax * ax * ax
+    near = (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1)
+    far = (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
+    return near + far
+
+
+def lanczos3(x: torch.Tensor) -> torch.Tensor:
+    """MATLAB's Lanczos-3 kernel."""
+    eps = torch.finfo(x.dtype).eps
+    num = torch.sin(torch.pi * x) * torch.sin(torch.pi * x / 3) + eps
+    den = (torch.pi**2 * x * x / 3) + eps
+    return (num / den) * (x.abs() < 3)
+
+
+_KERNELS = {"bicubic": (cubic, 4.0), "lanczos3": (lanczos3, 6.0)}
+
+
+def output_size(size: int, scale: float) -> int:
+    """MATLAB output length for one axis."""
+    return int(math.ceil(size * scale - 1e-9))
+
+
+@lru_cache(maxsize=64)
+def _contributions(
+    in_len: int, out_len: int, scale: float, antialias: bool, kernel: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``(out_len, P)`` and float64 weights ``(out_len, P)`` for one axis."""
+    fn, kernel_width = _KERNELS[kernel]
+    shrink = scale < 1 and antialias
+    if shrink:
+        kernel_width /= scale
+    x = torch.arange(1, out_len + 1, dtype=torch.float64)
+    u = x / scale + 0.5 * (1 - 1 / scale)
+    left = torch.floor(u - kernel_width / 2)
+    taps = int(math.ceil(kernel_width)) + 2
+    idx = left[:, None] + torch.arange(taps, dtype=torch.float64)[None, :]
+    dist = u[:, None] - idx
+    weights = scale * fn(dist * scale) if shrink else fn(dist)
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    # Mirror out-of-range indices (MATLAB's 'symmetric' padding), 0-based.
+    idx = idx.long() - 1
+    period = 2 * in_len
+    idx = torch.remainder(idx, period)
+    idx = torch.where(idx >= in_len, period - 1 - idx, idx)
+    keep = weights.abs().sum(dim=0) > 0
+    return idx[:, keep].contiguous(), weights[:, keep].contiguous()
+
+
+def _resize_axis(
+    x: torch.Tensor, axis: int, out_len: int, scale: float, antialias: bool, kernel: str
+) -> torch.Tensor:
+    """Resize ``x`` (floating point) along ``axis`` to ``out_len``; memory stays ~2x the output."""
+    idx, w = _contributions(x.shape[axis], out_len, float(scale), antialias, kernel)
+    idx = idx.to(x.device)
+    w = w.to(device=x.device, dtype=x.dtype)
+    shape = [1] * x.dim()
+    shape[axis] = out_len
+    out = None
+    for p in range(idx.shape[1]):
+        term = x.index_select(axis, idx[:, p]) * w[:, p].view(shape)
+        out = term if out is None else out.add_(term)
+    assert out is not None
+    return out
+
+
+def _round_to(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """MATLAB-style conversion: round half away from zero, saturate."""
+    info = torch.iinfo(dtype)
+    return torch.floor(x + 0.5).clamp_(info.min, info.max)
+
+
+def imresize(
+    x: torch.Tensor,
+    scale: float | None = None,
+    size: tuple[int, int] | None = None,
+    antialias: bool = True,
+    kernel: str = "bicubic",
+) -> torch.Tensor:
+    """Bicubic-resize the last two axes (H, W) of a tensor exactly as MATLAB does.
+
+    ``x`` may be any shape ``(..., H, W)``, on any device. Integer tensors are computed in
+    float64 and rounded back to their dtype after each 1-D pass (MATLAB's uint8 behaviour);
+    floating tensors keep their dtype (float16/bfloat16 are computed in float32).
+    Give either ``scale`` (same for both axes) or ``size=(out_h, out_w)``; ``kernel`` is
+    ``"bicubic"`` (default) or ``"lanczos3"``.
+    """
+    if kernel not in _KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}; choose from {sorted(_KERNELS)}")
+    if (scale is None) == (size is None):
+        raise ValueError("give exactly one of scale or size")
+    in_h, in_w = x.shape[-2], x.shape[-1]
+    if in_h == 0 or in_w == 0:
+        raise ValueError("cannot resize an empty image")
+    if size is None:
+        assert scale is not None
+        if scale <= 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        scales = (float(scale), float(scale))
+        size = (output_size(in_h, scale), output_size(in_w, scale))
+    else:
+        scales = (size[0] / in_h, size[1] / in_w)
+    integer = not x.dtype.is_floating_point
+    orig_dtype = x.dtype
+    if integer:
+        work = x.to(torch.float64)
+    elif x.dtype in (torch.float16, torch.bfloat16):
+        work = x.to(torch.float32)
+    else:
+        work = x
+    order = (0, 1) if scales[0] <= scales[1] else (1, 0)
+    for k in order:
+        axis = x.dim() - 2 + k
+        if work.shape[axis] == size[k] and scales[k] == 1:
+            continue
+        work = _resize_axis(work, axis, size[k], scales[k], antialias, kernel)
+        if integer:
+            work = _round_to(work, orig_dtype)
+    return work.to(orig_dtype)
+
+
+def imresize_np(
+    img: np.ndarray,
+    scale: float | None = None,
+    size: tuple[int, int] | None = None,
+    antialias: bool = True,
+    kernel: str = "bicubic",
+) -> np.ndarray:
+    """NumPy front-end of :func:`imresize` for ``(H, W)`` or ``(H, W, C)`` arrays."""
+    arr = np.ascontiguousarray(img)
+    t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+    if img.ndim == 3:
+        t = t.permute(2, 0, 1)
+    elif img.ndim != 2:
+        raise ValueError(f"expected an (H, W) or (H, W, C) array, got shape {img.shape}")
+    out = imresize(t, scale=scale, size=size, antialias=antialias, kernel=kernel)
+    if img.ndim == 3:
+        out = out.permute(1, 2, 0)
+    return out.contiguous().numpy()

@@ -1,0 +1,136 @@
+"""Tiled inference: run any network over any image size with bounded memory.
+
+Each tile is the core region plus ``overlap`` LR pixels on interior sides; its input crop adds
+``pad`` pixels of context (at least the model's receptive field) so every output pixel sees the
+same neighbourhood as in an untiled run. Overlapping outputs are blended with linear feathering.
+On CUDA out-of-memory the tile size is halved and the image is run again.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+__all__ = ["TileInfo", "tiled_forward", "tile_size_for_budget", "is_oom_error", "MIN_TILE"]
+
+MIN_TILE = 16
+
+
+@dataclass
+class TileInfo:
+    """What a tiled run did: the tile size finally used and how often it was halved."""
+
+    tile: int
+    halvings: int = 0
+    tiles_run: int = 0
+
+
+def is_oom_error(err: BaseException) -> bool:
+    """True for CUDA/MPS out-of-memory errors."""
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+def tile_size_for_budget(budget_bytes: int, widest_channels: int, scale: int, bytes_per_value: int = 4) -> int:
+    """LR tile side so that a tile's activations fit ``budget_bytes`` (a conservative estimate).
+
+    Counts about three live feature maps of the widest layer plus input and output images.
+    """
+    per_pixel = bytes_per_value * (3 * widest_channels + 3 + 3 * scale * scale * 2)
+    side = int(math.sqrt(max(budget_bytes, 1) / per_pixel))
+    return max(MIN_TILE, side // 8 * 8)
+
+
+def _spans(length: int, tile: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, length, tile):
+        yield start, min(start + tile, length)
+
+
+def _ramp(n: int, lead: int, trail: int, device: torch.device) -> torch.Tensor:
+    """1-D feather weights: rising over ``lead`` samples, falling over ``trail`` samples."""
+    w = torch.ones(n, device=device)
+    lead, trail = min(lead, n), min(trail, n)
+    if lead:
+        w[:lead] = torch.arange(1, lead + 1, device=device, dtype=torch.float32) / (lead + 1)
+    if trail:
+        w[n - trail:] = torch.arange(trail, 0, -1, device=device, dtype=torch.float32) / (trail + 1)
+    return w
+
+
+def _run_once(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    scale: int,
+    tile: int,
+    pad: int,
+    overlap: int,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[torch.Tensor, int]:
+    n, c, h, w = x.shape
+    out = torch.zeros(n, c, h * scale, w * scale, dtype=torch.float32, device=x.device)
+    weight = torch.zeros(1, 1, h * scale, w * scale, dtype=torch.float32, device=x.device)
+    ys, xs = list(_spans(h, tile)), list(_spans(w, tile))
+    total, done = len(ys) * len(xs), 0
+    for y0, y1 in ys:
+        for x0, x1 in xs:
+            # output region (with overlap on interior sides) and its input crop (with context)
+            oy0, oy1 = max(y0 - overlap, 0), min(y1 + overlap, h)
+            ox0, ox1 = max(x0 - overlap, 0), min(x1 + overlap, w)
+            iy0, iy1 = max(oy0 - pad, 0), min(oy1 + pad, h)
+            ix0, ix1 = max(ox0 - pad, 0), min(ox1 + pad, w)
+            y_out = fn(x[:, :, iy0:iy1, ix0:ix1]).float()
+            if y_out.device != x.device:
+                y_out = y_out.to(x.device)
+            cy, cx = (oy0 - iy0) * scale, (ox0 - ix0) * scale
+            hh, ww = (oy1 - oy0) * scale, (ox1 - ox0) * scale
+            y_out = y_out[:, :, cy:cy + hh, cx:cx + ww]
+            wy = _ramp(hh, (y0 - oy0) * scale * 2 if y0 > 0 else 0, (oy1 - y1) * scale * 2 if y1 < h else 0,
+                       x.device)
+            wx = _ramp(ww, (x0 - ox0) * scale * 2 if x0 > 0 else 0, (ox1 - x1) * scale * 2 if x1 < w else 0,
+                       x.device)
+            wt = (wy[:, None] * wx[None, :])[None, None]
+            sy, sx = oy0 * scale, ox0 * scale
+            out[:, :, sy:sy + hh, sx:sx + ww].addcmul_(y_out, wt)
+            weight[:, :, sy:sy + hh, sx:sx + ww].add_(wt)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    out.div_(weight)
+    return out, total
+
+
+def tiled_forward(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    scale: int,
+    tile: int,
+    pad: int,
+    overlap: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[torch.Tensor, TileInfo]:
+    """Apply ``fn`` (LR tile -> SR tile) over ``x`` ``(N, C, H, W)`` in tiles of ``tile`` LR pixels.
+
+    ``x`` stays where it is (e.g. host memory); ``fn`` may move tiles to another device.
+    Returns the float32 result on ``x``'s device and a :class:`TileInfo`. Out-of-memory errors
+    halve the tile (down to ``MIN_TILE``) and restart the image.
+    """
+    if tile < 1:
+        raise ValueError("tile must be positive")
+    overlap = min(overlap, max(tile // 4, 0))
+    info = TileInfo(tile=tile)
+    while True:
+        try:
+            out, info.tiles_run = _run_once(fn, x, scale, info.tile, pad, overlap, progress)
+            return out, info
+        except Exception as err:  # noqa: BLE001 - only OOM is handled, everything else re-raised
+            if not is_oom_error(err) or info.tile // 2 < MIN_TILE:
+                raise
+            info.tile //= 2
+            info.halvings += 1
+            overlap = min(overlap, info.tile // 4)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()

@@ -1,0 +1,73 @@
+"""Checkpoint files of a run: atomic writes, the last ``K`` kept, the best by validation PSNR.
+
+A run directory holds ``checkpoints/iter_XXXXXXXX.pt`` (full training state) and
+``checkpoints/best.pt`` (the validated weights). They are written with :func:`torch.save` and
+read with ``torch.load(weights_only=True)``: tensors and plain Python values only.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from subpixel.errors import SubpixelError
+
+__all__ = ["CHECKPOINT_DIR", "BEST", "checkpoint_path", "list_checkpoints", "latest_checkpoint", "save_atomic",
+           "prune", "load_checkpoint"]
+
+CHECKPOINT_DIR = "checkpoints"
+BEST = "best.pt"
+_PREFIX = "iter_"
+
+
+def checkpoint_path(run_dir: Path, iteration: int) -> Path:
+    """Where the checkpoint after ``iteration`` steps lives."""
+    return run_dir / CHECKPOINT_DIR / f"{_PREFIX}{iteration:08d}.pt"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Training-state checkpoints of a run, oldest first."""
+    folder = run_dir / CHECKPOINT_DIR
+    found = [p for p in folder.glob(f"{_PREFIX}*.pt") if p.stem[len(_PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.stem[len(_PREFIX):]))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest training-state checkpoint, if any."""
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def save_atomic(obj: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def prune(run_dir: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` training-state checkpoints."""
+    for old in list_checkpoints(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint on the CPU without unpickling arbitrary objects."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SubpixelError(f"checkpoint not found: {path}") from None
+    except Exception as err:  # torch raises several types for corrupt or unsafe files
+        raise SubpixelError(f"cannot read checkpoint {path}: {err}") from None

@@ -1,0 +1,262 @@
+"""Training recipes: typed dataclasses read from YAML, with every key and type checked.
+
+Unknown keys, missing required keys, wrong types and out-of-range values are all
+:class:`ConfigError` naming the offending ``section.key``. Floats may be written as YAML
+strings such as ``1e-3`` (which PyYAML does not read as a number), and a bare ``off`` (read as
+``false``) is accepted where ``"off"`` is a choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+from subpixel.errors import SubpixelError
+
+__all__ = [
+    "ConfigError", "ModelConfig", "DataConfig", "LossConfig", "OptimConfig", "ScheduleConfig", "TrainConfig",
+    "Config", "parse_config", "load_config", "config_to_dict", "resolve_data_folder", "REPO_ROOT",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+class ConfigError(SubpixelError):
+    """A recipe that does not validate."""
+
+
+@dataclass
+class ModelConfig:
+    """A registered architecture, its scale and constructor arguments."""
+
+    name: str
+    scale: int
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """HR folders, the held-out validation slice and the crop stream.
+
+    ``patch`` is the LR crop side (the HR crop is ``patch * scale``); ``batch`` is the global
+    batch, split evenly over DDP ranks. ``val_names``, when given, replaces ``val_count``.
+    """
+
+    train: list[str]
+    val_count: int = 10
+    val_names: list[str] = field(default_factory=list)
+    patch: int = 32
+    batch: int = 64
+    augment: bool = True
+
+
+@dataclass
+class LossConfig:
+    """A loss from :data:`subpixel.train.losses.LOSSES` and its arguments."""
+
+    name: str = "l1"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and its hyper-parameters."""
+
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule: linear warmup, then cosine to ``min_lr``, steps at ``milestones``, or constant."""
+
+    name: Literal["cosine", "multistep", "constant"] = "cosine"
+    warmup: int = 0
+    min_lr: float = 0.0
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    """Loop length, precision, EMA, clipping, and how often to log, validate and checkpoint (0: only at the end)."""
+
+    iters: int = 100_000
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    ema: float = 0.0
+    grad_clip: float = 0.0
+    val_every: int = 5000
+    ckpt_every: int = 2000
+    keep_last: int = 3
+    log_every: int = 100
+
+
+@dataclass
+class Config:
+    """A whole training recipe."""
+
+    model: ModelConfig
+    data: DataConfig
+    seed: int = 0
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _kind(value: Any) -> str:
+    return "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else \
+        f"{type(value).__name__} {value!r}"
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against (and converted to) the type ``hint``."""
+    origin = get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {_kind(value)}")
+        return _build(hint, value, where)
+    if hint is Any:
+        return value
+    if origin is Literal:
+        if value is False and "off" in get_args(hint):  # YAML 1.1 reads a bare `off` as false
+            return "off"
+        if value not in get_args(hint):
+            raise ConfigError(f"{where}: expected one of {', '.join(map(str, get_args(hint)))}, got {value!r}")
+        return value
+    if hint is bool or hint is str:
+        if not isinstance(value, hint):
+            raise ConfigError(f"{where}: expected {hint.__name__}, got {_kind(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {_kind(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {_kind(value)}")
+        return float(value)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {_kind(value)}")
+        (item,) = get_args(hint)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        items = get_args(hint)
+        if not isinstance(value, (list, tuple)) or len(value) != len(items):
+            raise ConfigError(f"{where}: expected a list of {len(items)} values, got {_kind(value)}")
+        return tuple(_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, items)))
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{where}: expected a mapping with string keys, got {_kind(value)}")
+        return dict(value)
+    raise TypeError(f"unsupported config type {hint!r}")  # a bug in this module, not in the recipe
+
+
+def _build(cls: type, raw: dict[str, Any], section: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``raw``, rejecting unknown and missing keys."""
+    hints = get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    where = f"section {section!r}" if section else "the recipe's top level"
+    for key in raw:
+        if key not in hints:
+            raise ConfigError(f"unknown key {key!r} in {where} (known: {', '.join(known)})")
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in raw
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"missing key {missing[0]!r} in {where}")
+    prefix = f"{section}." if section else ""
+    return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in raw.items()})
+
+
+def _require(ok: bool, where: str, what: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{where}: must be {what}, got {value!r}")
+
+
+def _check(cfg: Config) -> None:
+    """Ranges and cross-field rules that types cannot express."""
+    from subpixel.train.losses import LOSSES
+
+    _require(cfg.model.scale >= 1, "model.scale", "a positive integer", cfg.model.scale)
+    d = cfg.data
+    _require(len(d.train) > 0, "data.train", "a non-empty list of folders", d.train)
+    _require(d.val_count >= 0, "data.val_count", ">= 0", d.val_count)
+    _require(d.patch >= 1, "data.patch", ">= 1", d.patch)
+    _require(d.batch >= 1, "data.batch", ">= 1", d.batch)
+    _require(cfg.loss.name in LOSSES, "loss.name", f"one of {', '.join(LOSSES)}", cfg.loss.name)
+    o = cfg.optim
+    _require(o.lr > 0, "optim.lr", "> 0", o.lr)
+    _require(all(0 <= b < 1 for b in o.betas), "optim.betas", "two values in [0, 1)", list(o.betas))
+    _require(o.weight_decay >= 0, "optim.weight_decay", ">= 0", o.weight_decay)
+    s, t = cfg.schedule, cfg.train
+    _require(s.warmup >= 0, "schedule.warmup", ">= 0", s.warmup)
+    _require(0 <= s.min_lr <= o.lr, "schedule.min_lr", "in [0, optim.lr]", s.min_lr)
+    _require(0 < s.gamma <= 1, "schedule.gamma", "in (0, 1]", s.gamma)
+    _require(s.milestones == sorted(set(s.milestones)) and all(m > 0 for m in s.milestones),
+             "schedule.milestones", "increasing positive iterations", s.milestones)
+    _require(s.name == "multistep" or not s.milestones, "schedule.milestones", "empty unless name is multistep",
+             s.milestones)
+    _require(t.iters >= 1, "train.iters", ">= 1", t.iters)
+    _require(0 <= t.ema < 1, "train.ema", "in [0, 1) (0 turns EMA off)", t.ema)
+    _require(t.grad_clip >= 0, "train.grad_clip", ">= 0 (0 turns clipping off)", t.grad_clip)
+    for key in ("val_every", "ckpt_every"):
+        _require(getattr(t, key) >= 0, f"train.{key}", ">= 0 (0: only at the end)", getattr(t, key))
+    _require(t.keep_last >= 1, "train.keep_last", ">= 1", t.keep_last)
+    _require(t.log_every >= 1, "train.log_every", ">= 1", t.log_every)
+
+
+def parse_config(raw: Any) -> Config:
+    """A validated :class:`Config` from a parsed recipe (a mapping)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a recipe must be a mapping of sections, got {_kind(raw)}")
+    cfg = _build(Config, raw, "")
+    _check(cfg)
+    return cfg
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a YAML recipe; errors name the file."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read recipe {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    try:
+        return parse_config(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain JSON/YAML-ready form of ``cfg`` (tuples become lists); :func:`parse_config` reads it back."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def resolve_data_folder(entry: str) -> Path:
+    """A recipe's data folder: absolute as is; relative against the current directory, then the repo root."""
+    path = Path(entry).expanduser()
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path, REPO_ROOT / path]
+    for cand in candidates:
+        if cand.is_dir():
+            return cand.resolve()
+    raise ConfigError(f"data folder {entry!r} not found (looked in {', '.join(map(str, candidates))})")

@@ -1,0 +1,71 @@
+"""Multi-process (DDP) setup from ``torchrun``'s environment: ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from subpixel.engine.device import resolve_device
+from subpixel.errors import SubpixelError
+
+__all__ = ["DistInfo", "distributed", "all_gather_cpu", "barrier"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job and its training device."""
+
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone writes checkpoints, logs and exports."""
+        return self.rank == 0
+
+
+@contextmanager
+def distributed(device: str = "auto") -> Iterator[DistInfo]:
+    """Join the process group when launched by ``torchrun`` (NCCL on CUDA, else gloo); single process otherwise.
+
+    Under DDP each rank uses ``cuda:LOCAL_RANK`` when CUDA is picked.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = resolve_device(device)
+    if world <= 1:
+        yield DistInfo(0, 1, 0, dev)
+        return
+    if dev.type == "mps":
+        raise SubpixelError("multi-process training needs CUDA or the CPU, not MPS")
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world)
+    try:
+        yield DistInfo(rank, world, local_rank, dev)
+    finally:
+        dist.destroy_process_group()
+
+
+def all_gather_cpu(t: torch.Tensor, info: DistInfo) -> list[torch.Tensor]:
+    """Every rank's copy of the same-shape tensor ``t``, on the CPU, in rank order."""
+    if info.world == 1:
+        return [t.cpu()]
+    local = t.to(info.device)
+    out = [torch.empty_like(local) for _ in range(info.world)]
+    dist.all_gather(out, local)
+    return [x.cpu() for x in out]
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if info.world > 1:
+        dist.barrier()

@@ -1,0 +1,59 @@
+"""Export a run's best weights as ``.safetensors`` with a model card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from subpixel.errors import SubpixelError
+from subpixel.models.registry import build
+from subpixel.models.weights import save_weights
+from subpixel.train.checkpoint import BEST, CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
+from subpixel.train.config import parse_config
+
+__all__ = ["export_best"]
+
+
+def export_best(run_dir: Path, path: Path) -> Path:
+    """Write the run's best validated weights (the EMA when enabled) and their card to ``path``.
+
+    A run that never validated exports its last checkpoint (EMA weights when enabled). The card
+    holds the architecture, its arguments, scale, parameter count and the training provenance;
+    ``metrics`` is left empty for the evaluation to fill in.
+    """
+    run_dir, path = Path(run_dir), Path(path)
+    if path.suffix != ".safetensors":
+        raise SubpixelError(f"export path must end in .safetensors, got {path.name}")
+    best_file = run_dir / CHECKPOINT_DIR / BEST
+    if best_file.is_file():
+        ckpt = load_checkpoint(best_file)
+        weights, validation = ckpt["weights"], {"psnr_y": ckpt["psnr"], "ssim_y": ckpt["ssim"]}
+    else:
+        last = latest_checkpoint(run_dir)
+        if last is None:
+            raise SubpixelError(f"no checkpoint in {run_dir} to export")
+        ckpt = load_checkpoint(last)
+        weights, validation = ckpt["ema"] if ckpt["ema"] is not None else ckpt["model"], None
+    cfg = parse_config(ckpt["config"])
+    net = build(cfg.model.name, cfg.model.scale, **cfg.model.args)
+    net.load_state_dict(weights)
+    meta: dict[str, Any] = dict(ckpt["meta"])
+    card = {
+        "name": cfg.model.name,
+        "architecture": cfg.model.name,
+        "arch_args": cfg.model.args,
+        "scale": cfg.model.scale,
+        "params": net.num_parameters(),
+        "training": {
+            "data": meta.pop("data"),
+            "recipe": ckpt["config"],
+            "iterations": ckpt["iteration"],
+            "wall_minutes": round(ckpt["wall_seconds"] / 60, 2),
+            "ema": cfg.train.ema > 0,
+            "validation": validation,
+            **meta,
+        },
+        "metrics": {},
+    }
+    save_weights(net, path, card)
+    return path

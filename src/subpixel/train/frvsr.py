@@ -1,0 +1,210 @@
+"""Training FRVSR on synthetic clips (:mod:`subpixel.data.clips`).
+
+Each step draws ``batch`` clips of ``frames`` aligned LR/HR crops, runs the network over the
+whole sequence (gradients flow through the recurrence) and minimises
+
+    L1(SR_t, HR_t) averaged over frames  +  flow_weight * MSE(warp(LR_{t-1}, flow_t), LR_t)
+
+(the flow term trains FNet without flow ground truth, as in the paper). ``recurrent: false``
+trains the ablation: the same SR network fed zeros instead of the warped previous estimate, on
+the same batches for the same iterations (and so without FNet or its loss).
+
+A run directory holds ``checkpoints/iter_*.pt`` (atomic; read with ``weights_only=True``),
+``log.jsonl`` and, at the end, ``<name>_x<scale>.safetensors`` with its model card. Batches
+depend only on ``(seed, iteration)``, so a resumed run ends with the weights an uninterrupted
+one would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from subpixel.data.clips import ClipSampler, Motion
+from subpixel.engine.device import resolve_device
+from subpixel.errors import SubpixelError
+from subpixel.models.frvsr import FRVSR, warp
+from subpixel.models.registry import build
+from subpixel.models.weights import save_weights
+from subpixel.train.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune, save_atomic
+from subpixel.train.config import resolve_data_folder
+
+__all__ = ["FRVSRConfig", "train_frvsr", "frvsr_loss"]
+
+# keys that may change between a run and its resumption
+_RUNTIME_KEYS = ("ckpt_every", "keep_last", "log_every", "device", "evaluate")
+_CONTAINERS = {"data": list, "arch": dict, "motion": dict}
+
+
+@dataclass
+class FRVSRConfig:
+    """An FRVSR recipe. ``patch`` is the LR crop side (HR is ``patch * scale``); ``arch``: FRVSR
+    arguments other than ``recurrent`` (channels, blocks, flow_channels, max_flow); ``motion``:
+    :class:`~subpixel.data.clips.Motion` fields; ``evaluate``: score Vid4 at the end (slow on CPU)."""
+
+    data: list[str]
+    scale: int = 4
+    recurrent: bool = True
+    arch: dict[str, Any] = field(default_factory=dict)
+    frames: int = 10
+    patch: int = 32
+    batch: int = 4
+    motion: dict[str, float] = field(default_factory=dict)
+    iters: int = 50_000
+    lr: float = 1e-4
+    min_lr: float = 1e-6
+    flow_weight: float = 1.0
+    seed: int = 0
+    ckpt_every: int = 1000
+    keep_last: int = 2
+    log_every: int = 100
+    device: str = "auto"
+    evaluate: bool = False
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> FRVSRConfig:
+        """Validate a parsed recipe: unknown keys, wrong types and bad values are errors."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise SubpixelError(f"unknown FRVSR recipe key(s) {', '.join(unknown)} (known: {', '.join(known)})")
+        if "data" not in raw:
+            raise SubpixelError("FRVSR recipe lacks 'data' (folders of still images)")
+        values = dict(raw)
+        for name, value in raw.items():
+            default = known[name].default
+            expected = _CONTAINERS.get(name, type(default))
+            if expected is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+                try:
+                    values[name] = float(value)
+                except ValueError:
+                    raise SubpixelError(f"FRVSR recipe: {name} must be a number, got {value!r}") from None
+            elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise SubpixelError(f"FRVSR recipe: {name} must be {expected.__name__}, got {value!r}")
+        if not values["data"] or not all(isinstance(v, str) for v in values["data"]):
+            raise SubpixelError(f"FRVSR recipe: data must be a non-empty list of folders, got {values['data']!r}")
+        cfg = cls(**values)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """Cross-field rules."""
+        rules = [(self.scale in (2, 4), "scale must be 2 or 4"), (self.frames >= 2, "frames must be >= 2"),
+                 (self.patch >= 8, "patch must be >= 8"), (self.batch >= 1, "batch must be >= 1"),
+                 (self.iters >= 1, "iters must be >= 1"), (0 <= self.min_lr <= self.lr, "need 0 <= min_lr <= lr"),
+                 (self.flow_weight >= 0, "flow_weight must be >= 0"), (self.ckpt_every >= 0, "ckpt_every >= 0"),
+                 (self.keep_last >= 1, "keep_last must be >= 1"), (self.log_every >= 1, "log_every >= 1"),
+                 ("recurrent" not in self.arch, "set recurrent at the top level, not in arch")]
+        for ok, why in rules:
+            if not ok:
+                raise SubpixelError(f"FRVSR recipe: {why}")
+        try:
+            Motion(**self.motion)
+        except TypeError as err:
+            raise SubpixelError(f"FRVSR recipe: bad motion settings: {err}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def frvsr_loss(net: FRVSR, lr: torch.Tensor, hr: torch.Tensor, flow_weight: float
+               ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss and its parts for float ``(N, T, 3, h, w)`` LR and ``(N, T, 3, H, W)`` HR in [0, 1]."""
+    sr, flows = net.forward_sequence(lr, return_flows=True)
+    sr_loss = F.l1_loss(sr, hr)
+    parts = {"sr_l1": sr_loss.item()}
+    if flows is None:
+        return sr_loss, parts
+    prev, cur = lr[:, :-1].flatten(0, 1), lr[:, 1:].flatten(0, 1)
+    flow_loss = F.mse_loss(warp(prev, flows.flatten(0, 1)), cur)
+    parts["flow_mse"] = flow_loss.item()
+    return sr_loss + flow_weight * flow_loss, parts
+
+
+def _cosine_lr(cfg: FRVSRConfig, it: int) -> float:
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * it / cfg.iters))
+
+
+def _same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return {k: v for k, v in a.items() if k not in _RUNTIME_KEYS} == \
+        {k: v for k, v in b.items() if k not in _RUNTIME_KEYS}
+
+
+def _card(net: FRVSR, cfg: FRVSRConfig, name: str) -> dict[str, Any]:
+    arch_args = {**cfg.arch, "recurrent": cfg.recurrent}
+    return {
+        "name": name, "architecture": "frvsr", "arch_args": arch_args, "scale": cfg.scale,
+        "params": net.num_parameters(),
+        "training": {
+            "recipe": cfg.to_dict(),
+            "data": f"synthetic {cfg.frames}-frame clips from stills (camera motion only, BI degradation)",
+            "loss": "L1 on SR frames" + (f" + {cfg.flow_weight} x MSE flow-warp loss on LR" if cfg.recurrent else ""),
+        },
+        "metrics": {},
+    }
+
+
+def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, progress: bool = True) -> Path:
+    """Train (or resume from the newest checkpoint in ``run_dir``) and export; returns the weights path."""
+    run_dir = Path(run_dir)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    net = build("frvsr", cfg.scale, recurrent=cfg.recurrent, **cfg.arch).to(device)
+    assert isinstance(net, FRVSR)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    start = 0
+    last = latest_checkpoint(run_dir) if resume else None
+    if last is not None:
+        ckpt = load_checkpoint(last)
+        if not _same_recipe(ckpt["config"], cfg.to_dict()):
+            raise SubpixelError(f"{last} was written by a different recipe; use a new run folder")
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optim"])
+        start = int(ckpt["iteration"])
+    sources = [resolve_data_folder(d) for d in cfg.data]
+    sampler = ClipSampler(sources, cfg.frames, cfg.patch * cfg.scale, cfg.scale, Motion(**cfg.motion), cfg.seed)
+    net.train()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "log.jsonl", "a") as log, \
+            tqdm(total=cfg.iters, initial=start, desc="frvsr" if cfg.recurrent else "frvsr-norec",
+                 disable=not progress) as bar:
+        for it in range(start, cfg.iters):
+            lr_u8, hr_u8 = sampler.batch(it, cfg.batch)
+            lr, hr = lr_u8.to(device).float() / 255.0, hr_u8.to(device).float() / 255.0
+            for group in opt.param_groups:
+                group["lr"] = _cosine_lr(cfg, it)
+            loss, parts = frvsr_loss(net, lr, hr, cfg.flow_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            done = it + 1
+            bar.update(1)
+            if done % cfg.log_every == 0 or done == cfg.iters:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+                log.write(json.dumps({"iteration": done, "loss": loss.item(), **parts,
+                                      "lr": opt.param_groups[0]["lr"]}) + "\n")
+                log.flush()
+            if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.iters:
+                save_atomic({"iteration": done, "model": net.state_dict(), "optim": opt.state_dict(),
+                             "config": cfg.to_dict()}, checkpoint_path(run_dir, done))
+                prune(run_dir, cfg.keep_last)
+    net.eval()
+    name = "frvsr" if cfg.recurrent else "frvsr-norec"
+    card = _card(net, cfg, name)
+    if cfg.evaluate:
+        from subpixel.eval.video import evaluate_vid4
+        from subpixel.video.recurrent import RecurrentProcessor
+
+        result = evaluate_vid4(RecurrentProcessor(net, device), scale=cfg.scale, progress=progress)
+        card["metrics"]["Vid4"] = {k: v for k, v in result.to_dict().items() if k != "clips"}
+    weights = run_dir / f"{name}_x{cfg.scale}.safetensors"
+    save_weights(net, weights, card)
+    return weights

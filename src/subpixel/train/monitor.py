@@ -1,0 +1,124 @@
+"""Step timing (how long each step waits for its batch) and TensorBoard scalars."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = ["StepTimer", "Throughput", "ScalarLog"]
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Training speed over the measured steps of one session."""
+
+    iterations: int
+    iters_per_s: float
+    data_wait_share: float  # time producing the batch / whole step time
+    data_ms_per_iter: float
+    step_ms_per_iter: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+class StepTimer:
+    """Times batch production and the whole step; CUDA events on a GPU (no host sync per step), else wall clock.
+
+    The first ``skip`` steps of a session (allocator and kernel warm-up) are not counted.
+    """
+
+    def __init__(self, device: torch.device, skip: int = 1) -> None:
+        self.cuda = device.type == "cuda"
+        self.skip = skip
+        self._marks: list[list] = []
+        self._current: list = []
+        self._window = [0.0, 0.0, 0]  # data seconds, step seconds, steps since the last window
+        self._total = [0.0, 0.0, 0]
+
+    def _mark(self) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self._current.append(event)
+        else:
+            self._current.append(time.perf_counter())
+
+    def begin(self) -> None:
+        """A step starts: its batch is about to be produced."""
+        self._current = []
+        self._mark()
+
+    def data_ready(self) -> None:
+        """The batch is ready."""
+        self._mark()
+
+    def end(self) -> None:
+        """The optimizer step is done."""
+        self._mark()
+        if self.skip > 0:
+            self.skip -= 1
+        else:
+            self._marks.append(self._current)
+
+    def _resolve(self) -> None:
+        if self._marks and self.cuda:
+            self._marks[-1][-1].synchronize()
+        for start, ready, end in self._marks:
+            if self.cuda:
+                data, step = start.elapsed_time(ready) / 1e3, start.elapsed_time(end) / 1e3
+            else:
+                data, step = ready - start, end - start
+            for acc in (self._window, self._total):
+                acc[0] += data
+                acc[1] += step
+                acc[2] += 1
+        self._marks = []
+
+    def window(self) -> tuple[float, float] | None:
+        """``(iterations/s, data-wait share)`` since the previous call, or None if nothing was measured."""
+        self._resolve()
+        data, step, n = self._window
+        self._window = [0.0, 0.0, 0]
+        return (n / step, data / step) if n and step > 0 else None
+
+    def summary(self) -> Throughput | None:
+        """Totals over every measured step of the session."""
+        self._resolve()
+        data, step, n = self._total
+        if not n or step <= 0:
+            return None
+        return Throughput(n, n / step, data / step, 1e3 * data / n, 1e3 * step / n)
+
+
+class ScalarLog:
+    """TensorBoard scalars under ``folder`` (``None``: log nothing, as on ranks other than 0).
+
+    Without the ``tensorboard`` package a warning says so and nothing is logged.
+    """
+
+    def __init__(self, folder: Path | None) -> None:
+        self.writer = None
+        if folder is None:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            warnings.warn("TensorBoard logging is off: install the 'tensorboard' package "
+                          "(pip install 'subpixel[train]')", stacklevel=2)
+            return
+        self.writer = SummaryWriter(log_dir=str(folder))
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        """Record ``value`` under ``tag`` at iteration ``step``."""
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, step)
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        if self.writer is not None:
+            self.writer.close()

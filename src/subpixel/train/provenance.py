@@ -1,0 +1,31 @@
+"""Where a model came from: code version, library versions and hardware."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import torch
+
+from subpixel.train.config import REPO_ROOT
+
+__all__ = ["git_commit", "environment"]
+
+
+def git_commit() -> str | None:
+    """The repository's HEAD commit (with ``-dirty`` when the tree has changes), if it is a git checkout."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}-dirty" if dirty else head
+
+
+def environment(device: torch.device, world: int) -> dict[str, Any]:
+    """Code and library versions and the training hardware."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return {"git_commit": git_commit(), "torch": str(torch.__version__), "cuda": torch.version.cuda,
+            "device": name, "world_size": world}

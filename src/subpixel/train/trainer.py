@@ -1,0 +1,308 @@
+"""The training loop: in-memory patch stream, AMP, EMA, clipping, validation, checkpoints and exact resume.
+
+Exact resume: the checkpoint after step ``n`` holds the model, optimizer, grad scaler, EMA,
+every global RNG and each rank's crop-stream generator; the learning rate is a pure function
+of the step. Continuing from it gives bit-identical weights to a run that never stopped
+(same device, thread count and world size).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from subpixel.data.pairs import fingerprint, load_pairs, split_images
+from subpixel.data.patches import PatchSampler
+from subpixel.errors import SubpixelError
+from subpixel.models.base import SRNet
+from subpixel.models.registry import build
+from subpixel.models.weights import state_dict_on_cpu
+from subpixel.train.checkpoint import (BEST, CHECKPOINT_DIR, checkpoint_path, latest_checkpoint, load_checkpoint,
+                                       prune, save_atomic)
+from subpixel.train.config import Config, ConfigError, config_to_dict, resolve_data_folder
+from subpixel.train.distributed import DistInfo, all_gather_cpu, barrier, distributed
+from subpixel.train.ema import EMA
+from subpixel.train.export import export_best
+from subpixel.train.losses import build_loss
+from subpixel.train.monitor import ScalarLog, StepTimer, Throughput
+from subpixel.train.optim import build_optimizer, learning_rate
+from subpixel.train.provenance import environment
+from subpixel.train.rng import capture_rng, restore_rng, seed_everything
+from subpixel.train.validate import evaluate_pairs
+
+__all__ = ["Trainer", "TrainResult", "train", "THROUGHPUT_FILE"]
+
+THROUGHPUT_FILE = "throughput.json"
+_AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# recipe keys that may change between a checkpoint and its resumption
+_RESUMABLE_CHANGES = {"train.iters", "train.val_every", "train.ckpt_every", "train.keep_last", "train.log_every"}
+
+
+@dataclass
+class TrainResult:
+    """What a training session ends with."""
+
+    net: SRNet  # the validated/exported weights: the EMA when enabled
+    iteration: int
+    best: dict[str, float] | None  # {"iteration", "psnr", "ssim"} of the best validation
+    throughput: Throughput | None
+
+
+def _stream_seed(seed: int, rank: int) -> int:
+    """A distinct crop-stream seed per rank."""
+    return (seed * 0x9E3779B1 + 0x632BE5AB * (rank + 1)) % 2**63
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and key != "args":
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+class Trainer:
+    """One rank's training state, built from a validated recipe."""
+
+    def __init__(self, cfg: Config, run_dir: Path, info: DistInfo, *, quiet: bool = False) -> None:
+        self.cfg, self.run_dir, self.info, self.quiet = cfg, Path(run_dir), info, quiet
+        d, m, t = cfg.data, cfg.model, cfg.train
+        dev = info.device
+        if d.batch % info.world:
+            raise ConfigError(f"data.batch {d.batch} does not split evenly over {info.world} processes")
+        if t.amp == "fp16" and dev.type != "cuda":
+            raise ConfigError(f"train.amp fp16 needs CUDA; use bf16 or off on {dev.type}")
+        self.amp_dtype = _AMP[t.amp]
+
+        self.loss_fn = build_loss(cfg.loss.name, cfg.loss.args)
+        seed_everything(cfg.seed)
+        try:
+            self.net = build(m.name, m.scale, **m.args).to(dev)
+        except TypeError as err:
+            raise ConfigError(f"model.args do not fit {m.name!r}: {err}") from None
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if not params:
+            raise SubpixelError(f"architecture {m.name!r} has no trainable parameters")
+        self.model: nn.Module = self.net
+        if info.world > 1:
+            self.model = DistributedDataParallel(self.net, device_ids=[dev] if dev.type == "cuda" else None)
+        self.ema = EMA(self.net, t.ema) if t.ema > 0 else None
+        self.optimizer = build_optimizer(params, cfg.optim)
+        self.scaler = torch.amp.GradScaler(dev.type, enabled=t.amp == "fp16")
+
+        folders = [resolve_data_folder(f) for f in d.train]
+        split = split_images(folders, d.val_count, d.val_names)
+        self.val_pairs = [(p.lr.to(dev), p.hr.to(dev)) for p in load_pairs(split.val, m.scale)] \
+            if info.is_main else []
+        self.sampler = PatchSampler(load_pairs(split.train, m.scale), m.scale, d.patch, d.batch // info.world,
+                                    augment=d.augment, device=dev, seed=_stream_seed(cfg.seed, info.rank))
+        if self.sampler.skipped and info.is_main:
+            warnings.warn(f"{len(self.sampler.skipped)} training images are smaller than data.patch={d.patch} "
+                          f"LR pixels and are not used: {', '.join(self.sampler.skipped[:5])}", stacklevel=2)
+        self.meta: dict[str, Any] = {}
+        if info.is_main:
+            self.meta = {"data": {"folders": list(d.train), "train_images": self.sampler.num_images,
+                                  "val_images": [f"{p.parent.name}/{p.name}" for p in split.val],
+                                  "sha256": fingerprint(split.train + split.val)},
+                         "seed": cfg.seed, **environment(dev, info.world)}
+        self.iteration = 0
+        self.best: dict[str, float] | None = None
+        self._wall_before = 0.0
+        self._clock = time.perf_counter()
+
+    @property
+    def eval_net(self) -> SRNet:
+        """The weights validation and export use: the EMA when enabled."""
+        return self.ema.net if self.ema is not None else self.net
+
+    def _wall_seconds(self) -> float:
+        return self._wall_before + time.perf_counter() - self._clock
+
+    def resume(self, path: Path) -> None:
+        """Restore the full training state of checkpoint ``path``."""
+        ckpt = load_checkpoint(path)
+        old, new = _flatten(ckpt["config"]), _flatten(config_to_dict(self.cfg))
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        blocking = [k for k in changed if k not in _RESUMABLE_CHANGES]
+        if blocking:
+            raise ConfigError(f"the recipe differs from the checkpoint {path.name} in {', '.join(blocking)}; "
+                              "restore those values or train into another --out folder")
+        if "train.iters" in changed and self.info.is_main:
+            warnings.warn(f"train.iters changed from {old['train.iters']} to {new['train.iters']}: "
+                          "the learning-rate schedule differs from here on", stacklevel=2)
+        self.net.load_state_dict(ckpt["model"])
+        if self.ema is not None:
+            self.ema.net.load_state_dict(ckpt["ema"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        restore_rng(ckpt["rng"])
+        states = ckpt["sampler"]
+        if len(states) == self.info.world:
+            self.sampler.set_state(states[self.info.rank])
+        else:
+            if self.info.is_main:
+                warnings.warn(f"checkpoint was written by {len(states)} processes, resuming with {self.info.world}: "
+                              "the crop streams restart from new seeds", stacklevel=2)
+            self.sampler.reseed(_stream_seed(self.cfg.seed + ckpt["iteration"], self.info.rank))
+        self.iteration = ckpt["iteration"]
+        self.best = ckpt["best"]
+        self._wall_before = ckpt["wall_seconds"]
+
+    def _step(self, lr_img: torch.Tensor, hr_img: torch.Tensor) -> torch.Tensor:
+        t = self.cfg.train
+        rate = learning_rate(self.iteration, t.iters, self.cfg.optim.lr, self.cfg.schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+        with torch.autocast(self.info.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            sr = self.model(lr_img)
+        loss = self.loss_fn(sr.float(), hr_img)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if t.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.net.parameters(), t.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.iteration += 1
+        if self.ema is not None:
+            self.ema.update(self.net, self.iteration)
+        return loss.detach()
+
+    def validate(self) -> tuple[float, float]:
+        """Y-PSNR/SSIM of :attr:`eval_net` on the held-out images (rank 0)."""
+        return evaluate_pairs(self.eval_net, self.val_pairs, self.cfg.model.scale, self.info.device)
+
+    def _validate_and_keep_best(self, log: ScalarLog, bar: tqdm) -> None:
+        psnr, ssim = self.validate()
+        log.scalar("val/psnr_y", psnr, self.iteration)
+        log.scalar("val/ssim_y", ssim, self.iteration)
+        improved = self.best is None or psnr > self.best["psnr"]
+        if improved:
+            self.best = {"iteration": self.iteration, "psnr": psnr, "ssim": ssim}
+            save_atomic({"iteration": self.iteration, "psnr": psnr, "ssim": ssim,
+                         "weights": state_dict_on_cpu(self.eval_net), "config": config_to_dict(self.cfg),
+                         "meta": self.meta, "wall_seconds": self._wall_seconds()},
+                        self.run_dir / CHECKPOINT_DIR / BEST)
+        if not self.quiet:
+            note = " (best)" if improved else ""
+            bar.write(f"iter {self.iteration}: val Y-PSNR {psnr:.3f} dB, SSIM {ssim:.4f}{note}")
+
+    def save(self) -> None:
+        """Write the training-state checkpoint (collective: every rank must call it; rank 0 writes)."""
+        streams = all_gather_cpu(self.sampler.get_state(), self.info)
+        if not self.info.is_main:
+            return
+        state = {
+            "iteration": self.iteration, "config": config_to_dict(self.cfg), "meta": self.meta,
+            "model": state_dict_on_cpu(self.net),
+            "ema": state_dict_on_cpu(self.ema.net) if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+            "rng": capture_rng(), "sampler": streams, "best": self.best, "wall_seconds": self._wall_seconds(),
+        }
+        save_atomic(state, checkpoint_path(self.run_dir, self.iteration))
+        prune(self.run_dir, self.cfg.train.keep_last)
+
+    def fit(self, until: int | None = None) -> TrainResult:
+        """Train to ``train.iters`` (or stop after step ``until``, checkpointing there) and report speed."""
+        t, main = self.cfg.train, self.info.is_main
+        stop = t.iters if until is None else min(until, t.iters)
+        timer = StepTimer(self.info.device)
+        log = ScalarLog(self.run_dir / "tb" if main else None)
+        bar = tqdm(total=t.iters, initial=self.iteration, disable=self.quiet or not main, unit="it",
+                   dynamic_ncols=True, desc=f"{self.cfg.model.name} x{self.cfg.model.scale}")
+        loss_sum = torch.zeros((), device=self.info.device)
+        losses = 0
+        self._clock = time.perf_counter()
+        try:
+            while self.iteration < stop:
+                timer.begin()
+                batch = self.sampler.sample()
+                timer.data_ready()
+                loss_sum += self._step(*batch)
+                timer.end()
+                losses += 1
+                bar.update()
+                it = self.iteration
+                if it % t.log_every == 0 or it == stop:
+                    loss, losses = loss_sum.item() / losses, 0
+                    loss_sum.zero_()
+                    self._log(log, bar, loss, timer.window())
+                if main and self.val_pairs and (it == t.iters or (t.val_every and it % t.val_every == 0)):
+                    self._validate_and_keep_best(log, bar)
+                if it == stop or (t.ckpt_every and it % t.ckpt_every == 0):
+                    self.save()
+        finally:
+            self._wall_before = self._wall_seconds()
+            self._clock = time.perf_counter()
+            bar.close()
+            log.close()
+        speed = timer.summary()
+        if main and speed is not None:
+            self._report(speed)
+        return TrainResult(self.eval_net, self.iteration, self.best, speed)
+
+    def _log(self, log: ScalarLog, bar: tqdm, loss: float, speed: tuple[float, float] | None) -> None:
+        it = self.iteration
+        log.scalar("train/loss", loss, it)
+        log.scalar("train/lr", self.optimizer.param_groups[0]["lr"], it)
+        postfix = {"loss": f"{loss:.4g}"}
+        if speed is not None:
+            log.scalar("perf/iters_per_s", speed[0], it)
+            log.scalar("perf/data_wait_share", speed[1], it)
+            postfix["data"] = f"{100 * speed[1]:.1f}%"
+        if self.best is not None:
+            postfix["best"] = f"{self.best['psnr']:.2f}dB"
+        bar.set_postfix(postfix, refresh=False)
+
+    def _report(self, speed: Throughput) -> None:
+        d = self.cfg.data
+        record = {**speed.to_dict(), "batch": d.batch, "patch": d.patch, "device": self.meta.get("device"),
+                  "world_size": self.info.world}
+        (self.run_dir / THROUGHPUT_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        if not self.quiet:
+            tqdm.write(f"throughput: {speed.iters_per_s:.1f} it/s, waiting for data "
+                       f"{100 * speed.data_wait_share:.2f}% of step time ({speed.iterations} steps measured)")
+
+
+def train(cfg: Config, run_dir: Path, *, device: str = "auto", resume: bool = False, quiet: bool = False,
+          until: int | None = None, export: Path | None = None) -> TrainResult:
+    """Train ``cfg`` into ``run_dir`` (single process, or one rank of a ``torchrun`` job).
+
+    ``resume`` continues from the run's last checkpoint when there is one; without it an
+    existing checkpoint is an error. ``until`` stops (with a checkpoint) after that step.
+    ``export`` writes the best weights and a model card there at the end (rank 0).
+    """
+    run_dir = Path(run_dir)
+    with distributed(device) as info:
+        last = latest_checkpoint(run_dir)
+        if last is not None and not resume:
+            raise SubpixelError(f"{run_dir} already has checkpoints; pass --resume to continue it "
+                                "or choose another --out")
+        trainer = Trainer(cfg, run_dir, info, quiet=quiet)
+        if last is not None:
+            trainer.resume(last)
+        if info.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "recipe.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+            if not quiet:
+                tqdm.write(f"{'resuming from ' + last.name if last else 'training'} into {run_dir}: "
+                           f"{trainer.sampler.num_images} training images, {len(trainer.val_pairs)} held out, "
+                           f"{trainer.net.num_parameters():,} parameters on {info.device}"
+                           f"{f' x {info.world} processes' if info.world > 1 else ''}")
+        result = trainer.fit(until)
+        barrier(info)
+        if export is not None and info.is_main:
+            export_best(run_dir, export)
+    return result

@@ -1,0 +1,46 @@
+"""Validation on whole images with the evaluation protocol (uint8 SR, BT.601 Y, ``scale`` pixels shaved)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from subpixel.eval.protocol import score
+
+__all__ = ["evaluate_pairs", "to_uint8"]
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Float RGB in [0, 1] -> uint8, clamped and rounded half up as the evaluation does."""
+    return torch.floor(x.float().clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+
+
+def _hwc(t: torch.Tensor) -> np.ndarray:
+    return t.permute(1, 2, 0).cpu().numpy()
+
+
+@torch.no_grad()
+def evaluate_pairs(net: nn.Module, pairs: Iterable[tuple[torch.Tensor, ...]], scale: int,
+                   device: torch.device | str) -> tuple[float, float]:
+    """Mean Y-PSNR and Y-SSIM of ``net`` over ``(lr, hr, ...)`` pairs of uint8 ``(3, H, W)`` tensors.
+
+    Each LR image is upscaled whole in float32; the network's train/eval mode is restored after.
+    """
+    was_training = net.training
+    net.eval()
+    results = []
+    try:
+        for pair in pairs:
+            lr, hr = pair[0], pair[1]
+            x = lr.to(device=device, dtype=torch.float32)[None] / 255.0
+            sr = to_uint8(net(x)[0])
+            results.append(score(_hwc(sr), _hwc(hr), scale))
+    finally:
+        net.train(was_training)
+    if not results:
+        raise ValueError("evaluate_pairs needs at least one pair")
+    psnrs, ssims = zip(*results)
+    return float(np.mean(psnrs)), float(np.mean(ssims))

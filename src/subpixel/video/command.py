@@ -1,0 +1,59 @@
+"""``subpixel video``: upscale a video file, streaming and resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from subpixel.commands.options import emit_json, output_options, runtime_options
+from subpixel.commands.upscale import default_model
+from subpixel.io.video import DEINTERLACERS
+from subpixel.models.loader import load
+from subpixel.video.pipeline import VideoOptions, upscale_video
+
+
+@click.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Output video file, or a folder for a PNG sequence.")
+@click.option("-s", "--scale", type=click.IntRange(1, 16), default=None,
+              help="Upscaling factor [default: a weights file's own scale, else 4].")
+@click.option("-m", "--model", default="auto", show_default=True,
+              help="Model name or .safetensors path; auto = best shipped model for the scale.")
+@click.option("--batch", type=click.IntRange(1), default=4, show_default=True, help="Frames per model call.")
+@click.option("--codec", default=None,
+              help="Video encoder: h264 (libx264), h265, vp9, av1, png, or any FFmpeg encoder name "
+                   "[default: libx264; png for a folder output].")
+@click.option("--crf", type=int, default=None, help="Constant quality [default: 18 for x264, 20 x265, 30 vp9/av1].")
+@click.option("--bitrate", default=None, help="Target bitrate instead of --crf, e.g. 8M or 2500k.")
+@click.option("--preset", default=None,
+              help="Encoder speed preset (x264/x265: slow, medium...; svt-av1/vp9: a number).")
+@click.option("--pix-fmt", default=None,
+              help="Output pixel format [default: yuv420p; yuv420p10le for 10-bit input where the encoder has it].")
+@click.option("--deinterlace", type=click.Choice(DEINTERLACERS), default=None,
+              help="Deinterlace before SR with this FFmpeg filter (one frame per frame).")
+@click.option("--segment-frames", type=click.IntRange(1), default=300, show_default=True,
+              help="Frames per resumable segment (each starts with a keyframe).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted job from its last finished segment.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output (or discard an unfinished job).")
+@click.option("--tile", type=int, default=None, help="LR tile side in pixels; 0 = no tiling [default: from memory].")
+@runtime_options
+@output_options
+def video(input_path: Path, output: Path, scale: int | None, model: str, batch: int, codec: str | None,
+          crf: int | None, bitrate: str | None, preset: str | None, pix_fmt: str | None, deinterlace: str | None,
+          segment_frames: int, resume: bool, overwrite: bool, tile: int | None, device: str, precision: str,
+          engine: str, quiet: bool, as_json: bool) -> None:
+    """Upscale a video: audio and subtitles are copied, timestamps and colour tags kept."""
+    name = default_model(scale or 4) if model == "auto" else model
+    upscaler = load(name, scale=scale, device=device, precision=precision, engine=engine)
+    options = VideoOptions(codec=codec, crf=crf, bitrate=bitrate, preset=preset, pix_fmt=pix_fmt, batch=batch,
+                           segment_frames=segment_frames, deinterlace=deinterlace, tile=tile, resume=resume,
+                           overwrite=overwrite, progress=not (quiet or as_json))
+    summary = upscale_video(input_path, output, upscaler, options)
+    if as_json:
+        emit_json(summary)
+    elif not quiet:
+        resumed = f", {summary['resumed_frames']} resumed" if summary["resumed_frames"] else ""
+        click.echo(f"wrote {output}: {summary['frames']} frames{resumed}, {summary['width']}x{summary['height']} "
+                   f"{summary['codec']} {summary['pix_fmt']}, {summary['fps']} frames/s")

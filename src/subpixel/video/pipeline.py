@@ -1,0 +1,441 @@
+"""Streaming video super-resolution: decode -> batched SR -> encode, overlapped in threads.
+
+Three stages joined by bounded queues, so memory stays bounded whatever the length:
+
+* decode thread: demux, decode, optional deinterlace, YUV -> RGB in the stream's own matrix;
+* SR thread: batches of frames through a :class:`FrameProcessor`;
+* the calling thread: RGB -> YUV, encoding, segment bookkeeping, progress.
+
+Frames are encoded in segments of ``segment_frames`` into a hidden work folder (see
+:mod:`subpixel.video.segments`), so an interrupted job resumes from its last finished segment.
+At the end the segments are joined without re-encoding, the input's audio and subtitle packets
+are copied in untouched, and the result replaces the output atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from subpixel.errors import SubpixelError
+from subpixel.io.video import (
+    DEINTERLACERS,
+    ColorInfo,
+    EncoderSpec,
+    PngEncoder,
+    SegmentEncoder,
+    VideoInfo,
+    check_container,
+    check_encoder,
+    decode_frames,
+    mux_output,
+    probe,
+    resolve_encoder,
+    segment_format,
+)
+from subpixel.upscaler import Upscaler
+from subpixel.video.segments import Manifest, Segment, WorkDir, input_identity, open_workdir
+
+__all__ = ["FrameProcessor", "UpscalerProcessor", "VideoOptions", "as_processor", "upscale_video"]
+
+Item = tuple[int, int, np.ndarray]  # frame index, pts, RGB (H, W, 3)
+
+
+@runtime_checkable
+class FrameProcessor(Protocol):
+    """The SR stage. ``process``: ``(N, 3, H, W)`` float in [0, 1] -> ``(N, 3, sH, sW)`` float.
+
+    ``batch`` is on the CPU (the processor moves it to its device; the result may stay there and
+    is clamped to [0, 1] afterwards). Frames arrive in presentation order, a batch never straddles two segments, and an optional
+    ``reset()`` is called before the first frame of every segment. A recurrent model restarts its
+    state there (no warm-up from the previous segment's frames), so each segment depends only on
+    its own frames and a resumed job is bit-identical to an uninterrupted one; the cost is a
+    cold start every ``segment_frames`` frames. An optional ``name`` is recorded in the resume
+    manifest.
+    """
+
+    scale: int
+
+    def process(self, batch: torch.Tensor) -> torch.Tensor: ...
+
+
+class UpscalerProcessor:
+    """Frame-wise SR with any :class:`Upscaler` (``tile``: as in :meth:`Upscaler.upscale_tensor`)."""
+
+    def __init__(self, upscaler: Upscaler, tile: int | None = None) -> None:
+        self.upscaler, self.tile = upscaler, tile
+        self.scale = upscaler.scale
+        engine = upscaler.engine
+        self.name = f"{upscaler.name} x{self.scale} {engine.name} {getattr(engine, 'precision', 'fp32')}"
+
+    def process(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.upscaler.upscale_tensor(batch.to(self.upscaler.device), self.tile)
+
+
+@dataclass
+class VideoOptions:
+    """Settings of :func:`upscale_video` (the ``subpixel video`` flags)."""
+
+    codec: str | None = None  # None: libx264, or png for a folder output
+    crf: int | None = None  # None: the encoder's default in subpixel.io.video.DEFAULT_CRF
+    bitrate: str | int | None = None  # e.g. "8M"; excludes crf
+    preset: str | None = None
+    pix_fmt: str | None = None  # None: yuv420p, yuv420p10le for > 8-bit input where the encoder has it
+    batch: int = 4
+    segment_frames: int = 300
+    deinterlace: str | None = None  # "yadif" or "bwdif"
+    tile: int | None = None  # for Upscaler inputs
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = False
+    on_segment: Callable[[Segment], None] | None = field(default=None, compare=False)  # after each segment
+
+    def validate(self) -> None:
+        if self.batch < 1:
+            raise SubpixelError(f"--batch must be >= 1, got {self.batch}")
+        if self.segment_frames < 1:
+            raise SubpixelError(f"--segment-frames must be >= 1, got {self.segment_frames}")
+        if self.deinterlace not in (None, *DEINTERLACERS):
+            raise SubpixelError(f"--deinterlace takes {' or '.join(DEINTERLACERS)}, got {self.deinterlace!r}")
+
+
+@dataclass
+class _Stage:
+    frames: int = 0
+    seconds: float = 0.0
+
+    def report(self) -> dict[str, float | None]:
+        return {"frames": self.frames, "seconds": round(self.seconds, 4),
+                "fps": round(self.frames / self.seconds, 2) if self.seconds > 0 else None}
+
+
+class _Stopped(Exception):
+    """The job is stopping (another stage failed or was interrupted)."""
+
+
+class _Channel:
+    """A bounded queue whose blocking calls give up once ``stop`` is set."""
+
+    def __init__(self, size: int, stop: threading.Event) -> None:
+        self.queue: queue.Queue = queue.Queue(maxsize=size)
+        self.stop = stop
+
+    def put(self, item: Any) -> None:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                pass
+        raise _Stopped
+
+    def get(self) -> Any:
+        while not self.stop.is_set():
+            try:
+                return self.queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        raise _Stopped
+
+
+def as_processor(model: Upscaler | FrameProcessor, tile: int | None = None) -> FrameProcessor:
+    """An :class:`Upscaler` wrapped frame-wise, or a :class:`FrameProcessor` as it is."""
+    if isinstance(model, Upscaler):
+        return UpscalerProcessor(model, tile)
+    if isinstance(model, FrameProcessor):
+        return model
+    raise TypeError(f"expected an Upscaler or a FrameProcessor, got {type(model).__name__}")
+
+
+def _is_folder(path: Path) -> bool:
+    return path.is_dir() or str(path).endswith(("/", os.sep)) or not path.suffix
+
+
+def _check_output_free(dst: Path, png: bool, overwrite: bool) -> None:
+    if overwrite:
+        if not png and dst.is_dir():
+            raise SubpixelError(f"{dst} is a folder; give a file name for a video output")
+        return
+    if png and dst.is_dir() and any(dst.glob("frame_*.png")):
+        raise SubpixelError(f"{dst} already holds frame_*.png files (use --overwrite)")
+    if not png and dst.exists():
+        raise SubpixelError(f"output {dst} exists (use --overwrite)")
+
+
+def _quantize(y: torch.Tensor, deep: bool) -> np.ndarray:
+    """Float ``(N, 3, H, W)`` -> ``(N, H, W, 3)`` uint8 (uint16 if ``deep``), rounding half up."""
+    q = y.float().clamp(0, 1).mul_(65535.0 if deep else 255.0).add_(0.5).floor_().permute(0, 2, 3, 1)
+    if deep:
+        return q.to(torch.int32).cpu().numpy().astype(np.uint16)
+    return q.to(torch.uint8).cpu().numpy()
+
+
+class _Job:
+    """One run of the pipeline over an input (possibly resuming a work folder)."""
+
+    def __init__(self, info: VideoInfo, processor: FrameProcessor, opts: VideoOptions, spec: EncoderSpec,
+                 size: tuple[int, int], work: WorkDir, manifest: Manifest, png: bool) -> None:
+        self.info, self.proc, self.opts, self.spec, self.size = info, processor, opts, spec, size
+        self.work, self.manifest, self.png = work, manifest, png
+        self.deep = info.bit_depth > 8 or spec.deep
+        self.color = info.color.for_output(spec.pix_fmt)
+        self.suffix = ".mp4" if segment_format(spec) == "mp4" else ".mkv"
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.decoded = _Channel(2 * opts.batch, self.stop)
+        self.upscaled = _Channel(2, self.stop)
+        self.stages = {"decode": _Stage(), "sr": _Stage(), "encode": _Stage(), "mux": _Stage()}
+        self.writer: _VideoSegment | _PngSegment | None = None
+        self.png_encoder = PngEncoder(work.path / "frames", *size, self.deep) if png else None
+
+    # -- stages ---------------------------------------------------------------------------------
+    def _decode(self) -> None:
+        stage, index, t0 = self.stages["decode"], self.manifest.frames_done, time.perf_counter()
+        frames = decode_frames(self.info, self.opts.deinterlace, self.manifest.last_pts)
+        try:
+            for frame in frames:
+                item = (index, frame.pts, self.info.color.to_rgb(frame, self.deep))
+                stage.seconds += time.perf_counter() - t0
+                stage.frames += 1
+                self.decoded.put(item)
+                index += 1
+                t0 = time.perf_counter()
+        finally:
+            frames.close()
+        self.decoded.put(None)
+
+    def _upscale(self) -> None:
+        stage, seg, reset = self.stages["sr"], self.opts.segment_frames, getattr(self.proc, "reset", None)
+        h, w, s = self.info.height, self.info.width, self.proc.scale
+        peak = 65535.0 if self.deep else 255.0
+        ended = False
+        while not ended:
+            items: list[Item] = []
+            while not items or (len(items) < self.opts.batch and (items[-1][0] + 1) % seg):
+                item = self.decoded.get()
+                if item is None:
+                    ended = True
+                    break
+                items.append(item)
+            if not items:
+                break
+            t0 = time.perf_counter()
+            if reset is not None and items[0][0] % seg == 0:
+                reset()
+            x = torch.from_numpy(np.stack([rgb for _, _, rgb in items]).astype(np.float32))
+            with torch.no_grad():
+                y = self.proc.process(x.permute(0, 3, 1, 2).div_(peak))
+            if tuple(y.shape) != (len(items), 3, h * s, w * s):
+                raise SubpixelError(f"the SR stage returned {tuple(y.shape)} for {tuple(x.shape)} frames at x{s}")
+            out = _quantize(y, self.deep)
+            stage.seconds += time.perf_counter() - t0
+            stage.frames += len(items)
+            self.upscaled.put([(idx, pts, out[k]) for k, (idx, pts, _) in enumerate(items)])
+        self.upscaled.put(None)
+
+    def _encode(self, bar: tqdm) -> None:
+        stage, seg = self.stages["encode"], self.opts.segment_frames
+        while (batch := self.upscaled.get()) is not None:
+            t0 = time.perf_counter()
+            for index, pts, rgb in batch:
+                if self.writer is None:
+                    self.writer = self._open_segment(index // seg)
+                self.writer.write(rgb, index, pts)
+                if (index + 1) % seg == 0:
+                    self._finish_segment()
+            stage.seconds += time.perf_counter() - t0
+            stage.frames += len(batch)
+            bar.update(len(batch))
+        if self.writer is not None:
+            self._finish_segment()
+        self.manifest.complete = True
+        self.work.save(self.manifest)
+
+    # -- segments -------------------------------------------------------------------------------
+    def _open_segment(self, index: int) -> _VideoSegment | _PngSegment:
+        if self.png_encoder is not None:
+            return _PngSegment(index, self.png_encoder)
+        return _VideoSegment(index, self.work, self.suffix, self.spec, self.size, self.info, self.color)
+
+    def _finish_segment(self) -> None:
+        segment = self.writer.finish()
+        self.writer = None
+        self.manifest.segments.append(segment)
+        self.work.save(self.manifest)
+        if self.opts.on_segment is not None:
+            self.opts.on_segment(segment)
+
+    # -- driver ---------------------------------------------------------------------------------
+    def _spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
+        def run() -> None:
+            try:
+                target()
+            except _Stopped:
+                pass
+            except BaseException as err:  # noqa: BLE001 - handed to the main thread
+                self.errors.append(err)
+                self.stop.set()
+
+        thread = threading.Thread(target=run, name=f"subpixel-{name}", daemon=True)
+        thread.start()
+        return thread
+
+    def run(self) -> None:
+        """Encode the frames not yet in finished segments (none if the manifest is complete)."""
+        if self.manifest.complete:
+            return
+        seg = self.opts.segment_frames
+        if self.manifest.frames_done % seg:
+            raise SubpixelError(f"cannot resume: {self.work.manifest_path} lists a partial segment")
+        total = self.info.frames or None
+        bar = tqdm(total=total, initial=self.manifest.frames_done, unit="frame", dynamic_ncols=True,
+                   disable=not self.opts.progress, desc=self.work.output.name)
+        threads = [self._spawn(self._decode, "decode"), self._spawn(self._upscale, "sr")]
+        try:
+            self._encode(bar)
+        except _Stopped:
+            raise self.errors[0] from None
+        finally:
+            self.stop.set()
+            for thread in threads:
+                thread.join()
+            if self.writer is not None:
+                self.writer.abort()
+            bar.close()
+
+    def finalize(self, dst: Path) -> None:
+        """Put the finished output in place and remove the work folder."""
+        t0 = time.perf_counter()
+        if self.png:
+            dst.mkdir(parents=True, exist_ok=True)
+            for old in dst.glob("frame_*.png"):
+                old.unlink()
+            for frame in sorted((self.work.path / "frames").glob("frame_*.png")):
+                os.replace(frame, dst / frame.name)
+        else:
+            tmp = self.work.path / f"output{dst.suffix}"
+            mux_output(tmp, [(self.work.path / s.file, s.start_pts) for s in self.manifest.segments], self.info)
+            os.replace(tmp, dst)
+        self.work.remove()
+        self.stages["mux"].seconds = time.perf_counter() - t0
+        self.stages["mux"].frames = self.manifest.frames_done
+
+
+class _OpenSegment:
+    """A segment being written: counts its frames and first/last pts."""
+
+    def __init__(self, index: int) -> None:
+        self.index, self.frames, self.start_pts, self.end_pts = index, 0, 0, 0
+
+    def write(self, rgb: np.ndarray, index: int, pts: int) -> None:
+        if self.frames == 0:
+            self.start_pts = pts
+        self.end_pts = pts
+        self.frames += 1
+
+    def record(self, file: str) -> Segment:
+        return Segment(self.index, file, self.frames, self.start_pts, self.end_pts)
+
+
+class _VideoSegment(_OpenSegment):
+    """A segment file: encoded under a partial name, renamed into place once complete."""
+
+    def __init__(self, index: int, work: WorkDir, suffix: str, spec: EncoderSpec, size: tuple[int, int],
+                 info: VideoInfo, color: ColorInfo) -> None:
+        super().__init__(index)
+        self.partial, self.final = work.partial_path(index, suffix), work.segment_path(index, suffix)
+        self.args = (spec, *size, info, color)
+        self.encoder: SegmentEncoder | None = None
+
+    def write(self, rgb: np.ndarray, index: int, pts: int) -> None:
+        if self.encoder is None:  # timestamps are stored relative to the segment's first frame
+            self.encoder = SegmentEncoder(self.partial, *self.args, start_pts=pts)
+        super().write(rgb, index, pts)
+        self.encoder.write(rgb, pts)
+
+    def finish(self) -> Segment:
+        assert self.encoder is not None
+        self.encoder.close()
+        os.replace(self.partial, self.final)
+        return self.record(self.final.name)
+
+    def abort(self) -> None:
+        if self.encoder is not None:
+            self.encoder.abort()
+        self.partial.unlink(missing_ok=True)
+
+
+class _PngSegment(_OpenSegment):
+    """A range of PNG frames, written straight into the work folder's ``frames/``."""
+
+    def __init__(self, index: int, encoder: PngEncoder) -> None:
+        super().__init__(index)
+        self.encoder = encoder
+
+    def write(self, rgb: np.ndarray, index: int, pts: int) -> None:
+        super().write(rgb, index, pts)
+        self.encoder.write(rgb, index)
+
+    def finish(self) -> Segment:
+        return self.record("frames")
+
+    def abort(self) -> None:
+        """Frames of an unfinished segment are simply rewritten on resume."""
+
+
+def upscale_video(input: str | Path, output: str | Path, model: Upscaler | FrameProcessor,
+                  options: VideoOptions | None = None) -> dict[str, Any]:
+    """Upscale the video ``input`` into ``output`` (a video file, or a folder for a PNG sequence).
+
+    ``model``: an :class:`Upscaler` (run frame-wise) or any :class:`FrameProcessor`. Returns a
+    summary: frame counts, wall time and per-stage busy time and throughput (decode, sr,
+    encode, mux). Raises :class:`SubpixelError` for unreadable input, an existing output
+    (without ``overwrite``), unavailable encoders or incompatible containers.
+    """
+    opts = options or VideoOptions()
+    opts.validate()
+    src, dst = Path(input), Path(output)
+    started = time.perf_counter()
+    processor = as_processor(model, opts.tile)
+    info = probe(src)
+    png = opts.codec == "png" or (opts.codec is None and _is_folder(dst))
+    if png and not _is_folder(dst):
+        raise SubpixelError(f"a PNG sequence goes into a folder; {dst} looks like a file")
+    if not png and _is_folder(dst):
+        raise SubpixelError(f"{dst} is a folder: video output needs a file name (or use --codec png)")
+    spec = resolve_encoder("png" if png else opts.codec or "libx264", opts.pix_fmt, opts.crf, opts.bitrate,
+                           opts.preset, deep_input=info.bit_depth > 8)
+    size = spec.crop(info.width * processor.scale, info.height * processor.scale)
+    if dst.resolve() == src.resolve():
+        raise SubpixelError("the output would overwrite the input; pick another output path")
+    _check_output_free(dst, png, opts.overwrite)
+    if not png:
+        check_encoder(spec, *size, info)
+        check_container(dst, spec, info)
+    fingerprint = {"model": getattr(processor, "name", type(processor).__qualname__), "scale": processor.scale,
+                   "codec": spec.codec, "pix_fmt": spec.pix_fmt, "bit_rate": spec.bit_rate,
+                   **{f"encoder.{k}": v for k, v in sorted(spec.options.items())},
+                   "segment_frames": opts.segment_frames, "deinterlace": opts.deinterlace,
+                   "tile": opts.tile, "output": "png" if png else dst.suffix.lower()}
+    work, manifest = open_workdir(dst, input_identity(src), fingerprint, opts.resume, opts.overwrite)
+    resumed = manifest.frames_done
+    job = _Job(info, processor, opts, spec, size, work, manifest, png)
+    job.run()
+    job.finalize(dst)
+    seconds = time.perf_counter() - started
+    processed = job.stages["sr"].frames
+    return {"input": str(src), "output": str(dst), "model": fingerprint["model"], "scale": processor.scale,
+            "codec": spec.codec, "pix_fmt": spec.pix_fmt, "encoder_options": spec.options,
+            "width": size[0], "height": size[1], "frames": manifest.frames_done, "processed_frames": processed,
+            "resumed_frames": resumed, "segments": len(manifest.segments), "seconds": round(seconds, 3),
+            "fps": round(processed / seconds, 2) if seconds > 0 else None,
+            "stages": {k: v.report() for k, v in job.stages.items()}, "source": info.summary()}

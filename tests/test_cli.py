@@ -1,0 +1,128 @@
+"""The core CLI: upscale (files, folders, errors), models, eval — through the real entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from subpixel.cli import cli
+from subpixel.models.weights import save_weights
+
+SAMPLE = Path(__file__).resolve().parents[1] / "src" / "subpixel" / "assets" / "sample.png"
+
+
+def _img(path: Path, size: tuple[int, int] = (12, 10), mode: str = "RGB") -> Path:
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(arr).convert(mode).save(path)
+    return path
+
+
+def _entry(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the installed console entry point (real exit codes and stderr)."""
+    return subprocess.run([sys.executable, "-c", "from subpixel.cli import main; main()", *args],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+def test_upscale_sample_writes_file_and_prints_path(tmp_path: Path) -> None:
+    out = tmp_path / "sample_x2.png"
+    res = CliRunner().invoke(cli, ["upscale", str(SAMPLE), "-s", "2", "-m", "bicubic", "-o", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    with Image.open(out) as im:
+        assert im.size == (512, 384)
+
+
+def test_folder_run_continues_past_bad_files_and_lists_them(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    _img(src / "a.png")
+    _img(src / "b.jpg")
+    (src / "broken.png").write_bytes(b"not an image at all")
+    good = _img(tmp_path / "t.png")
+    (src / "trunc.png").write_bytes(good.read_bytes()[:60])
+    res = CliRunner().invoke(cli, ["upscale", str(src), "-s", "2", "-m", "bicubic", "-o", str(tmp_path / "out"),
+                                   "--json"])
+    assert res.exit_code == 1
+    summary = json.loads(res.stdout)
+    assert sorted(Path(o["output"]).name for o in summary["outputs"]) == ["a_x2.png", "b_x2.jpg"]
+    assert sorted(Path(f["input"]).name for f in summary["failures"]) == ["broken.png", "trunc.png"]
+
+
+@pytest.mark.parametrize("case", ["missing", "not-image", "truncated", "zero-size", "bad-scale", "unwritable",
+                                  "exists"])
+def test_bad_input_is_one_line_error_with_nonzero_exit(tmp_path: Path, case: str) -> None:
+    good = _img(tmp_path / "good.png")
+    args = ["upscale", str(good), "-s", "2", "-m", "bicubic", "-o", str(tmp_path / "o.png")]
+    if case == "missing":
+        args[1] = str(tmp_path / "nope.png")
+    elif case == "not-image":
+        (tmp_path / "x.png").write_text("hello")
+        args[1] = str(tmp_path / "x.png")
+    elif case == "truncated":
+        (tmp_path / "t.png").write_bytes(good.read_bytes()[:50])
+        args[1] = str(tmp_path / "t.png")
+    elif case == "zero-size":
+        (tmp_path / "z.png").write_bytes(b"")
+        args[1] = str(tmp_path / "z.png")
+    elif case == "bad-scale":
+        from tests.conftest import TinyConvNet
+
+        w = tmp_path / "tiny_x2.safetensors"
+        save_weights(TinyConvNet(2), w, {"name": "tiny", "architecture": "espcn", "scale": 2})
+        args[5] = str(w)
+        args[3] = "3"
+    elif case == "unwritable":
+        args[-1] = str(tmp_path / "no" / "such" / "dir" / "o.png")
+    elif case == "exists":
+        (tmp_path / "o.png").write_bytes(b"keep me")
+    res = _entry(*args)
+    assert res.returncode != 0
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in res.stderr, res.stderr
+    if case == "exists":
+        assert (tmp_path / "o.png").read_bytes() == b"keep me"
+
+
+def test_overwrite_replaces(tmp_path: Path) -> None:
+    good = _img(tmp_path / "g.png")
+    out = tmp_path / "o.png"
+    out.write_bytes(b"old")
+    res = CliRunner().invoke(cli, ["upscale", str(good), "-s", "2", "-m", "bicubic", "-o", str(out), "--overwrite",
+                                   "-q"])
+    assert res.exit_code == 0 and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_webp_size_limit_checked_before_work(tmp_path: Path) -> None:
+    wide = _img(tmp_path / "wide.png", size=(9000, 2))
+    res = _entry("upscale", str(wide), "-s", "2", "-m", "bicubic", "--format", "webp", "-o", str(tmp_path))
+    assert res.returncode == 1 and "16383" in res.stderr
+    assert not list(tmp_path.glob("*.webp"))
+
+
+def test_glob_and_suffix_and_format(tmp_path: Path) -> None:
+    for n in ("p1", "p2"):
+        _img(tmp_path / f"{n}.png")
+    res = CliRunner().invoke(cli, ["upscale", str(tmp_path / "p*.png"), "-s", "3", "-m", "lanczos",
+                                   "--suffix", "_big", "--format", "jpg", "-q"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.glob("*_big.jpg")) == ["p1_big.jpg", "p2_big.jpg"]
+
+
+def test_models_table_lists_builtins() -> None:
+    res = CliRunner().invoke(cli, ["models"])
+    assert res.exit_code == 0 and "bicubic" in res.output and "lanczos" in res.output
+
+
+def test_eval_command_on_folder(tmp_path: Path) -> None:
+    _img(tmp_path / "a.png", size=(24, 24))
+    res = CliRunner().invoke(cli, ["eval", "-m", "bicubic", "-s", "2", "-d", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)[0]
+    assert row["model"] == "bicubic" and np.isfinite(row[tmp_path.name]["psnr"])

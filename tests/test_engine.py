@@ -1,0 +1,145 @@
+"""Runtimes: ONNX export and its parity check, engine selection, precision fallback, uint8 frame pipeline."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from tests.conftest import TinyConvNet
+from subpixel.cli import cli
+from subpixel.engine import FramePipeline, OnnxEngine, TorchEngine, make_engine
+from subpixel.engine import onnx_export
+from subpixel.engine.select import clear_choices
+from subpixel.errors import SubpixelError
+from subpixel.models import build
+from subpixel.models.base import SRNet
+
+CPU = torch.device("cpu")
+
+
+class Overflowing(SRNet):
+    """Identity-like x2 net whose intermediate exceeds fp16's range when inputs exceed ``limit``."""
+
+    def __init__(self, gain: float) -> None:
+        super().__init__(2)
+        self.gain = gain
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(x * self.gain) / self.gain
+
+
+class HalfUnsupported(TinyConvNet):
+    """Raises like an operator without a half-precision kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32:
+            raise RuntimeError('"slow_conv2d" not implemented for \'Half\'')
+        return super().forward(x)
+
+
+def test_onnx_export_parity_with_dynamic_shapes(tiny_net, tmp_path) -> None:
+    report = onnx_export.export_onnx(tiny_net, tmp_path / "tiny.onnx")
+    assert report.opset >= 17 and report.max_abs_error < 1e-3
+    engine = OnnxEngine(report.path, threads=1)
+    for shape in ((1, 3, 20, 30), (3, 3, 17, 11)):  # batch, height and width all differ from the export
+        x = torch.rand(shape)
+        out = engine(x)
+        with torch.inference_mode():
+            ref = tiny_net(x)
+        assert out.shape == (shape[0], 3, shape[2] * 2, shape[3] * 2)
+        assert (out - ref).abs().max().item() < 1e-3
+
+
+def test_export_fails_and_removes_the_file_when_parity_fails(tiny_net, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(onnx_export, "_max_abs_error", lambda net, path: 0.5)
+    with pytest.raises(SubpixelError, match="parity"):
+        onnx_export.export_onnx(tiny_net, tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_export_refuses_interpolation_and_old_opsets(tiny_net, tmp_path) -> None:
+    with pytest.raises(SubpixelError, match="interpolation"):
+        onnx_export.export_onnx(build("bicubic", 2), tmp_path / "b.onnx")
+    with pytest.raises(SubpixelError, match="opset"):
+        onnx_export.export_onnx(tiny_net, tmp_path / "t.onnx", opset=13)
+
+
+def test_export_command_reports_parity(tmp_path) -> None:
+    out = tmp_path / "espcn.onnx"
+    result = CliRunner().invoke(cli, ["export", "espcn", "--scale", "3", "--random-weights", "-o", str(out),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output[result.output.index("{"):])
+    assert out.is_file() and doc["max_abs_error"] < 1e-3 and doc["opset"] == 17
+    text = CliRunner().invoke(cli, ["export", "espcn", "-s", "2", "--random-weights", "-o", str(out)])
+    assert text.exit_code == 0 and "max abs error" in text.output
+    failed = CliRunner().invoke(cli, ["export", "bicubic", "-o", str(tmp_path / "b.onnx")])
+    assert isinstance(failed.exception, SubpixelError)
+
+
+def test_auto_on_cpu_times_both_engines_and_caches_the_decision(tiny_net) -> None:
+    clear_choices()
+    first = make_engine(tiny_net, "auto", "cpu")
+    assert first.name in ("torch", "onnx")
+    choice = first.selection
+    assert choice is not None and set(choice.timings_ms) == {"torch", "onnx"}
+    assert all(t > 0 for t in choice.timings_ms.values())
+    assert choice.engine == min(choice.timings_ms, key=choice.timings_ms.__getitem__) == first.name
+    again = make_engine(TinyConvNet(scale=2).eval(), "auto", "cpu")  # same architecture and scale: cached
+    assert again.selection is choice and again.name == first.name
+    x = torch.rand(1, 3, 9, 13)
+    with torch.inference_mode():
+        assert (first(x) - tiny_net(x)).abs().max().item() < 1e-3
+
+
+def test_forcing_engines_and_clear_errors(tiny_net) -> None:
+    assert isinstance(make_engine(tiny_net, "torch", "cpu"), TorchEngine)
+    assert isinstance(make_engine(tiny_net, "onnx", "cpu", threads=1), OnnxEngine)
+    assert make_engine(build("bicubic", 2), "auto", "cpu").name == "torch"  # interpolation: always torch
+    with pytest.raises(SubpixelError, match="unknown engine 'tensorrt'"):
+        make_engine(tiny_net, "tensorrt", "cpu")
+    with pytest.raises(SubpixelError, match="interpolation"):
+        make_engine(build("bicubic", 2), "onnx", "cpu")
+    with pytest.raises(SubpixelError, match="CUDA"):
+        make_engine(tiny_net, "torch-cudagraph", "cpu")
+
+
+def test_fp16_unsupported_falls_back_to_fp32(caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        engine = TorchEngine(HalfUnsupported(scale=2).eval(), CPU, "fp16")
+    assert engine.precision == "fp32" and "probe failed" in caplog.text
+    assert engine(torch.rand(1, 3, 8, 8)).dtype == torch.float32
+
+
+def test_fp16_non_finite_on_probe_falls_back() -> None:
+    engine = TorchEngine(Overflowing(gain=1e6), CPU, "fp16")  # 1e6 overflows fp16 (max 65504)
+    assert engine.precision == "fp32"
+    x = torch.rand(1, 3, 4, 4)
+    assert torch.allclose(engine(x), x.repeat_interleave(2, 2).repeat_interleave(2, 3))
+
+
+def test_fp16_non_finite_on_real_data_falls_back(caplog) -> None:
+    engine = TorchEngine(Overflowing(gain=1e3), CPU, "fp16")  # probe values <= 1e3: finite in fp16
+    assert engine.precision == "fp16"
+    x = torch.full((1, 3, 4, 4), 100.0)  # 1e5 overflows fp16
+    with caplog.at_level(logging.WARNING):
+        out = engine(x)
+    assert engine.precision == "fp32" and "non-finite" in caplog.text
+    assert torch.isfinite(out).all() and torch.allclose(out, torch.full((1, 3, 8, 8), 100.0))
+
+
+def test_frame_pipeline_uint8_in_and_out(tiny_net) -> None:
+    engine = make_engine(tiny_net, "torch", "cpu")
+    frames = np.random.default_rng(0).integers(0, 256, (5, 6, 7, 3), dtype=np.uint8)
+    out = FramePipeline(engine, 2, CPU, batch=2)(frames)
+    assert out.shape == (5, 12, 14, 3) and out.dtype == np.uint8
+    x = torch.from_numpy(frames[3:4]).permute(0, 3, 1, 2).float() / 255
+    ref = engine(x).clamp(0, 1).mul(255).add(0.5).floor().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(out[3:4], ref)

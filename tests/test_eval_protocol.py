@@ -1,0 +1,76 @@
+"""The evaluation protocols reproduce the reference figures (Set5 pinned at every scale)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import subpixel
+from subpixel.errors import SubpixelError
+from subpixel.eval import evaluate, make_lr, modcrop, score
+from subpixel.eval.metrics import psnr, ssim
+
+# (scale, protocol) -> (PSNR, SSIM, PSNR tolerance, SSIM tolerance)
+SET5 = {
+    (2, "default"): (33.6734, 0.93029, 0.005, 0.0003),
+    (3, "default"): (30.4033, 0.86891, 0.005, 0.0003),
+    (4, "default"): (28.4290, 0.81114, 0.005, 0.0003),
+    (2, "legacy-y"): (33.66, 0.9299, 0.01, 0.001),
+    (3, "legacy-y"): (30.39, 0.8682, 0.01, 0.001),
+    (4, "legacy-y"): (28.42, 0.8104, 0.01, 0.001),
+}
+
+
+@pytest.mark.parametrize("scale,protocol", sorted(SET5))
+def test_bicubic_set5_reference(shared_data: Path, scale: int, protocol: str) -> None:
+    ref_p, ref_s, tol_p, tol_s = SET5[scale, protocol]
+    res = evaluate(subpixel.load("bicubic", scale=scale), shared_data / "benchmarks" / "Set5", protocol=protocol)
+    assert len(res.images) == 5
+    assert abs(res.psnr - ref_p) <= tol_p, res.psnr
+    assert abs(res.ssim - ref_s) <= tol_s, res.ssim
+
+
+def test_bicubic_set14_handles_grayscale_bridge(shared_data: Path) -> None:
+    res = evaluate(subpixel.load("bicubic", scale=4), shared_data / "benchmarks" / "Set14")
+    assert len(res.images) == 14
+    assert abs(res.psnr - 26.0884) <= 0.005 and abs(res.ssim - 0.70480) <= 0.0003
+
+
+def test_legacy_protocol_refuses_networks(tiny_net) -> None:
+    model = subpixel.Upscaler(tiny_net, name="tiny", device="cpu")
+    with pytest.raises(SubpixelError, match="legacy-y"):
+        evaluate(model, Path("."), protocol="legacy-y")
+
+
+def test_identity_scores_infinite_and_shaving(tmp_path: Path) -> None:
+    hr = np.random.default_rng(0).integers(0, 256, (30, 26, 3), dtype=np.uint8)
+    assert score(hr, hr, 4)[0] == float("inf")
+    noisy = hr.copy()
+    noisy[:4] = 0  # damage only the shaved border
+    assert score(noisy, hr, 4)[0] == float("inf")
+    assert np.isfinite(score(noisy, hr, 3)[0])
+
+
+def test_modcrop_and_lr_shape() -> None:
+    hr = np.zeros((31, 45, 3), np.uint8)
+    assert modcrop(hr, 4).shape == (28, 44, 3)
+    assert make_lr(modcrop(hr, 4), 4).shape == (7, 11, 3)
+
+
+def test_psnr_ssim_known_values() -> None:
+    a = np.zeros((20, 20))
+    b = np.full((20, 20), 255.0 / 10)  # MSE = 25.5^2 -> PSNR 20 dB
+    assert psnr(a, b) == pytest.approx(20.0)
+    img = np.random.default_rng(1).random((32, 32)) * 255
+    assert ssim(img, img) == pytest.approx(1.0)
+    assert ssim(img, 255 - img) < 0
+
+
+def test_grayscale_file_scored_as_rgb(tmp_path: Path) -> None:
+    g = (np.indices((24, 24)).sum(0) * 5 % 256).astype(np.uint8)
+    Image.fromarray(g, "L").save(tmp_path / "g.png")
+    res = evaluate(subpixel.load("bicubic", scale=2), tmp_path)
+    assert np.isfinite(res.psnr) and res.images[0].name == "g"

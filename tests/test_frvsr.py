@@ -1,0 +1,244 @@
+"""FRVSR: the model, synthetic clips, the recurrent processor, video evaluation and training."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import subpixel
+from subpixel.data.clips import ClipSampler, Motion, make_clip, render_frames
+from subpixel.errors import SubpixelError
+from subpixel.eval.video import evaluate_video, format_video_report
+from subpixel.models.frvsr import FRVSR, upsample_flow, warp
+from subpixel.models.registry import build
+from subpixel.models.weights import load_net
+from subpixel.ops.resize import imresize
+from subpixel.train import frvsr as frvsr_train
+from subpixel.train.checkpoint import latest_checkpoint
+from subpixel.train.frvsr import FRVSRConfig, train_frvsr
+from subpixel.video.recurrent import RecurrentProcessor
+
+TINY = {"channels": 8, "blocks": 1, "flow_channels": [4, 8]}
+
+
+def tiny_frvsr(scale: int = 2, recurrent: bool = True) -> FRVSR:
+    torch.manual_seed(0)
+    net = build("frvsr", scale, recurrent=recurrent, **TINY)
+    assert isinstance(net, FRVSR)
+    return net.eval()
+
+
+def smooth_still(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """A uint8 ``(3, h, w)`` still with structure at several scales (flow can lock onto it)."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, h // 8 + 1, w // 8 + 1, generator=g)
+    img = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)[0]
+    img = img + 0.15 * torch.rand(3, h, w, generator=g)
+    return (img.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_shapes(scale: int) -> None:
+    net = tiny_frvsr(scale)
+    with torch.no_grad():
+        assert net(torch.rand(2, 3, 12, 10)).shape == (2, 3, 12 * scale, 10 * scale)
+        sr, flows = net.forward_sequence(torch.rand(2, 3, 3, 12, 10), return_flows=True)
+    assert sr.shape == (2, 3, 3, 12 * scale, 10 * scale)
+    assert flows.shape == (2, 2, 2, 12, 10)
+    with pytest.raises(SubpixelError):
+        build("frvsr", 3)
+
+
+def test_recurrent_input_is_used_and_ablation_ignores_it() -> None:
+    lr = torch.rand(1, 3, 3, 16, 16)
+    changed = lr.clone()
+    changed[:, 1] = torch.rand(1, 3, 16, 16)
+    for recurrent in (True, False):
+        net = tiny_frvsr(2, recurrent)
+        with torch.no_grad():
+            a, b = net.forward_sequence(lr), net.forward_sequence(changed)
+        differs = not torch.allclose(a[:, 2], b[:, 2])
+        assert differs == recurrent
+        if not recurrent:
+            assert torch.allclose(a[:, 2], net(lr[:, 2]), atol=1e-6)
+            assert net.forward_sequence(lr, return_flows=True)[1] is None
+
+
+def test_step_matches_forward_sequence() -> None:
+    net = tiny_frvsr(4)
+    lr = torch.rand(2, 4, 3, 10, 12)
+    with torch.no_grad():
+        whole = net.forward_sequence(lr)
+        state, steps = None, []
+        for t in range(4):
+            sr, state = net.step(lr[:, t], state)
+            steps.append(sr)
+    assert torch.allclose(torch.stack(steps, 1), whole, atol=1e-6)
+    assert torch.allclose(whole[:, 0], net(lr[:, 0]), atol=1e-6)
+
+
+def test_warp_integer_shift_is_exact_inside() -> None:
+    img = torch.rand(1, 3, 20, 24)
+    flow = torch.zeros(1, 2, 20, 24)
+    flow[:, 0], flow[:, 1] = 3.0, -2.0  # sample 3 px right, 2 px up
+    out = warp(img, flow)
+    assert torch.allclose(out[..., 2:, :-3], img[..., :-2, 3:], atol=1e-5)
+    up = upsample_flow(flow, 4)
+    assert up.shape == (1, 2, 80, 96)
+    assert torch.allclose(up[:, 0], torch.full_like(up[:, 0], 12.0))
+
+
+def test_clip_frames_are_aligned_and_moving() -> None:
+    still = smooth_still(120, 140)
+    g = torch.Generator().manual_seed(3)
+    clip = make_clip(still, 5, 32, 4, Motion(speed=2.0, accel=0.2, zoom=0.01, rotation=0.5), g)
+    assert clip.hr.shape == (5, 3, 32, 32) and clip.lr.shape == (5, 3, 8, 8)
+    assert clip.hr.dtype == clip.lr.dtype == torch.uint8
+    assert torch.equal(clip.lr, imresize(clip.hr, scale=0.25))
+    assert torch.equal(clip.hr[2:3], render_frames(still, clip.affines[2:3], 32))
+    assert all(not torch.equal(clip.hr[t], clip.hr[t + 1]) for t in range(4))
+    assert (clip.affines[1:, :, 2] - clip.affines[:-1, :, 2]).abs().max() > 0.01
+    # an integer translation renders an exact crop of the still
+    shift = torch.tensor([[[1.0, 0.0, 17.0], [0.0, 1.0, 9.0]]], dtype=torch.float64)
+    assert torch.equal(render_frames(still, shift, 32)[0], still[:, 9:41, 17:49])
+
+
+def test_clip_sampler_is_deterministic(tmp_path: Path) -> None:
+    Image.fromarray(smooth_still(90, 100).permute(1, 2, 0).numpy()).save(tmp_path / "a.png")
+    Image.fromarray(smooth_still(20, 20).permute(1, 2, 0).numpy()).save(tmp_path / "small.png")  # skipped
+    sampler = ClipSampler([tmp_path], frames=3, size=32, scale=2, seed=1)
+    assert len(sampler.stills) == 1
+    lr, hr = sampler.batch(5, 2)
+    assert lr.shape == (2, 3, 3, 16, 16) and hr.shape == (2, 3, 3, 32, 32)
+    assert torch.equal(sampler.batch(5, 2)[1], hr)
+    assert not torch.equal(sampler.batch(6, 2)[1], hr)
+
+
+def test_recurrent_processor_carries_state_and_resets() -> None:
+    net = tiny_frvsr(2)
+    frames = torch.rand(5, 3, 12, 12)
+    with torch.no_grad():
+        expected = net.forward_sequence(frames[None])[0]
+    proc = RecurrentProcessor(net, device="cpu")
+    out = torch.cat([proc.process(frames[:2]), proc.process(frames[2:])])
+    assert torch.allclose(out, expected, atol=1e-5)
+    proc.reset()
+    assert torch.allclose(proc.process(frames[3:4]), net(frames[3:4]), atol=1e-5)
+
+
+def _clip_folder(root: Path, name: str, frames: int = 4) -> None:
+    still = smooth_still(80, 90, seed=len(name))
+    folder = root / name
+    folder.mkdir(parents=True)
+    for t in range(frames):
+        crop = still[:, 4 + t: 52 + t, 6 + 2 * t: 62 + 2 * t]  # 48 x 56, moving right and down
+        Image.fromarray(crop.permute(1, 2, 0).numpy()).save(folder / f"{t:08d}.png")
+
+
+class _Identity:
+    name = "identity"
+
+    def process(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch
+
+    def reset(self) -> None:
+        pass
+
+
+def test_video_eval_identity_and_recurrent(tmp_path: Path) -> None:
+    pytest.importorskip("cv2")
+    _clip_folder(tmp_path, "pan")
+    _clip_folder(tmp_path, "drift", frames=3)
+    result = evaluate_video(_Identity(), tmp_path, scale=1, progress=False)
+    assert [c.name for c in result.clips] == ["drift", "pan"] and result.frames == 7
+    assert math.isinf(result.psnr) and math.isinf(result.psnr_all_frames) and result.ssim == pytest.approx(1.0)
+    assert result.warp_error is not None and math.isfinite(result.warp_error)
+    assert result.warp_error == pytest.approx(result.warp_error_gt)
+    assert result.warp_error_gt < 2.0  # flow explains a pure translation
+    report = format_video_report(result)
+    assert "| pan | 4 | inf |" in report and "mean of clips" in report
+
+    plain = evaluate_video(_Identity(), tmp_path, scale=1, temporal=False, progress=False)
+    assert plain.warp_error is None and "| pan | 4 | inf | 1.0000 | — | — |" in format_video_report(plain)
+
+    net = tiny_frvsr(2)
+    rec = evaluate_video(lambda: RecurrentProcessor(net, device="cpu"), tmp_path, scale=2, progress=False)
+    assert all(math.isfinite(c.psnr) and c.warp_error is not None for c in rec.clips)
+    assert rec.model == "frvsr" and rec.to_dict()["psnr"] == pytest.approx(rec.psnr)
+
+    bicubic = evaluate_video(subpixel.load("bicubic", scale=2), tmp_path, scale=2, clips=["pan"], progress=False)
+    assert bicubic.model == "bicubic" and 15 < bicubic.psnr < 60 and bicubic.frames == 4
+    with pytest.raises(SubpixelError, match="x2"):
+        evaluate_video(subpixel.load("bicubic", scale=2), tmp_path, scale=4, progress=False)
+
+
+def test_video_eval_without_opencv_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clip_folder(tmp_path, "pan", frames=2)
+    monkeypatch.setitem(sys.modules, "cv2", None)  # makes ``import cv2`` fail
+    with pytest.raises(SubpixelError, match="OpenCV"):
+        evaluate_video(_Identity(), tmp_path, scale=1, progress=False)
+
+
+def _recipe(tmp_path: Path, iters: int) -> FRVSRConfig:
+    data = tmp_path / "stills"
+    if not data.is_dir():
+        data.mkdir()
+        for i in range(2):
+            Image.fromarray(smooth_still(70, 80, seed=i).permute(1, 2, 0).numpy()).save(data / f"{i}.png")
+    return FRVSRConfig.from_dict({
+        "data": [str(data)], "scale": 2, "arch": TINY, "frames": 3, "patch": 12, "batch": 2, "iters": iters,
+        "lr": "1e-3", "ckpt_every": 2, "device": "cpu", "motion": {"speed": 1.5},
+    })
+
+
+def test_training_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _recipe(tmp_path, iters=4)
+    whole = load_file(str(train_frvsr(cfg, tmp_path / "whole", progress=False)))
+
+    real_batch = ClipSampler.batch
+
+    def crash_at_3(self: ClipSampler, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if step == 3:
+            raise KeyboardInterrupt
+        return real_batch(self, step, n)
+
+    monkeypatch.setattr(frvsr_train.ClipSampler, "batch", crash_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_frvsr(cfg, tmp_path / "resumed", progress=False)
+    assert latest_checkpoint(tmp_path / "resumed").name == "iter_00000002.pt"
+    monkeypatch.setattr(frvsr_train.ClipSampler, "batch", real_batch)
+    weights = train_frvsr(cfg, tmp_path / "resumed", progress=False)
+    resumed = load_file(str(weights))
+    assert whole.keys() == resumed.keys()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert weights.name == "frvsr_x2.safetensors" and weights.with_suffix(".json").is_file()
+
+    other = FRVSRConfig.from_dict({**cfg.to_dict(), "seed": 1})
+    with pytest.raises(SubpixelError, match="different recipe"):
+        train_frvsr(other, tmp_path / "resumed", progress=False)
+
+
+def test_ablation_trains_without_fnet(tmp_path: Path) -> None:
+    cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=1).to_dict(), "recurrent": False})
+    weights = train_frvsr(cfg, tmp_path / "norec", progress=False)
+    assert weights.name == "frvsr-norec_x2.safetensors"
+    assert not any(k.startswith("fnet.") for k in load_file(str(weights)))
+    net, card = load_net(weights)
+    assert isinstance(net, FRVSR) and not net.recurrent and card["arch_args"]["recurrent"] is False
+
+
+def test_recipe_validation(tmp_path: Path) -> None:
+    with pytest.raises(SubpixelError, match="unknown"):
+        FRVSRConfig.from_dict({"data": ["x"], "bogus": 1})
+    with pytest.raises(SubpixelError, match="frames"):
+        FRVSRConfig.from_dict({"data": ["x"], "frames": 1})
+    with pytest.raises(SubpixelError, match="iters must be int"):
+        FRVSRConfig.from_dict({"data": ["x"], "iters": "many"})
+    assert np.isclose(FRVSRConfig.from_dict({"data": ["x"], "lr": "2e-4"}).lr, 2e-4)

@@ -1,0 +1,487 @@
+"""Tests for subpixel.io.image: formats, depth, modes, metadata, limits, atomic writes, alpha."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import png
+import pytest
+import tifffile
+from PIL import Image, ImageCms, ImageFile
+
+from subpixel.errors import SubpixelError
+from subpixel.io import (
+    DEFAULT_MAX_PIXELS,
+    ImageData,
+    ImageReadError,
+    ImageTooLargeError,
+    ImageWriteError,
+    OutputExistsError,
+    OutputTooLargeError,
+    check_output_size,
+    from_float,
+    is_image_path,
+    read_image,
+    to_float,
+    write_image,
+)
+
+RNG = np.random.default_rng(0)
+ORIENTATION, MAKE, EXIF_IFD, DATE_TIME_ORIGINAL = 0x0112, 0x010F, 0x8769, 0x9003
+
+
+def _rgb(h: int = 6, w: int = 8) -> np.ndarray:
+    return RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _smooth_rgb(h: int = 16, w: int = 16) -> np.ndarray:
+    """A gradient, which lossy codecs keep close (unlike noise)."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // (w - 1), y * 255 // (h - 1), np.full_like(x, 128)], axis=2).astype(np.uint8)
+
+
+def _open(path: Path) -> Image.Image:
+    """Fully loaded Pillow image with its file closed."""
+    with Image.open(path) as im:
+        im.load()
+        return im
+
+
+def _png_bytes(width: int, height: int, rows: list[bytes], color_type: int = 0, bit_depth: int = 8) -> bytes:
+    """A minimal PNG whose header may claim any size (for bomb and zero-size tests)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    idat = zlib.compress(b"".join(b"\0" + row for row in rows))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _srgb_icc() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _exif(orientation: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    exif[MAKE] = "TestCam"
+    exif.get_ifd(EXIF_IFD)[DATE_TIME_ORIGINAL] = "2020:01:02 03:04:05"
+    return exif
+
+
+# --- formats and bit depth -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"])
+def test_round_trip_each_format(tmp_path: Path, ext: str) -> None:
+    pixels = _smooth_rgb(16, 12)
+    out = write_image(tmp_path / f"a{ext}", pixels)
+    data = read_image(out)
+    assert data.pixels.shape == pixels.shape and data.pixels.dtype == np.uint8
+    assert data.mode_hint == "RGB" and data.bit_depth == 8 and not data.has_alpha
+    assert (data.width, data.height) == (12, 16) and data.path == out
+    diff = np.abs(data.pixels.astype(int) - pixels).max()
+    assert diff == 0 if ext in (".png", ".tif", ".tiff", ".bmp") else diff < 16
+
+
+@pytest.mark.parametrize("ext", [".png", ".webp", ".tif"])
+def test_rgba_round_trip(tmp_path: Path, ext: str) -> None:
+    pixels = np.concatenate([_rgb(), np.full((6, 8, 1), 200, np.uint8)], axis=2)
+    data = read_image(write_image(tmp_path / f"a{ext}", pixels))
+    assert data.mode_hint == "RGBA" and data.has_alpha and data.pixels.shape == (6, 8, 4)
+    np.testing.assert_array_equal(data.pixels[..., 3], 200)
+
+
+def test_explicit_format_overrides_extension(tmp_path: Path) -> None:
+    out = write_image(tmp_path / "a.out", _rgb(), format="png")
+    assert _open(out).format == "PNG"
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_16bit_grayscale_kept(tmp_path: Path, ext: str) -> None:
+    pixels = (np.arange(12, dtype=np.uint16).reshape(3, 4, 1) * 5000 + 7).astype(np.uint16)
+    data = read_image(write_image(tmp_path / f"g{ext}", pixels))
+    assert data.pixels.dtype == np.uint16 and data.bit_depth == 16 and data.mode_hint == "L"
+    np.testing.assert_array_equal(data.pixels, pixels)
+
+
+def test_16bit_to_8bit_only_format_is_rounded(tmp_path: Path) -> None:
+    pixels = np.array([[0, 257 * 100, 65535]], dtype=np.uint16)
+    data = read_image(write_image(tmp_path / "g.bmp", pixels))
+    assert data.pixels.dtype == np.uint8
+    np.testing.assert_array_equal(data.pixels[..., 0], [[0, 100, 255]])
+
+
+def _wide(h: int = 5, w: int = 7, c: int = 3) -> np.ndarray:
+    """16-bit values 257*k+1 over the full range: never a multiple of 257, so an 8-bit path cannot keep them."""
+    k = (np.arange(h * w * c) * 37) % 255
+    return (k * 257 + 1).reshape(h, w, c).astype(np.uint16)
+
+
+def _png_header(path: Path) -> tuple[int, int]:
+    """(bit depth, colour type) from a PNG's IHDR."""
+    data = path.read_bytes()
+    return data[24], data[25]
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16bit_colour_round_trip(tmp_path: Path, ext: str, channels: int) -> None:
+    pixels = _wide(c=channels)
+    out = write_image(tmp_path / f"c{ext}", pixels)
+    if ext == ".png":
+        assert _png_header(out) == (16, 6 if channels == 4 else 2)
+    else:
+        with tifffile.TiffFile(out) as tif:
+            assert tif.pages[0].bitspersample == 16 and tif.pages[0].samplesperpixel == channels
+    data = read_image(out)
+    assert data.pixels.dtype == np.uint16 and data.bit_depth == 16 and data.pixels.shape == pixels.shape
+    assert data.mode_hint == ("RGBA" if channels == 4 else "RGB") and data.has_alpha == (channels == 4)
+    np.testing.assert_array_equal(data.pixels, pixels)
+
+
+def test_16bit_colour_to_8bit_only_format_is_rounded(tmp_path: Path) -> None:
+    pixels = np.array([[[0, 257 * 100, 65535]]], dtype=np.uint16)
+    data = read_image(write_image(tmp_path / "c.bmp", pixels))
+    assert data.pixels.dtype == np.uint8
+    np.testing.assert_array_equal(data.pixels, [[[0, 100, 255]]])
+
+
+def test_16bit_png_from_other_writers(tmp_path: Path) -> None:
+    rgb = _wide(3, 4, 3)
+    rows = [row.astype(">u2").tobytes() for row in rgb.reshape(3, -1)]
+    (tmp_path / "rgb.png").write_bytes(_png_bytes(4, 3, rows, color_type=2, bit_depth=16))
+    np.testing.assert_array_equal(read_image(tmp_path / "rgb.png").pixels, rgb)
+
+    la = rgb[..., :2]  # grey + alpha becomes RGBA, as 8-bit 'LA' does
+    rows = [row.astype(">u2").tobytes() for row in la.reshape(3, -1)]
+    (tmp_path / "la.png").write_bytes(_png_bytes(4, 3, rows, color_type=4, bit_depth=16))
+    data = read_image(tmp_path / "la.png")
+    assert data.mode_hint == "RGBA" and data.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(data.pixels, la[..., [0, 0, 0, 1]])
+
+    with open(tmp_path / "trns.png", "wb") as f:  # tRNS colour key, interlaced
+        writer = png.Writer(4, 3, greyscale=False, bitdepth=16, transparent=tuple(rgb[1, 2]), interlace=True)
+        writer.write(f, rgb.reshape(3, -1).tolist())
+    data = read_image(tmp_path / "trns.png")
+    assert data.mode_hint == "RGBA"
+    np.testing.assert_array_equal(data.pixels[..., :3], rgb)
+    expected_alpha = np.full((3, 4), 65535)
+    expected_alpha[1, 2] = 0
+    np.testing.assert_array_equal(data.pixels[..., 3], expected_alpha)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"compression": "zlib", "predictor": True},
+        {"planarconfig": "separate"},
+        {"extrasamples": ["assocalpha"]},
+        {"extrasamples": ["unspecified"]},
+    ],
+    ids=["deflate", "planar", "premultiplied", "extra-sample"],
+)
+def test_16bit_tiff_from_tifffile(tmp_path: Path, kwargs: dict) -> None:
+    extra = "extrasamples" in kwargs
+    pixels = _wide(c=4 if extra else 3)
+    if kwargs.get("extrasamples") == ["assocalpha"]:
+        pixels[..., 3] = 32768
+        pixels[0, 0, 3] = 0
+        pixels[..., :3] //= 2  # premultiplied by alpha 1/2 (about)
+    stored = np.moveaxis(pixels, -1, 0) if "planarconfig" in kwargs else pixels
+    tifffile.imwrite(tmp_path / "t.tif", stored, photometric="rgb", **kwargs)
+    data = read_image(tmp_path / "t.tif")
+    assert data.pixels.dtype == np.uint16
+    if kwargs.get("extrasamples") == ["assocalpha"]:
+        assert data.mode_hint == "RGBA"
+        np.testing.assert_allclose(data.pixels[..., :3][1:].astype(int), (pixels[..., :3][1:] * 2).astype(int), atol=2)
+        np.testing.assert_array_equal(data.pixels[0, 0], [0, 0, 0, 0])
+    elif extra:  # an unspecified extra sample is dropped, as Pillow does ('RGBX')
+        assert data.mode_hint == "RGB"
+        np.testing.assert_array_equal(data.pixels, pixels[..., :3])
+    else:
+        np.testing.assert_array_equal(data.pixels, pixels)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_16bit_orientation_matches_8bit(tmp_path: Path, orientation: int) -> None:
+    pixels8 = RNG.integers(0, 256, (3, 5, 3), dtype=np.uint8)
+    like = ImageData(pixels=pixels8, mode_hint="RGB", exif=_exif(orientation).tobytes())
+    via8 = read_image(write_image(tmp_path / "a8.png", pixels8, like=like))
+    via16 = read_image(write_image(tmp_path / "a16.png", pixels8.astype(np.uint16) * 257, like=like))
+    assert via16.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(via16.pixels, via8.pixels.astype(np.uint16) * 257)
+    assert via16.exif == via8.exif
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_16bit_colour_metadata(tmp_path: Path, ext: str) -> None:
+    pixels = _wide(4, 6, 4)
+    icc = _srgb_icc()
+    like = ImageData(pixels=pixels, mode_hint="RGBA", icc_profile=icc, exif=_exif(6).tobytes())
+    data = read_image(write_image(tmp_path / f"s{ext}", pixels, like=like))
+    np.testing.assert_array_equal(data.pixels, np.rot90(pixels, -1))  # orientation 6 applied
+    assert data.icc_profile == icc
+    exif = Image.Exif()
+    exif.load(data.exif)
+    assert exif[ORIENTATION] == 1 and exif[MAKE] == "TestCam"
+    # 16-bit colour TIFF is written without the EXIF sub-IFD (tifffile cannot write one).
+    expected = "2020:01:02 03:04:05" if ext == ".png" else None
+    assert exif.get_ifd(EXIF_IFD).get(DATE_TIME_ORIGINAL) == expected
+
+
+def test_16bit_png_exif_after_pixel_data(tmp_path: Path) -> None:
+    src = write_image(tmp_path / "a.png", _wide())
+    chunks = list(png.Reader(filename=src).chunks())
+    chunks.insert(-1, (b"eXIf", _exif(3).tobytes()[6:]))  # before IEND, after IDAT
+    with open(tmp_path / "b.png", "wb") as f:
+        png.write_chunks(f, chunks)
+    data = read_image(tmp_path / "b.png")
+    np.testing.assert_array_equal(data.pixels, _wide()[::-1, ::-1])  # orientation 3: rotated 180
+    assert data.exif is not None
+
+
+def test_16bit_colour_bomb_limit_checked_before_decoding(tmp_path: Path) -> None:
+    (tmp_path / "bomb.png").write_bytes(_png_bytes(20000, 10000, [], color_type=2, bit_depth=16))
+    with pytest.raises(ImageTooLargeError, match="max_pixels"):
+        read_image(tmp_path / "bomb.png")
+    small = write_image(tmp_path / "a.tif", _wide())
+    with pytest.raises(ImageTooLargeError, match="34"):
+        read_image(small, max_pixels=34)
+    assert read_image(small, max_pixels=35).pixels.dtype == np.uint16
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_16bit_colour_truncated_raises(tmp_path: Path, ext: str) -> None:
+    data = write_image(tmp_path / f"a{ext}", _wide(40, 40)).read_bytes()
+    (tmp_path / f"t{ext}").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=f"t{ext}"):
+        read_image(tmp_path / f"t{ext}")
+
+
+def test_16bit_tiff_without_codec_falls_back_to_8bit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tifffile.imwrite(tmp_path / "t.tif", _wide(), photometric="rgb", compression="zlib")
+    monkeypatch.setattr(tifffile.TIFF, "DECOMPRESSORS", {1: tifffile.TIFF.DECOMPRESSORS[1]})  # as without imagecodecs
+    with pytest.warns(UserWarning, match="imagecodecs"):
+        data = read_image(tmp_path / "t.tif")
+    assert data.pixels.dtype == np.uint8
+    np.testing.assert_array_equal(data.pixels, _wide() >> 8)
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_failed_16bit_write_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ext: str) -> None:
+    out = write_image(tmp_path / f"a{ext}", _wide())
+    before = out.read_bytes()
+
+    def failing(*args, **kwargs) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(png.Writer, "write_packed", failing)
+    monkeypatch.setattr(tifffile, "imwrite", failing)
+    with pytest.raises(ImageWriteError, match="disk full"):
+        write_image(out, _wide(c=4), overwrite=True)
+    assert out.read_bytes() == before
+    assert os.listdir(tmp_path) == [f"a{ext}"]
+
+
+# --- colour modes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".tif", ".bmp"])
+def test_grayscale_stays_grayscale(tmp_path: Path, ext: str) -> None:
+    Image.fromarray(RNG.integers(0, 256, (5, 4), dtype=np.uint8)).save(tmp_path / f"g{ext}")
+    data = read_image(tmp_path / f"g{ext}")
+    assert data.pixels.shape == (5, 4, 1) and data.mode_hint == "L"
+
+
+def test_grayscale_like_writes_rgb_back_as_grayscale(tmp_path: Path) -> None:
+    gray = np.arange(6, dtype=np.uint8).reshape(2, 3, 1) * 40
+    data = ImageData(pixels=gray, mode_hint="L")
+    out = write_image(tmp_path / "g.png", np.repeat(gray, 3, axis=2), like=data)
+    assert _open(out).mode == "L"
+    np.testing.assert_array_equal(read_image(out).pixels, gray)
+
+
+def test_palette_with_transparency_becomes_rgba(tmp_path: Path) -> None:
+    im = Image.new("P", (2, 1))
+    im.putpalette([0, 255, 0, 255, 0, 0])
+    im.putpixel((1, 0), 1)
+    im.save(tmp_path / "p.png", transparency=0)
+    data = read_image(tmp_path / "p.png")
+    assert data.mode_hint == "RGBA"
+    np.testing.assert_array_equal(data.pixels[0], [[0, 255, 0, 0], [255, 0, 0, 255]])
+
+
+def test_palette_without_transparency_and_la(tmp_path: Path) -> None:
+    Image.new("P", (2, 2)).save(tmp_path / "p.png")
+    Image.new("LA", (2, 2), (10, 20)).save(tmp_path / "la.png")
+    assert read_image(tmp_path / "p.png").mode_hint == "RGB"
+    la = read_image(tmp_path / "la.png")
+    assert la.mode_hint == "RGBA"
+    np.testing.assert_array_equal(la.pixels[0, 0], [10, 10, 10, 20])
+
+
+def test_cmyk_jpeg_becomes_rgb_and_drops_cmyk_profile(tmp_path: Path) -> None:
+    fake_cmyk_icc = bytes(16) + b"CMYK" + bytes(108)
+    Image.new("CMYK", (4, 4), (0, 255, 255, 0)).save(tmp_path / "c.jpg", icc_profile=fake_cmyk_icc)
+    data = read_image(tmp_path / "c.jpg")
+    assert data.mode_hint == "RGB" and data.pixels.shape == (4, 4, 3) and data.icc_profile is None
+    assert data.pixels[0, 0, 0] > 240 and data.pixels[0, 0, 1:].max() < 15
+
+
+def test_float_image_is_rejected(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((2, 2), np.float32)).save(tmp_path / "f.tif")
+    with pytest.raises(ImageReadError, match="floating-point"):
+        read_image(tmp_path / "f.tif")
+
+
+# --- orientation and metadata ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("src_ext", [".jpg", ".png", ".tif"])
+@pytest.mark.parametrize("out_ext", [".jpg", ".png", ".webp", ".tif"])
+def test_orientation_applied_and_metadata_copied(tmp_path: Path, src_ext: str, out_ext: str) -> None:
+    pixels = np.zeros((4, 6, 3), np.uint8)
+    pixels[0, 0] = 255  # top-left marker
+    icc = _srgb_icc()
+    Image.fromarray(pixels).save(tmp_path / f"s{src_ext}", exif=_exif(6).tobytes(), icc_profile=icc)
+    data = read_image(tmp_path / f"s{src_ext}")
+    assert data.pixels.shape == (6, 4, 3)  # orientation 6: rotated 90 degrees clockwise
+    assert data.pixels[0, -1].min() > 200  # the marker moved to the top-right
+    assert data.icc_profile == icc
+
+    out = _open(write_image(tmp_path / f"o{out_ext}", data.pixels, like=data))
+    exif = out.getexif()
+    assert out.info.get("icc_profile") == icc
+    assert exif[ORIENTATION] == 1 and exif[MAKE] == "TestCam"
+    assert exif.get_ifd(EXIF_IFD)[DATE_TIME_ORIGINAL] == "2020:01:02 03:04:05"
+
+
+def test_bmp_output_has_no_metadata(tmp_path: Path) -> None:
+    Image.fromarray(_rgb()).save(tmp_path / "s.png", exif=_exif(1).tobytes(), icc_profile=_srgb_icc())
+    data = read_image(tmp_path / "s.png")
+    out = _open(write_image(tmp_path / "o.bmp", data.pixels, like=data))
+    assert not out.getexif() and "icc_profile" not in out.info
+
+
+# --- read limits and errors --------------------------------------------------------------------
+
+
+def test_bomb_limit_by_default(tmp_path: Path) -> None:
+    (tmp_path / "bomb.png").write_bytes(_png_bytes(20000, 10000, []))  # header only: 200 MP
+    assert 20000 * 10000 > DEFAULT_MAX_PIXELS
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ImageTooLargeError, match="max_pixels"):
+        read_image(tmp_path / "bomb.png")
+    assert Image.MAX_IMAGE_PIXELS == pillow_limit and ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+@pytest.mark.parametrize("limit", [5000, 100])  # Pillow's warning zone and its error zone (> 2x)
+def test_bomb_limit_override(tmp_path: Path, limit: int) -> None:
+    Image.new("RGB", (100, 100)).save(tmp_path / "a.png")
+    with pytest.raises(ImageTooLargeError, match=f"{limit:,}"):
+        read_image(tmp_path / "a.png", max_pixels=limit)
+    assert read_image(tmp_path / "a.png", max_pixels=10_000).pixels.shape == (100, 100, 3)
+    assert read_image(tmp_path / "a.png", max_pixels=None).pixels.shape == (100, 100, 3)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_truncated_file_raises(tmp_path: Path, ext: str) -> None:
+    Image.fromarray(RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / f"a{ext}")
+    data = (tmp_path / f"a{ext}").read_bytes()
+    (tmp_path / f"t{ext}").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=f"t{ext}"):
+        read_image(tmp_path / f"t{ext}")
+
+
+def test_unreadable_inputs_raise(tmp_path: Path) -> None:
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "zero.png").write_bytes(_png_bytes(0, 2, [b"", b""]))
+    Image.new("RGB", (2, 2)).save(tmp_path / "a.gif")
+    for name in ("text.png", "empty.jpg", "zero.png", "a.gif", "missing.png"):
+        with pytest.raises(ImageReadError, match=name):
+            read_image(tmp_path / name)
+    with pytest.raises(ImageReadError, match="not a file"):
+        read_image(tmp_path)
+    assert issubclass(ImageReadError, SubpixelError) and issubclass(ImageWriteError, SubpixelError)
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def test_existing_output_refused_unless_overwrite(tmp_path: Path) -> None:
+    out = write_image(tmp_path / "a.png", _rgb())
+    with pytest.raises(OutputExistsError, match="overwrite"):
+        write_image(out, _rgb())
+    new = _rgb()
+    write_image(out, new, overwrite=True)
+    np.testing.assert_array_equal(read_image(out).pixels, new)
+
+
+def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = write_image(tmp_path / "a.png", _rgb())
+    before = out.read_bytes()
+
+    def failing_save(self: Image.Image, fp, *args, **kwargs) -> None:
+        fp.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    with pytest.raises(ImageWriteError, match="disk full"):
+        write_image(out, _rgb(), overwrite=True)
+    assert out.read_bytes() == before
+    assert os.listdir(tmp_path) == ["a.png"]
+
+
+def test_written_file_has_normal_permissions(tmp_path: Path) -> None:
+    (tmp_path / "ref").write_bytes(b"")
+    out = write_image(tmp_path / "a.png", _rgb())
+    assert out.stat().st_mode == (tmp_path / "ref").stat().st_mode
+
+
+def test_output_size_checked_before_work(tmp_path: Path) -> None:
+    check_output_size("out.webp", 16383, 16383)
+    check_output_size(tmp_path / "out.tif", 10**6, 10**6)
+    with pytest.raises(OutputTooLargeError, match="16383"):
+        check_output_size("out.webp", 16384, 10)
+    with pytest.raises(OutputTooLargeError, match="JPEG"):
+        check_output_size("jpg", 10, 70000)
+    with pytest.raises(OutputTooLargeError):
+        write_image(tmp_path / "wide.webp", np.zeros((1, 16384, 3), np.uint8))
+    assert not list(tmp_path.iterdir())
+
+
+def test_unsupported_outputs(tmp_path: Path) -> None:
+    with pytest.raises(ImageWriteError, match="unsupported"):
+        write_image(tmp_path / "a.gif", _rgb())
+    with pytest.raises(ImageWriteError, match="unsupported"):
+        check_output_size("a.xyz", 1, 1)
+    for ext in (".jpg", ".bmp"):
+        with pytest.raises(ImageWriteError, match="alpha"):
+            write_image(tmp_path / f"a{ext}", np.zeros((2, 2, 4), np.uint8))
+    with pytest.raises(ValueError, match="from_float"):
+        write_image(tmp_path / "a.png", np.zeros((2, 2, 3), np.float32))
+
+
+def test_is_image_path() -> None:
+    assert is_image_path("a/B.JPG") and is_image_path(Path("x.tiff"))
+    assert not is_image_path("a.gif") and not is_image_path(".a.png") and not is_image_path("a.png.1f.tmp")
+
+
+# --- float conversion and alpha -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_float_round_trip(dtype: type) -> None:
+    top = np.iinfo(dtype).max
+    pixels = np.array([0, 1, top // 2, top - 1, top], dtype=dtype)
+    as_float = to_float(pixels)
+    assert as_float.dtype == np.float32 and as_float.max() == 1.0
+    np.testing.assert_array_equal(from_float(as_float, dtype), pixels)
+    np.testing.assert_array_equal(from_float(np.array([-0.5, np.nan, 2.0]), dtype), [0, 0, top])

@@ -1,0 +1,226 @@
+"""Model zoo architectures: shapes, parameter/MAC counts, folding equalities, receptive fields."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from subpixel.models import architectures, build
+from subpixel.models.complexity import count_macs, count_params
+from subpixel.models.flagship import Sprint
+from subpixel.models.sesr import SESR, LinearBlock
+
+LEARNED = sorted(name for name, spec in architectures().items() if not spec.interpolation)
+
+
+def _randomize(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random values for every parameter (PReLU slopes and biases included)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.1)
+    return net
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_output_shape_at_every_scale(name: str) -> None:
+    spec = architectures()[name]
+    x = torch.rand(1, 3, 12, 10)
+    for scale in spec.scales or (2, 3, 4):
+        with torch.no_grad():
+            out = build(name, scale).eval()(x)
+        assert out.shape == (1, 3, 12 * scale, 10 * scale), (name, scale)
+        assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("kwargs", [{"mode": "y"}, {"skip": "nearest"}, {"skip": "bicubic"}])
+def test_espcn_variants_shape(kwargs: dict) -> None:
+    for scale in (2, 3, 4):
+        assert build("espcn", scale, **kwargs)(torch.rand(2, 3, 12, 10)).shape == (2, 3, 12 * scale, 10 * scale)
+
+
+def test_espcn_parameter_count_x3_rgb() -> None:
+    c, s = 3, 3
+    expected = (c * 64 * 5 * 5 + 64) + (64 * 32 * 3 * 3 + 32) + (32 * c * s * s * 3 * 3 + c * s * s)
+    assert expected == 31131
+    assert count_params(build("espcn", 3)) == expected
+
+
+def test_sesr_m5_y_collapsed_matches_paper_count() -> None:
+    # the paper's 13.52K weights for SESR-M5 x2 (Y), plus 16+16*5+4 biases and 5x16 PReLU slopes
+    net = build("sesr-m5", 2, mode="y", collapsed=True)
+    weights = 1 * 16 * 25 + 5 * 16 * 16 * 9 + 16 * 4 * 25
+    assert weights == 13520
+    assert count_params(net) == weights + 16 + 5 * 16 + 4 + 5 * 16
+
+
+def test_rlfn_parameter_count_matches_paper() -> None:
+    assert count_params(build("rlfn", 4)) == 543_740  # the paper's 0.543 M at x4
+
+
+@pytest.mark.parametrize("name", ["sprint", "sprint-s"])
+def test_sprint_under_half_a_million_parameters(name: str) -> None:
+    for scale in (2, 3, 4):
+        net = build(name, scale)
+        assert count_params(net) <= 500_000
+        assert count_params(net.reparameterize()) <= 500_000
+
+
+def test_macs_espcn_hand_computed() -> None:
+    per_lr_pixel = 3 * 64 * 25 + 64 * 32 * 9 + 32 * 27 * 9
+    assert count_macs(build("espcn", 3)) == per_lr_pixel * 240 * 427  # 1280/3 rounds up to 427
+    per_lr_pixel_x2 = 3 * 64 * 25 + 64 * 32 * 9 + 32 * 12 * 9
+    assert count_macs(build("espcn", 2), out_hw=(64, 48)) == per_lr_pixel_x2 * 32 * 24
+
+
+def test_macs_linear_and_transposed_conv() -> None:
+    class Toy(torch.nn.Module):
+        scale = 1
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.up = torch.nn.ConvTranspose2d(3, 4, 2, stride=2)
+            self.fc = torch.nn.Linear(10, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.up(x)[..., :10])
+
+    # transposed conv: each of 3*5*5 inputs scatters to 4*2*2 outputs; linear: 4*10*5 rows of 10
+    assert count_macs(Toy(), out_hw=(5, 5)) == 3 * 25 * 4 * 4 + 4 * 10 * 5 * 10
+
+
+@pytest.mark.parametrize("name", ["sesr-m5", "sesr-m11", "sesr-xl"])
+@pytest.mark.parametrize("scale", [2, 4])
+def test_sesr_collapse_is_exact(name: str, scale: int) -> None:
+    net = _randomize(build(name, scale, expansion=32).double(), seed=scale).eval()
+    plain = net.collapse()
+    assert isinstance(plain, type(net)) and plain.arch_args["collapsed"] is True
+    assert not any(isinstance(m, LinearBlock) for m in plain.modules())
+    x = torch.rand(1, 3, 9, 11, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), net(x), rtol=0, atol=1e-5)
+    # the collapsed weights load into the registered collapsed structure
+    rebuilt = build(name, scale, **plain.arch_args)
+    rebuilt.load_state_dict(plain.state_dict())
+    assert count_params(rebuilt) == count_params(plain) < count_params(net)
+
+
+def test_sesr_collapse_float32_and_y_mode() -> None:
+    net = build("sesr-m5", 2, mode="y").eval()
+    x = torch.rand(1, 3, 10, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(net.collapse()(x), net(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "scale"), [("sprint", 2), ("sprint", 4), ("sprint-s", 3)])
+def test_sprint_reparameterize_is_exact(name: str, scale: int) -> None:
+    net = _randomize(build(name, scale).double(), seed=scale).eval()
+    plain = net.reparameterize()
+    assert isinstance(plain, Sprint) and plain.arch_args["reparameterized"] is True
+    assert count_params(plain) < count_params(net)
+    x = torch.rand(1, 3, 10, 9, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), net(x), rtol=0, atol=1e-5)
+    build(name, scale, **plain.arch_args).load_state_dict(plain.state_dict())
+
+
+def test_sprint_reparameterize_float32() -> None:
+    net = build("sprint", 4).eval()
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(net.reparameterize()(x), net(x), rtol=0, atol=1e-5)
+
+
+def _perturbation_reach(net: torch.nn.Module, scale: int, size: int = 40, at: int = 3) -> int:
+    """Farthest LR Chebyshev distance of an output pixel changed by bumping input pixel ``(at, at)``."""
+    x = torch.rand(1, 3, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    bumped = x.clone()
+    bumped[0, :, at, at] += 0.5
+    with torch.no_grad():
+        diff = (net(bumped) - net(x)).abs().amax(dim=(0, 1))
+    ys, xs = torch.nonzero(diff > 1e-12, as_tuple=True)
+    return int(torch.maximum((ys // scale - at).abs(), (xs // scale - at).abs()).max())
+
+
+def _dependency_reach(net: torch.nn.Module, scale: int) -> int:
+    """Farthest LR Chebyshev distance of an input pixel one output pixel depends on (exact, by autograd).
+
+    Backpropagation gives exactly zero outside the dependency cone and tiny but nonzero values up to
+    its edge, where a perturbation's effect would drown in rounding.
+    """
+    centre = net.receptive_field + 3
+    x = torch.rand(1, 3, 2 * centre + 1, 2 * centre + 1, dtype=torch.float64, requires_grad=True)
+    net(x)[0, :, centre * scale, centre * scale].sum().backward()
+    ys, xs = torch.nonzero(x.grad.abs().amax(dim=(0, 1)) != 0, as_tuple=True)
+    return int(torch.maximum((ys - centre).abs(), (xs - centre).abs()).max())
+
+
+@pytest.mark.parametrize(("name", "scale", "kwargs", "tight"), [
+    ("espcn", 3, {}, True), ("espcn", 2, {"mode": "y"}, True), ("espcn", 4, {"skip": "bicubic"}, True),
+    ("sesr-m5", 2, {"expansion": 16}, True), ("sesr-m11", 4, {"collapsed": True}, True),
+    ("sesr-xl", 2, {"mode": "y", "expansion": 16}, False),
+    ("sprint", 2, {}, False), ("sprint-s", 3, {"reparameterized": True}, False),
+    ("sprint", 4, {"channels": 8, "blocks": 2}, True), ("sprint", 3, {"channels": 8, "blocks": 2,
+                                                                      "reparameterized": True}, True),
+])
+def test_receptive_field(name: str, scale: int, kwargs: dict, tight: bool) -> None:
+    """No output pixel farther than ``receptive_field`` LR pixels changes (and, on small nets, some at it do)."""
+    torch.manual_seed(0)
+    net = build(name, scale, **kwargs).double().eval()
+    assert 3 + net.receptive_field < 40  # the far side of the bump's reach lies inside the image
+    assert _perturbation_reach(net, scale) <= net.receptive_field
+    if tight:
+        assert _dependency_reach(net, scale) == net.receptive_field
+
+
+def test_espcn_y_mode_keeps_gray_gray() -> None:
+    net = build("espcn", 2, mode="y").eval()
+    gray = torch.rand(1, 1, 12, 10).expand(1, 3, 12, 10)
+    with torch.no_grad():
+        out = net(gray)
+    torch.testing.assert_close(out[:, 1], out[:, 0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(out[:, 2], out[:, 0], rtol=0, atol=1e-5)
+
+
+def test_sesr_y_mode_keeps_gray_gray() -> None:
+    net = build("sesr-m5", 3, mode="y", expansion=16).eval()
+    gray = torch.rand(1, 1, 8, 8).expand(1, 3, 8, 8)
+    with torch.no_grad():
+        out = net(gray)
+    torch.testing.assert_close(out[:, 2], out[:, 0], rtol=0, atol=1e-5)
+
+
+def test_bad_arguments_are_user_errors() -> None:
+    from subpixel.errors import SubpixelError
+
+    with pytest.raises(SubpixelError):
+        build("espcn", 2, mode="ycbcr")
+    with pytest.raises(SubpixelError):
+        build("espcn", 2, skip="bilinear")
+    with pytest.raises(SubpixelError):
+        build("sesr-m5", 2, mode="rgba")
+    with pytest.raises(SubpixelError):
+        build("sprint", 2, mixer_kernel=4)
+
+
+def test_sesr_variants_are_sesr() -> None:
+    assert all(isinstance(build(n, 2, collapsed=True), SESR) for n in ("sesr-m5", "sesr-m11", "sesr-xl"))
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_reparameterized_sprint_exports_to_onnx_with_dynamic_size() -> None:
+    import io
+
+    import onnxruntime
+
+    net = build("sprint-s", 3).reparameterize().eval()
+    buf = io.BytesIO()
+    torch.onnx.export(net, (torch.rand(1, 3, 16, 16),), buf, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {2: "h", 3: "w"}, "y": {2: "H", 3: "W"}}, dynamo=False)
+    session = onnxruntime.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    x = torch.rand(1, 3, 11, 13)
+    with torch.no_grad():
+        expected = net(x).numpy()
+    got = session.run(None, {"x": x.numpy()})[0]
+    assert got.shape == (1, 3, 33, 39)
+    assert abs(got - expected).max() < 1e-4

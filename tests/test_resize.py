@@ -1,0 +1,95 @@
+"""MATLAB-compatible imresize: sizes, kernels, integer rounding, numpy/torch agreement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from subpixel.ops.resize import _contributions, imresize, imresize_np, output_size
+
+
+@pytest.mark.parametrize("scale", [0.25, 1 / 3, 0.5, 2.0, 3.0, 4.0, 1.7])
+def test_weights_sum_to_one_and_indices_in_range(scale: float) -> None:
+    idx, w = _contributions(37, output_size(37, scale), scale, True, "bicubic")
+    assert torch.allclose(w.sum(1), torch.ones(w.shape[0], dtype=torch.float64))
+    assert idx.min() >= 0 and idx.max() < 37
+
+
+def test_output_size_is_matlab_ceil() -> None:
+    x = torch.rand(1, 3, 17, 10)
+    assert imresize(x, scale=0.5).shape[-2:] == (9, 5)
+    assert imresize(x, scale=3).shape[-2:] == (51, 30)
+    assert imresize(x, size=(5, 7)).shape[-2:] == (5, 7)
+
+
+def test_constant_image_stays_constant() -> None:
+    x = torch.full((1, 1, 20, 20), 0.37, dtype=torch.float64)
+    for s in (0.25, 0.5, 2, 3):
+        assert torch.allclose(imresize(x, scale=s), torch.full_like(imresize(x, scale=s), 0.37))
+
+
+def test_downscale_is_antialiased() -> None:
+    # a Nyquist checkerboard averages to grey only with the widened (antialiasing) kernel
+    x = torch.from_numpy((np.indices((36, 36)).sum(0) % 2).astype(np.float64))
+    assert imresize(x, scale=1 / 3).std() < 0.05
+    assert imresize(x, scale=1 / 3, antialias=False).std() > 0.3
+
+
+def test_integer_path_rounds_after_each_pass() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (24, 18, 3), dtype=np.uint8)
+    out = imresize_np(img, scale=0.5)
+    assert out.dtype == np.uint8
+    # reference: float passes with MATLAB rounding in between, height first
+    t = torch.from_numpy(img.astype(np.float64)).permute(2, 0, 1)
+    h = torch.floor(imresize(t, size=(12, 18)) + 0.5).clamp(0, 255)
+    ref = torch.floor(imresize(h, size=(12, 9)) + 0.5).clamp(0, 255).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(out, ref.astype(np.uint8))
+    # and it is not the same as a single float resize rounded at the end
+    once = np.floor(imresize_np(img.astype(np.float64), scale=0.5) + 0.5)
+    assert (once != out).any()
+
+
+def test_uint16_kept() -> None:
+    img = np.random.default_rng(1).integers(0, 65536, (10, 12), dtype=np.uint16)
+    out = imresize_np(img, scale=2)
+    assert out.dtype == np.uint16 and out.shape == (20, 24)
+
+
+def test_batched_tensor_matches_numpy_per_image() -> None:
+    rng = np.random.default_rng(2)
+    batch = rng.random((3, 3, 15, 21))
+    out = imresize(torch.from_numpy(batch), scale=1 / 3)
+    for i in range(3):
+        ref = imresize_np(batch[i].transpose(1, 2, 0), scale=1 / 3).transpose(2, 0, 1)
+        np.testing.assert_allclose(out[i].numpy(), ref, atol=1e-12)
+
+
+def test_half_precision_computed_in_float32() -> None:
+    x = torch.rand(1, 3, 8, 8)
+    out = imresize(x.half(), scale=2)
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out.float(), imresize(x, scale=2), atol=2e-3, rtol=0)
+
+
+def test_lanczos_differs_from_bicubic_but_keeps_constants() -> None:
+    x = torch.rand(1, 1, 12, 12, dtype=torch.float64)
+    assert not torch.allclose(imresize(x, scale=2, kernel="lanczos3"), imresize(x, scale=2))
+    c = torch.ones(1, 1, 12, 12, dtype=torch.float64)
+    assert torch.allclose(imresize(c, scale=2, kernel="lanczos3"), torch.ones(1, 1, 24, 24, dtype=torch.float64))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu() -> None:
+    x = torch.rand(2, 3, 40, 30, dtype=torch.float64)
+    torch.testing.assert_close(imresize(x.cuda(), scale=0.25).cpu(), imresize(x, scale=0.25))
+
+
+def test_errors() -> None:
+    with pytest.raises(ValueError):
+        imresize(torch.rand(1, 4, 4))
+    with pytest.raises(ValueError):
+        imresize(torch.rand(1, 0, 4), scale=2)
+    with pytest.raises(ValueError):
+        imresize(torch.rand(1, 4, 4), scale=2, kernel="box")

@@ -1,0 +1,61 @@
+"""Tiled inference equals untiled; simulated out-of-memory halves the tile; memory budget sizing."""
+
+from __future__ import annotations
+
+import torch
+
+from subpixel.ops.tiling import tile_size_for_budget, tiled_forward
+from subpixel.upscaler import Upscaler
+
+
+def test_tiled_equals_untiled_on_1000x700(tiny_net) -> None:
+    x = torch.rand(1, 3, 700, 1000)
+    with torch.inference_mode():
+        full = tiny_net(x)
+        tiled, info = tiled_forward(tiny_net, x, 2, tile=192, pad=tiny_net.receptive_field, overlap=8)
+    assert info.tiles_run == 4 * 6 and info.halvings == 0
+    assert (tiled - full).abs().max().item() < 1e-4
+
+
+def test_simulated_oom_halves_tile_and_keeps_output(tiny_net) -> None:
+    calls: list[int] = []
+
+    def flaky(t: torch.Tensor) -> torch.Tensor:
+        calls.append(max(t.shape[-2:]))
+        if max(t.shape[-2:]) > 80:  # tiles above this "do not fit"
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return tiny_net(t)
+
+    x = torch.rand(1, 3, 150, 130)
+    with torch.inference_mode():
+        ref = tiny_net(x)
+        out, info = tiled_forward(flaky, x, 2, tile=128, pad=4)
+    assert info.tile == 64 and info.halvings == 1
+    assert (out - ref).abs().max().item() < 1e-4
+
+
+def test_non_oom_errors_propagate(tiny_net) -> None:
+    def broken(t: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("shape mismatch")
+
+    try:
+        tiled_forward(broken, torch.rand(1, 3, 40, 40), 2, tile=16, pad=3)
+    except RuntimeError as err:
+        assert "shape mismatch" in str(err)
+    else:
+        raise AssertionError("expected the error to propagate")
+
+
+def test_budget_tile_size_grows_with_budget() -> None:
+    small = tile_size_for_budget(64 * 2**20, 64, 4)
+    large = tile_size_for_budget(1024 * 2**20, 64, 4)
+    assert 16 <= small < large and large % 8 == 0
+
+
+def test_upscaler_tiles_large_inputs_and_matches(tiny_net) -> None:
+    model = Upscaler(tiny_net, name="tiny", device="cpu")
+    x = torch.rand(1, 3, 90, 70)
+    full = model.upscale_tensor(x, tile=0)
+    tiled = model.upscale_tensor(x, tile=32)
+    assert model.last_tile_info is not None and model.last_tile_info.tiles_run == 9
+    assert (full - tiled).abs().max().item() < 1e-4

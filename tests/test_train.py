@@ -1,0 +1,373 @@
+"""Training: recipe validation, schedule, losses, validation metric, exact resume, CLI, export and DDP."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+import yaml
+from click.testing import CliRunner
+from PIL import Image
+from torch import nn
+
+from subpixel.cli import cli
+from subpixel.data.pairs import load_pairs
+from subpixel.errors import SubpixelError
+from subpixel.eval.protocol import score
+from subpixel.models import registry
+from subpixel.models.base import SRNet
+from subpixel.models.registry import ArchSpec, architectures
+from subpixel.models.weights import load_net
+from subpixel.train import evaluate_pairs, export_best, parse_config, train
+from subpixel.train.checkpoint import list_checkpoints, load_checkpoint
+from subpixel.train.config import ConfigError, config_to_dict, load_config
+from subpixel.train.losses import CharbonnierLoss, build_loss
+from subpixel.train.monitor import ScalarLog
+from subpixel.train.optim import learning_rate
+from subpixel.train.trainer import _stream_seed
+
+REPO = Path(__file__).resolve().parents[1]
+ARCH = "tiny-train-test"
+
+
+class TinyNet(SRNet):
+    """Two 3x3 convolutions and a pixel shuffle."""
+
+    receptive_field = 2
+
+    def __init__(self, scale: int, width: int = 6) -> None:
+        super().__init__(scale)
+        self.body = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(),
+                                  nn.Conv2d(width, 3 * scale * scale, 3, padding=1), nn.PixelShuffle(scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+TINY_SPEC = ArchSpec(ARCH, TinyNet, None, "two convolutions and a pixel shuffle (tests only)")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _tiny_architecture():
+    """Register the test network for this module only, so other tests see the real registry."""
+    architectures()  # load every real architecture first
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(registry._REGISTRY, ARCH, TINY_SPEC)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models train faster on one thread, above all on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _images(folder: Path, count: int = 6, seed: int = 0) -> Path:
+    """Smooth random RGB images of a few sizes."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        h, w = 20 + 3 * i, 26 - 2 * i
+        coarse = rng.integers(0, 256, (h // 4 + 1, w // 4 + 1, 3), dtype=np.uint8)
+        Image.fromarray(coarse).resize((w, h), Image.BICUBIC).save(folder / f"im{i}.png")
+    return folder
+
+
+def _recipe(data: Path, **train: Any) -> dict[str, Any]:
+    return {
+        "seed": 3,
+        "model": {"name": ARCH, "scale": 2, "args": {"width": 6}},
+        "data": {"train": [str(data)], "val_count": 2, "patch": 6, "batch": 4},
+        "loss": {"name": "charbonnier"},
+        "optim": {"name": "adamw", "lr": "2e-3", "betas": [0.9, 0.99], "weight_decay": 1e-4},
+        "schedule": {"name": "cosine", "warmup": 3, "min_lr": 1e-5},
+        "train": {"iters": 20, "ema": 0.9, "grad_clip": 0.5, "val_every": 5, "ckpt_every": 7, "keep_last": 2,
+                  "log_every": 4, **train},
+    }
+
+
+def _state(path: Path) -> dict[str, Any]:
+    return load_checkpoint(path)
+
+
+def _assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+# --- recipes -------------------------------------------------------------------------------------------------
+
+
+def test_example_recipes_validate() -> None:
+    cfg = load_config(REPO / "recipes" / "espcn_x3.yaml")
+    assert (cfg.model.name, cfg.model.scale, cfg.data.patch, cfg.train.amp) == ("espcn", 3, 32, "bf16")
+    assert cfg.optim.betas == (0.9, 0.99) and cfg.schedule.min_lr == 1e-6
+    assert load_config(REPO / "recipes" / "tiny_test.yaml").train.amp == "off"
+
+
+def test_config_round_trips(tmp_path: Path) -> None:
+    cfg = parse_config(_recipe(tmp_path))
+    assert cfg.optim.lr == 2e-3  # a YAML '2e-3' string is a float
+    assert parse_config(config_to_dict(cfg)) == cfg
+    assert parse_config(yaml.safe_load(yaml.safe_dump(config_to_dict(cfg)))) == cfg
+
+
+@pytest.mark.parametrize(("section", "patch", "message"), [
+    ("train", {"itres": 5}, "unknown key 'itres' in section 'train' (known: iters, amp,"),
+    (None, {"trian": {}}, "unknown key 'trian' in the recipe's top level"),
+    ("train", {"iters": 1.5}, "train.iters: expected an integer, got float 1.5"),
+    ("train", {"iters": True}, "train.iters: expected an integer"),
+    ("optim", {"lr": "fast"}, "optim.lr: expected a number, got str 'fast'"),
+    ("optim", {"betas": [0.9]}, "optim.betas: expected a list of 2 values"),
+    ("optim", {"name": "sgd"}, "optim.name: expected one of adam, adamw, got 'sgd'"),
+    ("train", {"amp": "fp8"}, "train.amp: expected one of off, bf16, fp16"),
+    ("data", {"train": "folder"}, "data.train: expected a list"),
+    ("data", {"train": [3]}, "data.train[0]: expected str"),
+    ("model", {"args": [1]}, "model.args: expected a mapping"),
+    ("train", {"ema": 1.0}, "train.ema: must be in [0, 1)"),
+    ("loss", {"name": "ssim"}, "loss.name: must be one of l1, mse, charbonnier"),
+    ("schedule", {"milestones": [5]}, "schedule.milestones: must be empty unless name is multistep"),
+    ("schedule", {"name": "multistep", "milestones": [5, 3]}, "schedule.milestones: must be increasing"),
+    ("data", {"batch": 0}, "data.batch: must be >= 1"),
+])
+def test_config_errors_name_the_key(tmp_path: Path, section: str | None, patch: dict, message: str) -> None:
+    raw = _recipe(tmp_path)
+    if section is None:
+        raw.update(patch)
+    else:
+        raw[section] = {**raw[section], **patch}
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    assert message in str(err.value)
+
+
+def test_config_missing_and_file_errors(tmp_path: Path) -> None:
+    raw = _recipe(tmp_path)
+    del raw["model"]["scale"]
+    with pytest.raises(ConfigError, match="missing key 'scale' in section 'model'"):
+        parse_config(raw)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(bad)
+    bad.write_text("train: {amp: off}\n")
+    with pytest.raises(ConfigError, match="bad.yaml: missing key 'model' in the recipe's top level"):
+        load_config(bad)
+    raw = _recipe(tmp_path)
+    raw["train"]["amp"] = yaml.safe_load("off")  # YAML 1.1 reads a bare `off` as false
+    assert parse_config(raw).train.amp == "off"
+
+
+# --- schedule, losses, validation ----------------------------------------------------------------------------
+
+
+def test_learning_rate_schedules(tmp_path: Path) -> None:
+    raw = _recipe(tmp_path)
+    raw["schedule"] = {"name": "cosine", "warmup": 4, "min_lr": 1e-4}
+    s = parse_config(raw).schedule
+    assert learning_rate(0, 104, 1e-2, s) == pytest.approx(2.5e-3)
+    assert learning_rate(3, 104, 1e-2, s) == pytest.approx(1e-2)
+    assert learning_rate(4, 104, 1e-2, s) == pytest.approx(1e-2)
+    assert learning_rate(54, 104, 1e-2, s) == pytest.approx((1e-2 + 1e-4) / 2)
+    assert learning_rate(104, 104, 1e-2, s) == pytest.approx(1e-4)
+    raw["schedule"] = {"name": "multistep", "milestones": [10, 20], "gamma": 0.1}
+    s = parse_config(raw).schedule
+    assert [learning_rate(i, 30, 1.0, s) for i in (9, 10, 19, 20)] == pytest.approx([1, 0.1, 0.1, 0.01])
+
+
+def test_losses() -> None:
+    sr, hr = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)
+    assert build_loss("l1", {})(sr, hr).item() == pytest.approx(0.5)
+    assert build_loss("mse", {})(sr, hr).item() == pytest.approx(0.25)
+    assert build_loss("charbonnier", {"eps": 0.0})(sr, hr).item() == pytest.approx(0.5)
+    assert CharbonnierLoss(1e-3)(hr, hr).item() == pytest.approx(1e-3)
+    with pytest.raises(SubpixelError, match="loss.args for 'l1'"):
+        build_loss("l1", {"eps": 1})
+
+
+class _Nearest(SRNet):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.repeat_interleave(self.scale, 2).repeat_interleave(self.scale, 3)
+
+
+def test_evaluate_pairs_follows_the_protocol(tmp_path: Path) -> None:
+    pairs = load_pairs(sorted(_images(tmp_path, 3).iterdir()), 2)
+    net = _Nearest(2).train()
+    psnr, ssim = evaluate_pairs(net, pairs, 2, "cpu")
+    expected = [score(p.lr.repeat_interleave(2, 1).repeat_interleave(2, 2).permute(1, 2, 0).numpy(),
+                      p.hr.permute(1, 2, 0).numpy(), 2) for p in pairs]
+    assert psnr == pytest.approx(np.mean([e[0] for e in expected]), abs=1e-9)
+    assert ssim == pytest.approx(np.mean([e[1] for e in expected]), abs=1e-9)
+    assert net.training  # mode restored
+
+
+# --- training ------------------------------------------------------------------------------------------------
+
+
+def test_stopped_and_resumed_run_equals_a_straight_run(tmp_path: Path) -> None:
+    data = _images(tmp_path / "data")
+    cfg = parse_config(_recipe(data))
+    straight = train(cfg, tmp_path / "a", device="cpu", quiet=True)
+    first = train(copy.deepcopy(cfg), tmp_path / "b", device="cpu", quiet=True, until=10)
+    assert first.iteration == 10 and list_checkpoints(tmp_path / "b")[-1].name == "iter_00000010.pt"
+    resumed = train(copy.deepcopy(cfg), tmp_path / "b", device="cpu", quiet=True, resume=True)
+    assert straight.iteration == resumed.iteration == 20
+    a, b = _state(tmp_path / "a/checkpoints/iter_00000020.pt"), _state(tmp_path / "b/checkpoints/iter_00000020.pt")
+    _assert_same_tensors(a["model"], b["model"])
+    _assert_same_tensors(a["ema"], b["ema"])
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        _assert_same_tensors(sa, sb)
+    assert torch.equal(a["sampler"][0], b["sampler"][0])
+    assert a["best"] == b["best"] and a["best"]["iteration"] in (5, 10, 15, 20)
+    _assert_same_tensors(_state(tmp_path / "a/checkpoints/best.pt")["weights"],
+                         _state(tmp_path / "b/checkpoints/best.pt")["weights"])
+    _assert_same_tensors(straight.net.state_dict(), resumed.net.state_dict())
+    # keep_last=2: steps 14 and 20 remain (10 was written by the stopped run and pruned after)
+    assert [p.name for p in list_checkpoints(tmp_path / "a")] == ["iter_00000014.pt", "iter_00000020.pt"]
+
+
+def test_bf16_amp_and_multistep_train_on_cpu(tmp_path: Path) -> None:
+    raw = _recipe(_images(tmp_path / "data"), iters=6, amp="bf16", ema=0.0, val_every=0, ckpt_every=0)
+    raw["schedule"] = {"name": "multistep", "milestones": [3]}
+    raw["loss"] = {"name": "l1"}
+    result = train(parse_config(raw), tmp_path / "run", device="cpu", quiet=True)
+    assert result.iteration == 6 and result.best is not None and result.best["iteration"] == 6
+    assert all(torch.isfinite(p).all() for p in result.net.parameters())
+
+
+def test_run_dir_guards_and_recipe_changes(tmp_path: Path) -> None:
+    data = _images(tmp_path / "data")
+    raw = _recipe(data, iters=4, val_every=0)
+    train(parse_config(raw), tmp_path / "run", device="cpu", quiet=True)
+    with pytest.raises(SubpixelError, match="already has checkpoints; pass --resume"):
+        train(parse_config(raw), tmp_path / "run", device="cpu", quiet=True)
+    raw["optim"]["lr"] = 1e-3
+    with pytest.raises(ConfigError, match="differs from the checkpoint iter_00000004.pt in optim.lr"):
+        train(parse_config(raw), tmp_path / "run", device="cpu", quiet=True, resume=True)
+    raw["model"]["args"] = {"depth": 3}
+    with pytest.raises(ConfigError, match="model.args do not fit 'tiny-train-test'.*depth"):
+        train(parse_config(raw), tmp_path / "other", device="cpu", quiet=True)
+    raw["model"] = {"name": "bicubic", "scale": 2}
+    with pytest.raises(SubpixelError, match="no trainable parameters"):
+        train(parse_config(raw), tmp_path / "other", device="cpu", quiet=True)
+    with pytest.raises(ConfigError, match="fp16 needs CUDA"):
+        train(parse_config(_recipe(data, amp="fp16")), tmp_path / "fp16", device="cpu", quiet=True)
+
+
+def test_cli_trains_resumes_and_exports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _images(tmp_path / "data")
+    raw = _recipe(Path("data"), iters=50, val_every=3, ckpt_every=3)  # relative folder: found from the cwd
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    runner = CliRunner()
+    first = runner.invoke(cli, ["train", "r.yaml", "--out", "run", "--max-iters", "4", "--quiet"])
+    assert first.exit_code == 0, first.output
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["iter_00000003.pt", "iter_00000004.pt"]
+    assert yaml.safe_load((tmp_path / "run/recipe.yaml").read_text())["train"]["iters"] == 4
+    with pytest.warns(UserWarning, match="train.iters changed from 4 to 8"):
+        second = runner.invoke(cli, ["train", "r.yaml", "--out", "run", "--resume", "--max-iters", "8",
+                                     "--export", "model.safetensors"])
+    assert second.exit_code == 0, second.output
+    assert "resuming from iter_00000004.pt" in second.output and "throughput:" in second.output
+    speed = json.loads((tmp_path / "run/throughput.json").read_text())
+    assert speed["iterations"] >= 1 and 0 <= speed["data_wait_share"] <= 1
+    assert {"iters_per_s", "data_wait_share", "step_ms_per_iter", "batch", "patch"} <= speed.keys()
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        assert list((tmp_path / "run/tb").glob("events.out.tfevents.*"))
+
+    net, card = load_net(tmp_path / "model.safetensors")
+    best = load_checkpoint(tmp_path / "run/checkpoints/best.pt")
+    _assert_same_tensors(net.state_dict(), best["weights"])
+    assert (card["architecture"], card["scale"], card["arch_args"]) == (ARCH, 2, {"width": 6})
+    assert card["params"] == net.num_parameters() and card["metrics"] == {}
+    training = card["training"]
+    assert training["iterations"] == best["iteration"] and training["ema"] is True
+    assert training["recipe"]["train"]["iters"] == 8 and training["seed"] == 3
+    assert training["data"]["folders"] == ["data"] and len(training["data"]["sha256"]) == 64
+    assert len(training["data"]["val_images"]) == 2 and training["data"]["train_images"] == 4
+    assert {"git_commit", "torch", "cuda", "device", "wall_minutes"} <= training.keys()
+    assert training["validation"]["psnr_y"] == pytest.approx(best["psnr"])
+
+
+def test_cli_errors(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({**_recipe(tmp_path / "missing"), "extra": 1}))
+    result = CliRunner().invoke(cli, ["train", str(recipe), "--out", str(tmp_path / "run")])
+    assert isinstance(result.exception, ConfigError) and "unknown key 'extra'" in str(result.exception)
+    recipe.write_text(yaml.safe_dump(_recipe(tmp_path / "missing")))
+    result = CliRunner().invoke(cli, ["train", str(recipe), "--out", str(tmp_path / "run")])
+    assert isinstance(result.exception, ConfigError) and "data folder" in str(result.exception)
+    result = CliRunner().invoke(cli, ["train", str(recipe), "--export", "x.pt"])
+    assert result.exit_code == 2 and ".safetensors" in result.output
+
+
+def test_export_without_validation_uses_last_ema(tmp_path: Path) -> None:
+    raw = _recipe(_images(tmp_path / "data"), iters=3, val_every=0)
+    raw["data"]["val_count"] = 0
+    train(parse_config(raw), tmp_path / "run", device="cpu", quiet=True)
+    out = export_best(tmp_path / "run", tmp_path / "m.safetensors")
+    net, card = load_net(out)
+    _assert_same_tensors(net.state_dict(), _state(tmp_path / "run/checkpoints/iter_00000003.pt")["ema"])
+    assert card["training"]["validation"] is None and card["training"]["iterations"] == 3
+    with pytest.raises(SubpixelError, match="no checkpoint"):
+        export_best(tmp_path / "empty", tmp_path / "n.safetensors")
+
+
+def test_missing_tensorboard_is_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # makes the import fail
+    with pytest.warns(UserWarning, match="TensorBoard logging is off"):
+        log = ScalarLog(tmp_path / "tb")
+    log.scalar("x", 1.0, 1)
+    log.close()
+    assert not (tmp_path / "tb").exists()
+
+
+# --- DDP -----------------------------------------------------------------------------------------------------
+
+
+def _ddp_worker(rank: int, world: int, port: int, raw: dict[str, Any], out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    registry._REGISTRY[ARCH] = TINY_SPEC  # a fresh process: the module fixture did not run here
+    result = train(parse_config(raw), Path(out) / "run", device="cpu", quiet=True)
+    torch.save({k: v.clone() for k, v in result.net.state_dict().items()}, Path(out) / f"rank{rank}.pt")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_cpu_processes_stay_in_sync(tmp_path: Path) -> None:
+    raw = _recipe(_images(tmp_path / "data"), iters=6, val_every=3, ckpt_every=3)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), raw, str(tmp_path)), nprocs=2, join=True)
+    w0, w1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    _assert_same_tensors(w0, w1)
+    ckpt = _state(tmp_path / "run/checkpoints/iter_00000006.pt")
+    _assert_same_tensors(ckpt["ema"], w0)
+    assert len(ckpt["sampler"]) == 2 and not torch.equal(ckpt["sampler"][0], ckpt["sampler"][1])
+    assert ckpt["meta"]["world_size"] == 2 and (tmp_path / "run/checkpoints/best.pt").is_file()
+
+
+def test_rank_streams_differ() -> None:
+    seeds = {_stream_seed(s, r) for s in range(3) for r in range(4)}
+    assert len(seeds) == 12 and all(0 <= x < 2**63 for x in seeds)

@@ -1,0 +1,66 @@
+"""The Python API: subpixel.load and Upscaler.upscale on arrays, PIL images and tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import subpixel
+from subpixel.errors import SubpixelError
+from subpixel.upscaler import Upscaler
+
+
+def test_load_bicubic_any_scale_and_unknown_model() -> None:
+    assert subpixel.load("bicubic", scale=3).scale == 3
+    with pytest.raises(SubpixelError, match="unknown model"):
+        subpixel.load("no-such-model", scale=2)
+
+
+def test_array_kinds_keep_dtype_and_channels(tiny_net) -> None:
+    m = Upscaler(tiny_net, name="tiny", device="cpu")
+    rng = np.random.default_rng(0)
+    for arr in (rng.integers(0, 256, (9, 7, 3), dtype=np.uint8),
+                rng.integers(0, 65536, (9, 7, 3), dtype=np.uint16),
+                rng.integers(0, 256, (9, 7), dtype=np.uint8),
+                rng.integers(0, 256, (9, 7, 1), dtype=np.uint8),
+                rng.random((9, 7, 3)).astype(np.float32)):
+        out = m.upscale(arr)
+        assert out.dtype == arr.dtype
+        assert out.shape[:2] == (18, 14) and out.shape[2:] == arr.shape[2:]
+
+
+def test_pil_and_tensor_inputs(tiny_net) -> None:
+    m = Upscaler(tiny_net, name="tiny", device="cpu")
+    pil = Image.new("RGB", (7, 5), (10, 200, 30))
+    assert m.upscale(pil).size == (14, 10)
+    assert m.upscale(Image.new("P", (7, 5))).size == (14, 10)
+    t = torch.rand(3, 5, 6)
+    assert m.upscale(t).shape == (3, 10, 12)
+    assert m.upscale(t[None]).shape == (1, 3, 10, 12)
+
+
+def test_alpha_is_premultiplied_so_transparent_colour_does_not_bleed() -> None:
+    m = subpixel.load("bicubic", scale=4)
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[:, :4] = (255, 0, 0, 255)  # opaque red on the left
+    rgba[:, 4:] = (0, 255, 0, 0)  # fully transparent *green* on the right
+    out = m.upscale(rgba)
+    assert out.shape == (32, 32, 4)
+    visible = out[..., 3] > 0
+    assert out[..., 1][visible].max() <= 2  # no green halo where anything is visible
+
+
+def test_bicubic_uint8_path_is_matlab_exact() -> None:
+    from subpixel.ops.resize import imresize_np
+
+    img = np.random.default_rng(3).integers(0, 256, (11, 13, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(subpixel.load("bicubic", scale=2).upscale(img), imresize_np(img, scale=2))
+
+
+def test_precision_falls_back_to_fp32_when_unsupported(tiny_net) -> None:
+    m = Upscaler(tiny_net, name="tiny", device="cpu", precision="fp16")
+    out = m.upscale(np.zeros((6, 6, 3), np.uint8))
+    assert out.shape == (12, 12, 3)
+    assert m.engine.precision in ("fp16", "fp32")

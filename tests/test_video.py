@@ -1,0 +1,301 @@
+"""The streaming video pipeline on tiny generated clips (64x48, a second or two, with audio)."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import subpixel
+from subpixel.cli import cli
+from subpixel.errors import SubpixelError
+from subpixel.io.video import decode_frames, probe
+from subpixel.video import UpscalerProcessor, VideoOptions, upscale_video
+
+W, H, FPS = 64, 48, 25
+
+
+def _pattern(i: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:H, 0:W]
+    return np.stack([(xx * 4 + i * 5) % 256, (yy * 5 + i * 3) % 256, ((xx + yy) * 2 + i * 7) % 256],
+                    -1).astype(np.uint8)
+
+
+def make_clip(path: Path, n: int = 50, pts: list[int] | None = None, audio: str | None = "aac",
+              pix_fmt: str = "yuv420p", matrix: tuple[str, int] | None = None, rotation: int = 0,
+              sar: Fraction | None = None, subtitles: bool = False, solid: tuple[int, int, int] | None = None,
+              gop: int | None = None) -> Path:
+    """A testsrc-like clip; ``pts`` in ms gives variable frame rate; ``matrix``: (swscale name, AVColorSpace)."""
+    tb = Fraction(1, 1000) if pts else Fraction(1, FPS)
+    out = av.open(str(path), "w")
+    vs = out.add_stream("libx264", rate=FPS)
+    vs.width, vs.height, vs.pix_fmt = W, H, pix_fmt
+    cc = vs.codec_context
+    cc.time_base = tb
+    if matrix:
+        cc.colorspace = cc.color_primaries = cc.color_trc = matrix[1]
+        cc.color_range = 1
+    if sar:
+        cc.sample_aspect_ratio = sar
+    if gop:
+        cc.gop_size = gop
+    if rotation:
+        vs.set_display_rotation(rotation)
+    aus = out.add_stream(audio, rate=48000) if audio else None
+    subs = out.add_mux_stream("subrip") if subtitles else None
+    if subs is not None:
+        subs.time_base = Fraction(1, 1000)
+    for i in range(n):
+        img = np.broadcast_to(np.array(solid, np.uint8), (H, W, 3)) if solid else _pattern(i)
+        src = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+        frame = (src.reformat(format=pix_fmt, src_colorspace=matrix[0], dst_colorspace=matrix[0],
+                              src_color_range="JPEG", dst_color_range="MPEG") if matrix
+                 else src.reformat(format=pix_fmt))
+        frame.pts, frame.time_base = (pts[i] if pts else i), tb
+        out.mux(vs.encode(frame))
+    out.mux(vs.encode(None))
+    if aus is not None:
+        t, rate, size = 0, 48000, 960
+        while t < n / FPS * rate:
+            samples = (0.2 * np.sin(2 * np.pi * 440 * (np.arange(size) + t) / rate)).astype(np.float32)[None]
+            af = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            af.sample_rate, af.pts, af.time_base = rate, t, Fraction(1, rate)
+            out.mux(aus.encode(af))
+            t += size
+        out.mux(aus.encode(None))
+    if subs is not None:
+        for i, start in enumerate((100, 700)):
+            packet = av.Packet(f"line {i}".encode())
+            packet.pts = packet.dts = start
+            packet.duration, packet.time_base, packet.stream = 400, Fraction(1, 1000), subs
+            out.mux(packet)
+    out.close()
+    return path
+
+
+def frame_times(path: Path) -> list[float]:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        return [float(f.pts * v.time_base) for f in c.decode(v)]
+
+
+def frames_rgb(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def packets(path: Path, kind: str) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(getattr(c.streams, kind)[0]) if p.size]
+
+
+class Counting:
+    """A FrameProcessor that counts frames and remembers where it was reset."""
+
+    def __init__(self, upscaler: subpixel.Upscaler) -> None:
+        self.inner = UpscalerProcessor(upscaler)
+        self.scale, self.name = self.inner.scale, self.inner.name
+        self.frames, self.resets = 0, []
+
+    def reset(self) -> None:
+        self.resets.append(self.frames)
+
+    def process(self, batch: torch.Tensor) -> torch.Tensor:
+        self.frames += len(batch)
+        return self.inner.process(batch)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Torch's spinning intra-op threads crawl beside the decode/encode threads on a busy small box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def up() -> subpixel.Upscaler:
+    return subpixel.load("bicubic", scale=2)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clips") / "clip.mp4", gop=12)  # keyframes to seek to on resume
+
+
+def test_frames_duration_and_audio_kept(clip: Path, up: subpixel.Upscaler, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    summary = upscale_video(clip, out, up, VideoOptions(segment_frames=20))
+    assert summary["frames"] == summary["processed_frames"] == 50 and summary["segments"] == 3
+    assert set(summary["stages"]) == {"decode", "sr", "encode", "mux"}
+    assert summary["stages"]["sr"]["frames"] == 50 and summary["stages"]["sr"]["fps"] > 0
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert (v.width, v.height, v.codec_context.name, v.format.name) == (2 * W, 2 * H, "h264", "yuv420p")
+    t_in, t_out = frame_times(clip), frame_times(out)
+    assert len(t_out) == len(t_in) == 50
+    assert np.allclose(t_in, t_out, atol=0.5 / FPS)
+    assert packets(out, "audio") == packets(clip, "audio")
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # work folder removed
+
+
+def test_variable_frame_rate_and_subtitles_kept(tmp_path: Path, up: subpixel.Upscaler) -> None:
+    steps = [40, 40, 80, 20, 40, 120, 40, 33, 47, 40] * 3
+    pts = np.cumsum([0] + steps)[:30].tolist()
+    src = make_clip(tmp_path / "vfr.mkv", n=30, pts=pts, audio="libopus", subtitles=True)
+    out = tmp_path / "vfr_x2.mkv"
+    upscale_video(src, out, up, VideoOptions(segment_frames=7))
+    t_in, t_out = frame_times(src), frame_times(out)
+    assert len(t_out) == 30
+    assert np.abs(np.array(t_in) - np.array(t_out)).max() < 0.5 * min(steps) / 1000
+    assert packets(out, "audio") == packets(src, "audio")
+    assert packets(out, "subtitles") == packets(src, "subtitles") == [b"line 0", b"line 1"]
+
+
+def test_resume_matches_uninterrupted_run(clip: Path, up: subpixel.Upscaler, tmp_path: Path) -> None:
+    whole = tmp_path / "whole.mp4"
+    upscale_video(clip, whole, up, VideoOptions(segment_frames=10))
+
+    out = tmp_path / "resumed.mp4"
+
+    def crash(segment) -> None:
+        if segment.index == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(clip, out, up, VideoOptions(segment_frames=10, on_segment=crash))
+    assert not out.exists()
+    with pytest.raises(SubpixelError, match="--resume"):
+        upscale_video(clip, out, up, VideoOptions(segment_frames=10))
+    with pytest.raises(SubpixelError, match="crf"):
+        upscale_video(clip, out, up, VideoOptions(segment_frames=10, crf=30, resume=True))
+
+    counting = Counting(up)
+    summary = upscale_video(clip, out, counting, VideoOptions(segment_frames=10, batch=3, resume=True))
+    assert counting.frames == summary["processed_frames"] == 30  # segments 0 and 1 were not redone
+    assert counting.resets == [0, 10, 20]  # a reset at every segment start
+    assert summary["resumed_frames"] == 20 and summary["frames"] == 50
+    a, b = frames_rgb(whole), frames_rgb(out)
+    assert len(a) == len(b) == 50 and all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert frame_times(whole) == frame_times(out)
+    assert packets(out, "audio") == packets(clip, "audio")
+
+
+@pytest.mark.parametrize("deinterlace", [None, "bwdif"])
+def test_decoding_after_a_frame_matches_a_full_decode(clip: Path, deinterlace: str | None) -> None:
+    info = probe(clip)
+    full = [(f.pts, f.to_ndarray(format="rgb24")) for f in decode_frames(info, deinterlace)]
+    tail = [(f.pts, f.to_ndarray(format="rgb24")) for f in decode_frames(info, deinterlace, after_pts=full[19][0])]
+    assert [pts for pts, _ in tail] == [pts for pts, _ in full[20:]]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(tail, full[20:]))
+
+
+@pytest.mark.parametrize("kind", ["random", "truncated", "audio_only", "text"])
+def test_bad_input_is_a_clear_error(kind: str, clip: Path, tmp_path: Path) -> None:
+    bad = tmp_path / f"bad_{kind}.mp4"
+    if kind == "random":
+        bad.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    elif kind == "truncated":
+        bad.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    elif kind == "audio_only":
+        bad = tmp_path / "audio.m4a"
+        with av.open(str(bad), "w") as out:
+            s = out.add_stream("aac", rate=48000)
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 48000, 0
+            out.mux(s.encode(frame))
+            out.mux(s.encode(None))
+    else:
+        bad.write_text("not a video\n")
+    result = CliRunner().invoke(cli, ["video", str(bad), "-o", str(tmp_path / "o.mp4"), "-s", "2", "-m", "bicubic"])
+    assert isinstance(result.exception, SubpixelError)
+    message = str(result.exception)
+    assert "\n" not in message and (("no video stream" in message) if kind == "audio_only"
+                                    else "not a readable media file" in message or "corrupt" in message)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_existing_output_needs_overwrite(clip: Path, up: subpixel.Upscaler, tmp_path: Path) -> None:
+    out = tmp_path / "out.mkv"
+    out.write_bytes(b"keep me")
+    with pytest.raises(SubpixelError, match="exists"):
+        upscale_video(clip, out, up)
+    assert out.read_bytes() == b"keep me"
+    upscale_video(clip, out, up, VideoOptions(overwrite=True))
+    assert len(frame_times(out)) == 50
+
+
+def test_unavailable_encoder_is_a_clear_error(clip: Path, up: subpixel.Upscaler, tmp_path: Path) -> None:
+    with pytest.raises(SubpixelError, match="not available in this FFmpeg build.*libx264"):
+        upscale_video(clip, tmp_path / "o.mp4", up, VideoOptions(codec="libnosuchcodec"))
+    with pytest.raises(SubpixelError, match="cannot hold"):
+        upscale_video(clip, tmp_path / "o.webm", up)  # H.264 does not go into WebM
+
+
+@pytest.mark.parametrize("matrix", [("ITU709", 1), ("ITU601", 6)])
+def test_colour_matrix_used_and_tagged(matrix: tuple[str, int], up: subpixel.Upscaler, tmp_path: Path) -> None:
+    rgb = (200, 60, 40)
+    src = make_clip(tmp_path / "solid.mp4", n=5, audio=None, matrix=matrix, solid=rgb)
+    out = tmp_path / "solid_x2.mp4"
+    upscale_video(src, out, up)
+    with av.open(str(out)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range) == (matrix[1],) * 3 + (1,)
+        frame = next(c.decode(video=0))
+        assert (frame.colorspace, frame.color_range) == (matrix[1], 1)
+        seen = frame.to_ndarray(format="rgb24", src_colorspace=matrix[0], src_color_range="MPEG",
+                                dst_color_range="JPEG").reshape(-1, 3).mean(0)
+    assert np.abs(seen - rgb).max() < 3  # decoded and re-encoded with the same matrix and range
+
+
+def test_rotation_and_aspect_ratio_kept(up: subpixel.Upscaler, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "rot.mp4", n=5, audio=None, rotation=90, sar=Fraction(4, 3))
+    out = tmp_path / "rot_x2.mp4"
+    upscale_video(src, out, up)
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert v.sample_aspect_ratio == Fraction(4, 3)
+        assert next(c.decode(v)).rotation == 90
+
+
+def _ten_bit_encoder() -> str | None:
+    for name in ("libx264", "libx265"):
+        if name in av.codecs_available and "yuv420p10le" in [f.name for f in av.Codec(name, "w").video_formats]:
+            return name
+    return None
+
+
+@pytest.mark.skipif(_ten_bit_encoder() is None, reason="no 10-bit H.264/H.265 encoder in this FFmpeg build")
+def test_ten_bit_stays_ten_bit(up: subpixel.Upscaler, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "deep.mkv", n=5, audio=None, pix_fmt="yuv420p10le")
+    out = tmp_path / "deep_x2.mkv"
+    summary = upscale_video(src, out, up, VideoOptions(codec=_ten_bit_encoder()))
+    assert summary["pix_fmt"] == "yuv420p10le"
+    with av.open(str(out)) as c:
+        assert next(c.decode(video=0)).format.name == "yuv420p10le"
+
+
+def test_deinterlace_keeps_frames_and_times(clip: Path, up: subpixel.Upscaler, tmp_path: Path) -> None:
+    out = tmp_path / "deint.mp4"
+    upscale_video(clip, out, up, VideoOptions(deinterlace="bwdif", segment_frames=25))
+    assert np.allclose(frame_times(out), frame_times(clip), atol=0.5 / FPS)
+
+
+def test_cli_png_sequence_with_json_summary(clip: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    result = CliRunner().invoke(cli, ["video", str(clip), "-o", str(folder), "-s", "2", "-m", "bicubic",
+                                      "--batch", "8", "--segment-frames", "16", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["codec"] == "png" and summary["frames"] == 50 and summary["segments"] == 4
+    files = sorted(folder.glob("frame_*.png"))
+    assert len(files) == 50
+    first = frames_rgb(files[0])[0]
+    assert first.shape == (2 * H, 2 * W, 3)
