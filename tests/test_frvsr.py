@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,19 @@ from subpixel.ops.resize import imresize
 from subpixel.train import frvsr as frvsr_train
 from subpixel.train.checkpoint import latest_checkpoint
 from subpixel.train.frvsr import FRVSRConfig, train_frvsr
+from subpixel.video.pipeline import FrameProcessor
 from subpixel.video.recurrent import RecurrentProcessor
 
 TINY = {"channels": 8, "blocks": 1, "flow_channels": [4, 8]}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny tensors run fastest on one thread, and far faster than several on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny_frvsr(scale: int = 2, recurrent: bool = True) -> FRVSR:
@@ -127,6 +138,7 @@ def test_recurrent_processor_carries_state_and_resets() -> None:
     with torch.no_grad():
         expected = net.forward_sequence(frames[None])[0]
     proc = RecurrentProcessor(net, device="cpu")
+    assert isinstance(proc, FrameProcessor) and proc.scale == 2
     out = torch.cat([proc.process(frames[:2]), proc.process(frames[2:])])
     assert torch.allclose(out, expected, atol=1e-5)
     proc.reset()
@@ -171,7 +183,7 @@ def test_video_eval_identity_and_recurrent(tmp_path: Path) -> None:
     net = tiny_frvsr(2)
     rec = evaluate_video(lambda: RecurrentProcessor(net, device="cpu"), tmp_path, scale=2, progress=False)
     assert all(math.isfinite(c.psnr) and c.warp_error is not None for c in rec.clips)
-    assert rec.model == "frvsr" and rec.to_dict()["psnr"] == pytest.approx(rec.psnr)
+    assert rec.model == "frvsr x2 fp32" and rec.to_dict()["psnr"] == pytest.approx(rec.psnr)
 
     bicubic = evaluate_video(subpixel.load("bicubic", scale=2), tmp_path, scale=2, clips=["pan"], progress=False)
     assert bicubic.model == "bicubic" and 15 < bicubic.psnr < 60 and bicubic.frames == 4
@@ -239,6 +251,8 @@ def test_recipe_validation(tmp_path: Path) -> None:
         FRVSRConfig.from_dict({"data": ["x"], "bogus": 1})
     with pytest.raises(SubpixelError, match="frames"):
         FRVSRConfig.from_dict({"data": ["x"], "frames": 1})
+    with pytest.raises(SubpixelError, match="arch keys"):
+        FRVSRConfig.from_dict({"data": ["x"], "arch": {"width": 3}})
     with pytest.raises(SubpixelError, match="iters must be int"):
         FRVSRConfig.from_dict({"data": ["x"], "iters": "many"})
     assert np.isclose(FRVSRConfig.from_dict({"data": ["x"], "lr": "2e-4"}).lr, 2e-4)

@@ -93,29 +93,20 @@ class BenchResult:
                 "quality": [q.to_dict() for q in self.quality], "notes": self.notes}
 
 
-def inference_form(net: SRNet) -> SRNet:
-    """The network as deployed: re-parameterizable architectures folded (``reparameterize``/``collapse``)."""
-    for method in ("reparameterize", "collapse"):
-        fold = getattr(net, method, None)
-        if callable(fold):
-            return fold()
-    return net
-
-
 def _network(name: str, scale: int) -> tuple[SRNet, str]:
     """``name``'s network at ``scale`` and where its weights come from."""
     if name.endswith(".safetensors"):
         net, _ = load_net(Path(name))
         if net.scale != scale:
             raise SubpixelError(f"{Path(name).name} is a x{net.scale} model")
-        return inference_form(net), "file"
+        return net.deploy(), "file"
     net = build(name, scale)
     if isinstance(net, _Interpolation):
         return net, "none"
     shipped = [m for m in shipped_models() if m.name == name and m.scale == scale]
     if shipped:
-        return inference_form(load_net(shipped[0].weights, shipped[0].card)[0]), "shipped"
-    return inference_form(net), "random"
+        return load_net(shipped[0].weights, shipped[0].card)[0].deploy(), "shipped"
+    return net.deploy(), "random"
 
 
 def _display_name(name: str) -> str:

@@ -82,9 +82,7 @@ def evaluate_cmd(model_name: str, scale: int, sets: tuple[str, ...], protocol: s
                  precision: str, engine: str, quiet: bool, as_json: bool) -> None:
     """Score a model with the field's protocol (Y of BT.601, scale pixels shaved, MATLAB bicubic LR)."""
     if video_set is not None:
-        from subpixel.eval.video import run_video_eval_cli
-
-        run_video_eval_cli(model_name, scale, video_set, device, quiet, as_json)
+        _video_eval(model_name, scale, video_set, device, precision, engine, quiet, as_json)
         return
     names = list(sets) or list(STANDARD_SETS)
     channel = "rgb" if rgb else "y"
@@ -119,3 +117,23 @@ def evaluate_cmd(model_name: str, scale: int, sets: tuple[str, ...], protocol: s
                 res = r[d]
                 click.echo(f"{res.model} x{res.scale} {d:<9} PSNR {res.psnr:.4f} dB  SSIM {res.ssim:.5f}  "
                            f"({res.channel.upper()}, {res.protocol}, {len(res.images)} images)")
+
+
+def _video_eval(model_name: str, scale: int, video_set: str, device: str, precision: str, engine: str, quiet: bool,
+                as_json: bool) -> None:
+    """``--video``: Y-PSNR/SSIM per clip and warping error, with bicubic alongside."""
+    from subpixel.eval.video import evaluate_video, format_video_report
+    from subpixel.models.frvsr import FRVSR
+    from subpixel.video.pipeline import as_processor
+
+    root = resolve_dataset(video_set)
+    reports = []
+    for name in dict.fromkeys([model_name, "bicubic"]):
+        model = load(name, scale=scale, device=device, precision=precision, engine=engine)
+        runner = as_processor(model) if isinstance(model.net, FRVSR) else model
+        reports.append(evaluate_video(runner, root, scale=model.scale, name=model.name, progress=not (quiet or as_json)))
+    if as_json:
+        emit_json([r.to_dict() for r in reports])
+        return
+    for r in reports:
+        click.echo(format_video_report(r) + "\n")

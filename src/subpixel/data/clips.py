@@ -86,7 +86,8 @@ def render_frames(still: torch.Tensor, affines: torch.Tensor, size: int) -> torc
     pts = torch.einsum("tij,yxj->tyxi", affines[:, :, :2], _pixels(size)) + affines[:, None, None, :, 2]
     grid = torch.stack([(2 * pts[..., 0] + 1) / w - 1, (2 * pts[..., 1] + 1) / h - 1], dim=-1)
     src = still.float()[None].expand(len(affines), -1, -1, -1)
-    out = F.grid_sample(src, grid.float(), mode="bicubic", padding_mode="border", align_corners=False)
+    out = F.grid_sample(src, grid.float().to(still.device), mode="bicubic", padding_mode="border",
+                        align_corners=False)
     return torch.floor(out.clamp(0, 255) + 0.5).to(torch.uint8)
 
 
@@ -131,16 +132,20 @@ def _list_stills(sources: list[Path]) -> list[Path]:
 class ClipSampler:
     """Deterministic batches of synthetic clips from folders (or files) of stills.
 
-    Stills whose shorter side is under ``size + 2 * _SUPPORT`` are skipped; the rest are decoded
-    once and kept in memory as uint8. ``batch(step, n)`` depends only on ``(seed, step, n)``, so
-    a resumed training run sees exactly the batches an uninterrupted one would.
+    Stills whose shorter side is under ``size + 6`` are skipped; the rest are decoded
+    once and kept in memory as uint8. Clips are rendered and downscaled on ``device`` (the
+    random draws stay on the CPU). ``batch(step, n)`` depends only on ``(seed, step, n)``, so a
+    resumed training run sees exactly the batches an uninterrupted one would.
     """
 
     def __init__(self, sources: Sequence[str | Path], frames: int, size: int, scale: int,
-                 motion: Motion | None = None, seed: int = 0) -> None:
+                 motion: Motion | None = None, seed: int = 0, device: str | torch.device = "cpu") -> None:
+        if size % scale:
+            raise SubpixelError(f"HR crop size {size} is not a multiple of the scale {scale}")
         self.frames, self.size, self.scale = frames, size, scale
         self.motion = motion or Motion()
         self.seed = seed
+        self.device = torch.device(device)
         self.stills: list[torch.Tensor] = []
         for path in _list_stills([Path(s) for s in sources]):
             with Image.open(path) as im:
@@ -154,7 +159,7 @@ class ClipSampler:
     def clip(self, g: torch.Generator, attempts: int = 20) -> Clip:
         """One clip from a random still (redrawn when the motion does not fit)."""
         for _ in range(attempts):
-            still = self.stills[int(torch.randint(len(self.stills), (), generator=g))]
+            still = self.stills[int(torch.randint(len(self.stills), (), generator=g))].to(self.device)
             try:
                 return make_clip(still, self.frames, self.size, self.scale, self.motion, g)
             except ValueError:
@@ -163,7 +168,7 @@ class ClipSampler:
                             "reduce the crop size, the clip length or the motion")
 
     def batch(self, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(lr, hr)`` uint8 ``(n, T, 3, h, w)`` and ``(n, T, 3, H, W)`` for training step ``step``."""
+        """``(lr, hr)`` uint8 ``(n, T, 3, h, w)`` and ``(n, T, 3, H, W)`` on ``device`` for training step ``step``."""
         seed = int(np.random.SeedSequence([self.seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
         g = torch.Generator().manual_seed(seed)
         clips = [self.clip(g) for _ in range(n)]

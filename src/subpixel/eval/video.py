@@ -10,8 +10,10 @@ Temporal consistency is the warping error: optical flow is estimated on the *gro
 frames (OpenCV Farneback, both directions), ``SR_{t-1}`` is warped onto frame ``t`` with the
 backward flow and the mean absolute Y difference to ``SR_t`` (0-255 scale) is taken over the
 pixels whose flow passes the forward-backward check and lands inside the frame. It is averaged
-over frames (``t >= 1``) and clips, and reported for the ground truth itself, whose error is the
-floor set by flow errors, occlusions and lighting changes the check misses.
+over frames (``t >= 1``) and clips, and reported for the ground truth itself: the level of a
+perfect reconstruction, set by flow errors, occlusions and lighting changes the check misses.
+It is not a lower bound: blur lowers the warping error (bicubic scores below the ground truth),
+so read it beside PSNR, and compare models of similar sharpness.
 """
 
 from __future__ import annotations

@@ -27,6 +27,10 @@ class SRNet(nn.Module):
         widths = [m.out_channels for m in self.modules() if isinstance(m, nn.Conv2d)]
         return max(widths, default=3)
 
+    def deploy(self) -> SRNet:
+        """The inference form (re-parameterizable architectures fold their branches); default: self."""
+        return self
+
     def num_parameters(self) -> int:
         """Trainable parameter count."""
         return sum(p.numel() for p in self.parameters())

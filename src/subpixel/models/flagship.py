@@ -115,6 +115,10 @@ class Sprint(SRNet):
         out = self.to_subpixels(feat) + x.repeat_interleave(self.scale * self.scale, dim=1)
         return self.shuffle(out)
 
+    def deploy(self) -> Sprint:
+        """The re-parameterized network (``self`` when already folded)."""
+        return self if self.arch_args["reparameterized"] else self.reparameterize()
+
     def reparameterize(self) -> Sprint:
         """A new plain network (``reparameterized=True``) computing the same function; ``self`` is unchanged."""
         plain = type(self)(self.scale, **{**self.arch_args, "reparameterized": True})

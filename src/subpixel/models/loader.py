@@ -69,5 +69,6 @@ def load(
         else:
             known = sorted({m.name for m in shipped_models()} | set(architectures()))
             raise SubpixelError(f"unknown model {name!r}; known: {', '.join(known)}")
+    net = net.deploy()
     runtime = make_engine(net, engine=engine, device=device, precision=precision)
     return Upscaler(net, name=name, card=card, engine=runtime)

@@ -112,6 +112,10 @@ class SESR(SRNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._net(x) if self.luma is None else self.luma(x, self._net, self.scale)
 
+    def deploy(self) -> SESR:
+        """The collapsed network (``self`` when already collapsed)."""
+        return self if self.arch_args["collapsed"] else self.collapse()
+
     def collapse(self) -> SESR:
         """A new plain network (``collapsed=True``) computing the same function; ``self`` is unchanged."""
         plain = type(self)(self.scale, **{**self.arch_args, "collapsed": True})

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import click
+import yaml
 
 from subpixel.train.config import load_config
 
@@ -28,10 +30,33 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, e
     """
     from subpixel.train.trainer import train as run
 
+    run_dir = out if out is not None else Path("runs") / recipe.stem
+    if export_path is not None and export_path.suffix != ".safetensors":
+        raise click.BadParameter("must end in .safetensors", param_hint="--export")
+    raw = yaml.safe_load(recipe.read_text())
+    if isinstance(raw, dict) and raw.get("model") == "frvsr":
+        _train_video(raw, run_dir, resume, max_iters, export_path, device, quiet)
+        return
     cfg = load_config(recipe)
     if max_iters is not None:
         cfg.train.iters = max_iters
-    if export_path is not None and export_path.suffix != ".safetensors":
-        raise click.BadParameter("must end in .safetensors", param_hint="--export")
-    run(cfg, out if out is not None else Path("runs") / recipe.stem, device=device, resume=resume, quiet=quiet,
-        export=export_path)
+    run(cfg, run_dir, device=device, resume=resume, quiet=quiet, export=export_path)
+
+
+def _train_video(raw: dict, run_dir: Path, resume: bool, max_iters: int | None, export_path: Path | None,
+                 device: str, quiet: bool) -> None:
+    """FRVSR recipes (``model: frvsr``) go to the clip trainer (:mod:`subpixel.train.frvsr`)."""
+    from subpixel.models.weights import card_path
+    from subpixel.train.frvsr import FRVSRConfig, train_frvsr
+
+    if max_iters is not None:
+        raw = {**raw, "iters": max_iters}
+    if device != "auto":
+        raw = {**raw, "device": device}
+    weights = train_frvsr(FRVSRConfig.from_dict(raw), run_dir, resume=resume, progress=not quiet)
+    if export_path is not None:
+        export_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(card_path(weights), card_path(export_path))
+        shutil.copyfile(weights, export_path)
+    if not quiet:
+        click.echo(f"wrote {export_path or weights}")

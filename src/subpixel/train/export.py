@@ -37,11 +37,12 @@ def export_best(run_dir: Path, path: Path) -> Path:
     cfg = parse_config(ckpt["config"])
     net = build(cfg.model.name, cfg.model.scale, **cfg.model.args)
     net.load_state_dict(weights)
+    net = net.deploy().eval()
     meta: dict[str, Any] = dict(ckpt["meta"])
     card = {
         "name": cfg.model.name,
         "architecture": cfg.model.name,
-        "arch_args": cfg.model.args,
+        "arch_args": getattr(net, "arch_args", cfg.model.args),
         "scale": cfg.model.scale,
         "params": net.num_parameters(),
         "training": {

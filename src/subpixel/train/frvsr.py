@@ -18,6 +18,7 @@ one would have.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 from dataclasses import dataclass, field
@@ -42,15 +43,18 @@ __all__ = ["FRVSRConfig", "train_frvsr", "frvsr_loss"]
 # keys that may change between a run and its resumption
 _RUNTIME_KEYS = ("ckpt_every", "keep_last", "log_every", "device", "evaluate")
 _CONTAINERS = {"data": list, "arch": dict, "motion": dict}
+_ARCH_KEYS = set(inspect.signature(FRVSR.__init__).parameters) - {"self", "scale", "recurrent"}
 
 
 @dataclass
 class FRVSRConfig:
     """An FRVSR recipe. ``patch`` is the LR crop side (HR is ``patch * scale``); ``arch``: FRVSR
     arguments other than ``recurrent`` (channels, blocks, flow_channels, max_flow); ``motion``:
-    :class:`~subpixel.data.clips.Motion` fields; ``evaluate``: score Vid4 at the end (slow on CPU)."""
+    :class:`~subpixel.data.clips.Motion` fields; ``evaluate``: score Vid4 at the end (slow on CPU).
+    ``model: frvsr`` marks a recipe as this trainer's (image recipes have a ``model`` mapping)."""
 
     data: list[str]
+    model: str = "frvsr"
     scale: int = 4
     recurrent: bool = True
     arch: dict[str, Any] = field(default_factory=dict)
@@ -97,12 +101,14 @@ class FRVSRConfig:
 
     def check(self) -> None:
         """Cross-field rules."""
-        rules = [(self.scale in (2, 4), "scale must be 2 or 4"), (self.frames >= 2, "frames must be >= 2"),
+        rules = [(self.model == "frvsr", "model must be frvsr"), (self.scale in (2, 4), "scale must be 2 or 4"),
+                 (self.frames >= 2, "frames must be >= 2"),
                  (self.patch >= 8, "patch must be >= 8"), (self.batch >= 1, "batch must be >= 1"),
                  (self.iters >= 1, "iters must be >= 1"), (0 <= self.min_lr <= self.lr, "need 0 <= min_lr <= lr"),
                  (self.flow_weight >= 0, "flow_weight must be >= 0"), (self.ckpt_every >= 0, "ckpt_every >= 0"),
                  (self.keep_last >= 1, "keep_last must be >= 1"), (self.log_every >= 1, "log_every >= 1"),
-                 ("recurrent" not in self.arch, "set recurrent at the top level, not in arch")]
+                 ("recurrent" not in self.arch, "set recurrent at the top level, not in arch"),
+                 (set(self.arch) <= _ARCH_KEYS, f"arch keys must be among {', '.join(sorted(_ARCH_KEYS))}")]
         for ok, why in rules:
             if not ok:
                 raise SubpixelError(f"FRVSR recipe: {why}")
@@ -170,7 +176,8 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
         opt.load_state_dict(ckpt["optim"])
         start = int(ckpt["iteration"])
     sources = [resolve_data_folder(d) for d in cfg.data]
-    sampler = ClipSampler(sources, cfg.frames, cfg.patch * cfg.scale, cfg.scale, Motion(**cfg.motion), cfg.seed)
+    sampler = ClipSampler(sources, cfg.frames, cfg.patch * cfg.scale, cfg.scale, Motion(**cfg.motion), cfg.seed,
+                          device)
     net.train()
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "log.jsonl", "a") as log, \
@@ -178,7 +185,7 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
                  disable=not progress) as bar:
         for it in range(start, cfg.iters):
             lr_u8, hr_u8 = sampler.batch(it, cfg.batch)
-            lr, hr = lr_u8.to(device).float() / 255.0, hr_u8.to(device).float() / 255.0
+            lr, hr = lr_u8.float() / 255.0, hr_u8.float() / 255.0
             for group in opt.param_groups:
                 group["lr"] = _cosine_lr(cfg, it)
             loss, parts = frvsr_loss(net, lr, hr, cfg.flow_weight)

@@ -148,8 +148,13 @@ class _Channel:
 
 
 def as_processor(model: Upscaler | FrameProcessor, tile: int | None = None) -> FrameProcessor:
-    """An :class:`Upscaler` wrapped frame-wise, or a :class:`FrameProcessor` as it is."""
+    """An :class:`Upscaler` wrapped frame-wise (recurrently for FRVSR), or a :class:`FrameProcessor` as it is."""
     if isinstance(model, Upscaler):
+        from subpixel.models.frvsr import FRVSR
+        from subpixel.video.recurrent import RecurrentProcessor
+
+        if isinstance(model.net, FRVSR):
+            return RecurrentProcessor(model.net, model.device, getattr(model.engine, "precision", "fp32"))
         return UpscalerProcessor(model, tile)
     if isinstance(model, FrameProcessor):
         return model

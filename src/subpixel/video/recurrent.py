@@ -25,7 +25,7 @@ class RecurrentProcessor:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.dtype = torch_dtype(precision)
         self.net = net.eval().to(self.device)
-        self.name = "frvsr" if net.recurrent else "frvsr-norec"
+        self.name = f"{'frvsr' if net.recurrent else 'frvsr-norec'} x{net.scale} {precision}"
         self._state: FRVSRState | None = None
 
     @property
