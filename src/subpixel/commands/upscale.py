@@ -132,7 +132,7 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path
                    "failures": [{"input": str(j.src), "error": j.error} for j in jobs_failed]})
     elif not quiet:
         for j in done:
-            click.echo(f"wrote {j.dst}")
+            click.echo(f"wrote {j.dst} ({upscaler.name} x{scale}, {j.seconds:.2f} s)")
         if name == "bicubic" and model == "auto":
             click.echo(f"note: no trained x{scale} model ships yet; used bicubic", err=True)
     for j in jobs_failed:
