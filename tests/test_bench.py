@@ -124,3 +124,17 @@ def test_job_specs() -> None:
     assert len(parse_jobs("standard,64x48x2")) == 4
     with pytest.raises(SubpixelError, match="WIDTHxHEIGHTxSCALE"):
         Job.parse("960x540")
+
+
+def test_host_peer_quality_goes_through_the_eval_protocol(tmp_path: Path) -> None:
+    import subpixel
+    from subpixel.bench.peers import PeerUpscaler
+    from subpixel.eval import evaluate
+    from subpixel.ops.resize import imresize_np
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    peer = PeerUpscaler("fake-bicubic", 4, lambda rgb: imresize_np(rgb, scale=4))
+    result = evaluate(peer, tmp_path)
+    reference = evaluate(subpixel.load("bicubic", scale=4), tmp_path)
+    assert result.model == "fake-bicubic" and result.psnr == reference.psnr

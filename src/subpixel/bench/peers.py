@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-__all__ = ["ENGINE_PEERS", "HOST_PEERS", "PEERS", "HostPeer", "host_peer"]
+__all__ = ["ENGINE_PEERS", "HOST_PEERS", "PEERS", "HostPeer", "PeerUpscaler", "host_peer"]
 
 ENGINE_PEERS = ("bicubic", "rlfn")
 _OPENCV = {  # peer -> (dnn_superres algorithm, folder under the peers dir, weight file prefix)
@@ -40,6 +40,19 @@ class HostPeer:
     engine: str
     scales: tuple[int, ...]
     make: Callable[[int], Frame]
+
+
+@dataclass
+class PeerUpscaler:
+    """A host peer as :func:`subpixel.eval.evaluate` sees a model: uint8 RGB in, uint8 RGB out."""
+
+    name: str
+    scale: int
+    run: Frame
+    net: None = None
+
+    def upscale(self, rgb: np.ndarray) -> np.ndarray:
+        return self.run(np.ascontiguousarray(rgb))
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import torch
 from subpixel.bench.environment import environment
 from subpixel.bench.jobs import Job
 from subpixel.bench.measure import MEMORY_METHOD, Speed, measure_engine, measure_host
-from subpixel.bench.peers import ENGINE_PEERS, host_peer
+from subpixel.bench.peers import ENGINE_PEERS, HOST_PEERS, PeerUpscaler, host_peer
 from subpixel.bench.quality import QUALITY_SCALE, QualityFigure, load_cited, measure_quality
 from subpixel.engine import make_engine
 from subpixel.errors import SubpixelError
@@ -196,6 +196,11 @@ class _Runner:
                                                                                 engine="torch")))
             else:
                 self.note(f"{_display_name(name)}: quality not measured: no x{QUALITY_SCALE} weights")
+        for name in (p for p in self.cfg.peers if p in HOST_PEERS):
+            peer = host_peer(name, self.cfg.peers_dir, self.cfg.threads)
+            if not isinstance(peer, str) and QUALITY_SCALE in peer.scales:
+                candidates.append((name, lambda peer=peer: PeerUpscaler(peer.name, QUALITY_SCALE,
+                                                                         peer.make(QUALITY_SCALE))))
         figures, notes = measure_quality(candidates, self.cfg.data_dir, self.echo)
         for text in notes:
             self.note(text)
