@@ -64,7 +64,8 @@ def write_card_metrics(weights: Path, results: list[SetResult]) -> None:
 @click.command("eval")
 @click.option("-m", "--model", "model_name", default="bicubic", show_default=True,
               help="Model name or .safetensors path.")
-@click.option("-s", "--scale", type=int, default=4, show_default=True)
+@click.option("-s", "--scale", type=click.IntRange(1, 16), default=None,
+              help="Scale [default: a weights file's own scale, else 4].")
 @click.option("-d", "--data", "sets", multiple=True, help="Set name (Set5, Set14, B100, Urban100) or folder; "
               "repeatable [default: all four].")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default="default", show_default=True,
@@ -77,7 +78,7 @@ def write_card_metrics(weights: Path, results: list[SetResult]) -> None:
 @click.option("--video", "video_set", default=None, help="Evaluate on a video set instead (e.g. Vid4).")
 @runtime_options
 @output_options
-def evaluate_cmd(model_name: str, scale: int, sets: tuple[str, ...], protocol: str, rgb: bool, self_ensemble: bool,
+def evaluate_cmd(model_name: str, scale: int | None, sets: tuple[str, ...], protocol: str, rgb: bool, self_ensemble: bool,
                  all_models: bool, markdown: bool, update_card: bool, video_set: str | None, device: str,
                  precision: str, engine: str, quiet: bool, as_json: bool) -> None:
     """Score a model with the field's protocol (Y of BT.601, scale pixels shaved, MATLAB bicubic LR)."""
@@ -87,13 +88,14 @@ def evaluate_cmd(model_name: str, scale: int, sets: tuple[str, ...], protocol: s
     names = list(sets) or list(STANDARD_SETS)
     channel = "rgb" if rgb else "y"
     if all_models:
-        targets = [("bicubic", s) for s in sorted({m.scale for m in shipped_models()} or {scale})]
+        targets = [("bicubic", s) for s in sorted({m.scale for m in shipped_models()} or {scale or 4})]
         targets += [(m.name, m.scale) for m in shipped_models()]
     else:
         targets = [(model_name, scale)]
     rows = []
     for name, s in targets:
         model = load(name, scale=s, device=device, precision=precision, engine=engine)
+        s = model.scale
         results = run_sets(model, names, protocol, channel, self_ensemble, quiet or as_json)
         if update_card:
             path = Path(name) if name.endswith(".safetensors") else next(
@@ -119,7 +121,7 @@ def evaluate_cmd(model_name: str, scale: int, sets: tuple[str, ...], protocol: s
                            f"({res.channel.upper()}, {res.protocol}, {len(res.images)} images)")
 
 
-def _video_eval(model_name: str, scale: int, video_set: str, device: str, precision: str, engine: str, quiet: bool,
+def _video_eval(model_name: str, scale: int | None, video_set: str, device: str, precision: str, engine: str, quiet: bool,
                 as_json: bool) -> None:
     """``--video``: Y-PSNR/SSIM per clip and warping error, with bicubic alongside."""
     from subpixel.eval.video import evaluate_video, format_video_report
@@ -129,7 +131,8 @@ def _video_eval(model_name: str, scale: int, video_set: str, device: str, precis
     root = resolve_dataset(video_set)
     reports = []
     for name in dict.fromkeys([model_name, "bicubic"]):
-        model = load(name, scale=scale, device=device, precision=precision, engine=engine)
+        model = load(name, scale=scale if name == model_name else reports[0].scale, device=device,
+                     precision=precision, engine=engine)
         runner = as_processor(model) if isinstance(model.net, FRVSR) else model
         reports.append(evaluate_video(runner, root, scale=model.scale, name=model.name, progress=not (quiet or as_json)))
     if as_json:
