@@ -88,7 +88,7 @@ class Upscaler:
         if isinstance(image, torch.Tensor):
             batched = image.dim() == 4
             x = image if batched else image[None]
-            out = self.upscale_tensor(x.float().cpu() if x.device.type == "cpu" else x.float(), tile, progress)
+            out = self.upscale_tensor(x.float(), tile, progress)
             out = out.to(image.dtype if image.is_floating_point() else torch.float32)
             return out if batched else out[0]
         if isinstance(image, np.ndarray):
