@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
+import torch
 
 from subpixel.commands.options import emit_json, output_options, runtime_options
 from subpixel.commands.upscale import default_model
@@ -46,6 +48,9 @@ def video(input_path: Path, output: Path, scale: int | None, model: str, batch: 
           engine: str, quiet: bool, as_json: bool) -> None:
     """Upscale a video: audio and subtitles are copied, timestamps and colour tags kept."""
     name = default_model(scale or 4) if model == "auto" else model
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        # leave a core to the decode and encode threads: oversubscribed torch threads stall badly
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     upscaler = load(name, scale=scale, device=device, precision=precision, engine=engine)
     options = VideoOptions(codec=codec, crf=crf, bitrate=bitrate, preset=preset, pix_fmt=pix_fmt, batch=batch,
                            segment_frames=segment_frames, deinterlace=deinterlace, tile=tile, resume=resume,
