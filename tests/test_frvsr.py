@@ -184,6 +184,11 @@ def test_video_eval_identity_and_recurrent(tmp_path: Path) -> None:
     rec = evaluate_video(lambda: RecurrentProcessor(net, device="cpu"), tmp_path, scale=2, progress=False)
     assert all(math.isfinite(c.psnr) and c.warp_error is not None for c in rec.clips)
     assert rec.model == "frvsr x2 fp32" and rec.to_dict()["psnr"] == pytest.approx(rec.psnr)
+    # an FRVSR Upscaler (what `subpixel eval --video` loads) runs recurrently, not frame by frame
+    via_upscaler = evaluate_video(subpixel.Upscaler(net, name="frvsr", device="cpu"), tmp_path, scale=2,
+                                  progress=False)
+    assert via_upscaler.psnr == pytest.approx(rec.psnr, abs=1e-3)  # memory format differs: float noise only
+    assert via_upscaler.warp_error == pytest.approx(rec.warp_error, abs=1e-3)
 
     bicubic = evaluate_video(subpixel.load("bicubic", scale=2), tmp_path, scale=2, clips=["pan"], progress=False)
     assert bicubic.model == "bicubic" and 15 < bicubic.psnr < 60 and bicubic.frames == 4

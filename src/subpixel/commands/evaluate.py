@@ -78,9 +78,9 @@ def write_card_metrics(weights: Path, results: list[SetResult]) -> None:
 @click.option("--video", "video_set", default=None, help="Evaluate on a video set instead (e.g. Vid4).")
 @runtime_options
 @output_options
-def evaluate_cmd(model_name: str, scale: int | None, sets: tuple[str, ...], protocol: str, rgb: bool, self_ensemble: bool,
-                 all_models: bool, markdown: bool, update_card: bool, video_set: str | None, device: str,
-                 precision: str, engine: str, quiet: bool, as_json: bool) -> None:
+def evaluate_cmd(model_name: str, scale: int | None, sets: tuple[str, ...], protocol: str, rgb: bool,
+                 self_ensemble: bool, all_models: bool, markdown: bool, update_card: bool, video_set: str | None,
+                 device: str, precision: str, engine: str, quiet: bool, as_json: bool) -> None:
     """Score a model with the field's protocol (Y of BT.601, scale pixels shaved, MATLAB bicubic LR)."""
     if video_set is not None:
         _video_eval(model_name, scale, video_set, device, precision, engine, quiet, as_json)
@@ -121,20 +121,18 @@ def evaluate_cmd(model_name: str, scale: int | None, sets: tuple[str, ...], prot
                            f"({res.channel.upper()}, {res.protocol}, {len(res.images)} images)")
 
 
-def _video_eval(model_name: str, scale: int | None, video_set: str, device: str, precision: str, engine: str, quiet: bool,
-                as_json: bool) -> None:
+def _video_eval(model_name: str, scale: int | None, video_set: str, device: str, precision: str, engine: str,
+                quiet: bool, as_json: bool) -> None:
     """``--video``: Y-PSNR/SSIM per clip and warping error, with bicubic alongside."""
     from subpixel.eval.video import evaluate_video, format_video_report
-    from subpixel.models.frvsr import FRVSR
-    from subpixel.video.pipeline import as_processor
 
     root = resolve_dataset(video_set)
     reports = []
     for name in dict.fromkeys([model_name, "bicubic"]):
         model = load(name, scale=scale if name == model_name else reports[0].scale, device=device,
                      precision=precision, engine=engine)
-        runner = as_processor(model) if isinstance(model.net, FRVSR) else model
-        reports.append(evaluate_video(runner, root, scale=model.scale, name=model.name, progress=not (quiet or as_json)))
+        reports.append(evaluate_video(model, root, scale=model.scale, name=model.name,
+                                      progress=not (quiet or as_json)))
     if as_json:
         emit_json([r.to_dict() for r in reports])
         return

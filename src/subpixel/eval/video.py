@@ -31,8 +31,10 @@ from subpixel.errors import SubpixelError
 from subpixel.eval.datasets import dataset_images, resolve_dataset
 from subpixel.eval.metrics import psnr, shave, ssim
 from subpixel.eval.protocol import load_hr, make_lr, modcrop
+from subpixel.models.frvsr import FRVSR
 from subpixel.ops.color import rgb_to_y
 from subpixel.upscaler import Upscaler
+from subpixel.video.recurrent import RecurrentProcessor
 
 __all__ = ["ClipScore", "VideoResult", "evaluate_video", "evaluate_vid4", "format_video_report",
            "farneback_flow", "consistent_mask", "warping_error"]
@@ -167,6 +169,8 @@ class _Runner:
         if not (isinstance(model, Upscaler) or hasattr(model, "process") or callable(model)):
             raise TypeError(f"cannot evaluate a {type(model).__name__}: need an Upscaler, a frame processor "
                             "or a factory of processors")
+        if isinstance(model, Upscaler) and isinstance(model.net, FRVSR):
+            model = RecurrentProcessor(model.net, model.device, getattr(model.engine, "precision", "fp32"))
         self.model = model
         self.processor: _Processor | None = None
 

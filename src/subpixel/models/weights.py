@@ -21,7 +21,8 @@ from subpixel.errors import SubpixelError
 from subpixel.models.base import SRNet
 from subpixel.models.registry import build
 
-__all__ = ["ShippedModel", "shipped_models", "card_path", "read_card", "load_net", "save_weights", "state_dict_on_cpu", "WEIGHTS_DIR"]
+__all__ = ["ShippedModel", "shipped_models", "card_path", "read_card", "load_net", "save_weights", "state_dict_on_cpu",
+           "WEIGHTS_DIR"]
 
 WEIGHTS_DIR = Path(str(resources.files("subpixel") / "weights"))
 

@@ -33,7 +33,10 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, e
     run_dir = out if out is not None else Path("runs") / recipe.stem
     if export_path is not None and export_path.suffix != ".safetensors":
         raise click.BadParameter("must end in .safetensors", param_hint="--export")
-    raw = yaml.safe_load(recipe.read_text())
+    try:
+        raw = yaml.safe_load(recipe.read_text())
+    except yaml.YAMLError:
+        raw = None  # load_config below reports it with the file name
     if isinstance(raw, dict) and raw.get("model") == "frvsr":
         _train_video(raw, run_dir, resume, max_iters, export_path, device, quiet)
         return
