@@ -57,6 +57,16 @@ def test_onnx_export_parity_with_dynamic_shapes(tiny_net, tmp_path) -> None:
         assert (out - ref).abs().max().item() < 1e-3
 
 
+@pytest.mark.parametrize("args", [{"mode": "y", "skip": "nearest"}, {"mode": "rgb", "skip": "bicubic"}])
+def test_luma_and_bicubic_skip_networks_export_with_dynamic_shapes(args, tmp_path) -> None:
+    net = build("espcn", scale=3, **args).eval()
+    engine = OnnxEngine(onnx_export.export_onnx(net, tmp_path / "espcn.onnx").path, threads=1)
+    x = torch.rand(2, 3, 13, 19)  # bicubic chroma/skip must not bake the export's 24x24 shape in
+    with torch.inference_mode():
+        ref = net(x)
+    assert (engine(x) - ref).abs().max().item() < 1e-4
+
+
 def test_export_fails_and_removes_the_file_when_parity_fails(tiny_net, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(onnx_export, "_max_abs_error", lambda net, path: 0.5)
     with pytest.raises(SubpixelError, match="parity"):

@@ -242,6 +242,14 @@ def test_training_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         train_frvsr(other, tmp_path / "resumed", progress=False)
 
 
+def test_time_limit_stops_at_a_log_step_with_a_checkpoint(tmp_path: Path) -> None:
+    cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=6).to_dict(), "log_every": 3, "ckpt_every": 0})
+    assert train_frvsr(cfg, tmp_path / "run", progress=False, time_limit=0.0) is None
+    assert latest_checkpoint(tmp_path / "run").name == "iter_00000003.pt"
+    weights = train_frvsr(cfg, tmp_path / "run", progress=False)
+    assert weights is not None and latest_checkpoint(tmp_path / "run").name == "iter_00000006.pt"
+
+
 def test_ablation_trains_without_fnet(tmp_path: Path) -> None:
     cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=1).to_dict(), "recurrent": False})
     weights = train_frvsr(cfg, tmp_path / "norec", progress=False)

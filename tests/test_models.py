@@ -105,6 +105,20 @@ def test_sesr_collapse_is_exact(name: str, scale: int) -> None:
     assert count_params(rebuilt) == count_params(plain) < count_params(net)
 
 
+@pytest.mark.parametrize("residual", [True, False])
+def test_linear_block_runs_folded_with_the_expanded_form_s_values_and_gradients(residual: bool) -> None:
+    torch.manual_seed(0)
+    block = LinearBlock(4, 4, 3, 24, residual).double()
+    x = torch.rand(2, 4, 7, 6, dtype=torch.float64)
+    expanded = block.project(block.expand(x)) + (x if residual else 0)
+    grads_expanded = torch.autograd.grad(expanded.square().sum(), list(block.parameters()))
+    folded = block(x)
+    grads_folded = torch.autograd.grad(folded.square().sum(), list(block.parameters()))
+    torch.testing.assert_close(folded, expanded, rtol=0, atol=1e-10)
+    for a, b in zip(grads_folded, grads_expanded):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
 def test_sesr_collapse_float32_and_y_mode() -> None:
     net = build("sesr-m5", 2, mode="y").eval()
     x = torch.rand(1, 3, 10, 10)

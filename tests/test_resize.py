@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from subpixel.ops.resize import _contributions, imresize, imresize_np, output_size
+from subpixel.ops.resize import _contributions, _resize_axis, imresize, imresize_np, output_size, upscale_bicubic
 
 
 @pytest.mark.parametrize("scale", [0.25, 1 / 3, 0.5, 2.0, 3.0, 4.0, 1.7])
@@ -78,6 +78,27 @@ def test_lanczos_differs_from_bicubic_but_keeps_constants() -> None:
     assert not torch.allclose(imresize(x, scale=2, kernel="lanczos3"), imresize(x, scale=2))
     c = torch.ones(1, 1, 12, 12, dtype=torch.float64)
     assert torch.allclose(imresize(c, scale=2, kernel="lanczos3"), torch.ones(1, 1, 24, 24, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("shape", [(2, 3, 17, 23), (5, 9), (1, 2, 2)])
+def test_polyphase_upscale_equals_the_separable_resize(scale: int, shape: tuple[int, ...]) -> None:
+    x = torch.rand(shape, dtype=torch.float64)
+    h, w = shape[-2:]
+    ref = _resize_axis(x, x.dim() - 2, h * scale, float(scale), True, "bicubic")
+    ref = _resize_axis(ref, x.dim() - 1, w * scale, float(scale), True, "bicubic")
+    out = upscale_bicubic(x, scale)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(imresize(x, scale=scale), ref, atol=1e-12, rtol=0)  # imresize takes this path
+
+
+def test_polyphase_upscale_refuses_what_it_cannot_do() -> None:
+    for bad in (torch.rand(1, 1, 5), torch.zeros(4, 4, dtype=torch.uint8)):
+        with pytest.raises(ValueError):
+            upscale_bicubic(bad, 2)
+    x = torch.rand(1, 1, 5)  # one row: imresize falls back to the general path
+    assert imresize(x, scale=2).shape == (1, 2, 10)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -27,6 +27,7 @@ from subpixel.models import registry
 from subpixel.models.base import SRNet
 from subpixel.models.registry import ArchSpec, architectures
 from subpixel.models.weights import load_net
+from subpixel.ops.color import _M
 from subpixel.train import evaluate_pairs, export_best, parse_config, train
 from subpixel.train.checkpoint import list_checkpoints, load_checkpoint
 from subpixel.train.config import ConfigError, config_to_dict, load_config
@@ -210,6 +211,22 @@ def test_losses() -> None:
         build_loss("l1", {"eps": 1})
 
 
+def test_luma_loss_sees_luma_and_ignores_chroma() -> None:
+    hr = torch.rand(2, 3, 5, 4)
+    r, g, _ = _M[0]
+    chroma_only = torch.tensor([g, -r, 0.0]).view(1, 3, 1, 1) / 255  # orthogonal to the luma weights
+    luma = build_loss("l1", {}, channels="y")
+    assert luma(hr + chroma_only, hr).item() == pytest.approx(0.0, abs=1e-6)
+    assert build_loss("l1", {})(hr + chroma_only, hr).item() > 0.1
+    # every channel up by 0.1: Y, in [0, 1] units, rises by 0.1 * 219/255
+    assert luma(hr + 0.1, hr).item() == pytest.approx(0.1 * 219 / 255, rel=1e-4)
+    with pytest.raises(SubpixelError, match="channels"):
+        build_loss("l1", {}, channels="cbcr")
+    assert parse_config({**_recipe(Path("x")), "loss": {"name": "l1", "channels": "y"}}).loss.channels == "y"
+    with pytest.raises(ConfigError, match="loss.channels"):
+        parse_config({**_recipe(Path("x")), "loss": {"name": "l1", "channels": "cbcr"}})
+
+
 class _Nearest(SRNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.repeat_interleave(self.scale, 2).repeat_interleave(self.scale, 3)
@@ -277,6 +294,23 @@ def test_run_dir_guards_and_recipe_changes(tmp_path: Path) -> None:
         train(parse_config(raw), tmp_path / "other", device="cpu", quiet=True)
     with pytest.raises(ConfigError, match="fp16 needs CUDA"):
         train(parse_config(_recipe(data, amp="fp16")), tmp_path / "fp16", device="cpu", quiet=True)
+
+
+def test_time_limit_checkpoints_at_a_log_step_and_exports_only_when_complete(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _images(tmp_path / "data")
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(_recipe(Path("data"), iters=12, ckpt_every=0)))
+    runner = CliRunner()
+    args = ["train", "r.yaml", "--out", "run", "--export", "m.safetensors", "--quiet"]
+    first = runner.invoke(cli, [*args, "--time-limit", "1e-9"])
+    assert first.exit_code == 0, first.output
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["iter_00000004.pt"]  # log_every=4
+    assert not (tmp_path / "m.safetensors").exists()  # not finished: nothing exported
+    second = runner.invoke(cli, [*args, "--resume"])
+    assert second.exit_code == 0, second.output
+    assert list_checkpoints(tmp_path / "run")[-1].name == "iter_00000012.pt"
+    assert (tmp_path / "m.safetensors").exists()
 
 
 def test_cli_trains_resumes_and_exports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

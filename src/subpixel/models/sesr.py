@@ -17,6 +17,7 @@ additions across nonlinearities and stay. The paper's final clip to [0, 1] is le
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from subpixel.errors import SubpixelError
@@ -45,7 +46,12 @@ def fold_into(plain: SRNet, trained: SRNet) -> SRNet:
 
 
 class LinearBlock(nn.Module):
-    """kxk conv to ``expansion`` channels, 1x1 conv back to ``out_ch``, optional identity residual."""
+    """kxk conv to ``expansion`` channels, 1x1 conv back to ``out_ch``, optional identity residual.
+
+    The forward pass folds the block first and runs one kxk convolution (the paper's efficient
+    training): the same function and the same gradients for both convolutions' parameters as
+    running the two convolutions, at the cost of the collapsed network.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, expansion: int, residual: bool) -> None:
         super().__init__()
@@ -56,8 +62,8 @@ class LinearBlock(nn.Module):
         self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.project(self.expand(x))
-        return out + x if self.residual else out
+        weight, bias = self.folded()
+        return F.conv2d(x, weight.to(x.dtype), bias.to(x.dtype), padding=self.expand.padding)
 
     def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Weight and bias of the single kxk conv equal to this block (residual included)."""
@@ -65,8 +71,10 @@ class LinearBlock(nn.Module):
         weight = torch.einsum("op,pikl->oikl", proj, self.expand.weight)
         bias = proj @ self.expand.bias + self.project.bias
         if self.residual:
-            mid = self.expand.kernel_size[0] // 2
-            weight[:, :, mid, mid] += torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
+            k = self.expand.kernel_size[0]
+            identity = torch.zeros_like(weight)
+            identity[:, :, k // 2, k // 2] = torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
+            weight = weight + identity
         return weight, bias
 
 

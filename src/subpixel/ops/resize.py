@@ -16,8 +16,9 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-__all__ = ["imresize", "imresize_np", "cubic", "output_size"]
+__all__ = ["imresize", "imresize_np", "upscale_bicubic", "cubic", "output_size"]
 
 
 def cubic(x: torch.Tensor) -> torch.Tensor:
@@ -88,6 +89,43 @@ def _resize_axis(
     return out
 
 
+@lru_cache(maxsize=8)
+def _polyphase_kernel(scale: int) -> torch.Tensor:
+    """``(s*s, 1, 5, 5)`` float64 weights: output phase ``(py, px)`` of MATLAB bicubic x``scale``.
+
+    Output pixel ``s*i + p`` samples the input at ``i + d_p`` with ``d_p = (p + 0.5)/s - 0.5``, so
+    its taps are ``i-2 .. i+2`` weighted by ``cubic(d_p - k)`` (they already sum to one).
+    """
+    offsets = (torch.arange(scale, dtype=torch.float64) + 0.5) / scale - 0.5
+    taps = cubic(offsets[:, None] - torch.arange(-2, 3, dtype=torch.float64)[None, :])  # (s, 5)
+    return torch.einsum("ai,bj->abij", taps, taps).reshape(scale * scale, 1, 5, 5)
+
+
+def _mirror_pad2(x: torch.Tensor, axis: int) -> torch.Tensor:
+    """Pad two samples each side of ``axis`` with MATLAB's 'symmetric' mirror (edge repeated)."""
+    n = x.shape[axis]
+    head = x.narrow(axis, 0, 2).flip(axis)
+    tail = x.narrow(axis, n - 2, 2).flip(axis)
+    return torch.cat([head, x, tail], dim=axis)
+
+
+def upscale_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """MATLAB bicubic upscaling of a floating tensor ``(..., H, W)`` by an integer ``scale``.
+
+    The same values as :func:`imresize` (to float rounding), computed as one 5x5 polyphase
+    convolution and a pixel shuffle: fast on any device and exportable to ONNX with dynamic
+    height and width, because nothing depends on the input size. Needs ``H, W >= 2``.
+    """
+    if not x.dtype.is_floating_point or scale < 2 or min(x.shape[-2:]) < 2:
+        raise ValueError("upscale_bicubic needs a floating tensor with H, W >= 2 and an integer scale >= 2")
+    compute = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    weight = _polyphase_kernel(int(scale)).to(device=x.device, dtype=compute)
+    planes = x.to(compute).flatten(0, -3).unsqueeze(1) if x.dim() > 2 else x.to(compute)[None, None]
+    padded = _mirror_pad2(_mirror_pad2(planes, 2), 3)
+    out = F.pixel_shuffle(F.conv2d(padded, weight), int(scale))
+    return out.reshape(*x.shape[:-2], out.shape[-2], out.shape[-1]).to(x.dtype)
+
+
 def _round_to(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """MATLAB-style conversion: round half away from zero, saturate."""
     info = torch.iinfo(dtype)
@@ -125,6 +163,9 @@ def imresize(
     else:
         scales = (size[0] / in_h, size[1] / in_w)
     integer = not x.dtype.is_floating_point
+    if (not integer and kernel == "bicubic" and scales[0] == scales[1] and scales[0] >= 2
+            and scales[0].is_integer() and min(in_h, in_w) >= 2):
+        return upscale_bicubic(x, int(scales[0]))
     orig_dtype = x.dtype
     if integer:
         work = x.to(torch.float64)

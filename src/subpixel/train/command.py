@@ -6,9 +6,8 @@ import shutil
 from pathlib import Path
 
 import click
-import yaml
 
-from subpixel.train.config import load_config
+from subpixel.train.config import load_config, read_recipe
 
 
 @click.command()
@@ -17,12 +16,14 @@ from subpixel.train.config import load_config
               help="Run directory (checkpoints, TensorBoard logs, throughput.json) [default: runs/<recipe name>].")
 @click.option("--resume", is_flag=True, help="Continue from the run directory's last checkpoint, if it has one.")
 @click.option("--max-iters", type=click.IntRange(min=1), default=None, help="Override train.iters of the recipe.")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MINUTES",
+              help="Stop with a checkpoint after about this many minutes of training (resume with --resume).")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="At the end, write the best (EMA) weights and a model card to this .safetensors file.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summaries.")
-def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, export_path: Path | None,
-          device: str, quiet: bool) -> None:
+def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, time_limit: float | None,
+          export_path: Path | None, device: str, quiet: bool) -> None:
     """Train a model from RECIPE (YAML).
 
     Multi-GPU: torchrun --nproc_per_node N --no-python subpixel train RECIPE (data.batch is
@@ -31,23 +32,21 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, e
     from subpixel.train.trainer import train as run
 
     run_dir = out if out is not None else Path("runs") / recipe.stem
+    time_limit = None if time_limit is None else 60 * time_limit  # seconds
     if export_path is not None and export_path.suffix != ".safetensors":
         raise click.BadParameter("must end in .safetensors", param_hint="--export")
-    try:
-        raw = yaml.safe_load(recipe.read_text())
-    except yaml.YAMLError:
-        raw = None  # load_config below reports it with the file name
+    raw = read_recipe(recipe)
     if isinstance(raw, dict) and raw.get("model") == "frvsr":
-        _train_video(raw, run_dir, resume, max_iters, export_path, device, quiet)
+        _train_video(raw, run_dir, resume, max_iters, time_limit, export_path, device, quiet)
         return
-    cfg = load_config(recipe)
+    cfg = load_config(recipe, raw)
     if max_iters is not None:
         cfg.train.iters = max_iters
-    run(cfg, run_dir, device=device, resume=resume, quiet=quiet, export=export_path)
+    run(cfg, run_dir, device=device, resume=resume, quiet=quiet, time_limit=time_limit, export=export_path)
 
 
-def _train_video(raw: dict, run_dir: Path, resume: bool, max_iters: int | None, export_path: Path | None,
-                 device: str, quiet: bool) -> None:
+def _train_video(raw: dict, run_dir: Path, resume: bool, max_iters: int | None, time_limit: float | None,
+                 export_path: Path | None, device: str, quiet: bool) -> None:
     """FRVSR recipes (``model: frvsr``) go to the clip trainer (:mod:`subpixel.train.frvsr`)."""
     from subpixel.models.weights import card_path
     from subpixel.train.frvsr import FRVSRConfig, train_frvsr
@@ -56,7 +55,10 @@ def _train_video(raw: dict, run_dir: Path, resume: bool, max_iters: int | None, 
         raw = {**raw, "iters": max_iters}
     if device != "auto":
         raw = {**raw, "device": device}
-    weights = train_frvsr(FRVSRConfig.from_dict(raw), run_dir, resume=resume, progress=not quiet)
+    weights = train_frvsr(FRVSRConfig.from_dict(raw), run_dir, resume=resume, progress=not quiet,
+                          time_limit=time_limit)
+    if weights is None:
+        return
     if export_path is not None:
         export_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(card_path(weights), card_path(export_path))

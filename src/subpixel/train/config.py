@@ -60,6 +60,7 @@ class LossConfig:
 
     name: str = "l1"
     args: dict[str, Any] = field(default_factory=dict)
+    channels: Literal["rgb", "y"] = "rgb"  # y: luma only, for Y-channel networks (chroma is bicubic)
 
 
 @dataclass
@@ -226,16 +227,20 @@ def parse_config(raw: Any) -> Config:
     return cfg
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate a YAML recipe; errors name the file."""
+def read_recipe(path: Path) -> Any:
+    """The parsed YAML of a recipe file; unreadable files and bad YAML are :class:`ConfigError`."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        return yaml.safe_load(Path(path).read_text())
     except OSError as err:
         raise ConfigError(f"cannot read recipe {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+
+
+def load_config(path: Path, raw: Any = None) -> Config:
+    """Validate the recipe at ``path`` (``raw``: its already parsed YAML); errors name the file."""
     try:
-        return parse_config(raw)
+        return parse_config(read_recipe(path) if raw is None else raw)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
 

@@ -69,3 +69,12 @@ def barrier(info: DistInfo) -> None:
     """Wait for every rank (no-op in a single process)."""
     if info.world > 1:
         dist.barrier()
+
+
+def any_rank(flag: bool, info: DistInfo) -> bool:
+    """True on every rank when ``flag`` is true on any (a collective: every rank must call it)."""
+    if info.world == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())

@@ -21,6 +21,7 @@ import dataclasses
 import inspect
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,8 +159,13 @@ def _card(net: FRVSR, cfg: FRVSRConfig, name: str) -> dict[str, Any]:
     }
 
 
-def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, progress: bool = True) -> Path:
-    """Train (or resume from the newest checkpoint in ``run_dir``) and export; returns the weights path."""
+def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, progress: bool = True,
+                time_limit: float | None = None) -> Path | None:
+    """Train (or resume from the newest checkpoint in ``run_dir``) and export; returns the weights path.
+
+    After ``time_limit`` seconds it stops at the next logging step with a checkpoint and returns None.
+    """
+    started = time.perf_counter()
     run_dir = Path(run_dir)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -199,10 +205,15 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
                 log.write(json.dumps({"iteration": done, "loss": loss.item(), **parts,
                                       "lr": opt.param_groups[0]["lr"]}) + "\n")
                 log.flush()
-            if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.iters:
+            out_of_time = (time_limit is not None and done % cfg.log_every == 0
+                           and time.perf_counter() - started > time_limit)
+            if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.iters or out_of_time:
                 save_atomic({"iteration": done, "model": net.state_dict(), "optim": opt.state_dict(),
                              "config": cfg.to_dict()}, checkpoint_path(run_dir, done))
                 prune(run_dir, cfg.keep_last)
+            if out_of_time and done < cfg.iters:
+                bar.write(f"time limit reached at iteration {done}: checkpointed; continue with --resume")
+                return None
     net.eval()
     name = "frvsr" if cfg.recurrent else "frvsr-norec"
     card = _card(net, cfg, name)

@@ -1,4 +1,8 @@
-"""Pixel losses on RGB outputs in [0, 1]; add one by putting a factory into :data:`LOSSES`."""
+"""Pixel losses on RGB outputs in [0, 1]; add one by putting a factory into :data:`LOSSES`.
+
+``channels="y"`` scores only BT.601 luma, for networks that super-resolve Y and leave chroma to
+bicubic (an RGB loss would also charge them for the chroma they cannot change).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ import torch
 from torch import nn
 
 from subpixel.errors import SubpixelError
+from subpixel.ops.color import _M
 
-__all__ = ["CharbonnierLoss", "LOSSES", "build_loss"]
+__all__ = ["CharbonnierLoss", "LumaLoss", "LOSSES", "build_loss"]
 
 
 class CharbonnierLoss(nn.Module):
@@ -23,6 +28,20 @@ class CharbonnierLoss(nn.Module):
         return torch.sqrt((sr - hr).square() + self.eps**2).mean()
 
 
+class LumaLoss(nn.Module):
+    """``loss`` applied to the BT.601 luma of ``(N, 3, H, W)`` RGB outputs and targets (scaled to [0, 1])."""
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+        self.register_buffer("weights", torch.tensor(_M[0] / 255.0, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        w = self.weights.to(device=sr.device, dtype=sr.dtype)
+        return self.loss((sr * w).sum(1, keepdim=True), (hr.to(sr.dtype) * w).sum(1, keepdim=True))
+
+
 # name -> factory(**loss.args) returning a module ``(sr, hr) -> scalar``
 LOSSES: dict[str, Callable[..., nn.Module]] = {
     "l1": nn.L1Loss,
@@ -31,13 +50,16 @@ LOSSES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_loss(name: str, args: dict[str, Any]) -> nn.Module:
-    """Instantiate loss ``name`` with ``args`` (bad arguments are a user error)."""
+def build_loss(name: str, args: dict[str, Any], channels: str = "rgb") -> nn.Module:
+    """Instantiate loss ``name`` with ``args`` on ``channels`` (``rgb`` or ``y``); bad arguments are user errors."""
     try:
         factory = LOSSES[name]
     except KeyError:
         raise SubpixelError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}") from None
+    if channels not in ("rgb", "y"):
+        raise SubpixelError(f"loss channels must be 'rgb' or 'y', not {channels!r}")
     try:
-        return factory(**args)
+        loss = factory(**args)
     except TypeError as err:
         raise SubpixelError(f"loss.args for {name!r}: {err}") from None
+    return LumaLoss(loss) if channels == "y" else loss

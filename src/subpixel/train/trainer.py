@@ -30,7 +30,7 @@ from subpixel.models.weights import state_dict_on_cpu
 from subpixel.train.checkpoint import (BEST, CHECKPOINT_DIR, checkpoint_path, latest_checkpoint, load_checkpoint,
                                        prune, save_atomic)
 from subpixel.train.config import Config, ConfigError, config_to_dict, resolve_data_folder
-from subpixel.train.distributed import DistInfo, all_gather_cpu, barrier, distributed
+from subpixel.train.distributed import DistInfo, all_gather_cpu, any_rank, barrier, distributed
 from subpixel.train.ema import EMA
 from subpixel.train.export import export_best
 from subpixel.train.losses import build_loss
@@ -86,7 +86,7 @@ class Trainer:
             raise ConfigError(f"train.amp fp16 needs CUDA; use bf16 or off on {dev.type}")
         self.amp_dtype = _AMP[t.amp]
 
-        self.loss_fn = build_loss(cfg.loss.name, cfg.loss.args)
+        self.loss_fn = build_loss(cfg.loss.name, cfg.loss.args, cfg.loss.channels)
         seed_everything(cfg.seed)
         try:
             self.net = build(m.name, m.scale, **m.args).to(dev)
@@ -214,9 +214,14 @@ class Trainer:
         save_atomic(state, checkpoint_path(self.run_dir, self.iteration))
         prune(self.run_dir, self.cfg.train.keep_last)
 
-    def fit(self, until: int | None = None) -> TrainResult:
-        """Train to ``train.iters`` (or stop after step ``until``, checkpointing there) and report speed."""
+    def fit(self, until: int | None = None, time_limit: float | None = None) -> TrainResult:
+        """Train to ``train.iters`` and report speed.
+
+        Stops early, with a checkpoint, after step ``until`` or at the first logging step after
+        ``time_limit`` seconds of this call (so a run fits a fixed-length job and resumes later).
+        """
         t, main = self.cfg.train, self.info.is_main
+        started = time.perf_counter()
         stop = t.iters if until is None else min(until, t.iters)
         timer = StepTimer(self.info.device)
         log = ScalarLog(self.run_dir / "tb" if main else None)
@@ -239,6 +244,11 @@ class Trainer:
                     loss, losses = loss_sum.item() / losses, 0
                     loss_sum.zero_()
                     self._log(log, bar, loss, timer.window())
+                    if time_limit is not None and it < stop and any_rank(
+                            time.perf_counter() - started > time_limit, self.info):
+                        stop = it
+                        if main:
+                            bar.write(f"time limit reached at iteration {it}: checkpointing; continue with --resume")
                 if main and self.val_pairs and (it == t.iters or (t.val_every and it % t.val_every == 0)):
                     self._validate_and_keep_best(log, bar)
                 if it == stop or (t.ckpt_every and it % t.ckpt_every == 0):
@@ -277,12 +287,13 @@ class Trainer:
 
 
 def train(cfg: Config, run_dir: Path, *, device: str = "auto", resume: bool = False, quiet: bool = False,
-          until: int | None = None, export: Path | None = None) -> TrainResult:
+          until: int | None = None, time_limit: float | None = None, export: Path | None = None) -> TrainResult:
     """Train ``cfg`` into ``run_dir`` (single process, or one rank of a ``torchrun`` job).
 
     ``resume`` continues from the run's last checkpoint when there is one; without it an
-    existing checkpoint is an error. ``until`` stops (with a checkpoint) after that step.
-    ``export`` writes the best weights and a model card there at the end (rank 0).
+    existing checkpoint is an error. ``until`` (a step) and ``time_limit`` (seconds of training)
+    stop early with a checkpoint. ``export`` writes the best weights and a model card there once
+    the run has reached ``train.iters`` (rank 0).
     """
     run_dir = Path(run_dir)
     with distributed(device) as info:
@@ -301,8 +312,8 @@ def train(cfg: Config, run_dir: Path, *, device: str = "auto", resume: bool = Fa
                            f"{trainer.sampler.num_images} training images, {len(trainer.val_pairs)} held out, "
                            f"{trainer.net.num_parameters():,} parameters on {info.device}"
                            f"{f' x {info.world} processes' if info.world > 1 else ''}")
-        result = trainer.fit(until)
+        result = trainer.fit(until, time_limit)
         barrier(info)
-        if export is not None and info.is_main:
+        if export is not None and info.is_main and result.iteration >= cfg.train.iters:
             export_best(run_dir, export)
     return result

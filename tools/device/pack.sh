@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Prepare .carry/ (git-ignored) for training on a device machine that cannot see ../shared:
+#   tools/device/pack.sh [RUNS_TAR]
+# copies the training images (../shared/data/train, ~36 MiB) into .carry/data/train and, when
+# RUNS_TAR (a runs.tar brought back by tools/device/train.sh) is given, unpacks it into .carry/runs.
+# Then call the device with carry [".carry"] and run tools/device/train.sh there.
+set -euo pipefail
+cd "$(git rev-parse --show-toplevel)"
+src=${SUBPIXEL_DATA:-../shared/data}
+mkdir -p .carry/data
+rm -rf .carry/data/train && cp -a "$src/train" .carry/data/train
+if [ $# -ge 1 ]; then
+  mkdir -p .carry/runs
+  tar -C .carry -xf "$1"
+fi
+du -sh .carry
