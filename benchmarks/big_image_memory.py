@@ -88,10 +88,11 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"big_image_memory_cpu_{result['date']}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    weights = " (random weights)" if args.random_weights else ""
     stem.with_suffix(".md").write_text(
         f"# Big-image memory (CPU)\n\nCommand: `{result['command']}`\n\n| input | output | model | tile | peak RSS | "
         f"limit | wall |\n|---|---|---|---|---|---|---|\n| {result['input_megapixels']} MP | "
-        f"{result['output_megapixels']} MP {args.format} | {args.model}{' (random weights)' if args.random_weights else ''}"
+        f"{result['output_megapixels']} MP {args.format} | {args.model}{weights}"
         f" | {result['tile']} | {result['peak_rss_gib']} GiB | < 4 GiB | {result['wall_seconds']} s |\n"
         f"\nDevice: {result['device']}, torch {result['torch']}.\n")
     print(json.dumps(result, indent=2))

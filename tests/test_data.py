@@ -15,6 +15,7 @@ from subpixel.errors import SubpixelError
 from subpixel.eval.protocol import make_lr, modcrop
 from subpixel.ops.resize import imresize
 
+
 def _write_images(folder: Path, sizes: list[tuple[int, int]], seed: int = 0, suffix: str = ".png") -> list[Path]:
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)

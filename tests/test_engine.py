@@ -11,14 +11,13 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from tests.conftest import TinyConvNet
 from subpixel.cli import cli
-from subpixel.engine import FramePipeline, OnnxEngine, TorchEngine, make_engine
-from subpixel.engine import onnx_export
+from subpixel.engine import FramePipeline, OnnxEngine, TorchEngine, make_engine, onnx_export
 from subpixel.engine.select import clear_choices
 from subpixel.errors import SubpixelError
 from subpixel.models import build
 from subpixel.models.base import SRNet
+from tests.conftest import TinyConvNet
 
 CPU = torch.device("cpu")
 

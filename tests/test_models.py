@@ -7,7 +7,7 @@ import torch
 
 from subpixel.models import architectures, build
 from subpixel.models.complexity import count_macs, count_params
-from subpixel.models.flagship import Sprint
+from subpixel.models.flagship import RepConv3x3, RepDepthwise, Sprint
 from subpixel.models.sesr import SESR, LinearBlock
 
 LEARNED = sorted(name for name, spec in architectures().items() if not spec.interpolation)
@@ -105,15 +105,25 @@ def test_sesr_collapse_is_exact(name: str, scale: int) -> None:
     assert count_params(rebuilt) == count_params(plain) < count_params(net)
 
 
-@pytest.mark.parametrize("residual", [True, False])
-def test_linear_block_runs_folded_with_the_expanded_form_s_values_and_gradients(residual: bool) -> None:
+_BRANCHES = {  # module factory -> the sum of its branches, computed branch by branch
+    "linear block": (lambda: LinearBlock(4, 4, 3, 24, True), lambda m, x: m.project(m.expand(x)) + x),
+    "linear block, no residual": (lambda: LinearBlock(4, 5, 5, 24, False), lambda m, x: m.project(m.expand(x))),
+    "rep 3x3": (lambda: RepConv3x3(4), lambda m, x: m.conv3(x) + m.conv1(x) + x),
+    "rep 3x3, no identity": (lambda: RepConv3x3(4, identity=False), lambda m, x: m.conv3(x) + m.conv1(x)),
+    "rep depthwise": (lambda: RepDepthwise(4, 7), lambda m, x: m.large(x) + m.small(x)),
+}
+
+
+@pytest.mark.parametrize("kind", list(_BRANCHES))
+def test_foldable_modules_run_folded_with_the_branches_values_and_gradients(kind: str) -> None:
+    make, branches = _BRANCHES[kind]
     torch.manual_seed(0)
-    block = LinearBlock(4, 4, 3, 24, residual).double()
+    module = make().double()
     x = torch.rand(2, 4, 7, 6, dtype=torch.float64)
-    expanded = block.project(block.expand(x)) + (x if residual else 0)
-    grads_expanded = torch.autograd.grad(expanded.square().sum(), list(block.parameters()))
-    folded = block(x)
-    grads_folded = torch.autograd.grad(folded.square().sum(), list(block.parameters()))
+    expanded = branches(module, x)
+    grads_expanded = torch.autograd.grad(expanded.square().sum(), list(module.parameters()))
+    folded = module(x)
+    grads_folded = torch.autograd.grad(folded.square().sum(), list(module.parameters()))
     torch.testing.assert_close(folded, expanded, rtol=0, atol=1e-10)
     for a, b in zip(grads_folded, grads_expanded):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,7 +13,7 @@ from subpixel.engine.device import resolve_device
 from subpixel.engine.torch_engine import TorchEngine
 from subpixel.models.base import SRNet
 from subpixel.models.interp import _Interpolation
-from subpixel.ops.tiling import TileInfo, tiled_forward, tile_size_for_budget
+from subpixel.ops.tiling import TileInfo, tile_size_for_budget, tiled_forward
 
 __all__ = ["Upscaler", "CPU_TILE_BUDGET"]
 

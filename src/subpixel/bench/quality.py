@@ -7,9 +7,10 @@ output; they are never mixed up with measured ones.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from subpixel.errors import SubpixelError
 

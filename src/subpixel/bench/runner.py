@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -24,7 +25,7 @@ from subpixel.models.interp import _Interpolation
 from subpixel.models.registry import architectures, build
 from subpixel.models.weights import load_net, read_card, shipped_models
 
-__all__ = ["BenchConfig", "SpeedRow", "BenchResult", "run_bench", "inference_form", "DEFAULT_MODELS"]
+__all__ = ["BenchConfig", "SpeedRow", "BenchResult", "run_bench", "DEFAULT_MODELS"]
 
 # our single-image architectures, in the order they are reported (those not registered are left out)
 DEFAULT_MODELS = ("espcn", "sesr-m5", "sesr-m11", "sesr-xl", "sprint-s", "sprint")

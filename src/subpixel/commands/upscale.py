@@ -142,7 +142,8 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path
         raise SystemExit(1)
 
 
-def _run_job(job: Job, upscaler: Upscaler, tile: int | None, overwrite: bool, quality: int, max_pixels: int | None) -> None:
+def _run_job(job: Job, upscaler: Upscaler, tile: int | None, overwrite: bool, quality: int,
+             max_pixels: int | None) -> None:
     assert job.dst is not None
     start = time.perf_counter()
     try:

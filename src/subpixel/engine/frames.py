@@ -7,7 +7,7 @@ copies ordered by events). Elsewhere batches simply run one after another.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch

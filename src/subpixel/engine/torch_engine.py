@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import logging
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 

@@ -42,9 +42,7 @@ __all__ = [
     "check_output_size",
     "from_float",
     "is_image_path",
-    "merge_alpha",
     "read_image",
-    "split_alpha",
     "to_float",
     "write_image",
 ]

@@ -13,11 +13,11 @@ import heapq
 import io
 import itertools
 import struct
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import av.filter

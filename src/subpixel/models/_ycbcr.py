@@ -5,7 +5,7 @@ Values live in [0, 1]: MATLAB's ``rgb2ycbcr`` of a [0, 255] image divided by 255
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -21,13 +21,15 @@ from torch import nn
 from subpixel.errors import SubpixelError
 from subpixel.models.base import SRNet
 from subpixel.models.registry import register
-from subpixel.models.sesr import fold_into
+from subpixel.models.reparam import FoldedConv, fold_into, identity_kernel
 
 __all__ = ["RepConv3x3", "RepDepthwise", "SprintBlock", "Sprint", "SprintS"]
 
 
-class RepConv3x3(nn.Module):
-    """3x3 + 1x1 (+ identity) branches, ``channels`` in and out; foldable into one 3x3 conv."""
+class RepConv3x3(FoldedConv):
+    """3x3 + 1x1 (+ identity) branches, ``channels`` in and out; trains and folds as one 3x3 conv."""
+
+    padding = 1
 
     def __init__(self, channels: int, identity: bool = True) -> None:
         super().__init__()
@@ -35,28 +37,22 @@ class RepConv3x3(nn.Module):
         self.conv1 = nn.Conv2d(channels, channels, 1)
         self.identity = identity
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv3(x) + self.conv1(x)
-        return out + x if self.identity else out
-
     def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Weight and bias of the equivalent 3x3 conv."""
         weight = self.conv3.weight + F.pad(self.conv1.weight, [1, 1, 1, 1])
         if self.identity:
-            weight[:, :, 1, 1] += torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
+            weight = weight + identity_kernel(weight)
         return weight, self.conv3.bias + self.conv1.bias
 
 
-class RepDepthwise(nn.Module):
-    """kxk + 3x3 depthwise branches; foldable into one kxk depthwise conv."""
+class RepDepthwise(FoldedConv):
+    """kxk + 3x3 depthwise branches; trains and folds as one kxk depthwise conv."""
 
     def __init__(self, channels: int, kernel: int) -> None:
         super().__init__()
         self.large = nn.Conv2d(channels, channels, kernel, padding=kernel // 2, groups=channels)
         self.small = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.large(x) + self.small(x)
+        self.padding, self.groups = kernel // 2, channels
 
     def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Weight and bias of the equivalent kxk depthwise conv."""

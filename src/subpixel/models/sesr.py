@@ -17,40 +17,21 @@ additions across nonlinearities and stay. The paper's final clip to [0, 1] is le
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from subpixel.errors import SubpixelError
 from subpixel.models._ycbcr import LumaPath
 from subpixel.models.base import SRNet
 from subpixel.models.registry import register
+from subpixel.models.reparam import FoldedConv, fold_into, identity_kernel
 
-__all__ = ["LinearBlock", "SESR", "SESRM5", "SESRM11", "SESRXL", "fold_into"]
-
-
-def fold_into(plain: SRNet, trained: SRNet) -> SRNet:
-    """Load ``trained``'s weights into ``plain``, its inference twin, folding each module with ``folded()``.
-
-    ``plain`` must have an ``nn.Conv2d`` under the name of every foldable module of ``trained`` and the
-    same parameters elsewhere; it takes ``trained``'s device, dtype and train/eval mode.
-    """
-    foldable = {name: m for name, m in trained.named_modules() if hasattr(m, "folded")}
-    prefixes = tuple(f"{name}." for name in foldable)
-    state = {k: v for k, v in trained.state_dict().items() if not k.startswith(prefixes)}
-    with torch.no_grad():
-        for name, module in foldable.items():
-            state[f"{name}.weight"], state[f"{name}.bias"] = module.folded()
-    ref = next(trained.parameters())
-    plain.to(device=ref.device, dtype=ref.dtype).load_state_dict(state)
-    return plain.train(trained.training)
+__all__ = ["LinearBlock", "SESR", "SESRM5", "SESRM11", "SESRXL"]
 
 
-class LinearBlock(nn.Module):
+class LinearBlock(FoldedConv):
     """kxk conv to ``expansion`` channels, 1x1 conv back to ``out_ch``, optional identity residual.
 
-    The forward pass folds the block first and runs one kxk convolution (the paper's efficient
-    training): the same function and the same gradients for both convolutions' parameters as
-    running the two convolutions, at the cost of the collapsed network.
+    Runs folded (:class:`~subpixel.models.reparam.FoldedConv`): the paper's efficient training.
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, expansion: int, residual: bool) -> None:
@@ -60,22 +41,14 @@ class LinearBlock(nn.Module):
         self.expand = nn.Conv2d(in_ch, expansion, kernel, padding=kernel // 2)
         self.project = nn.Conv2d(expansion, out_ch, 1)
         self.residual = residual
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.folded()
-        return F.conv2d(x, weight.to(x.dtype), bias.to(x.dtype), padding=self.expand.padding)
+        self.padding = kernel // 2
 
     def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Weight and bias of the single kxk conv equal to this block (residual included)."""
         proj = self.project.weight[:, :, 0, 0]
         weight = torch.einsum("op,pikl->oikl", proj, self.expand.weight)
         bias = proj @ self.expand.bias + self.project.bias
-        if self.residual:
-            k = self.expand.kernel_size[0]
-            identity = torch.zeros_like(weight)
-            identity[:, :, k // 2, k // 2] = torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
-            weight = weight + identity
-        return weight, bias
+        return (weight + identity_kernel(weight) if self.residual else weight), bias
 
 
 class SESR(SRNet):

@@ -9,8 +9,8 @@ On CUDA out-of-memory the tile size is halved and the image is run again.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 

@@ -6,7 +6,8 @@ bicubic (an RGB loss would also charge them for the chroma they cannot change).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn

@@ -27,8 +27,15 @@ from subpixel.errors import SubpixelError
 from subpixel.models.base import SRNet
 from subpixel.models.registry import build
 from subpixel.models.weights import state_dict_on_cpu
-from subpixel.train.checkpoint import (BEST, CHECKPOINT_DIR, checkpoint_path, latest_checkpoint, load_checkpoint,
-                                       prune, save_atomic)
+from subpixel.train.checkpoint import (
+    BEST,
+    CHECKPOINT_DIR,
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    prune,
+    save_atomic,
+)
 from subpixel.train.config import Config, ConfigError, config_to_dict, resolve_data_folder
 from subpixel.train.distributed import DistInfo, all_gather_cpu, any_rank, barrier, distributed
 from subpixel.train.ema import EMA

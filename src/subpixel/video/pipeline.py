@@ -18,9 +18,10 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -55,12 +56,12 @@ class FrameProcessor(Protocol):
     """The SR stage. ``process``: ``(N, 3, H, W)`` float in [0, 1] -> ``(N, 3, sH, sW)`` float.
 
     ``batch`` is on the CPU (the processor moves it to its device; the result may stay there and
-    is clamped to [0, 1] afterwards). Frames arrive in presentation order, a batch never straddles two segments, and an optional
-    ``reset()`` is called before the first frame of every segment. A recurrent model restarts its
-    state there (no warm-up from the previous segment's frames), so each segment depends only on
-    its own frames and a resumed job is bit-identical to an uninterrupted one; the cost is a
-    cold start every ``segment_frames`` frames. An optional ``name`` is recorded in the resume
-    manifest.
+    is clamped to [0, 1] afterwards). Frames arrive in presentation order, a batch never straddles
+    two segments, and an optional ``reset()`` is called before the first frame of every segment.
+    A recurrent model restarts its state there (no warm-up from the previous segment's frames),
+    so each segment depends only on its own frames and a resumed job is bit-identical to an
+    uninterrupted one; the cost is a cold start every ``segment_frames`` frames. An optional
+    ``name`` is recorded in the resume manifest.
     """
 
     scale: int
