@@ -372,6 +372,9 @@ def test_export_without_validation_uses_last_ema(tmp_path: Path) -> None:
     net, card = load_net(out)
     _assert_same_tensors(net.state_dict(), _state(tmp_path / "run/checkpoints/iter_00000003.pt")["ema"])
     assert card["training"]["validation"] is None and card["training"]["iterations"] == 3
+    assert "notes" not in card
+    _, card = load_net(export_best(tmp_path / "run", tmp_path / "n.safetensors", notes="RGB: measured"))
+    assert card["notes"] == "RGB: measured"
     with pytest.raises(SubpixelError, match="no checkpoint"):
         export_best(tmp_path / "empty", tmp_path / "n.safetensors")
 

@@ -109,6 +109,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    notes: str = ""  # copied into the exported model card (e.g. why this form was chosen)
 
 
 def _kind(value: Any) -> str:

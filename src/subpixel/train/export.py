@@ -14,12 +14,12 @@ from subpixel.train.config import parse_config
 __all__ = ["export_best"]
 
 
-def export_best(run_dir: Path, path: Path) -> Path:
+def export_best(run_dir: Path, path: Path, notes: str | None = None) -> Path:
     """Write the run's best validated weights (the EMA when enabled) and their card to ``path``.
 
     A run that never validated exports its last checkpoint (EMA weights when enabled). The card
-    holds the architecture, its arguments, scale, parameter count and the training provenance;
-    ``metrics`` is left empty for the evaluation to fill in.
+    holds the architecture, its arguments, scale, parameter count, the training provenance and
+    ``notes`` (default: the recipe's); ``metrics`` is left empty for the evaluation to fill in.
     """
     run_dir, path = Path(run_dir), Path(path)
     if path.suffix != ".safetensors":
@@ -56,5 +56,8 @@ def export_best(run_dir: Path, path: Path) -> Path:
         },
         "metrics": {},
     }
+    notes = cfg.notes if notes is None else notes
+    if notes:
+        card["notes"] = notes
     save_weights(net, path, card)
     return path

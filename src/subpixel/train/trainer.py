@@ -52,7 +52,8 @@ __all__ = ["Trainer", "TrainResult", "train", "THROUGHPUT_FILE"]
 THROUGHPUT_FILE = "throughput.json"
 _AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # recipe keys that may change between a checkpoint and its resumption
-_RESUMABLE_CHANGES = {"train.iters", "train.val_every", "train.ckpt_every", "train.keep_last", "train.log_every"}
+_RESUMABLE_CHANGES = {"train.iters", "train.val_every", "train.ckpt_every", "train.keep_last", "train.log_every",
+                      "notes"}
 
 
 @dataclass
@@ -322,5 +323,5 @@ def train(cfg: Config, run_dir: Path, *, device: str = "auto", resume: bool = Fa
         result = trainer.fit(until, time_limit)
         barrier(info)
         if export is not None and info.is_main and result.iteration >= cfg.train.iters:
-            export_best(run_dir, export)
+            export_best(run_dir, export, notes=cfg.notes)
     return result
