@@ -77,12 +77,13 @@ def test_quality_measured_and_cited_stay_apart(tmp_path) -> None:
                  "--jobs", "16x12x4", "--quality", "--data-dir", str(tmp_path / "data"), "--cite", str(cited))
     quality = {(q["name"], q["dataset"]): q for q in doc["quality"]}
     assert quality["bicubic", "Set5"]["origin"] == "measured" and quality["bicubic", "Set5"]["psnr_y"] > 0
+    assert quality["bicubic", "Set5"]["seconds_per_image"] > 0
     assert quality["rlfn", "Urban100"] == {"name": "rlfn", "dataset": "Urban100", "scale": 4, "psnr_y": 26.1,
-                                           "origin": "cited", "source": "test fixture"}
+                                           "origin": "cited", "source": "test fixture", "seconds_per_image": None}
     notes = " ".join(doc["notes"])
     assert "Urban100 quality not measured" in notes and "rlfn: quality not measured: no x4 weights" in notes
     md = Path(doc["files"]["markdown"]).read_text()
-    assert "26.10 (cited [1])" in md and "[1] test fixture" in md
+    assert "26.10 (cited [1])" in md and "[1] test fixture" in md and "| Urban100 s/image |" in md
 
 
 def test_quality_is_skipped_with_a_note_without_the_eval_package(monkeypatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,22 @@ def test_grayscale_file_scored_as_rgb(tmp_path: Path) -> None:
     Image.fromarray(g, "L").save(tmp_path / "g.png")
     res = evaluate(subpixel.load("bicubic", scale=2), tmp_path)
     assert np.isfinite(res.psnr) and res.images[0].name == "g"
+
+
+def test_each_upscale_is_timed_after_one_warm_up_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(2):
+        Image.fromarray(np.full((16, 16, 3), 40 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    model = subpixel.load("bicubic", scale=2)
+    calls, real = [], model.upscale
+
+    def slow(lr: np.ndarray) -> np.ndarray:
+        calls.append(lr.shape)
+        time.sleep(0.02)
+        return real(lr)
+
+    monkeypatch.setattr(model, "upscale", slow)
+    res = evaluate(model, tmp_path)
+    assert len(calls) == 3  # one untimed warm-up, then one call per image
+    assert all(x.seconds is not None and x.seconds >= 0.02 for x in res.images)
+    assert res.seconds_per_image == pytest.approx(np.mean([x.seconds for x in res.images]))
+    assert res.to_dict()["seconds_per_image"] == res.seconds_per_image

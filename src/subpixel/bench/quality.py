@@ -31,6 +31,7 @@ class QualityFigure:
     psnr_y: float
     origin: str
     source: str
+    seconds_per_image: float | None = None  # measured figures: mean upscale time per image
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,7 +60,7 @@ def measure_quality(models: list[tuple[str, Callable[[], Any]]], data_dir: Path 
                 notes.append(f"{name}: {dataset} quality not measured: {err}")
                 continue
             figures.append(QualityFigure(name, dataset, upscaler.scale, round(float(result.psnr), 2), "measured",
-                                         MEASURED_SOURCE))
+                                         MEASURED_SOURCE, result.seconds_per_image))
     return figures, notes
 
 

@@ -38,14 +38,20 @@ def speed_table(rows: list[SpeedRow]) -> str:
 
 
 def quality_table(figures: list[QualityFigure]) -> str:
-    """x4 Y-PSNR per model and set; cited figures say so and are numbered against their sources."""
+    """x4 Y-PSNR per model and set, and measured seconds per image; cited figures say so and are
+    numbered against their sources."""
     sources = sorted({q.source for q in figures if q.origin == "cited"})
     by_name: dict[str, dict[str, list[str]]] = {}
+    times: dict[str, dict[str, str]] = {}
     for q in figures:
         mark = "" if q.origin == "measured" else f" (cited [{sources.index(q.source) + 1}])"
         by_name.setdefault(q.name, {}).setdefault(q.dataset, []).append(f"{q.psnr_y:.2f}{mark}")
-    rows = [[name, *("; ".join(cells.get(d, ["-"])) for d in QUALITY_SETS)] for name, cells in by_name.items()]
-    text = _table(["Model", *(f"{d} x{QUALITY_SCALE}" for d in QUALITY_SETS)], rows)
+        if q.seconds_per_image is not None:
+            times.setdefault(q.name, {})[q.dataset] = f"{q.seconds_per_image:.3f}"
+    rows = [[name, *("; ".join(cells.get(d, ["-"])) for d in QUALITY_SETS),
+             *(times.get(name, {}).get(d, "-") for d in QUALITY_SETS)] for name, cells in by_name.items()]
+    text = _table(["Model", *(f"{d} x{QUALITY_SCALE}" for d in QUALITY_SETS),
+                   *(f"{d} s/image" for d in QUALITY_SETS)], rows)
     if sources:
         text += "\n\n" + "\n".join(f"[{i}] {s}" for i, s in enumerate(sources, 1))
     return text

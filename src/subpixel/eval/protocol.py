@@ -13,6 +13,7 @@ the result rounded; this is how published bicubic rows were made.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ class ImageScore:
     name: str
     psnr: float
     ssim: float
+    seconds: float | None = None  # wall time of the model's upscale call (None: not timed)
 
 
 @dataclass
@@ -56,8 +58,14 @@ class SetResult:
     ssim: float
     images: list[ImageScore] = field(default_factory=list)
 
+    @property
+    def seconds_per_image(self) -> float | None:
+        """Mean upscale time per image (LR making and scoring excluded); None when not timed."""
+        times = [x.seconds for x in self.images if x.seconds is not None]
+        return float(np.mean(times)) if times and len(times) == len(self.images) else None
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "seconds_per_image": self.seconds_per_image}
 
 
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
@@ -128,7 +136,10 @@ def evaluate(
     ensemble: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> SetResult:
-    """Score ``model`` on a benchmark set (a folder of HR images or a standard set name)."""
+    """Score ``model`` on a benchmark set (a folder of HR images or a standard set name).
+
+    Each image's upscale call is timed (after one untimed warm-up call on the first image).
+    """
     if protocol not in PROTOCOLS:
         raise SubpixelError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     legacy = protocol == "legacy-y"
@@ -141,6 +152,7 @@ def evaluate(
     s = model.scale
     scores = []
     for path in dataset_images(folder):
+        seconds = None
         if legacy:
             sr, hr_y = _legacy_y_pair(path, s, model.net.kernel)
             a, b = shave(sr, s), shave(hr_y, s)
@@ -148,9 +160,14 @@ def evaluate(
         else:
             hr = modcrop(load_hr(path), s)
             lr = make_lr(hr, s)
-            sr = self_ensemble(model.upscale, lr) if ensemble else model.upscale(lr)
+            run = (lambda x: self_ensemble(model.upscale, x)) if ensemble else model.upscale
+            if not scores:
+                run(lr)  # warm-up, untimed: engine choice, compilation, allocator growth
+            start = time.perf_counter()
+            sr = run(lr)  # a host array: the device is synchronised
+            seconds = time.perf_counter() - start
             p, q = score(sr, hr, s, channel)
-        scores.append(ImageScore(path.stem, p, q))
+        scores.append(ImageScore(path.stem, p, q, seconds))
         if progress is not None:
             progress(path.stem)
     return SetResult(
