@@ -238,10 +238,13 @@ def read_recipe(path: Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
 
 
-def load_config(path: Path, raw: Any = None) -> Config:
+_UNREAD = object()
+
+
+def load_config(path: Path, raw: Any = _UNREAD) -> Config:
     """Validate the recipe at ``path`` (``raw``: its already parsed YAML); errors name the file."""
     try:
-        return parse_config(read_recipe(path) if raw is None else raw)
+        return parse_config(read_recipe(path) if raw is _UNREAD else raw)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
 
