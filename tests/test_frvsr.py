@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from subpixel.errors import SubpixelError
 from subpixel.eval.video import evaluate_video, format_video_report
 from subpixel.models.frvsr import FRVSR, upsample_flow, warp
 from subpixel.models.registry import build
-from subpixel.models.weights import load_net
+from subpixel.models.weights import load_net, read_card
 from subpixel.ops.resize import imresize
 from subpixel.train import frvsr as frvsr_train
 from subpixel.train.checkpoint import latest_checkpoint
@@ -248,6 +249,20 @@ def test_time_limit_stops_at_a_log_step_with_a_checkpoint(tmp_path: Path) -> Non
     assert latest_checkpoint(tmp_path / "run").name == "iter_00000003.pt"
     weights = train_frvsr(cfg, tmp_path / "run", progress=False)
     assert weights is not None and latest_checkpoint(tmp_path / "run").name == "iter_00000006.pt"
+    speed = json.loads((tmp_path / "run/throughput.json").read_text())
+    assert [(r["from_iteration"], r["to_iteration"]) for r in speed["sessions"]] == [(0, 3), (3, 6)]
+    assert 0 <= speed["overall"]["data_wait_share"] <= 1 and speed["overall"]["iters_per_s"] > 0
+    assert read_card(weights)["training"]["throughput"] == speed["overall"]
+
+
+def test_ema_weights_are_exported(tmp_path: Path) -> None:
+    cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=3).to_dict(), "ema": 0.5, "ckpt_every": 0})
+    weights = load_file(str(train_frvsr(cfg, tmp_path / "run", progress=False)))
+    ckpt = torch.load(latest_checkpoint(tmp_path / "run"), weights_only=True)
+    assert all(torch.equal(weights[k], ckpt["ema"][k]) for k in weights)
+    assert any(not torch.equal(weights[k], ckpt["model"][k]) for k in weights)
+    with pytest.raises(SubpixelError, match="ema"):
+        FRVSRConfig.from_dict({**cfg.to_dict(), "ema": 1.0})
 
 
 def test_ablation_trains_without_fnet(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from subpixel.models import architectures, build
+from subpixel.models.base import SRNet
 from subpixel.models.complexity import count_macs, count_params
 from subpixel.models.flagship import RepConv3x3, RepDepthwise, Sprint
 from subpixel.models.sesr import SESR, LinearBlock
@@ -73,12 +74,16 @@ def test_macs_espcn_hand_computed() -> None:
     assert count_macs(build("espcn", 2), out_hw=(64, 48)) == per_lr_pixel_x2 * 32 * 24
 
 
-def test_macs_linear_and_transposed_conv() -> None:
-    class Toy(torch.nn.Module):
-        scale = 1
+@pytest.mark.parametrize("name", ["sprint", "sesr-m5"])
+def test_macs_count_the_inference_form(name: str) -> None:
+    net = build(name, 4)
+    assert count_macs(net, out_hw=(64, 48)) == count_macs(net.deploy(), out_hw=(64, 48)) > 0
 
+
+def test_macs_linear_and_transposed_conv() -> None:
+    class Toy(SRNet):
         def __init__(self) -> None:
-            super().__init__()
+            super().__init__(scale=1)
             self.up = torch.nn.ConvTranspose2d(3, 4, 2, stride=2)
             self.fc = torch.nn.Linear(10, 5)
 

@@ -26,8 +26,8 @@ from subpixel.eval.protocol import score
 from subpixel.models import registry
 from subpixel.models.base import SRNet
 from subpixel.models.registry import ArchSpec, architectures
-from subpixel.models.weights import load_net
-from subpixel.ops.color import _M
+from subpixel.models.weights import load_net, read_card
+from subpixel.ops.color import BT601_MATRIX
 from subpixel.train import evaluate_pairs, export_best, parse_config, train
 from subpixel.train.checkpoint import list_checkpoints, load_checkpoint
 from subpixel.train.config import ConfigError, config_to_dict, load_config
@@ -213,7 +213,7 @@ def test_losses() -> None:
 
 def test_luma_loss_sees_luma_and_ignores_chroma() -> None:
     hr = torch.rand(2, 3, 5, 4)
-    r, g, _ = _M[0]
+    r, g, _ = BT601_MATRIX[0]
     chroma_only = torch.tensor([g, -r, 0.0]).view(1, 3, 1, 1) / 255  # orthogonal to the luma weights
     luma = build_loss("l1", {}, channels="y")
     assert luma(hr + chroma_only, hr).item() == pytest.approx(0.0, abs=1e-6)
@@ -329,8 +329,16 @@ def test_cli_trains_resumes_and_exports(tmp_path: Path, monkeypatch: pytest.Monk
     assert second.exit_code == 0, second.output
     assert "resuming from iter_00000004.pt" in second.output and "throughput:" in second.output
     speed = json.loads((tmp_path / "run/throughput.json").read_text())
-    assert speed["iterations"] >= 1 and 0 <= speed["data_wait_share"] <= 1
-    assert {"iters_per_s", "data_wait_share", "step_ms_per_iter", "batch", "patch"} <= speed.keys()
+    first, last = speed["sessions"]  # one record per session: the resumed chunk does not overwrite the first
+    spans = [(s["from_iteration"], s["to_iteration"]) for s in (first, last)]
+    assert spans == [(0, 4), (4, 8)]
+    assert last["iterations"] >= 1 and 0 <= last["data_wait_share"] <= 1
+    assert {"iters_per_s", "data_wait_share", "step_ms_per_iter", "batch", "patch"} <= last.keys()
+    overall = speed["overall"]
+    assert overall["iterations_measured"] == first["iterations"] + last["iterations"]
+    assert min(first["iters_per_s"], last["iters_per_s"]) <= overall["iters_per_s"] <= max(
+        first["iters_per_s"], last["iters_per_s"])
+    assert read_card(tmp_path / "model.safetensors")["training"]["throughput"] == overall
     try:
         import torch.utils.tensorboard  # noqa: F401
     except ImportError:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from subpixel.ops.color import _M, _OFFSET
+from subpixel.ops.color import BT601_MATRIX, BT601_OFFSET
 from subpixel.ops.resize import imresize
 
 __all__ = ["LumaPath"]
@@ -22,9 +22,10 @@ class LumaPath(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("fwd", torch.tensor(_M / 255.0, dtype=torch.float32), persistent=False)
-        self.register_buffer("inv", torch.tensor(np.linalg.inv(_M / 255.0), dtype=torch.float32), persistent=False)
-        self.register_buffer("offset", torch.tensor(_OFFSET / 255.0, dtype=torch.float32).view(1, 3, 1, 1),
+        self.register_buffer("fwd", torch.tensor(BT601_MATRIX / 255.0, dtype=torch.float32), persistent=False)
+        inverse = np.linalg.inv(BT601_MATRIX / 255.0)
+        self.register_buffer("inv", torch.tensor(inverse, dtype=torch.float32), persistent=False)
+        self.register_buffer("offset", torch.tensor(BT601_OFFSET / 255.0, dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)
 
     def to_ycbcr(self, rgb: torch.Tensor) -> torch.Tensor:

@@ -33,11 +33,12 @@ def count_macs(net: SRNet, out_hw: tuple[int, int] = (720, 1280)) -> int:
     """MACs of one forward pass producing an ``out_hw`` image (default 1280x720).
 
     The input is ``ceil(out / scale)`` per axis (427x240 at x3). Counts Conv2d, ConvTranspose2d and
-    Linear multiply-accumulates (bias additions and elementwise ops are ignored). The pass runs on
+    Linear multiply-accumulates (bias additions and elementwise ops are ignored) of the inference form
+    (:meth:`~subpixel.models.base.SRNet.deploy`: re-parameterized branches count once). The pass runs on
     a copy of ``net`` on the ``meta`` device: no memory or time is spent on real tensors.
     """
     h, w = (math.ceil(n / net.scale) for n in out_hw)
-    probe = copy.deepcopy(net).to("meta")
+    probe = copy.deepcopy(net.deploy()).to("meta")
     total = 0
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:

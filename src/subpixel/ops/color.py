@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["rgb_to_y", "rgb_to_ycbcr", "ycbcr_to_rgb"]
+__all__ = ["BT601_MATRIX", "BT601_OFFSET", "rgb_to_y", "rgb_to_ycbcr", "ycbcr_to_rgb"]
 
-# MATLAB rgb2ycbcr for [0, 255] inputs: offset + M @ rgb / 255.
-_M = np.array(
+# MATLAB rgb2ycbcr for [0, 255] inputs: ycbcr = BT601_OFFSET + BT601_MATRIX @ rgb / 255.
+BT601_MATRIX = np.array(
     [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=np.float64
 )
-_OFFSET = np.array([16.0, 128.0, 128.0])
+BT601_OFFSET = np.array([16.0, 128.0, 128.0])
 
 
 def rgb_to_y(rgb: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
@@ -20,21 +20,21 @@ def rgb_to_y(rgb: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     Returns float (not rounded), in [16, 235].
     """
     if isinstance(rgb, torch.Tensor):
-        w = torch.as_tensor(_M[0] / 255.0, dtype=rgb.dtype if rgb.is_floating_point() else torch.float64,
+        w = torch.as_tensor(BT601_MATRIX[0] / 255.0, dtype=rgb.dtype if rgb.is_floating_point() else torch.float64,
                             device=rgb.device)
         x = rgb.to(w.dtype)
         return 16.0 + (x * w.view(3, 1, 1)).sum(dim=-3)
     x = np.asarray(rgb, dtype=np.float64)
-    return 16.0 + x @ (_M[0] / 255.0)
+    return 16.0 + x @ (BT601_MATRIX[0] / 255.0)
 
 
 def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     """Full BT.601 YCbCr (float) from an ``(H, W, 3)`` RGB array in [0, 255]."""
     x = np.asarray(rgb, dtype=np.float64)
-    return x @ (_M.T / 255.0) + _OFFSET
+    return x @ (BT601_MATRIX.T / 255.0) + BT601_OFFSET
 
 
 def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
     """Inverse of :func:`rgb_to_ycbcr` (float, unclipped)."""
-    x = np.asarray(ycc, dtype=np.float64) - _OFFSET
-    return x @ (np.linalg.inv(_M).T * 255.0)
+    x = np.asarray(ycc, dtype=np.float64) - BT601_OFFSET
+    return x @ (np.linalg.inv(BT601_MATRIX).T * 255.0)

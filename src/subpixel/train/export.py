@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from subpixel.models.registry import build
 from subpixel.models.weights import save_weights
 from subpixel.train.checkpoint import BEST, CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
 from subpixel.train.config import parse_config
+from subpixel.train.monitor import THROUGHPUT_FILE
 
 __all__ = ["export_best"]
 
@@ -18,8 +20,9 @@ def export_best(run_dir: Path, path: Path, notes: str | None = None) -> Path:
     """Write the run's best validated weights (the EMA when enabled) and their card to ``path``.
 
     A run that never validated exports its last checkpoint (EMA weights when enabled). The card
-    holds the architecture, its arguments, scale, parameter count, the training provenance and
-    ``notes`` (default: the recipe's); ``metrics`` is left empty for the evaluation to fill in.
+    holds the architecture, its arguments, scale, parameter count, the training provenance, the run's
+    measured speed (``throughput.json``) and ``notes`` (default: the recipe's); ``metrics`` is left
+    empty for the evaluation to fill in.
     """
     run_dir, path = Path(run_dir), Path(path)
     if path.suffix != ".safetensors":
@@ -56,6 +59,9 @@ def export_best(run_dir: Path, path: Path, notes: str | None = None) -> Path:
         },
         "metrics": {},
     }
+    speed_file = run_dir / THROUGHPUT_FILE
+    if speed_file.is_file():
+        card["training"]["throughput"] = json.loads(speed_file.read_text())["overall"]
     notes = cfg.notes if notes is None else notes
     if notes:
         card["notes"] = notes

@@ -7,10 +7,12 @@ whole sequence (gradients flow through the recurrence) and minimises
 
 (the flow term trains FNet without flow ground truth, as in the paper). ``recurrent: false``
 trains the ablation: the same SR network fed zeros instead of the warped previous estimate, on
-the same batches for the same iterations (and so without FNet or its loss).
+the same batches for the same iterations (and so without FNet or its loss). ``ema > 0`` keeps an
+exponential moving average of the weights, which is what gets exported.
 
 A run directory holds ``checkpoints/iter_*.pt`` (atomic; read with ``weights_only=True``),
-``log.jsonl`` and, at the end, ``<name>_x<scale>.safetensors`` with its model card. Batches
+``log.jsonl``, ``throughput.json`` (iterations/s and data-wait share per session) and, at the
+end, ``<name>_x<scale>.safetensors`` with its model card. Batches
 depend only on ``(seed, iteration)``, so a resumed run ends with the weights an uninterrupted
 one would have.
 """
@@ -38,6 +40,8 @@ from subpixel.models.registry import build
 from subpixel.models.weights import save_weights
 from subpixel.train.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune, save_atomic
 from subpixel.train.config import resolve_data_folder
+from subpixel.train.ema import EMA
+from subpixel.train.monitor import THROUGHPUT_FILE, StepTimer, record_session
 
 __all__ = ["FRVSRConfig", "train_frvsr", "frvsr_loss"]
 
@@ -66,6 +70,7 @@ class FRVSRConfig:
     iters: int = 50_000
     lr: float = 1e-4
     min_lr: float = 1e-6
+    ema: float = 0.0
     flow_weight: float = 1.0
     seed: int = 0
     ckpt_every: int = 1000
@@ -106,6 +111,7 @@ class FRVSRConfig:
                  (self.frames >= 2, "frames must be >= 2"),
                  (self.patch >= 8, "patch must be >= 8"), (self.batch >= 1, "batch must be >= 1"),
                  (self.iters >= 1, "iters must be >= 1"), (0 <= self.min_lr <= self.lr, "need 0 <= min_lr <= lr"),
+                 (0 <= self.ema < 1, "ema must be in [0, 1)"),
                  (self.flow_weight >= 0, "flow_weight must be >= 0"), (self.ckpt_every >= 0, "ckpt_every >= 0"),
                  (self.keep_last >= 1, "keep_last must be >= 1"), (self.log_every >= 1, "log_every >= 1"),
                  ("recurrent" not in self.arch, "set recurrent at the top level, not in arch"),
@@ -145,7 +151,7 @@ def _same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
         {k: v for k, v in b.items() if k not in _RUNTIME_KEYS}
 
 
-def _card(net: FRVSR, cfg: FRVSRConfig, name: str) -> dict[str, Any]:
+def _card(net: FRVSR, cfg: FRVSRConfig, name: str, throughput: dict[str, Any] | None) -> dict[str, Any]:
     arch_args = {**cfg.arch, "recurrent": cfg.recurrent}
     return {
         "name": name, "architecture": "frvsr", "arch_args": arch_args, "scale": cfg.scale,
@@ -154,9 +160,23 @@ def _card(net: FRVSR, cfg: FRVSRConfig, name: str) -> dict[str, Any]:
             "recipe": cfg.to_dict(),
             "data": f"synthetic {cfg.frames}-frame clips from stills (camera motion only, BI degradation)",
             "loss": "L1 on SR frames" + (f" + {cfg.flow_weight} x MSE flow-warp loss on LR" if cfg.recurrent else ""),
+            "ema": cfg.ema > 0,
+            "throughput": throughput,
         },
         "metrics": {},
     }
+
+
+def _record_speed(run_dir: Path, timer: StepTimer, first: int, last: int, cfg: FRVSRConfig,
+                  device: torch.device) -> dict[str, Any] | None:
+    """Append this session's speed to the run's throughput file; returns the run's overall speed."""
+    speed = timer.summary()
+    if speed is None:
+        path = run_dir / THROUGHPUT_FILE
+        return json.loads(path.read_text())["overall"] if path.is_file() else None
+    record = {**speed.to_dict(), "from_iteration": first, "to_iteration": last, "batch": cfg.batch,
+              "frames": cfg.frames, "patch": cfg.patch, "device": str(device), "world_size": 1}
+    return record_session(run_dir / THROUGHPUT_FILE, record)["overall"]
 
 
 def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, progress: bool = True,
@@ -172,6 +192,7 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
     net = build("frvsr", cfg.scale, recurrent=cfg.recurrent, **cfg.arch).to(device)
     assert isinstance(net, FRVSR)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    ema = EMA(net, cfg.ema) if cfg.ema > 0 else None
     start = 0
     last = latest_checkpoint(run_dir) if resume else None
     if last is not None:
@@ -180,18 +201,23 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
             raise SubpixelError(f"{last} was written by a different recipe; use a new run folder")
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optim"])
+        if ema is not None:
+            ema.net.load_state_dict(ckpt["ema"])
         start = int(ckpt["iteration"])
     sources = [resolve_data_folder(d) for d in cfg.data]
     sampler = ClipSampler(sources, cfg.frames, cfg.patch * cfg.scale, cfg.scale, Motion(**cfg.motion), cfg.seed,
                           device)
     net.train()
     run_dir.mkdir(parents=True, exist_ok=True)
+    timer = StepTimer(device)
     with open(run_dir / "log.jsonl", "a") as log, \
             tqdm(total=cfg.iters, initial=start, desc="frvsr" if cfg.recurrent else "frvsr-norec",
                  disable=not progress) as bar:
         for it in range(start, cfg.iters):
+            timer.begin()
             lr_u8, hr_u8 = sampler.batch(it, cfg.batch)
             lr, hr = lr_u8.float() / 255.0, hr_u8.float() / 255.0
+            timer.data_ready()
             for group in opt.param_groups:
                 group["lr"] = _cosine_lr(cfg, it)
             loss, parts = frvsr_loss(net, lr, hr, cfg.flow_weight)
@@ -199,6 +225,9 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
             loss.backward()
             opt.step()
             done = it + 1
+            if ema is not None:
+                ema.update(net, done)
+            timer.end()
             bar.update(1)
             if done % cfg.log_every == 0 or done == cfg.iters:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -209,14 +238,17 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
                            and time.perf_counter() - started > time_limit)
             if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.iters or out_of_time:
                 save_atomic({"iteration": done, "model": net.state_dict(), "optim": opt.state_dict(),
+                             "ema": ema.net.state_dict() if ema is not None else None,
                              "config": cfg.to_dict()}, checkpoint_path(run_dir, done))
                 prune(run_dir, cfg.keep_last)
             if out_of_time and done < cfg.iters:
+                _record_speed(run_dir, timer, start, done, cfg, device)
                 bar.write(f"time limit reached at iteration {done}: checkpointed; continue with --resume")
                 return None
-    net.eval()
+    speed = _record_speed(run_dir, timer, start, cfg.iters, cfg, device)
+    net = (ema.net if ema is not None else net).eval()
     name = "frvsr" if cfg.recurrent else "frvsr-norec"
-    card = _card(net, cfg, name)
+    card = _card(net, cfg, name, speed)
     if cfg.evaluate:
         from subpixel.eval.video import evaluate_vid4
         from subpixel.video.recurrent import RecurrentProcessor

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from subpixel.errors import SubpixelError
-from subpixel.ops.color import _M
+from subpixel.ops.color import BT601_MATRIX
 
 __all__ = ["CharbonnierLoss", "LumaLoss", "LOSSES", "build_loss"]
 
@@ -35,7 +35,7 @@ class LumaLoss(nn.Module):
     def __init__(self, loss: nn.Module) -> None:
         super().__init__()
         self.loss = loss
-        self.register_buffer("weights", torch.tensor(_M[0] / 255.0, dtype=torch.float32).view(1, 3, 1, 1),
+        self.register_buffer("weights", torch.tensor(BT601_MATRIX[0] / 255.0, dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)
 
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:

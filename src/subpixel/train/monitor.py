@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["StepTimer", "Throughput", "ScalarLog"]
+__all__ = ["THROUGHPUT_FILE", "StepTimer", "Throughput", "ScalarLog", "record_session", "overall_throughput"]
+
+THROUGHPUT_FILE = "throughput.json"  # in a run directory: every session's speed (record_session)
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,29 @@ class StepTimer:
         if not n or step <= 0:
             return None
         return Throughput(n, n / step, data / step, 1e3 * data / n, 1e3 * step / n)
+
+
+def overall_throughput(sessions: list[dict]) -> dict[str, float | int]:
+    """Speed over all ``sessions`` (records of :func:`record_session`), weighted by their measured steps."""
+    steps = sum(s["iterations"] for s in sessions)
+    step_s = sum(s["iterations"] * s["step_ms_per_iter"] for s in sessions) / 1e3
+    data_s = sum(s["iterations"] * s["data_ms_per_iter"] for s in sessions) / 1e3
+    return {"sessions": len(sessions), "iterations_measured": steps, "iters_per_s": steps / step_s,
+            "data_wait_share": data_s / step_s, "devices": sorted({str(s.get("device")) for s in sessions})}
+
+
+def record_session(path: Path, record: dict) -> dict:
+    """Append one training session's speed ``record`` to the JSON file ``path``; returns its new content.
+
+    The file holds every session of a run (a chunked run has several) and their ``overall`` speed.
+    """
+    sessions = json.loads(path.read_text())["sessions"] if path.is_file() else []
+    sessions.append(record)
+    content = {"overall": overall_throughput(sessions), "sessions": sessions}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(content, indent=2) + "\n")
+    tmp.replace(path)
+    return content
 
 
 class ScalarLog:

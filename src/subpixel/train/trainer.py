@@ -8,7 +8,6 @@ of the step. Continuing from it gives bit-identical weights to a run that never 
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from subpixel.train.distributed import DistInfo, all_gather_cpu, any_rank, barri
 from subpixel.train.ema import EMA
 from subpixel.train.export import export_best
 from subpixel.train.losses import build_loss
-from subpixel.train.monitor import ScalarLog, StepTimer, Throughput
+from subpixel.train.monitor import THROUGHPUT_FILE, ScalarLog, StepTimer, Throughput, record_session
 from subpixel.train.optim import build_optimizer, learning_rate
 from subpixel.train.provenance import environment
 from subpixel.train.rng import capture_rng, restore_rng, seed_everything
@@ -49,7 +48,6 @@ from subpixel.train.validate import evaluate_pairs
 
 __all__ = ["Trainer", "TrainResult", "train", "THROUGHPUT_FILE"]
 
-THROUGHPUT_FILE = "throughput.json"
 _AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # recipe keys that may change between a checkpoint and its resumption
 _RESUMABLE_CHANGES = {"train.iters", "train.val_every", "train.ckpt_every", "train.keep_last", "train.log_every",
@@ -229,7 +227,7 @@ class Trainer:
         ``time_limit`` seconds of this call (so a run fits a fixed-length job and resumes later).
         """
         t, main = self.cfg.train, self.info.is_main
-        started = time.perf_counter()
+        started, first = time.perf_counter(), self.iteration
         stop = t.iters if until is None else min(until, t.iters)
         timer = StepTimer(self.info.device)
         log = ScalarLog(self.run_dir / "tb" if main else None)
@@ -268,7 +266,7 @@ class Trainer:
             log.close()
         speed = timer.summary()
         if main and speed is not None:
-            self._report(speed)
+            self._report(speed, first)
         return TrainResult(self.eval_net, self.iteration, self.best, speed)
 
     def _log(self, log: ScalarLog, bar: tqdm, loss: float, speed: tuple[float, float] | None) -> None:
@@ -284,11 +282,11 @@ class Trainer:
             postfix["best"] = f"{self.best['psnr']:.2f}dB"
         bar.set_postfix(postfix, refresh=False)
 
-    def _report(self, speed: Throughput) -> None:
+    def _report(self, speed: Throughput, first: int) -> None:
         d = self.cfg.data
-        record = {**speed.to_dict(), "batch": d.batch, "patch": d.patch, "device": self.meta.get("device"),
-                  "world_size": self.info.world}
-        (self.run_dir / THROUGHPUT_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        record = {**speed.to_dict(), "from_iteration": first, "to_iteration": self.iteration, "batch": d.batch,
+                  "patch": d.patch, "device": self.meta.get("device"), "world_size": self.info.world}
+        record_session(self.run_dir / THROUGHPUT_FILE, record)
         if not self.quiet:
             tqdm.write(f"throughput: {speed.iters_per_s:.1f} it/s, waiting for data "
                        f"{100 * speed.data_wait_share:.2f}% of step time ({speed.iterations} steps measured)")
