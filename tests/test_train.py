@@ -32,7 +32,7 @@ from subpixel.train import evaluate_pairs, export_best, parse_config, train
 from subpixel.train.checkpoint import list_checkpoints, load_checkpoint
 from subpixel.train.config import ConfigError, config_to_dict, load_config
 from subpixel.train.losses import CharbonnierLoss, build_loss
-from subpixel.train.monitor import ScalarLog
+from subpixel.train.monitor import ScalarLog, read_sessions, record_session
 from subpixel.train.optim import learning_rate
 from subpixel.train.trainer import _stream_seed
 
@@ -428,3 +428,18 @@ def test_ddp_two_cpu_processes_stay_in_sync(tmp_path: Path) -> None:
 def test_rank_streams_differ() -> None:
     seeds = {_stream_seed(s, r) for s in range(3) for r in range(4)}
     assert len(seeds) == 12 and all(0 <= x < 2**63 for x in seeds)
+
+
+def test_throughput_file_keeps_sessions_and_reads_a_bare_record(tmp_path: Path) -> None:
+    def session(steps: int, ms: float, data_ms: float) -> dict[str, Any]:
+        return {"iterations": steps, "iters_per_s": 1e3 / ms, "data_wait_share": data_ms / ms,
+                "data_ms_per_iter": data_ms, "step_ms_per_iter": ms, "device": "cpu"}
+
+    path = tmp_path / "throughput.json"
+    path.write_text(json.dumps(session(100, 10.0, 1.0)))  # a file from before sessions were kept
+    content = record_session(path, session(300, 20.0, 1.0))
+    assert len(read_sessions(path)) == 2 and content == json.loads(path.read_text())
+    overall = content["overall"]
+    assert overall["iterations_measured"] == 400 and overall["devices"] == ["cpu"]
+    assert overall["iters_per_s"] == pytest.approx(400 / (100 * 0.010 + 300 * 0.020))
+    assert overall["data_wait_share"] == pytest.approx(400 * 0.001 / 7.0)

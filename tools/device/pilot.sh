@@ -6,10 +6,7 @@
 # Use the figures to set each recipe's train.iters to the GPU minutes it is given. Data: .carry/data.
 set -uo pipefail
 seconds=$1; shift
-out=${OUT:-/tmp/out}; mkdir -p "$out"
-root=$(cd "$(dirname "$0")/../.." && pwd); cd "$root"
-mkdir -p ../shared && { [ -e ../shared/data ] || ln -s "$root/.carry/data" ../shared/data; }
-export PYTHONPATH=$root/src PYTHONUNBUFFERED=1
+source "$(dirname "$0")/env.sh"
 scratch=$(mktemp -d)
 minutes=$("${PYTHON:-python3}" -c "print($seconds / 60)")
 for recipe in "$@"; do

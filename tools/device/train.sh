@@ -8,10 +8,7 @@
 # with tools/device/pack.sh runs.tar before the next call. Data: .carry/data (pack.sh).
 set -uo pipefail
 minutes=$1; shift
-out=${OUT:-/tmp/out}; mkdir -p "$out"
-root=$(cd "$(dirname "$0")/../.." && pwd); cd "$root"
-mkdir -p ../shared && { [ -e ../shared/data ] || ln -s "$root/.carry/data" ../shared/data; }
-export PYTHONPATH=$root/src PYTHONUNBUFFERED=1
+source "$(dirname "$0")/env.sh"
 "${PYTHON:-python3}" -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')" \
   | tee "$out/env.txt"
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 30 > "$out/gpu_util.csv" 2>/dev/null &

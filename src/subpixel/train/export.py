@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from subpixel.models.registry import build
 from subpixel.models.weights import save_weights
 from subpixel.train.checkpoint import BEST, CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
 from subpixel.train.config import parse_config
-from subpixel.train.monitor import THROUGHPUT_FILE
+from subpixel.train.monitor import THROUGHPUT_FILE, overall_throughput, read_sessions
 
 __all__ = ["export_best"]
 
@@ -59,9 +58,9 @@ def export_best(run_dir: Path, path: Path, notes: str | None = None) -> Path:
         },
         "metrics": {},
     }
-    speed_file = run_dir / THROUGHPUT_FILE
-    if speed_file.is_file():
-        card["training"]["throughput"] = json.loads(speed_file.read_text())["overall"]
+    sessions = read_sessions(run_dir / THROUGHPUT_FILE)
+    if sessions:
+        card["training"]["throughput"] = overall_throughput(sessions)
     notes = cfg.notes if notes is None else notes
     if notes:
         card["notes"] = notes

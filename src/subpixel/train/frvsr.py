@@ -41,7 +41,7 @@ from subpixel.models.weights import save_weights
 from subpixel.train.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune, save_atomic
 from subpixel.train.config import resolve_data_folder
 from subpixel.train.ema import EMA
-from subpixel.train.monitor import THROUGHPUT_FILE, StepTimer, record_session
+from subpixel.train.monitor import THROUGHPUT_FILE, StepTimer, overall_throughput, read_sessions, record_session
 
 __all__ = ["FRVSRConfig", "train_frvsr", "frvsr_loss"]
 
@@ -172,8 +172,8 @@ def _record_speed(run_dir: Path, timer: StepTimer, first: int, last: int, cfg: F
     """Append this session's speed to the run's throughput file; returns the run's overall speed."""
     speed = timer.summary()
     if speed is None:
-        path = run_dir / THROUGHPUT_FILE
-        return json.loads(path.read_text())["overall"] if path.is_file() else None
+        sessions = read_sessions(run_dir / THROUGHPUT_FILE)
+        return overall_throughput(sessions) if sessions else None
     record = {**speed.to_dict(), "from_iteration": first, "to_iteration": last, "batch": cfg.batch,
               "frames": cfg.frames, "patch": cfg.patch, "device": str(device), "world_size": 1}
     return record_session(run_dir / THROUGHPUT_FILE, record)["overall"]

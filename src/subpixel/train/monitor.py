@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["THROUGHPUT_FILE", "StepTimer", "Throughput", "ScalarLog", "record_session", "overall_throughput"]
+__all__ = ["THROUGHPUT_FILE", "StepTimer", "Throughput", "ScalarLog", "read_sessions", "record_session",
+           "overall_throughput"]
 
 THROUGHPUT_FILE = "throughput.json"  # in a run directory: every session's speed (record_session)
 
@@ -107,12 +108,23 @@ def overall_throughput(sessions: list[dict]) -> dict[str, float | int]:
             "data_wait_share": data_s / step_s, "devices": sorted({str(s.get("device")) for s in sessions})}
 
 
+def read_sessions(path: Path) -> list[dict]:
+    """The session records in throughput file ``path`` (none if it is missing).
+
+    A file written before runs kept every session holds one bare record: it counts as one session.
+    """
+    if not path.is_file():
+        return []
+    content = json.loads(path.read_text())
+    return content["sessions"] if "sessions" in content else [content]
+
+
 def record_session(path: Path, record: dict) -> dict:
     """Append one training session's speed ``record`` to the JSON file ``path``; returns its new content.
 
     The file holds every session of a run (a chunked run has several) and their ``overall`` speed.
     """
-    sessions = json.loads(path.read_text())["sessions"] if path.is_file() else []
+    sessions = read_sessions(path)
     sessions.append(record)
     content = {"overall": overall_throughput(sessions), "sessions": sessions}
     tmp = path.with_suffix(".tmp")
