@@ -11,10 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
+from click.testing import CliRunner
 from PIL import Image
 from safetensors.torch import load_file
 
 import subpixel
+from subpixel.cli import cli
 from subpixel.data.clips import ClipSampler, Motion, make_clip, render_frames
 from subpixel.errors import SubpixelError
 from subpixel.eval.video import evaluate_video, format_video_report
@@ -284,3 +287,14 @@ def test_recipe_validation(tmp_path: Path) -> None:
     with pytest.raises(SubpixelError, match="iters must be int"):
         FRVSRConfig.from_dict({"data": ["x"], "iters": "many"})
     assert np.isclose(FRVSRConfig.from_dict({"data": ["x"], "lr": "2e-4"}).lr, 2e-4)
+
+
+@pytest.mark.parametrize("export", ["elsewhere/model.safetensors", "run/frvsr_x2.safetensors"])
+def test_cli_trains_frvsr_recipes_and_exports(tmp_path: Path, export: str) -> None:
+    raw = _recipe(tmp_path, iters=2).to_dict()
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    args = ["train", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run"), "--export", str(tmp_path / export)]
+    result = CliRunner().invoke(cli, [*args, "--quiet"])
+    assert result.exit_code == 0, result.output
+    net, card = load_net(tmp_path / export)  # the run's own weights path too (what tools/device/train.sh asks)
+    assert isinstance(net, FRVSR) and card["training"]["recipe"]["iters"] == 2

@@ -59,7 +59,7 @@ def _train_video(raw: dict, run_dir: Path, resume: bool, max_iters: int | None, 
                           time_limit=time_limit)
     if weights is None:
         return
-    if export_path is not None:
+    if export_path is not None and export_path.resolve() != weights.resolve():
         export_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(card_path(weights), card_path(export_path))
         shutil.copyfile(weights, export_path)
