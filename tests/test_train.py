@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import socket
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +31,14 @@ from subpixel.models.registry import ArchSpec, architectures
 from subpixel.models.weights import load_net, read_card
 from subpixel.ops.color import BT601_MATRIX
 from subpixel.train import evaluate_pairs, export_best, parse_config, train
+from subpixel.train import trainer as trainer_module
 from subpixel.train.checkpoint import list_checkpoints, load_checkpoint
 from subpixel.train.config import ConfigError, config_to_dict, load_config
+from subpixel.train.distributed import DistInfo
 from subpixel.train.losses import CharbonnierLoss, build_loss
 from subpixel.train.monitor import ScalarLog, read_sessions, record_session
 from subpixel.train.optim import learning_rate
-from subpixel.train.trainer import _stream_seed
+from subpixel.train.trainer import Trainer, _stream_seed
 
 REPO = Path(__file__).resolve().parents[1]
 ARCH = "tiny-train-test"
@@ -268,13 +272,54 @@ def test_stopped_and_resumed_run_equals_a_straight_run(tmp_path: Path) -> None:
     assert [p.name for p in list_checkpoints(tmp_path / "a")] == ["iter_00000014.pt", "iter_00000020.pt"]
 
 
-def test_bf16_amp_and_multistep_train_on_cpu(tmp_path: Path) -> None:
+def test_bf16_amp_and_multistep_train_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: True)  # speed is not this test's subject
     raw = _recipe(_images(tmp_path / "data"), iters=6, amp="bf16", ema=0.0, val_every=0, ckpt_every=0)
     raw["schedule"] = {"name": "multistep", "milestones": [3]}
     raw["loss"] = {"name": "l1"}
     result = train(parse_config(raw), tmp_path / "run", device="cpu", quiet=True)
     assert result.iteration == 6 and result.best is not None and result.best["iteration"] == 6
     assert all(torch.isfinite(p).all() for p in result.net.parameters())
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = _recipe(_images(tmp_path / "data"), iters=1, amp="bf16", val_every=0, ckpt_every=0)
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="emulated"):
+        train(parse_config(raw), tmp_path / "a", device="cpu", quiet=True)
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(parse_config(raw), tmp_path / "b", device="cpu", quiet=True)
+
+
+def test_warm_start_begins_from_earlier_weights_and_records_them(tmp_path: Path) -> None:
+    data = _images(tmp_path / "data")
+    raw = _recipe(data, iters=4, val_every=0)
+    train(parse_config(raw), tmp_path / "first", device="cpu", quiet=True)
+    first = export_best(tmp_path / "first", tmp_path / "first.safetensors")
+    raw["model"]["init"] = str(first)
+    trainer = Trainer(parse_config(copy.deepcopy(raw)), tmp_path / "second", DistInfo(0, 1, 0, torch.device("cpu")),
+                      quiet=True)
+    _assert_same_tensors(trainer.net.state_dict(), load_net(first)[0].state_dict())
+    _assert_same_tensors(trainer.ema.net.state_dict(), trainer.net.state_dict())
+    init = trainer.meta["init"]
+    assert init["weights"] == str(first) and init["iterations"] == 4
+    assert init["sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
+    train(parse_config(copy.deepcopy(raw)), tmp_path / "second", device="cpu", quiet=True)
+    _, card = load_net(export_best(tmp_path / "second", tmp_path / "second.safetensors"))
+    assert card["training"]["init"]["sha256"] == init["sha256"]
+    assert card["training"]["recipe"]["model"]["init"] == str(first)
+    raw["model"]["args"] = {"width": 8}
+    with pytest.raises(ConfigError, match="does not fit the recipe's model.*other shapes"):
+        train(parse_config(raw), tmp_path / "third", device="cpu", quiet=True)
+    raw["model"]["init"] = str(tmp_path / "absent.safetensors")
+    with pytest.raises(ConfigError, match="model.init .* not found"):
+        train(parse_config(raw), tmp_path / "third", device="cpu", quiet=True)
+    (tmp_path / "bad.safetensors").write_bytes(b"not safetensors")
+    raw["model"]["init"] = str(tmp_path / "bad.safetensors")
+    with pytest.raises(ConfigError, match="not readable safetensors"):
+        train(parse_config(raw), tmp_path / "third", device="cpu", quiet=True)
 
 
 def test_run_dir_guards_and_recipe_changes(tmp_path: Path) -> None:

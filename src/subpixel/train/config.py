@@ -9,6 +9,7 @@ strings such as ``1e-3`` (which PyYAML does not read as a number), and a bare ``
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -19,7 +20,8 @@ from subpixel.errors import SubpixelError
 
 __all__ = [
     "ConfigError", "ModelConfig", "DataConfig", "LossConfig", "OptimConfig", "ScheduleConfig", "TrainConfig",
-    "Config", "parse_config", "load_config", "config_to_dict", "resolve_data_folder", "REPO_ROOT",
+    "Config", "parse_config", "load_config", "config_to_dict", "resolve_data_folder", "resolve_weights_file",
+    "REPO_ROOT",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -31,11 +33,16 @@ class ConfigError(SubpixelError):
 
 @dataclass
 class ModelConfig:
-    """A registered architecture, its scale and constructor arguments."""
+    """A registered architecture, its scale and constructor arguments.
+
+    ``init`` names ``.safetensors`` weights of the same network to start from (a warm start, e.g. a
+    longer schedule on top of an earlier run's export); empty: random initialisation.
+    """
 
     name: str
     scale: int
     args: dict[str, Any] = field(default_factory=dict)
+    init: str = ""
 
 
 @dataclass
@@ -261,11 +268,21 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     return plain(dataclasses.asdict(cfg))
 
 
-def resolve_data_folder(entry: str) -> Path:
-    """A recipe's data folder: absolute as is; relative against the current directory, then the repo root."""
+def _resolve(entry: str, exists: Callable[[Path], bool], what: str) -> Path:
+    """A path from a recipe: absolute as is; relative against the current directory, then the repo root."""
     path = Path(entry).expanduser()
     candidates = [path] if path.is_absolute() else [Path.cwd() / path, REPO_ROOT / path]
     for cand in candidates:
-        if cand.is_dir():
+        if exists(cand):
             return cand.resolve()
-    raise ConfigError(f"data folder {entry!r} not found (looked in {', '.join(map(str, candidates))})")
+    raise ConfigError(f"{what} {entry!r} not found (looked in {', '.join(map(str, candidates))})")
+
+
+def resolve_data_folder(entry: str) -> Path:
+    """A recipe's data folder (see :func:`_resolve` for where relative paths are looked up)."""
+    return _resolve(entry, Path.is_dir, "data folder")
+
+
+def resolve_weights_file(entry: str) -> Path:
+    """A recipe's weights file, e.g. ``model.init`` (looked up like data folders)."""
+    return _resolve(entry, Path.is_file, "model.init")

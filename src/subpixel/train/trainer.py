@@ -45,10 +45,17 @@ from subpixel.train.optim import build_optimizer, learning_rate
 from subpixel.train.provenance import environment
 from subpixel.train.rng import capture_rng, restore_rng, seed_everything
 from subpixel.train.validate import evaluate_pairs
+from subpixel.train.warm_start import warm_start
 
 __all__ = ["Trainer", "TrainResult", "train", "THROUGHPUT_FILE"]
 
 _AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere autocast emulates it, slowly."""
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(check() for check in checks if check is not None)
 # recipe keys that may change between a checkpoint and its resumption
 _RESUMABLE_CHANGES = {"train.iters", "train.val_every", "train.ckpt_every", "train.keep_last", "train.log_every",
                       "notes"}
@@ -90,6 +97,9 @@ class Trainer:
             raise ConfigError(f"data.batch {d.batch} does not split evenly over {info.world} processes")
         if t.amp == "fp16" and dev.type != "cuda":
             raise ConfigError(f"train.amp fp16 needs CUDA; use bf16 or off on {dev.type}")
+        if t.amp == "bf16" and dev.type == "cpu" and info.is_main and not cpu_has_native_bf16():
+            warnings.warn("train.amp bf16 on a CPU without AVX512-BF16/AMX is emulated and can be many times "
+                          "slower than amp: off", stacklevel=2)
         self.amp_dtype = _AMP[t.amp]
 
         self.loss_fn = build_loss(cfg.loss.name, cfg.loss.args, cfg.loss.channels)
@@ -98,6 +108,7 @@ class Trainer:
             self.net = build(m.name, m.scale, **m.args).to(dev)
         except TypeError as err:
             raise ConfigError(f"model.args do not fit {m.name!r}: {err}") from None
+        init = warm_start(self.net, m.init) if m.init else None
         params = [p for p in self.net.parameters() if p.requires_grad]
         if not params:
             raise SubpixelError(f"architecture {m.name!r} has no trainable parameters")
@@ -123,6 +134,8 @@ class Trainer:
                                   "val_images": [f"{p.parent.name}/{p.name}" for p in split.val],
                                   "sha256": fingerprint(split.train + split.val)},
                          "seed": cfg.seed, **environment(dev, info.world)}
+            if init is not None:
+                self.meta["init"] = init
         self.iteration = 0
         self.best: dict[str, float] | None = None
         self._wall_before = 0.0

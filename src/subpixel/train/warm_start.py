@@ -1,0 +1,41 @@
+"""Warm starts: a run that begins from earlier weights (``model.init`` in a recipe) instead of random ones."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from safetensors.torch import load_file
+
+from subpixel.models.base import SRNet
+from subpixel.models.weights import card_path, read_card
+from subpixel.train.config import ConfigError, resolve_weights_file
+
+__all__ = ["warm_start"]
+
+
+def warm_start(net: SRNet, entry: str) -> dict[str, Any]:
+    """Load the ``.safetensors`` weights named by ``entry`` into ``net`` (every tensor, exact shapes).
+
+    Returns the provenance the model card keeps: the path as the recipe gives it, the file's SHA256
+    and, when a model card lies beside it, the iterations, wall minutes and device of that earlier run.
+    """
+    path = resolve_weights_file(entry)
+    try:
+        state = load_file(str(path))
+    except Exception as err:  # safetensors raises its own types for corrupt headers
+        raise ConfigError(f"model.init {entry!r} is not readable safetensors: {err}") from None
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k, v in own.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or mismatched:
+        raise ConfigError(f"model.init {entry!r} does not fit the recipe's model (missing {missing[:3]}, "
+                          f"unexpected {unexpected[:3]}, other shapes {mismatched[:3]}); collapsed weights "
+                          "cannot start an expanded network")
+    net.load_state_dict(state)
+    info: dict[str, Any] = {"weights": entry, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    if card_path(path).is_file():
+        training = read_card(path).get("training", {})
+        info.update({k: training[k] for k in ("iterations", "wall_minutes", "device", "git_commit") if k in training})
+    return info
