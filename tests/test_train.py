@@ -310,6 +310,14 @@ def test_warm_start_begins_from_earlier_weights_and_records_them(tmp_path: Path)
     _, card = load_net(export_best(tmp_path / "second", tmp_path / "second.safetensors"))
     assert card["training"]["init"]["sha256"] == init["sha256"]
     assert card["training"]["recipe"]["model"]["init"] == str(first)
+    # a checkpoint written before recipes had model.init resumes (the missing key reads as its default)
+    plain = parse_config(_recipe(data, iters=4, val_every=0))
+    train(plain, tmp_path / "old", device="cpu", quiet=True, until=2)
+    ckpt_file = tmp_path / "old/checkpoints/iter_00000002.pt"
+    ckpt = load_checkpoint(ckpt_file)
+    del ckpt["config"]["model"]["init"]
+    torch.save(ckpt, ckpt_file)
+    assert train(plain, tmp_path / "old", device="cpu", quiet=True, resume=True).iteration == 4
     raw["model"]["args"] = {"width": 8}
     with pytest.raises(ConfigError, match="does not fit the recipe's model.*other shapes"):
         train(parse_config(raw), tmp_path / "third", device="cpu", quiet=True)

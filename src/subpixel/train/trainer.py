@@ -35,7 +35,7 @@ from subpixel.train.checkpoint import (
     prune,
     save_atomic,
 )
-from subpixel.train.config import Config, ConfigError, config_to_dict, resolve_data_folder
+from subpixel.train.config import Config, ConfigError, config_to_dict, parse_config, resolve_data_folder
 from subpixel.train.distributed import DistInfo, all_gather_cpu, any_rank, barrier, distributed
 from subpixel.train.ema import EMA
 from subpixel.train.export import export_best
@@ -152,7 +152,8 @@ class Trainer:
     def resume(self, path: Path) -> None:
         """Restore the full training state of checkpoint ``path``."""
         ckpt = load_checkpoint(path)
-        old, new = _flatten(ckpt["config"]), _flatten(config_to_dict(self.cfg))
+        # the checkpoint's recipe read anew, so keys added since it was written compare as their defaults
+        old, new = _flatten(config_to_dict(parse_config(ckpt["config"]))), _flatten(config_to_dict(self.cfg))
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
         blocking = [k for k in changed if k not in _RESUMABLE_CHANGES]
         if blocking:
