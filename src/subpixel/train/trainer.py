@@ -51,14 +51,15 @@ __all__ = ["Trainer", "TrainResult", "train", "THROUGHPUT_FILE"]
 
 _AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+# recipe keys that may change between a checkpoint and its resumption
+_RESUMABLE_CHANGES = {"train.iters", "train.val_every", "train.ckpt_every", "train.keep_last", "train.log_every",
+                      "notes"}
+
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere autocast emulates it, slowly."""
     checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
     return any(check() for check in checks if check is not None)
-# recipe keys that may change between a checkpoint and its resumption
-_RESUMABLE_CHANGES = {"train.iters", "train.val_every", "train.ckpt_every", "train.keep_last", "train.log_every",
-                      "notes"}
 
 
 @dataclass
