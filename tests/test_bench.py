@@ -107,8 +107,9 @@ def test_cited_file_of_the_repo_and_bad_files(tmp_path) -> None:
 
 def test_plot_marks_cited_points(tmp_path) -> None:
     pytest.importorskip("matplotlib")
-    rows = [SpeedRow(n, "ours", "torch", "cpu", "fp32", "16x12x4", 1, fps, fps * 0.003, 1e3 / fps, 1e3 / fps, fps,
-                     1.0, None, None, "none") for n, fps in (("a", 10.0), ("b", 2.0))]
+    rows = [SpeedRow(1, fps, fps * 0.003, 1e3 / fps, 1e3 / fps, fps, 1.0, name=n, kind="ours", engine="torch",
+                     device="cpu", precision="fp32", job="16x12x4", params=None, gmacs=None, weights="none")
+            for n, fps in (("a", 10.0), ("b", 2.0))]
     quality = [QualityFigure("a", "Set5", 4, 30.0, "measured", "m"), QualityFigure("b", "Set5", 4, 31.0, "cited", "c")]
     result = BenchResult("subpixel bench", "2025-01-01T00:00:00+00:00",
                          {"device": "cpu", "gpu": None, "torch": "t", "onnxruntime": "o", "opencv": None,

@@ -54,9 +54,9 @@ class BenchConfig:
     cited: Path | None = None
 
 
-@dataclass
-class SpeedRow:
-    """One (model or peer) x engine x job measurement."""
+@dataclass(kw_only=True)
+class SpeedRow(Speed):
+    """One (model or peer) x engine x job measurement: the :class:`Speed` figures and what was measured."""
 
     name: str
     kind: str  # "ours" or "peer"
@@ -64,13 +64,6 @@ class SpeedRow:
     device: str
     precision: str
     job: str
-    batch: int
-    fps: float
-    out_mps: float
-    p50_ms: float
-    p95_ms: float
-    h2h_fps: float | None
-    peak_mem_mb: float | None
     params: int | None
     gmacs: float | None  # per output frame of the job
     weights: str  # shipped, file, random (speed only), none (interpolation), bundled (peer's own)
@@ -131,8 +124,8 @@ def _free(device: torch.device) -> None:
 
 def _row(name: str, kind: str, engine: str, device: str, precision: str, job: Job, speed: Speed,
          params: int | None, gmacs: float | None, weights: str) -> SpeedRow:
-    return SpeedRow(name, kind, engine, device, precision, job.name, speed.batch, speed.fps, speed.out_mps,
-                    speed.p50_ms, speed.p95_ms, speed.h2h_fps, speed.peak_mem_mb, params, gmacs, weights)
+    return SpeedRow(**asdict(speed), name=name, kind=kind, engine=engine, device=device, precision=precision,
+                    job=job.name, params=params, gmacs=gmacs, weights=weights)
 
 
 class _Runner:

@@ -1,4 +1,4 @@
-"""Reading and writing images (and, later, video)."""
+"""Reading and writing images; video decoding and encoding live in :mod:`subpixel.io.video`."""
 
 from subpixel.io.image import (
     DEFAULT_MAX_PIXELS,
