@@ -72,16 +72,20 @@ def test_quality_measured_and_cited_stay_apart(tmp_path) -> None:
     _tiny_set(tmp_path / "data" / "Set5")  # no Urban100: noted, not fatal
     cited = tmp_path / "cited.json"
     cited.write_text(json.dumps({"figures": [{"name": "rlfn", "dataset": "Urban100", "scale": 4, "psnr_y": 26.1,
-                                              "source": "test fixture"}]}))
+                                              "source": "test fixture"},
+                                             {"name": "bicubic", "dataset": "Set5", "scale": 4, "psnr_y": 99.0,
+                                              "source": "superseded"}]}))
     doc = _bench(tmp_path / "out", "--models", "none", "--peers", "bicubic,rlfn", "--engines", "torch",
                  "--jobs", "16x12x4", "--quality", "--data-dir", str(tmp_path / "data"), "--cite", str(cited))
     quality = {(q["name"], q["dataset"]): q for q in doc["quality"]}
     assert quality["bicubic", "Set5"]["origin"] == "measured" and quality["bicubic", "Set5"]["psnr_y"] > 0
     assert quality["bicubic", "Set5"]["seconds_per_image"] > 0
+    assert [q["psnr_y"] for q in doc["quality"] if q["source"] == "superseded"] == []  # measured beats cited
     assert quality["rlfn", "Urban100"] == {"name": "rlfn", "dataset": "Urban100", "scale": 4, "psnr_y": 26.1,
                                            "origin": "cited", "source": "test fixture", "seconds_per_image": None}
     notes = " ".join(doc["notes"])
     assert "Urban100 quality not measured" in notes and "rlfn: quality not measured: no x4 weights" in notes
+    assert "bicubic: cited Set5 x4 figure dropped: measured in this run" in notes
     md = Path(doc["files"]["markdown"]).read_text()
     assert "26.10 (cited [1])" in md and "[1] test fixture" in md and "| Urban100 s/image |" in md
 

@@ -310,6 +310,14 @@ def test_warm_start_begins_from_earlier_weights_and_records_them(tmp_path: Path)
     _, card = load_net(export_best(tmp_path / "second", tmp_path / "second.safetensors"))
     assert card["training"]["init"]["sha256"] == init["sha256"]
     assert card["training"]["recipe"]["model"]["init"] == str(first)
+    assert "init" not in init  # the first stage started from scratch
+    # a third stage keeps the whole chain: its init carries the second stage's own init
+    second = tmp_path / "second.safetensors"
+    raw["model"]["init"] = str(second)
+    third = Trainer(parse_config(copy.deepcopy(raw)), tmp_path / "third", DistInfo(0, 1, 0, torch.device("cpu")),
+                    quiet=True)
+    assert third.meta["init"]["weights"] == str(second)
+    assert third.meta["init"]["init"]["sha256"] == init["sha256"]
     # a checkpoint written before recipes had model.init resumes (the missing key reads as its default)
     plain = parse_config(_recipe(data, iters=4, val_every=0))
     train(plain, tmp_path / "old", device="cpu", quiet=True, until=2)

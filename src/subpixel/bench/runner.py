@@ -230,7 +230,13 @@ def run_bench(cfg: BenchConfig, command: str, echo: Callable[[str], None] = lamb
                 runner.host(name)
         if cfg.quality:
             result.quality += runner.quality()
-    result.quality += cited
+    measured = {(q.name, q.dataset, q.scale) for q in result.quality}
+    for figure in cited:  # a figure measured in this run replaces the cited one
+        if (figure.name, figure.dataset, figure.scale) in measured:
+            runner.notes.append(f"{figure.name}: cited {figure.dataset} x{figure.scale} figure dropped: measured in "
+                                "this run")
+        else:
+            result.quality.append(figure)
     result.rows, result.notes = runner.rows, runner.notes
     return result
 

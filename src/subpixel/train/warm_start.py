@@ -18,7 +18,8 @@ def warm_start(net: SRNet, entry: str) -> dict[str, Any]:
     """Load the ``.safetensors`` weights named by ``entry`` into ``net`` (every tensor, exact shapes).
 
     Returns the provenance the model card keeps: the path as the recipe gives it, the file's SHA256
-    and, when a model card lies beside it, the iterations, wall minutes and device of that earlier run.
+    and, when a model card lies beside it, the iterations, wall minutes, device and commit of that earlier run
+    and its own ``init`` (so a run of several warm-started stages keeps the whole chain).
     """
     path = resolve_weights_file(entry)
     try:
@@ -37,5 +38,6 @@ def warm_start(net: SRNet, entry: str) -> dict[str, Any]:
     info: dict[str, Any] = {"weights": entry, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     if card_path(path).is_file():
         training = read_card(path).get("training", {})
-        info.update({k: training[k] for k in ("iterations", "wall_minutes", "device", "git_commit") if k in training})
+        info.update({k: training[k] for k in ("iterations", "wall_minutes", "device", "git_commit", "init")
+                     if k in training})
     return info
