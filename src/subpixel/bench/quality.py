@@ -14,7 +14,7 @@ from typing import Any
 
 from subpixel.errors import SubpixelError
 
-__all__ = ["QualityFigure", "QUALITY_SETS", "QUALITY_SCALE", "measure_quality", "load_cited"]
+__all__ = ["QualityFigure", "QUALITY_SETS", "QUALITY_SCALE", "measure_quality", "load_cited", "add_cited"]
 
 QUALITY_SETS = ("Set5", "Urban100")
 QUALITY_SCALE = 4
@@ -83,3 +83,12 @@ def load_cited(path: Path) -> list[QualityFigure]:
             raise SubpixelError(f"{path}: figure {i} ({name} {dataset}) has an empty source")
         figures.append(QualityFigure(name, dataset, scale, value, "cited", source))
     return figures
+
+
+def add_cited(figures: list[QualityFigure], cited: list[QualityFigure]) -> tuple[list[QualityFigure], list[str]]:
+    """``figures`` plus the cited ones the run did not measure itself; notes name the cited figures dropped."""
+    measured = {(f.name, f.dataset, f.scale) for f in figures}
+    kept = [c for c in cited if (c.name, c.dataset, c.scale) not in measured]
+    notes = [f"{c.name}: cited {c.dataset} x{c.scale} figure dropped: measured in this run"
+             for c in cited if (c.name, c.dataset, c.scale) in measured]
+    return figures + kept, notes

@@ -16,7 +16,7 @@ from subpixel.bench.environment import environment
 from subpixel.bench.jobs import Job
 from subpixel.bench.measure import MEMORY_METHOD, Speed, measure_engine, measure_host
 from subpixel.bench.peers import ENGINE_PEERS, HOST_PEERS, PeerUpscaler, host_peer
-from subpixel.bench.quality import QUALITY_SCALE, QualityFigure, load_cited, measure_quality
+from subpixel.bench.quality import QUALITY_SCALE, QualityFigure, add_cited, load_cited, measure_quality
 from subpixel.engine import make_engine
 from subpixel.errors import SubpixelError
 from subpixel.models.base import SRNet
@@ -230,13 +230,8 @@ def run_bench(cfg: BenchConfig, command: str, echo: Callable[[str], None] = lamb
                 runner.host(name)
         if cfg.quality:
             result.quality += runner.quality()
-    measured = {(q.name, q.dataset, q.scale) for q in result.quality}
-    for figure in cited:  # a figure measured in this run replaces the cited one
-        if (figure.name, figure.dataset, figure.scale) in measured:
-            runner.notes.append(f"{figure.name}: cited {figure.dataset} x{figure.scale} figure dropped: measured in "
-                                "this run")
-        else:
-            result.quality.append(figure)
+    result.quality, dropped = add_cited(result.quality, cited)
+    runner.notes += dropped
     result.rows, result.notes = runner.rows, runner.notes
     return result
 
