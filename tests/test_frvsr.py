@@ -26,6 +26,7 @@ from subpixel.models.registry import build
 from subpixel.models.weights import load_net, read_card
 from subpixel.ops.resize import imresize
 from subpixel.train import frvsr as frvsr_train
+from subpixel.train.budget import IterationBudget
 from subpixel.train.checkpoint import latest_checkpoint
 from subpixel.train.frvsr import FRVSRConfig, train_frvsr
 from subpixel.video.pipeline import FrameProcessor
@@ -298,3 +299,17 @@ def test_cli_trains_frvsr_recipes_and_exports(tmp_path: Path, export: str) -> No
     assert result.exit_code == 0, result.output
     net, card = load_net(tmp_path / export)  # the run's own weights path too (what tools/device/train.sh asks)
     assert isinstance(net, FRVSR) and card["training"]["recipe"]["iters"] == 2
+
+
+def test_budget_and_an_ablation_that_follows_it_train_the_same_iterations(tmp_path: Path) -> None:
+    ticks = iter(range(10**6))
+    lead = IterationBudget(12.0, warmup=1, window=2, margin=1.0, clock=lambda: float(next(ticks)))
+    weights = train_frvsr(_recipe(tmp_path, iters=100), tmp_path / "lead", progress=False, budget=lead)
+    total = lead.fits[-1][1]
+    assert weights is not None and total < 100 and latest_checkpoint(tmp_path / "lead").name == f"iter_{total:08d}.pt"
+    assert read_card(weights)["training"]["recipe"]["iters"] == total
+    norec = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=100).to_dict(), "recurrent": False})
+    follow = IterationBudget(12.0, follow=tmp_path / "lead")
+    ablation = train_frvsr(norec, tmp_path / "norec", progress=False, budget=follow)
+    assert ablation is not None and read_card(ablation)["training"]["budget"] == {
+        "seconds": 12.0, "fits": [[1, total]], "total": total, "follows": "lead"}

@@ -32,6 +32,7 @@ from subpixel.models.weights import load_net, read_card
 from subpixel.ops.color import BT601_MATRIX
 from subpixel.train import evaluate_pairs, export_best, parse_config, train
 from subpixel.train import trainer as trainer_module
+from subpixel.train.budget import BUDGET_FILE, IterationBudget
 from subpixel.train.checkpoint import list_checkpoints, load_checkpoint
 from subpixel.train.config import ConfigError, config_to_dict, load_config
 from subpixel.train.distributed import DistInfo
@@ -504,3 +505,17 @@ def test_throughput_file_keeps_sessions_and_reads_a_bare_record(tmp_path: Path) 
     assert overall["iterations_measured"] == 400 and overall["devices"] == ["cpu"]
     assert overall["iters_per_s"] == pytest.approx(400 / (100 * 0.010 + 300 * 0.020))
     assert overall["data_wait_share"] == pytest.approx(400 * 0.001 / 7.0)
+
+
+def test_budget_fits_iterations_and_the_card_records_it(tmp_path: Path) -> None:
+    ticks = iter(range(10**6))
+    budget = IterationBudget(40.0, warmup=3, window=5, margin=1.0, clock=lambda: float(next(ticks)))  # 1 s a step
+    cfg = parse_config(_recipe(_images(tmp_path / "data"), iters=500, val_every=10))
+    result = train(cfg, tmp_path / "run", device="cpu", quiet=True, budget=budget,
+                   export=tmp_path / "m.safetensors")
+    total = budget.fits[-1][1]
+    assert 30 <= total <= 45 and result.iteration == total  # ended by the budget, not the recipe's 500
+    assert json.loads((tmp_path / "run" / BUDGET_FILE).read_text())["total"] == total
+    assert yaml.safe_load((tmp_path / "run/recipe.yaml").read_text())["train"]["iters"] == total
+    card = read_card(tmp_path / "m.safetensors")
+    assert card["training"]["recipe"]["train"]["iters"] == total and card["training"]["budget"]["total"] == total

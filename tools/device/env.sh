@@ -3,4 +3,4 @@
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd); cd "$root"
 mkdir -p ../shared && { [ -e ../shared/data ] || ln -s "$root/.carry/data" ../shared/data; }
-export PYTHONPATH=$root/src PYTHONUNBUFFERED=1
+export PYTHONPATH=$root/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1

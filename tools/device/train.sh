@@ -1,31 +1,41 @@
 #!/usr/bin/env bash
-# Train several recipes side by side on one GPU for a fixed time, resumably (run on the device):
-#   tools/device/train.sh MINUTES RECIPE.yaml...
-# Each recipe trains in its own process into .carry/runs/<recipe name> with --resume and
-# --time-limit MINUTES, so a run stops with a checkpoint and the next call continues it; a run
-# that reaches its iterations exports <run>/<recipe name>.safetensors with its model card.
-# Logs, nvidia-smi samples and runs.tar (every run folder) go to $OUT; unpack runs.tar locally
-# with tools/device/pack.sh runs.tar before the next call. Data: .carry/data (pack.sh).
+# Train several recipes side by side on one GPU within a fixed time (run on the device):
+#   tools/device/train.sh MINUTES RECIPE.yaml[@LEADER]...
+# Each recipe trains in its own process into .carry/runs/<recipe name> (--resume continues an earlier
+# chunk) with --budget: its train.iters is fitted to its measured speed so that it ends, exported as
+# <run>/<recipe name>.safetensors with its card, within MINUTES (subpixel.train.budget). RECIPE@LEADER
+# trains for the iterations of run LEADER (an ablation). --time-limit is a backstop: a run that still
+# overruns stops with a checkpoint. $OUT gets summary.txt and runs.tar: each run with its train.log, without
+# TensorBoard logs and step checkpoints (an unexported run keeps checkpoints/best.pt, which
+# subpixel.train.export_best turns into weights), plus runs/device/ (versions, nvidia-smi samples).
+# Data: .carry/data (pack.sh).
 set -uo pipefail
 minutes=$1; shift
 source "$(dirname "$0")/env.sh"
+logs=.carry/runs/device; mkdir -p "$logs"
 "${PYTHON:-python3}" -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')" \
-  | tee "$out/env.txt"
-nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 30 > "$out/gpu_util.csv" 2>/dev/null &
+  | tee "$logs/env.txt"
+nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 15 > "$logs/gpu_util.csv" 2>/dev/null &
 smi=$!
-pids=()
-for recipe in "$@"; do
+backstop=$("${PYTHON:-python3}" -c "print($minutes + 0.75)")
+pids=() names=()
+for spec in "$@"; do
+  recipe=${spec%@*}
   name=$(basename "$recipe" .yaml)
-  "${PYTHON:-python3}" -m subpixel train "$recipe" --out ".carry/runs/$name" --resume --time-limit "$minutes" \
-    --device "${DEVICE:-cuda}" --export ".carry/runs/$name/$name.safetensors" > "$out/$name.log" 2>&1 &
-  pids+=($!)
+  follow=()
+  [ "$spec" != "$recipe" ] && follow=(--follow ".carry/runs/${spec##*@}")
+  OMP_NUM_THREADS=${THREADS:-2} "${PYTHON:-python3}" -m subpixel train "$recipe" --out ".carry/runs/$name" --resume \
+    --budget "$minutes" "${follow[@]}" --time-limit "$backstop" --device "${DEVICE:-cuda}" \
+    --export ".carry/runs/$name/$name.safetensors" > "$logs/$name.log" 2>&1 &
+  pids+=($!) names+=("$name")
 done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 kill "$smi" 2>/dev/null
-for recipe in "$@"; do
-  name=$(basename "$recipe" .yaml)
-  echo "== $name"; tr '\r' '\n' < "$out/$name.log" | grep -aE "val Y-PSNR|throughput|time limit|rror" | tail -n 4
-done
-tar -C .carry -cf "$out/runs.tar" runs
+for name in "${names[@]}"; do
+  echo "== $name"; tr '\r' '\n' < "$logs/$name.log" | grep -aE "budget|val Y-PSNR|throughput|time limit|rror" | tail -n 5
+  [ -n "$(ls .carry/runs/$name/*.safetensors 2>/dev/null)" ] && rm -f ".carry/runs/$name/checkpoints/best.pt"
+done 2>&1 | tee "$out/summary.txt"
+tar -C .carry --exclude='*/tb' --exclude='*/checkpoints/iter_*' -cf "$out/runs.tar" runs
+ls -la "$out"
 exit $status

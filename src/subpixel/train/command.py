@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import click
 
+from subpixel.train.budget import IterationBudget
 from subpixel.train.config import load_config, read_recipe
 
 
@@ -18,12 +20,18 @@ from subpixel.train.config import load_config, read_recipe
 @click.option("--max-iters", type=click.IntRange(min=1), default=None, help="Override train.iters of the recipe.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MINUTES",
               help="Stop with a checkpoint after about this many minutes of training (resume with --resume).")
+@click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MINUTES",
+              help="Set train.iters from the measured speed so the run ends within about this many minutes "
+                   "of this command, data loading included (the schedule fits the chunk; subpixel.train.budget).")
+@click.option("--follow", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN_DIR",
+              help="With --budget: take train.iters from that run's budget.json (an ablation trained for the "
+                   "same iterations as the run it is compared with).")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="At the end, write the best (EMA) weights and a model card to this .safetensors file.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summaries.")
 def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, time_limit: float | None,
-          export_path: Path | None, device: str, quiet: bool) -> None:
+          budget: float | None, follow: Path | None, export_path: Path | None, device: str, quiet: bool) -> None:
     """Train a model from RECIPE (YAML).
 
     Multi-GPU: torchrun --nproc_per_node N --no-python subpixel train RECIPE (data.batch is
@@ -35,18 +43,24 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
     time_limit = None if time_limit is None else 60 * time_limit  # seconds
     if export_path is not None and export_path.suffix != ".safetensors":
         raise click.BadParameter("must end in .safetensors", param_hint="--export")
+    if follow is not None and budget is None:
+        raise click.BadParameter("needs --budget", param_hint="--follow")
+    if budget is not None and max_iters is not None:
+        raise click.BadParameter("--budget sets the iterations itself", param_hint="--max-iters")
+    fit = None if budget is None else IterationBudget(60 * budget, follow=follow, origin=time.perf_counter())
     raw = read_recipe(recipe)
     if isinstance(raw, dict) and raw.get("model") == "frvsr":
-        _train_video(raw, run_dir, resume, max_iters, time_limit, export_path, device, quiet)
+        _train_video(raw, run_dir, resume, max_iters, time_limit, fit, export_path, device, quiet)
         return
     cfg = load_config(recipe, raw)
     if max_iters is not None:
         cfg.train.iters = max_iters
-    run(cfg, run_dir, device=device, resume=resume, quiet=quiet, time_limit=time_limit, export=export_path)
+    run(cfg, run_dir, device=device, resume=resume, quiet=quiet, time_limit=time_limit, export=export_path,
+        budget=fit)
 
 
 def _train_video(raw: dict, run_dir: Path, resume: bool, max_iters: int | None, time_limit: float | None,
-                 export_path: Path | None, device: str, quiet: bool) -> None:
+                 budget: IterationBudget | None, export_path: Path | None, device: str, quiet: bool) -> None:
     """FRVSR recipes (``model: frvsr``) go to the clip trainer (:mod:`subpixel.train.frvsr`)."""
     from subpixel.models.weights import card_path
     from subpixel.train.frvsr import FRVSRConfig, train_frvsr
@@ -56,7 +70,7 @@ def _train_video(raw: dict, run_dir: Path, resume: bool, max_iters: int | None, 
     if device != "auto":
         raw = {**raw, "device": device}
     weights = train_frvsr(FRVSRConfig.from_dict(raw), run_dir, resume=resume, progress=not quiet,
-                          time_limit=time_limit)
+                          time_limit=time_limit, budget=budget)
     if weights is None:
         return
     if export_path is not None and export_path.resolve() != weights.resolve():

@@ -38,6 +38,7 @@ from subpixel.errors import SubpixelError
 from subpixel.models.frvsr import FRVSR, warp
 from subpixel.models.registry import build
 from subpixel.models.weights import save_weights
+from subpixel.train.budget import IterationBudget
 from subpixel.train.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune, save_atomic
 from subpixel.train.config import resolve_data_folder
 from subpixel.train.ema import EMA
@@ -46,7 +47,7 @@ from subpixel.train.monitor import THROUGHPUT_FILE, StepTimer, overall_throughpu
 __all__ = ["FRVSRConfig", "train_frvsr", "frvsr_loss"]
 
 # keys that may change between a run and its resumption
-_RUNTIME_KEYS = ("ckpt_every", "keep_last", "log_every", "device", "evaluate")
+_RUNTIME_KEYS = ("iters", "ckpt_every", "keep_last", "log_every", "device", "evaluate")
 _CONTAINERS = {"data": list, "arch": dict, "motion": dict}
 _ARCH_KEYS = set(inspect.signature(FRVSR.__init__).parameters) - {"self", "scale", "recurrent"}
 
@@ -151,9 +152,10 @@ def _same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
         {k: v for k, v in b.items() if k not in _RUNTIME_KEYS}
 
 
-def _card(net: FRVSR, cfg: FRVSRConfig, name: str, throughput: dict[str, Any] | None) -> dict[str, Any]:
+def _card(net: FRVSR, cfg: FRVSRConfig, name: str, throughput: dict[str, Any] | None,
+          budget: IterationBudget | None) -> dict[str, Any]:
     arch_args = {**cfg.arch, "recurrent": cfg.recurrent}
-    return {
+    card = {
         "name": name, "architecture": "frvsr", "arch_args": arch_args, "scale": cfg.scale,
         "params": net.num_parameters(),
         "training": {
@@ -165,6 +167,9 @@ def _card(net: FRVSR, cfg: FRVSRConfig, name: str, throughput: dict[str, Any] | 
         },
         "metrics": {},
     }
+    if budget is not None and budget.fits:
+        card["training"]["budget"] = budget.record()
+    return card
 
 
 def _record_speed(run_dir: Path, timer: StepTimer, first: int, last: int, cfg: FRVSRConfig,
@@ -180,14 +185,17 @@ def _record_speed(run_dir: Path, timer: StepTimer, first: int, last: int, cfg: F
 
 
 def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, progress: bool = True,
-                time_limit: float | None = None) -> Path | None:
+                time_limit: float | None = None, budget: IterationBudget | None = None) -> Path | None:
     """Train (or resume from the newest checkpoint in ``run_dir``) and export; returns the weights path.
 
     After ``time_limit`` seconds it stops at the next logging step with a checkpoint and returns None.
+    ``budget`` resets ``iters`` from the measured speed (:mod:`subpixel.train.budget`).
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
     device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed clip shapes: autotuned convolutions
     torch.manual_seed(cfg.seed)
     net = build("frvsr", cfg.scale, recurrent=cfg.recurrent, **cfg.arch).to(device)
     assert isinstance(net, FRVSR)
@@ -210,10 +218,13 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
     net.train()
     run_dir.mkdir(parents=True, exist_ok=True)
     timer = StepTimer(device)
+    if budget is not None:
+        budget.start(start)
     with open(run_dir / "log.jsonl", "a") as log, \
             tqdm(total=cfg.iters, initial=start, desc="frvsr" if cfg.recurrent else "frvsr-norec",
                  disable=not progress) as bar:
-        for it in range(start, cfg.iters):
+        it = start
+        while it < cfg.iters:
             timer.begin()
             lr_u8, hr_u8 = sampler.batch(it, cfg.batch)
             lr, hr = lr_u8.float() / 255.0, hr_u8.float() / 255.0
@@ -229,6 +240,11 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
                 ema.update(net, done)
             timer.end()
             bar.update(1)
+            total = budget.update(done, cfg.iters) if budget is not None else None
+            if total is not None:
+                cfg.iters = bar.total = total
+                budget.write(run_dir)
+                bar.write(f"iteration budget: iters set to {total} at iteration {done}")
             if done % cfg.log_every == 0 or done == cfg.iters:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
                 log.write(json.dumps({"iteration": done, "loss": loss.item(), **parts,
@@ -245,10 +261,11 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
                 _record_speed(run_dir, timer, start, done, cfg, device)
                 bar.write(f"time limit reached at iteration {done}: checkpointed; continue with --resume")
                 return None
+            it = done
     speed = _record_speed(run_dir, timer, start, cfg.iters, cfg, device)
     net = (ema.net if ema is not None else net).eval()
     name = "frvsr" if cfg.recurrent else "frvsr-norec"
-    card = _card(net, cfg, name, speed)
+    card = _card(net, cfg, name, speed, budget)
     if cfg.evaluate:
         from subpixel.eval.video import evaluate_vid4
         from subpixel.video.recurrent import RecurrentProcessor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from typing import Any
 
@@ -13,14 +14,17 @@ __all__ = ["git_commit", "environment"]
 
 
 def git_commit() -> str | None:
-    """The repository's HEAD commit (with ``-dirty`` when the tree has changes), if it is a git checkout."""
+    """The repository's HEAD commit (with ``-dirty`` when the tree has changes), if it is a git checkout.
+
+    Elsewhere (a copy of the tree on a training machine) ``SUBPIXEL_GIT_COMMIT``, if set.
+    """
     try:
         head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
+        return os.environ.get("SUBPIXEL_GIT_COMMIT") or None
     return f"{head}-dirty" if dirty else head
 
 

@@ -3,7 +3,8 @@
 Exact resume: the checkpoint after step ``n`` holds the model, optimizer, grad scaler, EMA,
 every global RNG and each rank's crop-stream generator; the learning rate is a pure function
 of the step. Continuing from it gives bit-identical weights to a run that never stopped
-(same device, thread count and world size).
+(same device, thread count and world size; on CUDA, cuDNN autotuning may pick other kernels in
+a new process, so equality there is to float rounding).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from subpixel.errors import SubpixelError
 from subpixel.models.base import SRNet
 from subpixel.models.registry import build
 from subpixel.models.weights import state_dict_on_cpu
+from subpixel.train.budget import IterationBudget
 from subpixel.train.checkpoint import (
     BEST,
     CHECKPOINT_DIR,
@@ -102,6 +104,8 @@ class Trainer:
             warnings.warn("train.amp bf16 on a CPU without AVX512-BF16/AMX is emulated and can be many times "
                           "slower than amp: off", stacklevel=2)
         self.amp_dtype = _AMP[t.amp]
+        if dev.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed patch shapes: autotuned convolutions
 
         self.loss_fn = build_loss(cfg.loss.name, cfg.loss.args, cfg.loss.channels)
         seed_everything(cfg.seed)
@@ -235,13 +239,17 @@ class Trainer:
         save_atomic(state, checkpoint_path(self.run_dir, self.iteration))
         prune(self.run_dir, self.cfg.train.keep_last)
 
-    def fit(self, until: int | None = None, time_limit: float | None = None) -> TrainResult:
+    def fit(self, until: int | None = None, time_limit: float | None = None,
+            budget: IterationBudget | None = None) -> TrainResult:
         """Train to ``train.iters`` and report speed.
 
         Stops early, with a checkpoint, after step ``until`` or at the first logging step after
         ``time_limit`` seconds of this call (so a run fits a fixed-length job and resumes later).
+        ``budget`` resets ``train.iters`` from the measured speed so the run ends within its seconds.
         """
         t, main = self.cfg.train, self.info.is_main
+        if budget is not None and self.info.world > 1:
+            raise ConfigError("an iteration budget needs a single process (it would differ between ranks)")
         started, first = time.perf_counter(), self.iteration
         stop = t.iters if until is None else min(until, t.iters)
         timer = StepTimer(self.info.device)
@@ -251,6 +259,8 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.info.device)
         losses = 0
         self._clock = time.perf_counter()
+        if budget is not None:
+            budget.start(self.iteration)
         try:
             while self.iteration < stop:
                 timer.begin()
@@ -261,6 +271,9 @@ class Trainer:
                 losses += 1
                 bar.update()
                 it = self.iteration
+                total = budget.update(it, t.iters) if budget is not None else None
+                if total is not None:
+                    stop = self._set_total(total, until, bar, budget)
                 if it % t.log_every == 0 or it == stop:
                     loss, losses = loss_sum.item() / losses, 0
                     loss_sum.zero_()
@@ -283,6 +296,18 @@ class Trainer:
         if main and speed is not None:
             self._report(speed, first)
         return TrainResult(self.eval_net, self.iteration, self.best, speed)
+
+    def _set_total(self, total: int, until: int | None, bar: tqdm, budget: IterationBudget) -> int:
+        """Apply a budget's new ``train.iters``; returns the new stopping step."""
+        self.cfg.train.iters = total
+        self.meta["budget"] = budget.record()
+        bar.total = total
+        bar.refresh()
+        budget.write(self.run_dir)
+        (self.run_dir / "recipe.yaml").write_text(yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
+        if not self.quiet:
+            bar.write(f"iteration budget: train.iters set to {total} at iteration {self.iteration}")
+        return total if until is None else min(until, total)
 
     def _log(self, log: ScalarLog, bar: tqdm, loss: float, speed: tuple[float, float] | None) -> None:
         it = self.iteration
@@ -308,12 +333,14 @@ class Trainer:
 
 
 def train(cfg: Config, run_dir: Path, *, device: str = "auto", resume: bool = False, quiet: bool = False,
-          until: int | None = None, time_limit: float | None = None, export: Path | None = None) -> TrainResult:
+          until: int | None = None, time_limit: float | None = None, export: Path | None = None,
+          budget: IterationBudget | None = None) -> TrainResult:
     """Train ``cfg`` into ``run_dir`` (single process, or one rank of a ``torchrun`` job).
 
     ``resume`` continues from the run's last checkpoint when there is one; without it an
     existing checkpoint is an error. ``until`` (a step) and ``time_limit`` (seconds of training)
-    stop early with a checkpoint. ``export`` writes the best weights and a model card there once
+    stop early with a checkpoint; ``budget`` fits ``train.iters`` to a wall-clock budget
+    (:mod:`subpixel.train.budget`). ``export`` writes the best weights and a model card there once
     the run has reached ``train.iters`` (rank 0).
     """
     run_dir = Path(run_dir)
@@ -333,7 +360,7 @@ def train(cfg: Config, run_dir: Path, *, device: str = "auto", resume: bool = Fa
                            f"{trainer.sampler.num_images} training images, {len(trainer.val_pairs)} held out, "
                            f"{trainer.net.num_parameters():,} parameters on {info.device}"
                            f"{f' x {info.world} processes' if info.world > 1 else ''}")
-        result = trainer.fit(until, time_limit)
+        result = trainer.fit(until, time_limit, budget)
         barrier(info)
         if export is not None and info.is_main and result.iteration >= cfg.train.iters:
             export_best(run_dir, export, notes=cfg.notes)

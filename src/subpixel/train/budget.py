@@ -1,0 +1,104 @@
+"""Fit a run's iteration count to a wall-clock budget (a GPU chunk of fixed length) from its measured speed.
+
+The learning-rate schedules are functions of ``step / total``, so a run whose ``total`` is set
+early (during warmup) decays fully by the end of the chunk instead of stopping half-way. The
+fits are written to ``budget.json`` in the run folder; a second run (an ablation) can follow
+another run's total so that both train for the same iterations.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["IterationBudget", "BUDGET_FILE"]
+
+BUDGET_FILE = "budget.json"
+
+
+@dataclass
+class IterationBudget:
+    """Chooses ``total`` iterations so that training ends within ``seconds`` of :meth:`start`.
+
+    After ``warmup`` seconds (autotuning, allocator growth, other jobs starting) the speed is
+    measured over ``window`` seconds and the total set to end ``margin`` of the remaining time
+    from now. Every ``recheck`` seconds the recent speed is compared with the deadline and the
+    total shrinks if the run would overrun (it never grows). With ``follow`` (another run folder)
+    the total is that run's latest fitted total instead. ``origin``: the clock reading the budget
+    counts from (a command's start, so data loading counts too; default: :meth:`start`).
+    ``clock`` is injectable for tests.
+    """
+
+    seconds: float
+    warmup: float = 15.0
+    window: float = 20.0
+    margin: float = 0.93
+    recheck: float = 20.0
+    follow: Path | None = None
+    origin: float | None = None
+    clock: Any = time.perf_counter
+    fits: list[list[int]] = field(default_factory=list)  # [iteration, total] per change
+    _t0: float = 0.0  # the deadline is _t0 + seconds
+    _started: float = 0.0
+    _mark: tuple[int, float] | None = None
+
+    def start(self, iteration: int) -> None:
+        """Start the clock at ``iteration`` (the first step of this call), unless ``origin`` was given."""
+        self._started = self.clock()
+        self._t0 = self._started if self.origin is None else self.origin
+        self._mark = None
+
+    def update(self, iteration: int, total: int) -> int | None:
+        """After a step: the new total when it changes, else None."""
+        now = self.clock()
+        if self.follow is not None:
+            return self._follow(iteration, total, now)
+        if self._mark is None:
+            if now - self._started >= self.warmup:
+                self._mark = (iteration, now)
+            return None
+        it0, t0 = self._mark
+        elapsed = now - t0
+        if elapsed < (self.window if not self.fits else self.recheck) or iteration <= it0:
+            return None
+        rate = (iteration - it0) / elapsed
+        self._mark = (iteration, now)
+        left = self._t0 + self.seconds - now
+        if self.fits and iteration + rate * left >= total:
+            return None  # on time
+        new = max(iteration + 1, iteration + int(rate * left * self.margin))
+        return self._set(iteration, new) if not self.fits or new < total else None
+
+    def _follow(self, iteration: int, total: int, now: float) -> int | None:
+        if self._mark is not None and now - self._mark[1] < min(self.recheck, 5.0):
+            return None
+        self._mark = (iteration, now)
+        assert self.follow is not None
+        try:
+            leader = int(json.loads((self.follow / BUDGET_FILE).read_text())["total"])
+        except (OSError, ValueError, KeyError):
+            return None
+        target = max(leader, iteration + 1)  # a follower already past the leader's total ends at once
+        return None if target == total else self._set(iteration, target)
+
+    def _set(self, iteration: int, total: int) -> int:
+        self.fits.append([iteration, total])
+        return total
+
+    def record(self) -> dict[str, Any]:
+        """What the card and ``budget.json`` keep."""
+        rec: dict[str, Any] = {"seconds": self.seconds, "fits": self.fits,
+                               "total": self.fits[-1][1] if self.fits else None}
+        if self.follow is not None:
+            rec["follows"] = self.follow.name
+        return rec
+
+    def write(self, run_dir: Path) -> None:
+        """``budget.json`` in ``run_dir`` (atomic: a follower may read it at any time)."""
+        path = Path(run_dir) / BUDGET_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.record()) + "\n")
+        tmp.replace(path)

@@ -1,0 +1,79 @@
+"""Iteration budgets: fit the total to the measured speed, shrink on a slowdown, never grow, follow a leader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from subpixel.train.budget import BUDGET_FILE, IterationBudget
+
+
+class Clock:
+    """A fake clock advanced by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _run(budget: IterationBudget, clock: Clock, total: int, step_seconds, steps: int) -> int:
+    """Feed ``steps`` steps of ``step_seconds(i)`` seconds each; returns the final total."""
+    budget.start(0)
+    for i in range(1, steps + 1):
+        clock.now += step_seconds(i)
+        new = budget.update(i, total)
+        if new is not None:
+            total = new
+        if i >= total:
+            break
+    return total
+
+
+def test_total_fits_the_measured_speed() -> None:
+    clock = Clock()
+    budget = IterationBudget(100.0, warmup=5, window=10, margin=0.9, clock=clock)
+    total = _run(budget, clock, 10_000, lambda i: 0.5, 1000)  # 2 it/s over 100 s: 200 iterations fit
+    assert 170 <= total <= 200
+    first = budget.fits[0]
+    assert first[0] == 30 and first[1] == 30 + int(2 * (100 - 15) * 0.9)  # fitted after 5 + 10 s
+    assert budget.record()["total"] == total
+
+
+def test_a_slowdown_shrinks_the_total_and_a_speedup_never_grows_it() -> None:
+    clock = Clock()
+    budget = IterationBudget(100.0, warmup=5, window=10, recheck=10, margin=1.0, clock=clock)
+    slow = _run(budget, clock, 10_000, lambda i: 0.5 if i <= 60 else 1.0, 1000)  # half speed after 30 s
+    assert len(budget.fits) >= 2 and budget.fits[-1][1] < budget.fits[0][1]
+    assert slow <= 60 + 70  # 70 s left at 1 it/s
+    clock = Clock()
+    fast = IterationBudget(100.0, warmup=5, window=10, recheck=10, clock=clock)
+    _run(fast, clock, 10_000, lambda i: 0.5 if i <= 60 else 0.25, 1000)
+    assert len(fast.fits) == 1
+
+
+def test_a_follower_takes_the_leaders_latest_total(tmp_path: Path) -> None:
+    leader = IterationBudget(60.0, clock=Clock())
+    leader.fits.append([10, 500])
+    leader.write(tmp_path)
+    assert json.loads((tmp_path / BUDGET_FILE).read_text())["total"] == 500
+    clock = Clock()
+    follower = IterationBudget(60.0, follow=tmp_path, clock=clock)
+    follower.start(0)
+    assert follower.update(1, 1000) == 500
+    clock.now += 1
+    assert follower.update(2, 500) is None  # not due yet, and unchanged anyway
+    leader.fits.append([50, 450])
+    leader.write(tmp_path)
+    clock.now += 10
+    assert follower.update(20, 500) == 450
+    assert follower.record()["follows"] == tmp_path.name and follower.record()["total"] == 450
+    clock.now += 10
+    assert follower.update(460, 450) == 461  # already past the leader's total: stop after this step
+
+
+def test_a_follower_trains_on_before_the_leader_has_fitted(tmp_path: Path) -> None:
+    follower = IterationBudget(60.0, follow=tmp_path / "leader", clock=Clock())
+    follower.start(0)
+    assert follower.update(1, 1000) is None and follower.fits == []
