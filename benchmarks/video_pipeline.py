@@ -2,8 +2,8 @@
 
 Makes a synthetic H.264 clip (a camera pan over a textured picture, so the encoder sees
 photo-like content), upscales it with the real pipeline and records what each stage did:
-busy seconds and frames/s for decode, SR (host-to-device, model, device-to-host) and encode,
-plus the wall-clock frames/s of the whole job. Writes JSON and markdown under
+busy seconds and frames/s for decode, SR (host-to-device, model, device-to-host), RGB -> YUV
+conversion and encode, plus the wall-clock frames/s of the whole job. Writes JSON and markdown under
 ``benchmarks/results/``. Issue #5 asks for 1920x1080 x2 with ESPCN on the H100:
 
     python benchmarks/video_pipeline.py --device cuda --precision fp16 --batch 8 --preset veryfast
@@ -71,7 +71,8 @@ def to_markdown(record: dict) -> str:
     for name, stage in record["stages"].items():
         lines.append(f"| {name} | {stage['seconds']} | {stage['fps']} |")
     lines += ["", "Stages run in parallel threads joined by bounded queues, so the slowest stage bounds the "
-              "end-to-end rate; `sr` includes host-to-device and device-to-host copies."]
+              "end-to-end rate; `sr` includes host-to-device and device-to-host copies, `convert` is RGB -> YUV "
+              "for the encoder (the frames of a batch in parallel)."]
     return "\n".join(lines) + "\n"
 
 

@@ -519,3 +519,12 @@ def test_budget_fits_iterations_and_the_card_records_it(tmp_path: Path) -> None:
     assert yaml.safe_load((tmp_path / "run/recipe.yaml").read_text())["train"]["iters"] == total
     card = read_card(tmp_path / "m.safetensors")
     assert card["training"]["recipe"]["train"]["iters"] == total and card["training"]["budget"]["total"] == total
+
+
+def test_a_named_commit_wins_over_the_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    from subpixel.train.provenance import git_commit
+
+    monkeypatch.setenv("SUBPIXEL_GIT_COMMIT", "0123abc")
+    assert git_commit() == "0123abc"
+    monkeypatch.delenv("SUBPIXEL_GIT_COMMIT")
+    assert git_commit() != "0123abc"

@@ -134,7 +134,7 @@ def test_frames_duration_and_audio_kept(clip: Path, up: subpixel.Upscaler, tmp_p
     out = tmp_path / "out.mp4"
     summary = upscale_video(clip, out, up, VideoOptions(segment_frames=20))
     assert summary["frames"] == summary["processed_frames"] == 50 and summary["segments"] == 3
-    assert set(summary["stages"]) == {"decode", "sr", "encode", "mux"}
+    assert set(summary["stages"]) == {"decode", "sr", "convert", "encode", "mux"}
     assert summary["stages"]["sr"]["frames"] == 50 and summary["stages"]["sr"]["fps"] > 0
     with av.open(str(out)) as c:
         v = c.streams.video[0]

@@ -28,7 +28,7 @@ from PIL import Image
 from subpixel.errors import SubpixelError
 from subpixel.ops.resize import imresize
 
-__all__ = ["Motion", "Clip", "random_motion", "render_frames", "make_clip", "ClipSampler"]
+__all__ = ["Motion", "Clip", "random_motion", "clip_affines", "render_frames", "make_clip", "ClipSampler"]
 
 _SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 _SUPPORT = 3  # pixels kept between the sampled area and the still's border (bicubic taps + rounding)
@@ -74,32 +74,33 @@ def random_motion(frames: int, motion: Motion, g: torch.Generator) -> torch.Tens
     return out
 
 
-def _pixels(size: int) -> torch.Tensor:
+def _pixels(size: int, device: torch.device | None = None) -> torch.Tensor:
     """Pixel positions ``(size, size, 2)`` as (x, y) of a ``size`` square."""
-    r = torch.arange(size, dtype=torch.float64)
+    r = torch.arange(size, dtype=torch.float64, device=device)
     return torch.stack(torch.meshgrid(r, r, indexing="xy"), dim=-1)
 
 
 def render_frames(still: torch.Tensor, affines: torch.Tensor, size: int) -> torch.Tensor:
-    """Sample ``size``-square uint8 frames from a uint8 ``(3, H, W)`` still at absolute affines."""
+    """Sample ``size``-square uint8 frames from a uint8 ``(3, H, W)`` still at absolute affines.
+
+    The sampling grid is built in float64 on the still's device (no host round trip).
+    """
     _, h, w = still.shape
-    pts = torch.einsum("tij,yxj->tyxi", affines[:, :, :2], _pixels(size)) + affines[:, None, None, :, 2]
+    affines = affines.to(still.device, torch.float64)
+    pts = torch.einsum("tij,yxj->tyxi", affines[:, :, :2], _pixels(size, still.device)) \
+        + affines[:, None, None, :, 2]
     grid = torch.stack([(2 * pts[..., 0] + 1) / w - 1, (2 * pts[..., 1] + 1) / h - 1], dim=-1)
     src = still.float()[None].expand(len(affines), -1, -1, -1)
-    out = F.grid_sample(src, grid.float().to(still.device), mode="bicubic", padding_mode="border",
-                        align_corners=False)
+    out = F.grid_sample(src, grid.float(), mode="bicubic", padding_mode="border", align_corners=False)
     return torch.floor(out.clamp(0, 255) + 0.5).to(torch.uint8)
 
 
-def make_clip(still: torch.Tensor, frames: int, size: int, scale: int, motion: Motion,
-              g: torch.Generator) -> Clip:
-    """One random clip from a uint8 ``(3, H, W)`` still; ``size`` (HR side) must divide by ``scale``.
+def clip_affines(hw: tuple[int, int], frames: int, size: int, motion: Motion, g: torch.Generator) -> torch.Tensor:
+    """Absolute affines ``(T, 2, 3)`` of a random ``size``-square camera move inside an ``(H, W)`` still.
 
     Raises ValueError when the motion drawn does not fit inside the still.
     """
-    if size % scale:
-        raise ValueError(f"HR crop size {size} is not a multiple of the scale {scale}")
-    _, h, w = still.shape
+    h, w = hw
     rel = random_motion(frames, motion, g)
     c_crop = torch.full((2,), (size - 1) / 2, dtype=torch.float64)
     corners = _pixels(size)[[0, 0, -1, -1], [0, -1, 0, -1]] - c_crop  # (4, 2), relative to the centre
@@ -112,6 +113,18 @@ def make_clip(still: torch.Tensor, frames: int, size: int, scale: int, motion: M
     centre = torch.tensor([torch.randint(a, b + 1, (), generator=g).item() for a, b in room], dtype=torch.float64)
     affines = rel.clone()  # still = L (p - c_crop) + offset + centre, folded into (L, b) acting on p
     affines[:, :, 2] = rel[:, :, 2] + centre - torch.einsum("tij,j->ti", rel[:, :, :2], c_crop)
+    return affines
+
+
+def make_clip(still: torch.Tensor, frames: int, size: int, scale: int, motion: Motion,
+              g: torch.Generator) -> Clip:
+    """One random clip from a uint8 ``(3, H, W)`` still; ``size`` (HR side) must divide by ``scale``.
+
+    Raises ValueError when the motion drawn does not fit inside the still.
+    """
+    if size % scale:
+        raise ValueError(f"HR crop size {size} is not a multiple of the scale {scale}")
+    affines = clip_affines((still.shape[1], still.shape[2]), frames, size, motion, g)
     hr = render_frames(still, affines, size)
     lr = imresize(hr, scale=1.0 / scale)
     return Clip(hr, lr, affines)
@@ -133,8 +146,8 @@ class ClipSampler:
     """Deterministic batches of synthetic clips from folders (or files) of stills.
 
     Stills whose shorter side is under ``size + 6`` are skipped; the rest are decoded
-    once and kept in memory as uint8. Clips are rendered and downscaled on ``device`` (the
-    random draws stay on the CPU). ``batch(step, n)`` depends only on ``(seed, step, n)``, so a
+    once and kept as uint8 on ``device``, where clips are rendered and downscaled (the random
+    draws stay on the CPU). ``batch(step, n)`` depends only on ``(seed, step, n)``, so a
     resumed training run sees exactly the batches an uninterrupted one would.
     """
 
@@ -152,24 +165,33 @@ class ClipSampler:
                 if min(im.size) < size + 2 * _SUPPORT:
                     continue
                 arr = np.asarray(im.convert("RGB"))
-            self.stills.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
+            self.stills.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous().to(self.device))
         if not self.stills:
             raise SubpixelError(f"no still in {', '.join(map(str, sources))} is large enough for {size}px crops")
 
-    def clip(self, g: torch.Generator, attempts: int = 20) -> Clip:
-        """One clip from a random still (redrawn when the motion does not fit)."""
+    def _draw(self, g: torch.Generator, attempts: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random still and the affines of a camera move that fits in it (redrawn when it does not)."""
         for _ in range(attempts):
-            still = self.stills[int(torch.randint(len(self.stills), (), generator=g))].to(self.device)
+            still = self.stills[int(torch.randint(len(self.stills), (), generator=g))]
             try:
-                return make_clip(still, self.frames, self.size, self.scale, self.motion, g)
+                return still, clip_affines((still.shape[1], still.shape[2]), self.frames, self.size, self.motion, g)
             except ValueError:
                 continue
         raise SubpixelError(f"stills are too small for {self.size}px crops with this much motion; "
                             "reduce the crop size, the clip length or the motion")
 
     def batch(self, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(lr, hr)`` uint8 ``(n, T, 3, h, w)`` and ``(n, T, 3, H, W)`` on ``device`` for training step ``step``."""
+        """``(lr, hr)`` uint8 ``(n, T, 3, h, w)`` and ``(n, T, 3, H, W)`` on ``device`` for training step ``step``.
+
+        The random draws come first (on the CPU); the camera moves go to ``device`` in one
+        asynchronous copy, where the frames are rendered and all ``n * T`` downscaled in one call.
+        """
         seed = int(np.random.SeedSequence([self.seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
         g = torch.Generator().manual_seed(seed)
-        clips = [self.clip(g) for _ in range(n)]
-        return torch.stack([c.lr for c in clips]), torch.stack([c.hr for c in clips])
+        stills, affines = zip(*(self._draw(g) for _ in range(n)))
+        moves = torch.stack(affines)
+        if self.device.type == "cuda":  # one asynchronous copy (pageable copies would wait for the GPU)
+            moves = moves.pin_memory().to(self.device, non_blocking=True)
+        hr = torch.stack([render_frames(still, move, self.size) for still, move in zip(stills, moves)])
+        lr = imresize(hr.flatten(0, 1), scale=1.0 / self.scale).unflatten(0, (n, self.frames))
+        return lr, hr

@@ -394,12 +394,13 @@ class SegmentEncoder:
 
     def __init__(self, path: Path, spec: EncoderSpec, width: int, height: int, info: VideoInfo,
                  color: ColorInfo, start_pts: int) -> None:
-        self.spec, self.color, self.start_pts, self.size = spec, color, start_pts, (width, height)
+        self.spec, self.color, self.start_pts = spec, color, start_pts
         self.container = av.open(str(path), "w", format=segment_format(spec))
         stream = self.container.add_stream(spec.codec, rate=info.rate or None)
         stream.width, stream.height, stream.pix_fmt = width, height, spec.pix_fmt
         stream.time_base = info.time_base
         cc = stream.codec_context
+        cc.thread_type = "AUTO"  # frame threads where the encoder has them (x264's scale better than slices)
         cc.time_base = info.time_base
         cc.colorspace, cc.color_range = color.colorspace, color.color_range
         cc.color_primaries, cc.color_trc = color.primaries, color.trc
@@ -410,9 +411,8 @@ class SegmentEncoder:
         cc.options = dict(spec.options)
         self.stream, self.time_base = stream, info.time_base
 
-    def write(self, rgb: np.ndarray, pts: int) -> None:
-        w, h = self.size
-        frame = self.color.from_rgb(rgb[:h, :w], self.spec.pix_fmt)
+    def write(self, frame: av.VideoFrame, pts: int) -> None:
+        """Encode ``frame``, already in the output's size and pixel format (``ColorInfo.from_rgb``)."""
         frame.pts, frame.time_base = pts - self.start_pts, self.time_base
         self.container.mux(self.stream.encode(frame))
 

@@ -130,16 +130,16 @@ class FRVSRConfig:
 
 
 def frvsr_loss(net: FRVSR, lr: torch.Tensor, hr: torch.Tensor, flow_weight: float
-               ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss and its parts for float ``(N, T, 3, h, w)`` LR and ``(N, T, 3, H, W)`` HR in [0, 1]."""
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Total loss and its (detached) parts for float ``(N, T, 3, h, w)`` LR and ``(N, T, 3, H, W)`` HR in [0, 1]."""
     sr, flows = net.forward_sequence(lr, return_flows=True)
     sr_loss = F.l1_loss(sr, hr)
-    parts = {"sr_l1": sr_loss.item()}
+    parts = {"sr_l1": sr_loss.detach()}
     if flows is None:
         return sr_loss, parts
     prev, cur = lr[:, :-1].flatten(0, 1), lr[:, 1:].flatten(0, 1)
     flow_loss = F.mse_loss(warp(prev, flows.flatten(0, 1)), cur)
-    parts["flow_mse"] = flow_loss.item()
+    parts["flow_mse"] = flow_loss.detach()
     return sr_loss + flow_weight * flow_loss, parts
 
 
@@ -247,7 +247,8 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
                 bar.write(f"iteration budget: iters set to {total} at iteration {done}")
             if done % cfg.log_every == 0 or done == cfg.iters:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
-                log.write(json.dumps({"iteration": done, "loss": loss.item(), **parts,
+                log.write(json.dumps({"iteration": done, "loss": loss.item(),
+                                      **{k: v.item() for k, v in parts.items()},
                                       "lr": opt.param_groups[0]["lr"]}) + "\n")
                 log.flush()
             out_of_time = (time_limit is not None and done % cfg.log_every == 0

@@ -16,15 +16,19 @@ __all__ = ["git_commit", "environment"]
 def git_commit() -> str | None:
     """The repository's HEAD commit (with ``-dirty`` when the tree has changes), if it is a git checkout.
 
-    Elsewhere (a copy of the tree on a training machine) ``SUBPIXEL_GIT_COMMIT``, if set.
+    ``SUBPIXEL_GIT_COMMIT``, when set, wins: a copy of the tree on a training machine may carry a
+    stale or no ``.git``, so the command that sends it there names the commit it sent.
     """
+    given = os.environ.get("SUBPIXEL_GIT_COMMIT")
+    if given:
+        return given
     try:
         head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("SUBPIXEL_GIT_COMMIT") or None
+        return None
     return f"{head}-dirty" if dirty else head
 
 

@@ -1,10 +1,12 @@
-"""Streaming video super-resolution: decode -> batched SR -> encode, overlapped in threads.
+"""Streaming video super-resolution: decode -> batched SR -> RGB to YUV -> encode, overlapped in threads.
 
-Three stages joined by bounded queues, so memory stays bounded whatever the length:
+Four stages joined by bounded queues, so memory stays bounded whatever the length:
 
 * decode thread: demux, decode, optional deinterlace, YUV -> RGB in the stream's own matrix;
 * SR thread: batches of frames through a :class:`FrameProcessor`;
-* the calling thread: RGB -> YUV, encoding, segment bookkeeping, progress.
+* convert thread: RGB -> YUV in the output's matrix, the frames of a batch in parallel (swscale
+  releases the GIL; at 4K this conversion alone costs about as much as x264 veryfast);
+* the calling thread: encoding (x264 and others with frame threads), segments, progress.
 
 Frames are encoded in segments of ``segment_frames`` into a hidden work folder (see
 :mod:`subpixel.video.segments`), so an interrupted job resumes from its last finished segment.
@@ -19,10 +21,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import av
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -49,6 +53,7 @@ from subpixel.video.segments import Manifest, Segment, WorkDir, input_identity, 
 __all__ = ["FrameProcessor", "UpscalerProcessor", "VideoOptions", "as_processor", "upscale_video"]
 
 Item = tuple[int, int, np.ndarray]  # frame index, pts, RGB (H, W, 3)
+CONVERT_THREADS = 4  # at most; RGB -> YUV conversions of one batch in parallel
 
 
 @runtime_checkable
@@ -199,7 +204,8 @@ class _Job:
         self.errors: list[BaseException] = []
         self.decoded = _Channel(2 * opts.batch, self.stop)
         self.upscaled = _Channel(2, self.stop)
-        self.stages = {"decode": _Stage(), "sr": _Stage(), "encode": _Stage(), "mux": _Stage()}
+        self.converted = _Channel(2, self.stop)
+        self.stages = {"decode": _Stage(), "sr": _Stage(), "convert": _Stage(), "encode": _Stage(), "mux": _Stage()}
         self.writer: _VideoSegment | _PngSegment | None = None
         self.png_encoder = PngEncoder(work.path / "frames", *size, self.deep) if png else None
 
@@ -248,14 +254,33 @@ class _Job:
             self.upscaled.put([(idx, pts, out[k]) for k, (idx, pts, _) in enumerate(items)])
         self.upscaled.put(None)
 
+    def _to_frame(self, rgb: np.ndarray) -> av.VideoFrame:
+        w, h = self.size
+        return self.color.from_rgb(rgb[:h, :w], self.spec.pix_fmt)
+
+    def _convert(self) -> None:
+        """RGB -> YUV frames for the encoder (PNG output keeps RGB and skips this)."""
+        stage = self.stages["convert"]
+        workers = max(1, min(CONVERT_THREADS, (os.cpu_count() or 2) - 1))
+        with ThreadPoolExecutor(workers, thread_name_prefix="subpixel-convert") as pool:
+            while (batch := self.upscaled.get()) is not None:
+                t0 = time.perf_counter()
+                if not self.png:
+                    frames = list(pool.map(self._to_frame, [rgb for _, _, rgb in batch]))
+                    batch = [(index, pts, frame) for (index, pts, _), frame in zip(batch, frames)]
+                stage.seconds += time.perf_counter() - t0
+                stage.frames += len(batch)
+                self.converted.put(batch)
+        self.converted.put(None)
+
     def _encode(self, bar: tqdm) -> None:
         stage, seg = self.stages["encode"], self.opts.segment_frames
-        while (batch := self.upscaled.get()) is not None:
+        while (batch := self.converted.get()) is not None:
             t0 = time.perf_counter()
-            for index, pts, rgb in batch:
+            for index, pts, frame in batch:
                 if self.writer is None:
                     self.writer = self._open_segment(index // seg)
-                self.writer.write(rgb, index, pts)
+                self.writer.write(frame, index, pts)
                 if (index + 1) % seg == 0:
                     self._finish_segment()
             stage.seconds += time.perf_counter() - t0
@@ -305,7 +330,8 @@ class _Job:
         total = self.info.frames or None
         bar = tqdm(total=total, initial=self.manifest.frames_done, unit="frame", dynamic_ncols=True,
                    disable=not self.opts.progress, desc=self.work.output.name)
-        threads = [self._spawn(self._decode, "decode"), self._spawn(self._upscale, "sr")]
+        threads = [self._spawn(self._decode, "decode"), self._spawn(self._upscale, "sr"),
+                   self._spawn(self._convert, "convert")]
         try:
             self._encode(bar)
         except _Stopped:
@@ -342,7 +368,7 @@ class _OpenSegment:
     def __init__(self, index: int) -> None:
         self.index, self.frames, self.start_pts, self.end_pts = index, 0, 0, 0
 
-    def write(self, rgb: np.ndarray, index: int, pts: int) -> None:
+    def write(self, frame: Any, index: int, pts: int) -> None:
         if self.frames == 0:
             self.start_pts = pts
         self.end_pts = pts
@@ -362,11 +388,11 @@ class _VideoSegment(_OpenSegment):
         self.args = (spec, *size, info, color)
         self.encoder: SegmentEncoder | None = None
 
-    def write(self, rgb: np.ndarray, index: int, pts: int) -> None:
+    def write(self, frame: av.VideoFrame, index: int, pts: int) -> None:
         if self.encoder is None:  # timestamps are stored relative to the segment's first frame
             self.encoder = SegmentEncoder(self.partial, *self.args, start_pts=pts)
-        super().write(rgb, index, pts)
-        self.encoder.write(rgb, pts)
+        super().write(frame, index, pts)
+        self.encoder.write(frame, pts)
 
     def finish(self) -> Segment:
         assert self.encoder is not None
