@@ -60,8 +60,9 @@ CONVERT_THREADS = 4  # at most; RGB -> YUV conversions of one batch in parallel
 class FrameProcessor(Protocol):
     """The SR stage. ``process``: ``(N, 3, H, W)`` float in [0, 1] -> ``(N, 3, sH, sW)`` float.
 
-    ``batch`` is on the CPU (the processor moves it to its device; the result may stay there and
-    is clamped to [0, 1] afterwards). Frames arrive in presentation order, a batch never straddles
+    ``batch`` is on the processor's ``device`` when it has that attribute (8-bit frames go there
+    as uint8 and become float there), else on the CPU; the result may stay on the device and is
+    clamped to [0, 1] afterwards. Frames arrive in presentation order, a batch never straddles
     two segments, and an optional ``reset()`` is called before the first frame of every segment.
     A recurrent model restarts its state there (no warm-up from the previous segment's frames),
     so each segment depends only on its own frames and a resumed job is bit-identical to an
@@ -82,6 +83,10 @@ class UpscalerProcessor:
         self.scale = upscaler.scale
         engine = upscaler.engine
         self.name = f"{upscaler.name} x{self.scale} {engine.name} {getattr(engine, 'precision', 'fp32')}"
+
+    @property
+    def device(self) -> torch.device:
+        return self.upscaler.device
 
     def process(self, batch: torch.Tensor) -> torch.Tensor:
         return self.upscaler.upscale_tensor(batch.to(self.upscaler.device), self.tile)
@@ -243,9 +248,13 @@ class _Job:
             t0 = time.perf_counter()
             if reset is not None and items[0][0] % seg == 0:
                 reset()
-            x = torch.from_numpy(np.stack([rgb for _, _, rgb in items]).astype(np.float32))
+            x = np.stack([rgb for _, _, rgb in items])
+            if self.deep:
+                frames = torch.from_numpy(x.astype(np.float32))
+            else:  # uint8 to the device (a quarter of the bytes), float there
+                frames = torch.from_numpy(x).to(getattr(self.proc, "device", "cpu")).float()
             with torch.no_grad():
-                y = self.proc.process(x.permute(0, 3, 1, 2).div_(peak))
+                y = self.proc.process(frames.permute(0, 3, 1, 2).div_(peak))
             if tuple(y.shape) != (len(items), 3, h * s, w * s):
                 raise SubpixelError(f"the SR stage returned {tuple(y.shape)} for {tuple(x.shape)} frames at x{s}")
             out = _quantize(y, self.deep)
