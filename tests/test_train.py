@@ -528,3 +528,15 @@ def test_a_named_commit_wins_over_the_checkout(monkeypatch: pytest.MonkeyPatch) 
     assert git_commit() == "0123abc"
     monkeypatch.delenv("SUBPIXEL_GIT_COMMIT")
     assert git_commit() != "0123abc"
+
+
+def test_budget_options_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _images(tmp_path / "data")
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(_recipe(Path("data"))))
+    runner = CliRunner()
+    lone = runner.invoke(cli, ["train", "r.yaml", "--follow", "other", "--quiet"])
+    assert lone.exit_code != 0 and "needs --budget" in lone.output
+    both = runner.invoke(cli, ["train", "r.yaml", "--budget", "1", "--max-iters", "5", "--quiet"])
+    assert both.exit_code != 0 and "--budget sets the iterations itself" in both.output
+    assert not (tmp_path / "runs").exists()  # nothing ran
