@@ -41,9 +41,9 @@ class IterationBudget:
     origin: float | None = None
     clock: Any = time.perf_counter
     fits: list[list[int]] = field(default_factory=list)  # [iteration, total] per change
-    _t0: float = 0.0  # the deadline is _t0 + seconds
-    _started: float = 0.0
-    _mark: tuple[int, float] | None = None
+    _t0: float = field(default=0.0, init=False, repr=False)  # the deadline is _t0 + seconds
+    _started: float = field(default=0.0, init=False, repr=False)
+    _mark: tuple[int, float] | None = field(default=None, init=False, repr=False)  # (iteration, time) measured from
 
     def start(self, iteration: int) -> None:
         """Start the clock at ``iteration`` (the first step of this call), unless ``origin`` was given."""
