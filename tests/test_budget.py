@@ -77,3 +77,25 @@ def test_a_follower_trains_on_before_the_leader_has_fitted(tmp_path: Path) -> No
     follower = IterationBudget(60.0, follow=tmp_path / "leader", clock=Clock())
     follower.start(0)
     assert follower.update(1, 1000) is None and follower.fits == []
+
+
+def test_a_paused_gap_is_not_read_as_a_slowdown() -> None:
+    def run(pause: bool) -> IterationBudget:
+        clock = Clock()
+        budget = IterationBudget(100.0, warmup=5, window=10, recheck=10, margin=1.0, clock=clock)
+        budget.start(0)
+        total = 10_000
+        for i in range(1, 400):
+            clock.now += 0.5
+            if i == 40:  # a 15 s validation after step 40
+                clock.now += 15
+                if pause:
+                    budget.pause()
+                continue
+            new = budget.update(i, total)
+            total = new if new is not None else total
+        return budget
+
+    # 2 it/s, fitted to 200 at 15 s; the 15 s gap costs 30 iterations of the deadline, so about 170 still fit
+    assert run(pause=True).record()["total"] in range(165, 171)
+    assert run(pause=False).record()["total"] < 100  # the gap, read as slow steps, shrank it far more

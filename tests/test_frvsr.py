@@ -304,11 +304,12 @@ def test_cli_trains_frvsr_recipes_and_exports(tmp_path: Path, export: str) -> No
 def test_budget_and_an_ablation_that_follows_it_train_the_same_iterations(tmp_path: Path) -> None:
     ticks = iter(range(10**6))
     lead = IterationBudget(12.0, warmup=1, window=2, margin=1.0, clock=lambda: float(next(ticks)))
-    weights = train_frvsr(_recipe(tmp_path, iters=100), tmp_path / "lead", progress=False, budget=lead)
+    cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=100).to_dict(), "ckpt_every": 0})  # checkpoints pause it
+    weights = train_frvsr(cfg, tmp_path / "lead", progress=False, budget=lead)
     total = lead.fits[-1][1]
     assert weights is not None and total < 100 and latest_checkpoint(tmp_path / "lead").name == f"iter_{total:08d}.pt"
     assert read_card(weights)["training"]["recipe"]["iters"] == total
-    norec = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=100).to_dict(), "recurrent": False})
+    norec = FRVSRConfig.from_dict({**cfg.to_dict(), "iters": 100, "recurrent": False})
     follow = IterationBudget(12.0, follow=tmp_path / "lead")
     ablation = train_frvsr(norec, tmp_path / "norec", progress=False, budget=follow)
     assert ablation is not None and read_card(ablation)["training"]["budget"] == {

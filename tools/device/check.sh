@@ -6,7 +6,7 @@
 #    training path end to end (budget, validation, export) and each recipe's it/s while all share the GPU;
 # 2. benchmarks/video_pipeline.py: `subpixel video` end to end, 1920x1080 x2 ESPCN, fp16 (PyAV from .whl);
 # 3. subpixel bench on CUDA: ESPCN, Sprint, bicubic and RLFN at 960x540 x4, fp16, eager / compiled / CUDA graphs.
-# $OUT: runs.tar and summary.txt (1), video_pipeline_*.{json,md} (2), bench_cuda_*.{json,md,png} (3).
+# $OUT: runs.tar and summary.txt (1), video_pipeline_*.{json,md} (2), bench_cuda_*.{json,md} (3).
 set -uo pipefail
 smoke=$1; shift
 "${PYTHON:-python3}" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \

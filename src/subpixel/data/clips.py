@@ -103,7 +103,9 @@ def clip_affines(hw: tuple[int, int], frames: int, size: int, motion: Motion, g:
     h, w = hw
     rel = random_motion(frames, motion, g)
     c_crop = torch.full((2,), (size - 1) / 2, dtype=torch.float64)
-    corners = _pixels(size)[[0, 0, -1, -1], [0, -1, 0, -1]] - c_crop  # (4, 2), relative to the centre
+    last = size - 1.0
+    corners = torch.tensor([[0.0, 0.0], [last, 0.0], [0.0, last], [last, last]], dtype=torch.float64) \
+        - c_crop  # (x, y) of the crop's corners, relative to its centre
     pts = torch.einsum("tij,cj->tci", rel[:, :, :2], corners) + rel[:, None, :, 2]
     lo, hi = pts.amin(dim=(0, 1)), pts.amax(dim=(0, 1))
     room = [(int(math.ceil(_SUPPORT - lo[k])), int(math.floor(dim - 1 - _SUPPORT - hi[k]))) for k, dim in

@@ -26,7 +26,8 @@ class IterationBudget:
     After ``warmup`` seconds (autotuning, allocator growth, other jobs starting) the speed is
     measured over ``window`` seconds and the total set to end ``margin`` of the remaining time
     from now. Every ``recheck`` seconds the recent speed is compared with the deadline and the
-    total shrinks if the run would overrun (it never grows). With ``follow`` (another run folder)
+    total shrinks if the run would overrun (it never grows); :meth:`pause` keeps the time a
+    validation or checkpoint takes out of those measurements. With ``follow`` (another run folder)
     the total is that run's latest fitted total instead. ``origin``: the clock reading the budget
     counts from (a command's start, so data loading counts too; default: :meth:`start`).
     ``clock`` is injectable for tests.
@@ -49,6 +50,10 @@ class IterationBudget:
         """Start the clock at ``iteration`` (the first step of this call), unless ``origin`` was given."""
         self._started = self.clock()
         self._t0 = self._started if self.origin is None else self.origin
+        self._mark = None
+
+    def pause(self) -> None:
+        """The time since the last step went to other work (validation, a checkpoint): measure afresh."""
         self._mark = None
 
     def update(self, iteration: int, total: int) -> int | None:

@@ -258,6 +258,8 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
                              "ema": ema.net.state_dict() if ema is not None else None,
                              "config": cfg.to_dict()}, checkpoint_path(run_dir, done))
                 prune(run_dir, cfg.keep_last)
+                if budget is not None:
+                    budget.pause()
             if out_of_time and done < cfg.iters:
                 _record_speed(run_dir, timer, start, done, cfg, device)
                 bar.write(f"time limit reached at iteration {done}: checkpointed; continue with --resume")

@@ -285,8 +285,12 @@ class Trainer:
                             bar.write(f"time limit reached at iteration {it}: checkpointing; continue with --resume")
                 if main and self.val_pairs and (it == t.iters or (t.val_every and it % t.val_every == 0)):
                     self._validate_and_keep_best(log, bar)
+                    if budget is not None:
+                        budget.pause()
                 if it == stop or (t.ckpt_every and it % t.ckpt_every == 0):
                     self.save()
+                    if budget is not None:
+                        budget.pause()
         finally:
             self._wall_before = self._wall_seconds()
             self._clock = time.perf_counter()
