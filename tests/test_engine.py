@@ -120,6 +120,15 @@ def test_forcing_engines_and_clear_errors(tiny_net) -> None:
         make_engine(tiny_net, "torch-cudagraph", "cpu")
 
 
+def test_compiled_engine_matches_eager_across_shapes(tiny_net) -> None:
+    eager = TorchEngine(tiny_net, CPU)
+    compiled = make_engine(tiny_net, "torch-compile", CPU)
+    assert isinstance(compiled, TorchEngine) and compiled.name == "torch-compile"
+    for shape in ((1, 3, 12, 16), (2, 3, 9, 7)):  # the second shape makes it recompile
+        x = torch.rand(shape)
+        torch.testing.assert_close(compiled(x), eager(x), rtol=1e-4, atol=1e-5)
+
+
 def test_fp16_unsupported_falls_back_to_fp32(caplog) -> None:
     with caplog.at_level(logging.WARNING):
         engine = TorchEngine(HalfUnsupported(scale=2).eval(), CPU, "fp16")

@@ -269,6 +269,32 @@ def test_ema_weights_are_exported(tmp_path: Path) -> None:
         FRVSRConfig.from_dict({**cfg.to_dict(), "ema": 1.0})
 
 
+@pytest.mark.filterwarnings("ignore:amp bf16 on a CPU")
+def test_bf16_autocast_trains_and_fp16_needs_cuda(tmp_path: Path) -> None:
+    cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=2).to_dict(), "ckpt_every": 0})
+    full = load_file(str(train_frvsr(cfg, tmp_path / "fp32", progress=False)))
+    bf16 = FRVSRConfig.from_dict({**cfg.to_dict(), "amp": "bf16"})
+    half = load_file(str(train_frvsr(bf16, tmp_path / "bf16", progress=False)))
+    assert all(torch.isfinite(v).all() for v in half.values())
+    assert any(not torch.equal(full[k], half[k]) for k in full)  # the network really ran in bf16
+    with pytest.raises(SubpixelError, match="fp16 needs CUDA"):
+        train_frvsr(FRVSRConfig.from_dict({**cfg.to_dict(), "amp": "fp16"}), tmp_path / "fp16", progress=False)
+    with pytest.raises(SubpixelError, match="amp must be"):
+        FRVSRConfig.from_dict({**cfg.to_dict(), "amp": "int8"})
+
+
+def test_checkpoint_from_before_a_new_recipe_key_resumes(tmp_path: Path) -> None:
+    cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=4).to_dict(), "ckpt_every": 2})
+    train_frvsr(cfg, tmp_path / "run", progress=False)
+    ckpt_file = tmp_path / "run/checkpoints/iter_00000004.pt"
+    ckpt = torch.load(ckpt_file, weights_only=True)
+    del ckpt["config"]["amp"], ckpt["scaler"]  # as written before ``amp`` existed
+    torch.save(ckpt, ckpt_file)
+    longer = FRVSRConfig.from_dict({**cfg.to_dict(), "iters": 5})
+    assert train_frvsr(longer, tmp_path / "run", progress=False) is not None
+    assert latest_checkpoint(tmp_path / "run").name == "iter_00000005.pt"
+
+
 def test_ablation_trains_without_fnet(tmp_path: Path) -> None:
     cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=1).to_dict(), "recurrent": False})
     weights = train_frvsr(cfg, tmp_path / "norec", progress=False)

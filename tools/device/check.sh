@@ -7,6 +7,8 @@
 # 2. benchmarks/video_pipeline.py: `subpixel video` end to end, 1920x1080 x2 ESPCN, fp16 (PyAV from .whl);
 # 3. subpixel bench on CUDA: ESPCN, Sprint, bicubic and RLFN at 960x540 x4, fp16, eager / compiled / CUDA graphs.
 # $OUT: runs.tar and summary.txt (1), video_pipeline_*.{json,md} (2), bench_cuda_*.{json,md} (3).
+# Optional, first: PROBE="recipes/frvsr_x4.yaml --set batch=8,32 --set amp=off,bf16" times each variant alone
+# for 10 s on T91 (tools/device/probe.py; $OUT/probe_<recipe>.json) before the smoke runs share the GPU.
 set -uo pipefail
 smoke=$1; shift
 "${PYTHON:-python3}" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
@@ -14,10 +16,8 @@ smoke=$1; shift
 source "$(dirname "$0")/env.sh"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv
 mkdir -p /tmp/smoke
-specs=()
-for spec in "$@"; do
-  recipe=${spec%@*}
-  "${PYTHON:-python3}" - "$recipe" /tmp/smoke <<'PY'
+t91_copy() {  # the recipe with T91 as its only training folder, as /tmp/smoke/NAME
+  "${PYTHON:-python3}" - "$1" /tmp/smoke <<'PY'
 import sys
 from pathlib import Path
 import yaml
@@ -30,8 +30,20 @@ else:
     raw["data"]["train"] = [t91]
 (folder / recipe.name).write_text(yaml.safe_dump(raw, sort_keys=False))
 PY
+}
+specs=()
+for spec in "$@"; do
+  recipe=${spec%@*}
+  t91_copy "$recipe"
   specs+=("/tmp/smoke/$(basename "$recipe")${spec#"$recipe"}")
 done
+if [ -n "${PROBE:-}" ]; then
+  echo "== 0. probe: $PROBE"
+  read -r -a probe <<< "$PROBE"  # a recipe and its --set options
+  t91_copy "${probe[0]}"
+  "${PYTHON:-python3}" "$(dirname "$0")/probe.py" "/tmp/smoke/$(basename "${probe[0]}")" "${probe[@]:1}" \
+    --seconds 10 --device cuda --out "$out"
+fi
 echo "== 1. smoke training: ${specs[*]}"
 "$(dirname "$0")/train.sh" "$smoke" "${specs[@]}"
 echo "== 2. video pipeline"

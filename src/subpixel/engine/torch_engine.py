@@ -107,7 +107,7 @@ class TorchEngine:
 
     def _wrap(self, module: SRNet) -> Forward:
         if self.mode == "compile":
-            return torch.compile(module, dynamic=True)
+            return torch.compile(module)  # static kernels first; a second input shape recompiles dynamic
         if self.mode == "cudagraph":
             return CudaGraphs(module)
         return module

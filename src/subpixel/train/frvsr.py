@@ -5,7 +5,8 @@ whole sequence (gradients flow through the recurrence) and minimises
 
     L1(SR_t, HR_t) averaged over frames  +  flow_weight * MSE(warp(LR_{t-1}, flow_t), LR_t)
 
-(the flow term trains FNet without flow ground truth, as in the paper). ``recurrent: false``
+(the flow term trains FNet without flow ground truth, as in the paper; both losses are computed in
+float32, also when ``amp`` runs the network in bf16/fp16 autocast). ``recurrent: false``
 trains the ablation: the same SR network fed zeros instead of the warped previous estimate, on
 the same batches for the same iterations (and so without FNet or its loss). ``ema > 0`` keeps an
 exponential moving average of the weights, which is what gets exported.
@@ -24,6 +25,7 @@ import inspect
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ from subpixel.train.checkpoint import checkpoint_path, latest_checkpoint, load_c
 from subpixel.train.config import resolve_data_folder
 from subpixel.train.ema import EMA
 from subpixel.train.monitor import THROUGHPUT_FILE, StepTimer, overall_throughput, read_sessions, record_session
+from subpixel.train.trainer import AMP_DTYPES, cpu_has_native_bf16
 
 __all__ = ["FRVSRConfig", "train_frvsr", "frvsr_loss"]
 
@@ -56,7 +59,8 @@ _ARCH_KEYS = set(inspect.signature(FRVSR.__init__).parameters) - {"self", "scale
 class FRVSRConfig:
     """An FRVSR recipe. ``patch`` is the LR crop side (HR is ``patch * scale``); ``arch``: FRVSR
     arguments other than ``recurrent`` (channels, blocks, flow_channels, max_flow); ``motion``:
-    :class:`~subpixel.data.clips.Motion` fields; ``evaluate``: score Vid4 at the end (slow on CPU).
+    :class:`~subpixel.data.clips.Motion` fields; ``amp``: ``off``, ``bf16`` or ``fp16`` (CUDA; with a
+    gradient scaler) autocast for the network; ``evaluate``: score Vid4 at the end (slow on CPU).
     ``model: frvsr`` marks a recipe as this trainer's (image recipes have a ``model`` mapping)."""
 
     data: list[str]
@@ -73,6 +77,7 @@ class FRVSRConfig:
     min_lr: float = 1e-6
     ema: float = 0.0
     flow_weight: float = 1.0
+    amp: str = "off"
     seed: int = 0
     ckpt_every: int = 1000
     keep_last: int = 2
@@ -113,6 +118,7 @@ class FRVSRConfig:
                  (self.patch >= 8, "patch must be >= 8"), (self.batch >= 1, "batch must be >= 1"),
                  (self.iters >= 1, "iters must be >= 1"), (0 <= self.min_lr <= self.lr, "need 0 <= min_lr <= lr"),
                  (0 <= self.ema < 1, "ema must be in [0, 1)"),
+                 (self.amp in AMP_DTYPES, "amp must be off, bf16 or fp16"),
                  (self.flow_weight >= 0, "flow_weight must be >= 0"), (self.ckpt_every >= 0, "ckpt_every >= 0"),
                  (self.keep_last >= 1, "keep_last must be >= 1"), (self.log_every >= 1, "log_every >= 1"),
                  ("recurrent" not in self.arch, "set recurrent at the top level, not in arch"),
@@ -133,12 +139,12 @@ def frvsr_loss(net: FRVSR, lr: torch.Tensor, hr: torch.Tensor, flow_weight: floa
                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total loss and its (detached) parts for float ``(N, T, 3, h, w)`` LR and ``(N, T, 3, H, W)`` HR in [0, 1]."""
     sr, flows = net.forward_sequence(lr, return_flows=True)
-    sr_loss = F.l1_loss(sr, hr)
+    sr_loss = F.l1_loss(sr.float(), hr)
     parts = {"sr_l1": sr_loss.detach()}
     if flows is None:
         return sr_loss, parts
     prev, cur = lr[:, :-1].flatten(0, 1), lr[:, 1:].flatten(0, 1)
-    flow_loss = F.mse_loss(warp(prev, flows.flatten(0, 1)), cur)
+    flow_loss = F.mse_loss(warp(prev, flows.flatten(0, 1).float()), cur)
     parts["flow_mse"] = flow_loss.detach()
     return sr_loss + flow_weight * flow_loss, parts
 
@@ -148,6 +154,7 @@ def _cosine_lr(cfg: FRVSRConfig, it: int) -> float:
 
 
 def _same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    a = FRVSRConfig(**a).to_dict()  # a checkpoint's recipe, keys added since then at their defaults
     return {k: v for k, v in a.items() if k not in _RUNTIME_KEYS} == \
         {k: v for k, v in b.items() if k not in _RUNTIME_KEYS}
 
@@ -196,11 +203,18 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed clip shapes: autotuned convolutions
+    elif cfg.amp == "fp16":
+        raise SubpixelError(f"FRVSR recipe: amp fp16 needs CUDA; use bf16 or off on {device.type}")
+    elif cfg.amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("amp bf16 on a CPU without AVX512-BF16/AMX is emulated and can be many times slower "
+                      "than amp: off", stacklevel=2)
+    amp_dtype = AMP_DTYPES[cfg.amp]
     torch.manual_seed(cfg.seed)
     net = build("frvsr", cfg.scale, recurrent=cfg.recurrent, **cfg.arch).to(device)
     assert isinstance(net, FRVSR)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     ema = EMA(net, cfg.ema) if cfg.ema > 0 else None
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     start = 0
     last = latest_checkpoint(run_dir) if resume else None
     if last is not None:
@@ -211,6 +225,8 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
         opt.load_state_dict(ckpt["optim"])
         if ema is not None:
             ema.net.load_state_dict(ckpt["ema"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
         start = int(ckpt["iteration"])
     sources = [resolve_data_folder(d) for d in cfg.data]
     sampler = ClipSampler(sources, cfg.frames, cfg.patch * cfg.scale, cfg.scale, Motion(**cfg.motion), cfg.seed,
@@ -231,10 +247,12 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
             timer.data_ready()
             for group in opt.param_groups:
                 group["lr"] = _cosine_lr(cfg, it)
-            loss, parts = frvsr_loss(net, lr, hr, cfg.flow_weight)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss, parts = frvsr_loss(net, lr, hr, cfg.flow_weight)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             done = it + 1
             if ema is not None:
                 ema.update(net, done)
@@ -256,7 +274,7 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
             if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.iters or out_of_time:
                 save_atomic({"iteration": done, "model": net.state_dict(), "optim": opt.state_dict(),
                              "ema": ema.net.state_dict() if ema is not None else None,
-                             "config": cfg.to_dict()}, checkpoint_path(run_dir, done))
+                             "scaler": scaler.state_dict(), "config": cfg.to_dict()}, checkpoint_path(run_dir, done))
                 prune(run_dir, cfg.keep_last)
                 if budget is not None:
                     budget.pause()

@@ -49,9 +49,9 @@ from subpixel.train.rng import capture_rng, restore_rng, seed_everything
 from subpixel.train.validate import evaluate_pairs
 from subpixel.train.warm_start import warm_start
 
-__all__ = ["Trainer", "TrainResult", "train", "THROUGHPUT_FILE"]
+__all__ = ["AMP_DTYPES", "Trainer", "TrainResult", "train", "THROUGHPUT_FILE", "cpu_has_native_bf16"]
 
-_AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # recipe keys that may change between a checkpoint and its resumption
 _RESUMABLE_CHANGES = {"train.iters", "train.val_every", "train.ckpt_every", "train.keep_last", "train.log_every",
@@ -103,7 +103,7 @@ class Trainer:
         if t.amp == "bf16" and dev.type == "cpu" and info.is_main and not cpu_has_native_bf16():
             warnings.warn("train.amp bf16 on a CPU without AVX512-BF16/AMX is emulated and can be many times "
                           "slower than amp: off", stacklevel=2)
-        self.amp_dtype = _AMP[t.amp]
+        self.amp_dtype = AMP_DTYPES[t.amp]
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed patch shapes: autotuned convolutions
 
