@@ -25,7 +25,6 @@ import inspect
 import json
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from subpixel.train.checkpoint import checkpoint_path, latest_checkpoint, load_c
 from subpixel.train.config import resolve_data_folder
 from subpixel.train.ema import EMA
 from subpixel.train.monitor import THROUGHPUT_FILE, StepTimer, overall_throughput, read_sessions, record_session
-from subpixel.train.trainer import AMP_DTYPES, cpu_has_native_bf16
+from subpixel.train.trainer import AMP_DTYPES, amp_dtype
 
 __all__ = ["FRVSRConfig", "train_frvsr", "frvsr_loss"]
 
@@ -203,12 +202,7 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed clip shapes: autotuned convolutions
-    elif cfg.amp == "fp16":
-        raise SubpixelError(f"FRVSR recipe: amp fp16 needs CUDA; use bf16 or off on {device.type}")
-    elif cfg.amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn("amp bf16 on a CPU without AVX512-BF16/AMX is emulated and can be many times slower "
-                      "than amp: off", stacklevel=2)
-    amp_dtype = AMP_DTYPES[cfg.amp]
+    autocast = amp_dtype(cfg.amp, device, "FRVSR recipe: amp")
     torch.manual_seed(cfg.seed)
     net = build("frvsr", cfg.scale, recurrent=cfg.recurrent, **cfg.arch).to(device)
     assert isinstance(net, FRVSR)
@@ -247,7 +241,7 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
             timer.data_ready()
             for group in opt.param_groups:
                 group["lr"] = _cosine_lr(cfg, it)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
                 loss, parts = frvsr_loss(net, lr, hr, cfg.flow_weight)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

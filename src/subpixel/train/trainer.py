@@ -49,7 +49,7 @@ from subpixel.train.rng import capture_rng, restore_rng, seed_everything
 from subpixel.train.validate import evaluate_pairs
 from subpixel.train.warm_start import warm_start
 
-__all__ = ["AMP_DTYPES", "Trainer", "TrainResult", "train", "THROUGHPUT_FILE", "cpu_has_native_bf16"]
+__all__ = ["AMP_DTYPES", "Trainer", "TrainResult", "train", "THROUGHPUT_FILE", "amp_dtype", "cpu_has_native_bf16"]
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -62,6 +62,17 @@ def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere autocast emulates it, slowly."""
     checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
     return any(check() for check in checks if check is not None)
+
+
+def amp_dtype(amp: str, device: torch.device, key: str = "amp", warn: bool = True) -> torch.dtype | None:
+    """The autocast dtype of recipe setting ``amp`` on ``device`` (None: off); fp16 needs CUDA, and bf16
+    on a CPU without native bf16 warns (``warn``) that it is emulated."""
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError(f"{key} fp16 needs CUDA; use bf16 or off on {device.type}")
+    if amp == "bf16" and device.type == "cpu" and warn and not cpu_has_native_bf16():
+        warnings.warn(f"{key} bf16 on a CPU without AVX512-BF16/AMX is emulated and can be many times "
+                      "slower than amp: off", stacklevel=3)
+    return AMP_DTYPES[amp]
 
 
 @dataclass
@@ -98,12 +109,7 @@ class Trainer:
         dev = info.device
         if d.batch % info.world:
             raise ConfigError(f"data.batch {d.batch} does not split evenly over {info.world} processes")
-        if t.amp == "fp16" and dev.type != "cuda":
-            raise ConfigError(f"train.amp fp16 needs CUDA; use bf16 or off on {dev.type}")
-        if t.amp == "bf16" and dev.type == "cpu" and info.is_main and not cpu_has_native_bf16():
-            warnings.warn("train.amp bf16 on a CPU without AVX512-BF16/AMX is emulated and can be many times "
-                          "slower than amp: off", stacklevel=2)
-        self.amp_dtype = AMP_DTYPES[t.amp]
+        self.amp_dtype = amp_dtype(t.amp, dev, "train.amp", warn=info.is_main)
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed patch shapes: autotuned convolutions
 
