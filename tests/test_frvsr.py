@@ -29,6 +29,7 @@ from subpixel.train import frvsr as frvsr_train
 from subpixel.train.budget import IterationBudget
 from subpixel.train.checkpoint import latest_checkpoint
 from subpixel.train.frvsr import FRVSRConfig, train_frvsr
+from subpixel.train.warm_start import warm_start
 from subpixel.video.pipeline import FrameProcessor
 from subpixel.video.recurrent import RecurrentProcessor
 
@@ -44,11 +45,21 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def tiny_frvsr(scale: int = 2, recurrent: bool = True) -> FRVSR:
+def wake_recurrent_path(net: FRVSR) -> FRVSR:
+    """Give the zero-initialised recurrent path (folded-estimate weights, FNet's last conv) values."""
+    if net.fnet is not None:
+        with torch.no_grad():
+            net.head[0].weight[:, 3:].normal_(std=0.05)
+            net.fnet.head[-1].weight.normal_(std=0.05)
+    return net
+
+
+def tiny_frvsr(scale: int = 2, recurrent: bool = True, fresh: bool = False) -> FRVSR:
+    """A tiny FRVSR; unless ``fresh``, its recurrent path is woken so that tests see it act."""
     torch.manual_seed(0)
     net = build("frvsr", scale, recurrent=recurrent, **TINY)
     assert isinstance(net, FRVSR)
-    return net.eval()
+    return (net if fresh else wake_recurrent_path(net)).eval()
 
 
 def smooth_still(h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -70,6 +81,18 @@ def test_shapes(scale: int) -> None:
     assert flows.shape == (2, 2, 2, 12, 10)
     with pytest.raises(SubpixelError):
         build("frvsr", 3)
+
+
+def test_new_recurrent_network_starts_as_its_ablation() -> None:
+    net, ablation = tiny_frvsr(2, True, fresh=True), tiny_frvsr(2, False, fresh=True)
+    shared = ablation.state_dict()
+    assert all(torch.equal(v, shared[k]) for k, v in net.state_dict().items() if not k.startswith("fnet."))
+    lr = torch.rand(1, 4, 3, 16, 16)
+    with torch.no_grad():
+        sr, flows = net.forward_sequence(lr, return_flows=True)
+        assert torch.equal(flows, torch.zeros_like(flows))
+        assert torch.allclose(sr, ablation.forward_sequence(lr), atol=1e-6)
+        assert not torch.allclose(sr, wake_recurrent_path(net).forward_sequence(lr), atol=1e-4)
 
 
 def test_recurrent_input_is_used_and_ablation_ignores_it() -> None:
@@ -302,6 +325,23 @@ def test_ablation_trains_without_fnet(tmp_path: Path) -> None:
     assert not any(k.startswith("fnet.") for k in load_file(str(weights)))
     net, card = load_net(weights)
     assert isinstance(net, FRVSR) and not net.recurrent and card["arch_args"]["recurrent"] is False
+
+
+def test_recurrent_run_starts_from_its_ablation(tmp_path: Path) -> None:
+    base = _recipe(tmp_path, iters=2).to_dict()
+    ablation = train_frvsr(FRVSRConfig.from_dict({**base, "recurrent": False}), tmp_path / "norec", progress=False)
+    trained, _ = load_net(ablation)
+    net = build("frvsr", 2, **TINY)
+    warm_start(net, str(ablation), fresh=("fnet.",))
+    lr = torch.rand(1, 3, 3, 12, 12)
+    with torch.no_grad():
+        assert torch.allclose(net.forward_sequence(lr), trained.forward_sequence(lr), atol=1e-6)
+    weights = train_frvsr(FRVSRConfig.from_dict({**base, "init": str(ablation)}), tmp_path / "rec", progress=False)
+    init = load_net(weights)[1]["training"]["init"]
+    assert init["weights"] == str(ablation) and init["iterations"] == 2
+    with pytest.raises(SubpixelError, match="does not fit"):  # an ablation cannot start from FNet weights
+        train_frvsr(FRVSRConfig.from_dict({**base, "recurrent": False, "init": str(weights)}), tmp_path / "x",
+                    progress=False)
 
 
 def test_recipe_validation(tmp_path: Path) -> None:

@@ -12,6 +12,10 @@ For each LR frame ``x_t`` the network
 
 The first frame of a sequence sees a black previous estimate; ``forward(x)`` treats every image
 as such a first frame, so the model also works as a frame-wise :class:`SRNet`.
+A new recurrent network starts as its ablation built from the same seed: the SR network draws
+the same initial weights (it is built before FNet), its weights on the folded estimate and FNet's
+last convolution are zero, so the flow starts at zero and the recurrent input enters only as
+training finds it useful. A recurrent run and its ablation then differ by the recurrence alone.
 ``recurrent=False`` builds the ablation: the same SR network, fed zeros instead of the warped
 estimate, without FNet.
 """
@@ -121,12 +125,18 @@ class FRVSR(SRNet):
                  recurrent: bool = True) -> None:
         super().__init__(scale)
         self.recurrent = bool(recurrent)
-        self.fnet = FNet(tuple(flow_channels), max_flow) if self.recurrent else None
         s2 = 3 * scale * scale
+        # the SR network first, so that a recurrent network and its ablation draw the same initial SR weights
         self.head = nn.Sequential(nn.Conv2d(3 + s2, channels, 3, padding=1), nn.ReLU(inplace=True))
         self.body = nn.Sequential(*(_ResBlock(channels) for _ in range(blocks)))
         self.tail = nn.Sequential(nn.Conv2d(channels, s2, 3, padding=1), nn.PixelShuffle(scale))
+        self.fnet = FNet(tuple(flow_channels), max_flow) if self.recurrent else None
         self.receptive_field = 2 * blocks + 2  # frame-wise: 3x3 convs (head, 2 per block, tail)
+        with torch.no_grad():
+            self.head[0].weight[:, 3:].zero_()
+            if self.fnet is not None:
+                self.fnet.head[-1].weight.zero_()
+                self.fnet.head[-1].bias.zero_()
 
     def _sr(self, lr: torch.Tensor, prev_hr: torch.Tensor) -> torch.Tensor:
         folded = F.pixel_unshuffle(prev_hr, self.scale)

@@ -44,7 +44,9 @@ from subpixel.train.checkpoint import checkpoint_path, latest_checkpoint, load_c
 from subpixel.train.config import resolve_data_folder
 from subpixel.train.ema import EMA
 from subpixel.train.monitor import THROUGHPUT_FILE, StepTimer, overall_throughput, read_sessions, record_session
+from subpixel.train.provenance import environment
 from subpixel.train.trainer import AMP_DTYPES, amp_dtype
+from subpixel.train.warm_start import warm_start
 
 __all__ = ["FRVSRConfig", "train_frvsr", "frvsr_loss"]
 
@@ -59,7 +61,9 @@ class FRVSRConfig:
     """An FRVSR recipe. ``patch`` is the LR crop side (HR is ``patch * scale``); ``arch``: FRVSR
     arguments other than ``recurrent`` (channels, blocks, flow_channels, max_flow); ``motion``:
     :class:`~subpixel.data.clips.Motion` fields; ``amp``: ``off``, ``bf16`` or ``fp16`` (CUDA; with a
-    gradient scaler) autocast for the network; ``evaluate``: score Vid4 at the end (slow on CPU).
+    gradient scaler) autocast for the network; ``evaluate``: score Vid4 at the end (slow on CPU);
+    ``init``: ``.safetensors`` weights to start from, an earlier FRVSR export or, for a recurrent run,
+    its ablation's (FNet then starts fresh: zero flow, and the recurrent input enters at zero weight).
     ``model: frvsr`` marks a recipe as this trainer's (image recipes have a ``model`` mapping)."""
 
     data: list[str]
@@ -83,6 +87,7 @@ class FRVSRConfig:
     log_every: int = 100
     device: str = "auto"
     evaluate: bool = False
+    init: str = ""
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> FRVSRConfig:
@@ -159,13 +164,13 @@ def _same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def _card(net: FRVSR, cfg: FRVSRConfig, name: str, throughput: dict[str, Any] | None,
-          budget: IterationBudget | None) -> dict[str, Any]:
+          budget: IterationBudget | None, device: torch.device) -> dict[str, Any]:
     arch_args = {**cfg.arch, "recurrent": cfg.recurrent}
     card = {
         "name": name, "architecture": "frvsr", "arch_args": arch_args, "scale": cfg.scale,
         "params": net.num_parameters(),
         "training": {
-            "recipe": cfg.to_dict(),
+            "recipe": cfg.to_dict(), "iterations": cfg.iters, "seed": cfg.seed, **environment(device, 1),
             "data": f"synthetic {cfg.frames}-frame clips from stills (camera motion only, BI degradation)",
             "loss": "L1 on SR frames" + (f" + {cfg.flow_weight} x MSE flow-warp loss on LR" if cfg.recurrent else ""),
             "ema": cfg.ema > 0,
@@ -206,6 +211,7 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
     torch.manual_seed(cfg.seed)
     net = build("frvsr", cfg.scale, recurrent=cfg.recurrent, **cfg.arch).to(device)
     assert isinstance(net, FRVSR)
+    init = warm_start(net, cfg.init, fresh=("fnet.",), key="FRVSR recipe: init") if cfg.init else None
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     ema = EMA(net, cfg.ema) if cfg.ema > 0 else None
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
@@ -280,7 +286,9 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
     speed = _record_speed(run_dir, timer, start, cfg.iters, cfg, device)
     net = (ema.net if ema is not None else net).eval()
     name = "frvsr" if cfg.recurrent else "frvsr-norec"
-    card = _card(net, cfg, name, speed, budget)
+    card = _card(net, cfg, name, speed, budget, device)
+    if init is not None:
+        card["training"]["init"] = init
     if cfg.evaluate:
         from subpixel.eval.video import evaluate_vid4
         from subpixel.video.recurrent import RecurrentProcessor

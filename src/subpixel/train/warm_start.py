@@ -14,8 +14,12 @@ from subpixel.train.config import ConfigError, resolve_weights_file
 __all__ = ["warm_start"]
 
 
-def warm_start(net: SRNet, entry: str) -> dict[str, Any]:
+def warm_start(net: SRNet, entry: str, fresh: tuple[str, ...] = (), key: str = "model.init") -> dict[str, Any]:
     """Load the ``.safetensors`` weights named by ``entry`` into ``net`` (every tensor, exact shapes).
+
+    Tensors of ``net`` whose names start with a prefix in ``fresh`` may be absent from the file and
+    keep their initial values (e.g. the flow network of an FRVSR started from its ablation's
+    weights); ``key`` names the recipe setting in errors.
 
     Returns the provenance the model card keeps: the path as the recipe gives it, the file's SHA256
     and, when a model card lies beside it, the iterations, wall minutes, device and commit of that earlier run
@@ -25,16 +29,16 @@ def warm_start(net: SRNet, entry: str) -> dict[str, Any]:
     try:
         state = load_file(str(path))
     except Exception as err:  # safetensors raises its own types for corrupt headers
-        raise ConfigError(f"model.init {entry!r} is not readable safetensors: {err}") from None
+        raise ConfigError(f"{key} {entry!r} is not readable safetensors: {err}") from None
     own = net.state_dict()
-    missing = [k for k in own if k not in state]
+    missing = [k for k in own if k not in state and not any(k.startswith(p) for p in fresh)]
     unexpected = [k for k in state if k not in own]
     mismatched = [k for k, v in own.items() if k in state and state[k].shape != v.shape]
     if missing or unexpected or mismatched:
-        raise ConfigError(f"model.init {entry!r} does not fit the recipe's model (missing {missing[:3]}, "
+        raise ConfigError(f"{key} {entry!r} does not fit the recipe's model (missing {missing[:3]}, "
                           f"unexpected {unexpected[:3]}, other shapes {mismatched[:3]}); collapsed weights "
                           "cannot start an expanded network")
-    net.load_state_dict(state)
+    net.load_state_dict(state, strict=not fresh)
     info: dict[str, Any] = {"weights": entry, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     if card_path(path).is_file():
         training = read_card(path).get("training", {})
