@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 import subpixel
 from subpixel.cli import cli
-from subpixel.data.clips import ClipSampler, Motion, make_clip, render_frames
+from subpixel.data.clips import ClipSampler, Motion, exact_flow, make_clip, render_frames
 from subpixel.errors import SubpixelError
 from subpixel.eval.video import evaluate_video, format_video_report
 from subpixel.models.frvsr import FRVSR, upsample_flow, warp
@@ -149,6 +149,21 @@ def test_clip_frames_are_aligned_and_moving() -> None:
     assert torch.equal(render_frames(still, shift, 32)[0], still[:, 9:41, 17:49])
 
 
+def test_exact_flow_aligns_frames() -> None:
+    shift = torch.tensor([[[1.0, 0.0, 10.0], [0.0, 1.0, 12.0]], [[1.0, 0.0, 14.0], [0.0, 1.0, 10.0]]],
+                         dtype=torch.float64)  # frame 1 shows the still 4 px right, 2 px up of frame 0
+    flow = exact_flow(shift, 8, 2)
+    assert flow.shape == (1, 2, 8, 8)
+    assert torch.allclose(flow[0, 0], torch.full((8, 8), 2.0)) and torch.allclose(flow[0, 1], torch.full((8, 8), -1.0))
+    g = torch.Generator().manual_seed(5)
+    clip = make_clip(smooth_still(160, 160), 4, 64, 4, Motion(speed=3.0, accel=0.2, zoom=0.01, rotation=0.5), g)
+    lr = clip.lr.float() / 255
+    flow = exact_flow(clip.affines, 16, 4)
+    inner = (..., slice(3, -3), slice(3, -3))
+    aligned = (warp(lr[:-1], flow) - lr[1:])[inner].abs().mean()
+    assert aligned < 0.5 * (lr[:-1] - lr[1:])[inner].abs().mean()
+
+
 def test_clip_sampler_is_deterministic(tmp_path: Path) -> None:
     Image.fromarray(smooth_still(90, 100).permute(1, 2, 0).numpy()).save(tmp_path / "a.png")
     Image.fromarray(smooth_still(20, 20).permute(1, 2, 0).numpy()).save(tmp_path / "small.png")  # skipped
@@ -158,6 +173,9 @@ def test_clip_sampler_is_deterministic(tmp_path: Path) -> None:
     assert lr.shape == (2, 3, 3, 16, 16) and hr.shape == (2, 3, 3, 32, 32)
     assert torch.equal(sampler.batch(5, 2)[1], hr)
     assert not torch.equal(sampler.batch(6, 2)[1], hr)
+    lr2, hr2, moves = sampler.batch_with_affines(5, 2)
+    assert torch.equal(lr2, lr) and torch.equal(hr2, hr) and moves.shape == (2, 3, 2, 3)
+    assert torch.equal(render_frames(sampler.stills[0], moves[1], 32), hr[1])
 
 
 def test_recurrent_processor_carries_state_and_resets() -> None:

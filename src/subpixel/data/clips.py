@@ -28,7 +28,8 @@ from PIL import Image
 from subpixel.errors import SubpixelError
 from subpixel.ops.resize import imresize
 
-__all__ = ["Motion", "Clip", "random_motion", "clip_affines", "render_frames", "make_clip", "ClipSampler"]
+__all__ = ["Motion", "Clip", "random_motion", "clip_affines", "render_frames", "make_clip", "exact_flow",
+           "ClipSampler"]
 
 _SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 _SUPPORT = 3  # pixels kept between the sampled area and the still's border (bicubic taps + rounding)
@@ -132,6 +133,23 @@ def make_clip(still: torch.Tensor, frames: int, size: int, scale: int, motion: M
     return Clip(hr, lr, affines)
 
 
+def exact_flow(affines: torch.Tensor, lr_size: int, scale: int) -> torch.Tensor:
+    """The true LR flow ``(T-1, 2, lr_size, lr_size)`` of a clip, from each frame to its predecessor.
+
+    In FNet's convention (:func:`subpixel.models.frvsr.warp`): LR pixel ``p`` of frame ``t`` shows
+    what frame ``t-1`` shows at ``p + flow``. Computed from the clip's affines at the HR positions
+    of the LR pixel centres (``scale * p + (scale - 1) / 2``), in LR pixels.
+    """
+    full = torch.zeros(len(affines), 3, 3, dtype=torch.float64)
+    full[:, :2], full[:, 2, 2] = affines.double().cpu(), 1.0
+    centres = torch.arange(lr_size, dtype=torch.float64) * scale + (scale - 1) / 2
+    ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+    pts = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1)
+    to_prev = torch.linalg.inv(full[:-1]) @ full[1:]  # frame t pixel -> frame t-1 pixel
+    moved = torch.einsum("tij,hwj->thwi", to_prev, pts)[..., :2]
+    return ((moved - pts[..., :2]) / scale).permute(0, 3, 1, 2).float()
+
+
 def _list_stills(sources: list[Path]) -> list[Path]:
     files: list[Path] = []
     for src in sources:
@@ -183,7 +201,12 @@ class ClipSampler:
                             "reduce the crop size, the clip length or the motion")
 
     def batch(self, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(lr, hr)`` uint8 ``(n, T, 3, h, w)`` and ``(n, T, 3, H, W)`` on ``device`` for training step ``step``.
+        """``(lr, hr)`` uint8 ``(n, T, 3, h, w)`` and ``(n, T, 3, H, W)`` on ``device`` for training step ``step``."""
+        lr, hr, _ = self.batch_with_affines(step, n)
+        return lr, hr
+
+    def batch_with_affines(self, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`batch` and the clips' camera moves ``(n, T, 2, 3)`` (for :func:`exact_flow`).
 
         The random draws come first (on the CPU); the camera moves go to ``device`` in one
         asynchronous copy, where the frames are rendered and all ``n * T`` downscaled in one call.
@@ -196,4 +219,4 @@ class ClipSampler:
             moves = moves.pin_memory().to(self.device, non_blocking=True)
         hr = torch.stack([render_frames(still, move, self.size) for still, move in zip(stills, moves)])
         lr = imresize(hr.flatten(0, 1), scale=1.0 / self.scale).unflatten(0, (n, self.frames))
-        return lr, hr
+        return lr, hr, moves
