@@ -28,7 +28,7 @@ from subpixel.ops.resize import imresize
 from subpixel.train import frvsr as frvsr_train
 from subpixel.train.budget import IterationBudget
 from subpixel.train.checkpoint import latest_checkpoint
-from subpixel.train.frvsr import FRVSRConfig, train_frvsr
+from subpixel.train.frvsr import FRVSRConfig, frvsr_loss, train_frvsr
 from subpixel.train.warm_start import warm_start
 from subpixel.video.pipeline import FrameProcessor
 from subpixel.video.recurrent import RecurrentProcessor
@@ -265,18 +265,18 @@ def test_training_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     cfg = _recipe(tmp_path, iters=4)
     whole = load_file(str(train_frvsr(cfg, tmp_path / "whole", progress=False)))
 
-    real_batch = ClipSampler.batch
+    real_batch = ClipSampler.batch_with_affines
 
-    def crash_at_3(self: ClipSampler, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def crash_at_3(self: ClipSampler, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if step == 3:
             raise KeyboardInterrupt
         return real_batch(self, step, n)
 
-    monkeypatch.setattr(frvsr_train.ClipSampler, "batch", crash_at_3)
+    monkeypatch.setattr(frvsr_train.ClipSampler, "batch_with_affines", crash_at_3)
     with pytest.raises(KeyboardInterrupt):
         train_frvsr(cfg, tmp_path / "resumed", progress=False)
     assert latest_checkpoint(tmp_path / "resumed").name == "iter_00000002.pt"
-    monkeypatch.setattr(frvsr_train.ClipSampler, "batch", real_batch)
+    monkeypatch.setattr(frvsr_train.ClipSampler, "batch_with_affines", real_batch)
     weights = train_frvsr(cfg, tmp_path / "resumed", progress=False)
     resumed = load_file(str(weights))
     assert whole.keys() == resumed.keys()
@@ -360,6 +360,32 @@ def test_recurrent_run_starts_from_its_ablation(tmp_path: Path) -> None:
     with pytest.raises(SubpixelError, match="does not fit"):  # an ablation cannot start from FNet weights
         train_frvsr(FRVSRConfig.from_dict({**base, "recurrent": False, "init": str(weights)}), tmp_path / "x",
                     progress=False)
+
+
+def test_fnet_pretraining_alone_and_on_the_true_flow(tmp_path: Path) -> None:
+    base = _recipe(tmp_path, iters=2).to_dict()
+    torch.manual_seed(0)
+    fresh = build("frvsr", 2, **TINY).state_dict()  # what train_frvsr builds from seed 0
+    weights = load_file(str(train_frvsr(FRVSRConfig.from_dict({**base, "sr_weight": 0, "flow_loss": "exact"}),
+                                        tmp_path / "fnet", progress=False)))
+    assert all(torch.equal(weights[k], fresh[k]) for k in fresh if not k.startswith("fnet."))  # SR untouched
+    assert not torch.equal(weights["fnet.head.2.weight"], fresh["fnet.head.2.weight"])
+    logged = json.loads((tmp_path / "fnet" / "log.jsonl").read_text().splitlines()[-1])
+    assert "flow_epe" in logged and "sr_l1" not in logged
+    card = load_net(tmp_path / "fnet" / "frvsr_x2.safetensors")[1]
+    assert card["training"]["loss"] == "1 x end-point error against the true flow"
+    # the flow term against the true flow is zero for the true flow
+    cfg = FRVSRConfig.from_dict(base)
+    sampler = ClipSampler([Path(d) for d in cfg.data], 3, 24, 2, Motion(speed=1.5), 0)
+    lr_u8, hr_u8, moves = sampler.batch_with_affines(0, 2)
+    true_flow = torch.cat([exact_flow(m, 12, 2) for m in moves])
+    net = build("frvsr", 2, **TINY)
+    net.fnet.forward = lambda cur, prev: true_flow  # type: ignore[method-assign]
+    _, parts = frvsr_loss(net, lr_u8.float() / 255, hr_u8.float() / 255, 1.0, 0.0, true_flow)
+    assert parts["flow_epe"] == 0 and "sr_l1" not in parts
+    for bad in ({"sr_weight": 0, "recurrent": False}, {"sr_weight": 0, "flow_weight": 0}, {"flow_loss": "l2"}):
+        with pytest.raises(SubpixelError):
+            FRVSRConfig.from_dict({**base, **bad})
 
 
 def test_recipe_validation(tmp_path: Path) -> None:

@@ -206,7 +206,7 @@ class ClipSampler:
         return lr, hr
 
     def batch_with_affines(self, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`batch` and the clips' camera moves ``(n, T, 2, 3)`` (for :func:`exact_flow`).
+        """:meth:`batch` and the clips' camera moves ``(n, T, 2, 3)``, float64 on the CPU (for :func:`exact_flow`).
 
         The random draws come first (on the CPU); the camera moves go to ``device`` in one
         asynchronous copy, where the frames are rendered and all ``n * T`` downscaled in one call.
@@ -214,9 +214,9 @@ class ClipSampler:
         seed = int(np.random.SeedSequence([self.seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
         g = torch.Generator().manual_seed(seed)
         stills, affines = zip(*(self._draw(g) for _ in range(n)))
-        moves = torch.stack(affines)
+        cpu_moves = moves = torch.stack(affines)
         if self.device.type == "cuda":  # one asynchronous copy (pageable copies would wait for the GPU)
             moves = moves.pin_memory().to(self.device, non_blocking=True)
         hr = torch.stack([render_frames(still, move, self.size) for still, move in zip(stills, moves)])
         lr = imresize(hr.flatten(0, 1), scale=1.0 / self.scale).unflatten(0, (n, self.frames))
-        return lr, hr, moves
+        return lr, hr, cpu_moves

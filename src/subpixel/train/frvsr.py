@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from subpixel.data.clips import ClipSampler, Motion
+from subpixel.data.clips import ClipSampler, Motion, exact_flow
 from subpixel.engine.device import resolve_device
 from subpixel.errors import SubpixelError
 from subpixel.models.frvsr import FRVSR, warp
@@ -63,7 +63,11 @@ class FRVSRConfig:
     :class:`~subpixel.data.clips.Motion` fields; ``amp``: ``off``, ``bf16`` or ``fp16`` (CUDA; with a
     gradient scaler) autocast for the network; ``evaluate``: score Vid4 at the end (slow on CPU);
     ``init``: ``.safetensors`` weights to start from, an earlier FRVSR export or, for a recurrent run,
-    its ablation's (FNet then starts fresh: zero flow, and the recurrent input enters at zero weight).
+    its ablation's (FNet then starts fresh: zero flow, and the recurrent input enters at zero weight);
+    ``flow_loss``: ``warp`` (the paper's: MSE between the current LR frame and the previous one warped
+    by FNet's flow) or ``exact`` (end-point error against the clips' true motion,
+    :func:`~subpixel.data.clips.exact_flow`); ``sr_weight``: the SR loss's weight, 0 trains FNet alone
+    (the SR network is not run), e.g. to pre-train it before joint training.
     ``model: frvsr`` marks a recipe as this trainer's (image recipes have a ``model`` mapping)."""
 
     data: list[str]
@@ -80,6 +84,8 @@ class FRVSRConfig:
     min_lr: float = 1e-6
     ema: float = 0.0
     flow_weight: float = 1.0
+    flow_loss: str = "warp"
+    sr_weight: float = 1.0
     amp: str = "off"
     seed: int = 0
     ckpt_every: int = 1000
@@ -123,7 +129,11 @@ class FRVSRConfig:
                  (self.iters >= 1, "iters must be >= 1"), (0 <= self.min_lr <= self.lr, "need 0 <= min_lr <= lr"),
                  (0 <= self.ema < 1, "ema must be in [0, 1)"),
                  (self.amp in AMP_DTYPES, "amp must be off, bf16 or fp16"),
-                 (self.flow_weight >= 0, "flow_weight must be >= 0"), (self.ckpt_every >= 0, "ckpt_every >= 0"),
+                 (self.flow_weight >= 0, "flow_weight must be >= 0"), (self.sr_weight >= 0, "sr_weight must be >= 0"),
+                 (self.flow_loss in ("warp", "exact"), "flow_loss must be warp or exact"),
+                 (self.sr_weight > 0 or (self.recurrent and self.flow_weight > 0),
+                  "sr_weight 0 (FNet alone) needs recurrent: true and flow_weight > 0"),
+                 (self.ckpt_every >= 0, "ckpt_every >= 0"),
                  (self.keep_last >= 1, "keep_last must be >= 1"), (self.log_every >= 1, "log_every >= 1"),
                  ("recurrent" not in self.arch, "set recurrent at the top level, not in arch"),
                  (set(self.arch) <= _ARCH_KEYS, f"arch keys must be among {', '.join(sorted(_ARCH_KEYS))}")]
@@ -139,18 +149,38 @@ class FRVSRConfig:
         return dataclasses.asdict(self)
 
 
-def frvsr_loss(net: FRVSR, lr: torch.Tensor, hr: torch.Tensor, flow_weight: float
-               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Total loss and its (detached) parts for float ``(N, T, 3, h, w)`` LR and ``(N, T, 3, H, W)`` HR in [0, 1]."""
-    sr, flows = net.forward_sequence(lr, return_flows=True)
-    sr_loss = F.l1_loss(sr.float(), hr)
-    parts = {"sr_l1": sr_loss.detach()}
-    if flows is None:
-        return sr_loss, parts
+def frvsr_loss(net: FRVSR, lr: torch.Tensor, hr: torch.Tensor, flow_weight: float, sr_weight: float = 1.0,
+               true_flow: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Total loss and its (detached) parts for float ``(N, T, 3, h, w)`` LR and ``(N, T, 3, H, W)`` HR in [0, 1].
+
+    The flow term is the warp MSE, or with ``true_flow`` (``(N*(T-1), 2, h, w)``, batch-major) the mean
+    end-point error; with ``sr_weight`` 0 only FNet runs.
+    """
+    total, parts, flows = lr.new_zeros(()), {}, None
+    if sr_weight > 0:
+        sr, flows = net.forward_sequence(lr, return_flows=True)
+        sr_loss = F.l1_loss(sr.float(), hr)
+        parts["sr_l1"] = sr_loss.detach()
+        total = sr_weight * sr_loss
+    if net.fnet is None:
+        return total, parts
     prev, cur = lr[:, :-1].flatten(0, 1), lr[:, 1:].flatten(0, 1)
-    flow_loss = F.mse_loss(warp(prev, flows.flatten(0, 1).float()), cur)
-    parts["flow_mse"] = flow_loss.detach()
-    return sr_loss + flow_weight * flow_loss, parts
+    flows = (net.fnet(cur, prev) if flows is None else flows.flatten(0, 1)).float()
+    if true_flow is None:
+        flow_loss = F.mse_loss(warp(prev, flows), cur)
+        parts["flow_mse"] = flow_loss.detach()
+    else:
+        flow_loss = (flows - true_flow).norm(dim=1).mean()
+        parts["flow_epe"] = flow_loss.detach()
+    return total + flow_weight * flow_loss, parts
+
+
+def _loss_text(cfg: FRVSRConfig) -> str:
+    sr = f"{cfg.sr_weight:g} x L1 on SR frames" if cfg.sr_weight > 0 else ""
+    if not cfg.recurrent:
+        return sr
+    flow = "MSE flow-warp loss on LR" if cfg.flow_loss == "warp" else "end-point error against the true flow"
+    return " + ".join(p for p in (sr, f"{cfg.flow_weight:g} x {flow}") if p)
 
 
 def _cosine_lr(cfg: FRVSRConfig, it: int) -> float:
@@ -172,7 +202,7 @@ def _card(net: FRVSR, cfg: FRVSRConfig, name: str, throughput: dict[str, Any] | 
         "training": {
             "recipe": cfg.to_dict(), "iterations": cfg.iters, "seed": cfg.seed, **environment(device, 1),
             "data": f"synthetic {cfg.frames}-frame clips from stills (camera motion only, BI degradation)",
-            "loss": "L1 on SR frames" + (f" + {cfg.flow_weight} x MSE flow-warp loss on LR" if cfg.recurrent else ""),
+            "loss": _loss_text(cfg),
             "ema": cfg.ema > 0,
             "throughput": throughput,
         },
@@ -242,13 +272,15 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
         it = start
         while it < cfg.iters:
             timer.begin()
-            lr_u8, hr_u8 = sampler.batch(it, cfg.batch)
+            lr_u8, hr_u8, moves = sampler.batch_with_affines(it, cfg.batch)
             lr, hr = lr_u8.float() / 255.0, hr_u8.float() / 255.0
+            true_flow = torch.cat([exact_flow(m, cfg.patch, cfg.scale) for m in moves]).to(device) \
+                if cfg.flow_loss == "exact" and cfg.recurrent else None
             timer.data_ready()
             for group in opt.param_groups:
                 group["lr"] = _cosine_lr(cfg, it)
             with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-                loss, parts = frvsr_loss(net, lr, hr, cfg.flow_weight)
+                loss, parts = frvsr_loss(net, lr, hr, cfg.flow_weight, cfg.sr_weight, true_flow)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
