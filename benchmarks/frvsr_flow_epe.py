@@ -2,7 +2,8 @@
 
 Synthetic training clips know their camera motion (:func:`subpixel.data.clips.exact_flow`), so FNet's
 LR flow can be scored directly: mean end-point error (LR pixels, 4-pixel border left out) over
-``--clips`` clips, beside the error of predicting no motion at all. An FNet no better than zero flow
+``--clips`` clips, beside the error of the estimate FNet refines (Lucas-Kanade, or zero motion for an
+FNet built with ``lk_levels=0``) and of predicting no motion at all. An FNet no better than zero flow
 feeds the SR network a misaligned previous estimate.
 
     python benchmarks/frvsr_flow_epe.py runs/frvsr_x4/frvsr_x4.safetensors [--clips 40] [--data DIR]
@@ -23,12 +24,12 @@ from subpixel.train.config import resolve_data_folder
 
 
 def flow_epe(net: FRVSR, data: str, clips: int, frames: int = 10, lr_size: int = 32, seed: int = 123) -> dict:
-    """Mean EPE of ``net.fnet`` and of zero flow on ``clips`` clips drawn from the stills in ``data``."""
+    """Mean EPE of ``net.fnet``, of its initial estimate and of zero flow on ``clips`` clips from ``data``."""
     if net.fnet is None:
         raise SystemExit("this FRVSR has no FNet (an ablation)")
     s = net.scale
     sampler = ClipSampler([resolve_data_folder(data)], frames, lr_size * s, s, Motion(), seed)
-    learned, still_err = [], []
+    learned, initial, still_err = [], [], []
     inner = (slice(None), slice(4, -4), slice(4, -4))
     for step in range(clips):
         lr, _, affines = sampler.batch_with_affines(step, 1)
@@ -36,9 +37,12 @@ def flow_epe(net: FRVSR, data: str, clips: int, frames: int = 10, lr_size: int =
         truth = exact_flow(affines[0], lr_size, s)
         with torch.no_grad():
             est = net.fnet(lr[1:], lr[:-1])
+            init = net.fnet.initial_flow(lr[1:], lr[:-1])
         learned.append(float((est - truth).norm(dim=1)[inner].mean()))
+        initial.append(float((init - truth).norm(dim=1)[inner].mean()))
         still_err.append(float(truth.norm(dim=1)[inner].mean()))
-    return {"clips": clips, "fnet_epe": float(np.mean(learned)), "zero_flow_epe": float(np.mean(still_err))}
+    return {"clips": clips, "fnet_epe": float(np.mean(learned)), "initial_epe": float(np.mean(initial)),
+            "zero_flow_epe": float(np.mean(still_err))}
 
 
 def main() -> None:

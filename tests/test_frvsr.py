@@ -21,9 +21,10 @@ from subpixel.cli import cli
 from subpixel.data.clips import ClipSampler, Motion, exact_flow, make_clip, render_frames
 from subpixel.errors import SubpixelError
 from subpixel.eval.video import evaluate_video, format_video_report
-from subpixel.models.frvsr import FRVSR, upsample_flow, warp
+from subpixel.models.frvsr import FRVSR, FNet, upsample_flow, warp
 from subpixel.models.registry import build
 from subpixel.models.weights import load_net, read_card
+from subpixel.ops.flow import lucas_kanade
 from subpixel.ops.resize import imresize
 from subpixel.train import frvsr as frvsr_train
 from subpixel.train.budget import IterationBudget
@@ -90,7 +91,8 @@ def test_new_recurrent_network_starts_as_its_ablation() -> None:
     lr = torch.rand(1, 4, 3, 16, 16)
     with torch.no_grad():
         sr, flows = net.forward_sequence(lr, return_flows=True)
-        assert torch.equal(flows, torch.zeros_like(flows))
+        assert torch.equal(flows[:, 1], lucas_kanade(lr[:, 2], lr[:, 1]))  # FNet starts as the estimate it refines
+        assert torch.equal(tiny_frvsr(2, True, fresh=True).fnet.initial_flow(lr[:, 2], lr[:, 1]), flows[:, 1])
         assert torch.allclose(sr, ablation.forward_sequence(lr), atol=1e-6)
         assert not torch.allclose(sr, wake_recurrent_path(net).forward_sequence(lr), atol=1e-4)
 
@@ -121,6 +123,25 @@ def test_step_matches_forward_sequence() -> None:
             steps.append(sr)
     assert torch.allclose(torch.stack(steps, 1), whole, atol=1e-6)
     assert torch.allclose(whole[:, 0], net(lr[:, 0]), atol=1e-6)
+
+
+def test_fnet_refines_lucas_kanade_or_learns_from_scratch() -> None:
+    g = torch.Generator().manual_seed(5)
+    clip = make_clip(smooth_still(160, 160), 3, 64, 4, Motion(speed=3.0, accel=0.2, zoom=0.01, rotation=0.5), g)
+    lr, truth = clip.lr.float() / 255, exact_flow(clip.affines, 16, 4)
+    inner = (..., slice(3, -3), slice(3, -3))
+    lk = lucas_kanade(lr[1:], lr[:-1])
+    assert (lk - truth).norm(dim=1)[inner].mean() < 0.3 * truth.norm(dim=1)[inner].mean()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # solved in float32 whatever the autocast state
+        assert torch.equal(lucas_kanade(lr[1:], lr[:-1]), lk)
+    torch.manual_seed(0)
+    fnet = FNet((4, 8), lk_levels=2)
+    with torch.no_grad():
+        assert torch.equal(fnet(lr[1:], lr[:-1]), lk)
+        fnet.head[-1].bias.fill_(0.01)
+        assert torch.allclose(fnet(lr[1:], lr[:-1]) - lk, torch.full_like(lk, 8 * math.tanh(0.01)), atol=1e-6)
+    scratch = FNet((4, 8), lk_levels=0)
+    assert torch.equal(scratch(lr[1:], lr[:-1]), torch.zeros_like(lk))
 
 
 def test_warp_integer_shift_is_exact_inside() -> None:
@@ -357,9 +378,10 @@ def test_recurrent_run_starts_from_its_ablation(tmp_path: Path) -> None:
     weights = train_frvsr(FRVSRConfig.from_dict({**base, "init": str(ablation)}), tmp_path / "rec", progress=False)
     init = load_net(weights)[1]["training"]["init"]
     assert init["weights"] == str(ablation) and init["iterations"] == 2
-    with pytest.raises(SubpixelError, match="does not fit"):  # an ablation cannot start from FNet weights
+    with pytest.raises(SubpixelError, match="does not fit") as err:  # an ablation cannot start from FNet weights
         train_frvsr(FRVSRConfig.from_dict({**base, "recurrent": False, "init": str(weights)}), tmp_path / "x",
                     progress=False)
+    assert "folded" not in str(err.value)  # the hint about folded weights is for re-parameterizable models only
 
 
 def test_fnet_pretraining_alone_and_on_the_true_flow(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 For each LR frame ``x_t`` the network
 
 1. estimates the LR flow from ``x_t`` to the previous frame ``x_{t-1}`` with FNet (an
-   encoder-decoder whose ``tanh`` output is scaled to ``max_flow`` LR pixels),
+   encoder-decoder that refines a Lucas-Kanade estimate by up to ``max_flow`` LR pixels),
 2. upsamples that flow bilinearly to HR (values times ``scale``) and warps its previous HR
    estimate with it (``grid_sample``),
 3. folds the warped estimate to LR size (``pixel_unshuffle``: ``3 * scale**2`` channels),
@@ -13,9 +13,9 @@ For each LR frame ``x_t`` the network
 The first frame of a sequence sees a black previous estimate; ``forward(x)`` treats every image
 as such a first frame, so the model also works as a frame-wise :class:`SRNet`.
 A new recurrent network starts as its ablation built from the same seed: the SR network draws
-the same initial weights (it is built before FNet), its weights on the folded estimate and FNet's
-last convolution are zero, so the flow starts at zero and the recurrent input enters only as
-training finds it useful. A recurrent run and its ablation then differ by the recurrence alone.
+the same initial weights (it is built before FNet) and its weights on the folded estimate are
+zero, so the recurrent input enters only as training finds it useful (FNet starts as the
+Lucas-Kanade estimate it refines). A recurrent run and its ablation then differ by the recurrence alone.
 ``recurrent=False`` builds the ablation: the same SR network, fed zeros instead of the warped
 estimate, without FNet.
 """
@@ -30,6 +30,7 @@ from torch import nn
 
 from subpixel.models.base import SRNet
 from subpixel.models.registry import register
+from subpixel.ops.flow import lucas_kanade, upsample_flow, warp
 
 __all__ = ["FRVSR", "FNet", "FRVSRState", "warp", "upsample_flow"]
 
@@ -41,26 +42,6 @@ class FRVSRState(NamedTuple):
     sr: torch.Tensor  # previous HR estimate (N, 3, s*h, s*w)
 
 
-def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Bilinearly sample ``img`` at ``p + flow(p)`` for every pixel ``p``.
-
-    ``flow``: ``(N, 2, H, W)`` in pixels, channel 0 horizontal, channel 1 vertical. Samples
-    outside the image take the nearest border value.
-    """
-    n, _, h, w = flow.shape
-    ys = torch.arange(h, device=flow.device, dtype=flow.dtype)
-    xs = torch.arange(w, device=flow.device, dtype=flow.dtype)
-    gx = (2 * (xs.view(1, 1, w) + flow[:, 0]) + 1) / w - 1
-    gy = (2 * (ys.view(1, h, 1) + flow[:, 1]) + 1) / h - 1
-    grid = torch.stack([gx, gy], dim=-1)
-    return F.grid_sample(img, grid.to(img.dtype), mode="bilinear", padding_mode="border", align_corners=False)
-
-
-def upsample_flow(flow: torch.Tensor, scale: int) -> torch.Tensor:
-    """LR flow -> HR flow: bilinear resize (pixel-centre aligned), displacements times ``scale``."""
-    return F.interpolate(flow, scale_factor=scale, mode="bilinear", align_corners=False) * scale
-
-
 def _conv_pair(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
                          nn.Conv2d(cout, cout, 3, padding=1), nn.LeakyReLU(0.2, inplace=True))
@@ -69,16 +50,22 @@ def _conv_pair(cin: int, cout: int) -> nn.Sequential:
 class FNet(nn.Module):
     """Flow from a frame to its predecessor: ``(current, previous) -> (N, 2, h, w)`` LR pixels.
 
-    ``channels`` are the encoder widths (each level halves the resolution); the decoder mirrors
-    them at twice the width, as in the paper. Inputs are padded to a multiple of
-    ``2 ** len(channels)`` and the flow is cropped back.
+    The paper's encoder-decoder (``channels`` are the encoder widths, each level halves the
+    resolution; the decoder mirrors them at twice the width), changed in two measured ways
+    (``benchmarks/results/frvsr_x4_fnet_design_cpu_2026-12-01.md``): it refines a parameter-free
+    pyramidal Lucas-Kanade estimate (``lk_levels`` levels; 0 learns the flow from scratch) instead of
+    starting from nothing, and it sees centred frames plus their amplified difference, the previous
+    frame warped by that estimate. Its output is a ``tanh`` correction of up to ``max_flow`` pixels
+    whose last convolution starts at zero, so a new FNet returns the Lucas-Kanade flow. Inputs are
+    padded to a multiple of ``2 ** len(channels)`` and the flow is cropped back.
     """
 
-    def __init__(self, channels: tuple[int, ...] = (16, 32, 64), max_flow: float = 8.0) -> None:
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 64), max_flow: float = 8.0, lk_levels: int = 2) -> None:
         super().__init__()
         self.max_flow = float(max_flow)
+        self.lk_levels = int(lk_levels)
         self.levels = len(channels)
-        enc, cin = [], 6
+        enc, cin = [], 11  # current, warped previous, their difference, initial flow
         for c in channels:
             enc.append(_conv_pair(cin, c))
             cin = c
@@ -90,20 +77,31 @@ class FNet(nn.Module):
         self.decoder = nn.ModuleList(dec)
         self.head = nn.Sequential(nn.Conv2d(cin, channels[0], 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
                                   nn.Conv2d(channels[0], 2, 3, padding=1))
+        with torch.no_grad():
+            self.head[-1].weight.zero_()
+            self.head[-1].bias.zero_()
+
+    def initial_flow(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """The estimate FNet refines: Lucas-Kanade's (no gradient), or zero with ``lk_levels=0``."""
+        if not self.lk_levels:
+            return current.new_zeros(current.shape[0], 2, *current.shape[-2:])
+        with torch.no_grad():
+            return lucas_kanade(current, previous, levels=self.lk_levels, max_flow=self.max_flow).to(current.dtype)
 
     def forward(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         h, w = current.shape[-2:]
+        init = self.initial_flow(current, previous)
+        moved = warp(previous, init)
+        x = torch.cat([(current - 0.5) * 4, (moved - 0.5) * 4, (current - moved) * 16, init], dim=1)
         m = 2**self.levels
         pad_h, pad_w = (-h) % m, (-w) % m
-        x = torch.cat([current, previous], dim=1)
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         for block in self.encoder:
             x = F.max_pool2d(block(x), 2)
         for block in self.decoder:
             x = F.interpolate(block(x), scale_factor=2, mode="bilinear", align_corners=False)
-        flow = torch.tanh(self.head(x)) * self.max_flow
-        return flow[..., :h, :w]
+        return init + torch.tanh(self.head(x)[..., :h, :w]) * self.max_flow
 
 
 class _ResBlock(nn.Module):
@@ -121,7 +119,7 @@ class FRVSR(SRNet):
     """Frame-recurrent video super-resolution (Sajjadi et al. 2018), small by default."""
 
     def __init__(self, scale: int, channels: int = 32, blocks: int = 6,
-                 flow_channels: tuple[int, ...] | list[int] = (16, 32, 64), max_flow: float = 8.0,
+                 flow_channels: tuple[int, ...] | list[int] = (16, 32, 64), max_flow: float = 8.0, lk_levels: int = 2,
                  recurrent: bool = True) -> None:
         super().__init__(scale)
         self.recurrent = bool(recurrent)
@@ -130,13 +128,10 @@ class FRVSR(SRNet):
         self.head = nn.Sequential(nn.Conv2d(3 + s2, channels, 3, padding=1), nn.ReLU(inplace=True))
         self.body = nn.Sequential(*(_ResBlock(channels) for _ in range(blocks)))
         self.tail = nn.Sequential(nn.Conv2d(channels, s2, 3, padding=1), nn.PixelShuffle(scale))
-        self.fnet = FNet(tuple(flow_channels), max_flow) if self.recurrent else None
+        self.fnet = FNet(tuple(flow_channels), max_flow, lk_levels) if self.recurrent else None
         self.receptive_field = 2 * blocks + 2  # frame-wise: 3x3 convs (head, 2 per block, tail)
         with torch.no_grad():
             self.head[0].weight[:, 3:].zero_()
-            if self.fnet is not None:
-                self.fnet.head[-1].weight.zero_()
-                self.fnet.head[-1].bias.zero_()
 
     def _sr(self, lr: torch.Tensor, prev_hr: torch.Tensor) -> torch.Tensor:
         folded = F.pixel_unshuffle(prev_hr, self.scale)

@@ -35,9 +35,10 @@ def warm_start(net: SRNet, entry: str, fresh: tuple[str, ...] = (), key: str = "
     unexpected = [k for k in state if k not in own]
     mismatched = [k for k, v in own.items() if k in state and state[k].shape != v.shape]
     if missing or unexpected or mismatched:
+        folds = type(net).deploy is not SRNet.deploy  # the file may hold the folded inference form
+        hint = "; folded (deployed) weights cannot start the expanded training network" if folds else ""
         raise ConfigError(f"{key} {entry!r} does not fit the recipe's model (missing {missing[:3]}, "
-                          f"unexpected {unexpected[:3]}, other shapes {mismatched[:3]}); collapsed weights "
-                          "cannot start an expanded network")
+                          f"unexpected {unexpected[:3]}, other shapes {mismatched[:3]}){hint}")
     net.load_state_dict(state, strict=not fresh)
     info: dict[str, Any] = {"weights": entry, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     if card_path(path).is_file():
