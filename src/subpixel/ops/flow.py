@@ -32,7 +32,10 @@ def upsample_flow(flow: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def _box(x: torch.Tensor, radius: int) -> torch.Tensor:
-    return F.avg_pool2d(F.pad(x, (radius,) * 4, mode="replicate"), 2 * radius + 1, stride=1)
+    """Mean over a ``(2 * radius + 1)``-pixel square window (separable, edges replicated)."""
+    k = 2 * radius + 1
+    x = F.pad(x, (radius,) * 4, mode="replicate")
+    return F.avg_pool2d(F.avg_pool2d(x, (1, k), stride=1), (k, 1), stride=1)
 
 
 def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,10 +48,9 @@ def _refine(cur: torch.Tensor, other: torch.Tensor, flow: torch.Tensor, radius: 
     moved = warp(other, flow)
     gx, gy = _gradients(0.5 * (moved + cur))
     diff = cur - moved
-    a = _box(gx * gx, radius).sum(1) + damping
-    b = _box(gx * gy, radius).sum(1)
-    c = _box(gy * gy, radius).sum(1) + damping
-    u, v = _box(gx * diff, radius).sum(1), _box(gy * diff, radius).sum(1)
+    terms = torch.stack([gx * gx, gx * gy, gy * gy, gx * diff, gy * diff], dim=1).sum(2)  # (N, 5, H, W)
+    a, b, c, u, v = _box(terms, radius).unbind(1)
+    a, c = a + damping, c + damping
     det = a * c - b * b
     return flow + torch.stack([(c * u - b * v) / det, (a * v - b * u) / det], dim=1)
 
