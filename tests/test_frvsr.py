@@ -400,7 +400,8 @@ def test_fnet_pretraining_alone_and_on_the_true_flow(tmp_path: Path) -> None:
     cfg = FRVSRConfig.from_dict(base)
     sampler = ClipSampler([Path(d) for d in cfg.data], 3, 24, 2, Motion(speed=1.5), 0)
     lr_u8, hr_u8, moves = sampler.batch_with_affines(0, 2)
-    true_flow = torch.cat([exact_flow(m, 12, 2) for m in moves])
+    true_flow = exact_flow(moves, 12, 2).flatten(0, 1)
+    assert torch.allclose(true_flow, torch.cat([exact_flow(m, 12, 2) for m in moves]), atol=1e-6)  # batched
     net = build("frvsr", 2, **TINY)
     net.fnet.forward = lambda cur, prev: true_flow  # type: ignore[method-assign]
     _, parts = frvsr_loss(net, lr_u8.float() / 255, hr_u8.float() / 255, 1.0, 0.0, true_flow)

@@ -134,20 +134,21 @@ def make_clip(still: torch.Tensor, frames: int, size: int, scale: int, motion: M
 
 
 def exact_flow(affines: torch.Tensor, lr_size: int, scale: int) -> torch.Tensor:
-    """The true LR flow ``(T-1, 2, lr_size, lr_size)`` of a clip, from each frame to its predecessor.
+    """The true LR flow ``(..., T-1, 2, lr_size, lr_size)`` of clips' affines ``(..., T, 2, 3)``, from each
+    frame to its predecessor.
 
-    In FNet's convention (:func:`subpixel.models.frvsr.warp`): LR pixel ``p`` of frame ``t`` shows
+    In FNet's convention (:func:`subpixel.ops.flow.warp`): LR pixel ``p`` of frame ``t`` shows
     what frame ``t-1`` shows at ``p + flow``. Computed from the clip's affines at the HR positions
     of the LR pixel centres (``scale * p + (scale - 1) / 2``), in LR pixels.
     """
-    full = torch.zeros(len(affines), 3, 3, dtype=torch.float64)
-    full[:, :2], full[:, 2, 2] = affines.double().cpu(), 1.0
+    full = torch.zeros(*affines.shape[:-2], 3, 3, dtype=torch.float64)
+    full[..., :2, :], full[..., 2, 2] = affines.double().cpu(), 1.0
     centres = torch.arange(lr_size, dtype=torch.float64) * scale + (scale - 1) / 2
     ys, xs = torch.meshgrid(centres, centres, indexing="ij")
     pts = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1)
-    to_prev = torch.linalg.inv(full[:-1]) @ full[1:]  # frame t pixel -> frame t-1 pixel
-    moved = torch.einsum("tij,hwj->thwi", to_prev, pts)[..., :2]
-    return ((moved - pts[..., :2]) / scale).permute(0, 3, 1, 2).float()
+    to_prev = torch.linalg.inv(full[..., :-1, :, :]) @ full[..., 1:, :, :]  # frame t pixel -> frame t-1 pixel
+    moved = torch.einsum("...ij,hwj->...hwi", to_prev, pts)[..., :2]
+    return ((moved - pts[..., :2]) / scale).movedim(-1, -3).float()
 
 
 def _list_stills(sources: list[Path]) -> list[Path]:

@@ -274,7 +274,7 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
             timer.begin()
             lr_u8, hr_u8, moves = sampler.batch_with_affines(it, cfg.batch)
             lr, hr = lr_u8.float() / 255.0, hr_u8.float() / 255.0
-            true_flow = torch.cat([exact_flow(m, cfg.patch, cfg.scale) for m in moves]).to(device) \
+            true_flow = exact_flow(moves, cfg.patch, cfg.scale).flatten(0, 1).to(device) \
                 if cfg.flow_loss == "exact" and cfg.recurrent else None
             timer.data_ready()
             for group in opt.param_groups:
