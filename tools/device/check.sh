@@ -7,7 +7,7 @@
 # 2. benchmarks/video_pipeline.py: `subpixel video` end to end, 1920x1080 x2 ESPCN, fp16 (PyAV from .whl);
 # 3. subpixel bench on CUDA: ESPCN, Sprint, bicubic and RLFN at 960x540 x4, fp16, eager / compiled / CUDA graphs.
 # $OUT: runs.tar and summary.txt (1), video_pipeline_*.{json,md} (2), bench_cuda_*.{json,md} (3).
-# Optional, first: PROBE="recipes/frvsr_x4.yaml --set batch=8,32 --set amp=off,bf16" times each variant alone
+# Optional, first: PROBE="recipes/frvsr-norec_x4.yaml --set batch=8,32 --set amp=off,bf16" times each variant alone
 # for 10 s on T91 (tools/device/probe.py; $OUT/probe_<recipe>.json) before the smoke runs share the GPU.
 set -uo pipefail
 smoke=$1; shift
