@@ -54,8 +54,8 @@ class FNet(nn.Module):
     resolution; the decoder mirrors them at twice the width), changed in two measured ways
     (``benchmarks/results/frvsr_x4_fnet_design_cpu_2026-12-01.md``): it refines a parameter-free
     pyramidal Lucas-Kanade estimate (``lk_levels`` levels; 0 learns the flow from scratch) instead of
-    starting from nothing, and it sees centred frames plus their amplified difference, the previous
-    frame warped by that estimate. Its output is a ``tanh`` correction of up to ``max_flow`` pixels
+    starting from nothing, and it sees the current frame, the previous frame warped by that estimate,
+    their difference (amplified) and the estimate itself. Its output is a ``tanh`` correction of up to ``max_flow`` pixels
     whose last convolution starts at zero, so a new FNet returns the Lucas-Kanade flow. Inputs are
     padded to a multiple of ``2 ** len(channels)`` and the flow is cropped back.
     """
@@ -91,7 +91,7 @@ class FNet(nn.Module):
     def forward(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         h, w = current.shape[-2:]
         init = self.initial_flow(current, previous)
-        moved = warp(previous, init)
+        moved = warp(previous, init) if self.lk_levels else previous
         x = torch.cat([(current - 0.5) * 4, (moved - 0.5) * 4, (current - moved) * 16, init], dim=1)
         m = 2**self.levels
         pad_h, pad_w = (-h) % m, (-w) % m
