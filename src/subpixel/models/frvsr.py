@@ -55,9 +55,10 @@ class FNet(nn.Module):
     (``benchmarks/results/frvsr_x4_fnet_design_cpu_2026-12-01.md``): it refines a parameter-free
     pyramidal Lucas-Kanade estimate (``lk_levels`` levels; 0 learns the flow from scratch) instead of
     starting from nothing, and it sees the current frame, the previous frame warped by that estimate,
-    their difference (amplified) and the estimate itself. Its output is a ``tanh`` correction of up to ``max_flow`` pixels
-    whose last convolution starts at zero, so a new FNet returns the Lucas-Kanade flow. Inputs are
-    padded to a multiple of ``2 ** len(channels)`` and the flow is cropped back.
+    their difference (amplified) and the estimate itself. Its output is a ``tanh`` correction of up
+    to ``max_flow`` pixels whose last convolution starts at zero, so a new FNet returns the
+    Lucas-Kanade flow. Inputs are padded to a multiple of ``2 ** len(channels)`` and the flow is
+    cropped back.
     """
 
     def __init__(self, channels: tuple[int, ...] = (16, 32, 64), max_flow: float = 8.0, lk_levels: int = 2) -> None:
