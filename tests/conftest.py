@@ -1,8 +1,9 @@
-"""Shared fixtures: the ../shared data folder (required in CI) and tiny models."""
+"""Shared fixtures: the ../shared data folder (required in CI), tiny models, a free port for gloo jobs."""
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,11 @@ class TinyConvNet(SRNet):
 def tiny_net() -> TinyConvNet:
     torch.manual_seed(0)
     return TinyConvNet(scale=2).eval()
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A free local TCP port (MASTER_PORT of a multi-process test job)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

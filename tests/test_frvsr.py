@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.multiprocessing as mp
 import yaml
 from click.testing import CliRunner
 from PIL import Image
@@ -29,6 +31,7 @@ from subpixel.ops.resize import imresize
 from subpixel.train import frvsr as frvsr_train
 from subpixel.train.budget import IterationBudget
 from subpixel.train.checkpoint import latest_checkpoint
+from subpixel.train.distributed import DistInfo
 from subpixel.train.frvsr import FRVSRConfig, frvsr_loss, train_frvsr
 from subpixel.train.warm_start import warm_start
 from subpixel.video.pipeline import FrameProcessor
@@ -288,10 +291,11 @@ def test_training_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     real_batch = ClipSampler.batch_with_affines
 
-    def crash_at_3(self: ClipSampler, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def crash_at_3(self: ClipSampler, step: int, n: int, part: tuple[int, int]
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if step == 3:
             raise KeyboardInterrupt
-        return real_batch(self, step, n)
+        return real_batch(self, step, n, part)
 
     monkeypatch.setattr(frvsr_train.ClipSampler, "batch_with_affines", crash_at_3)
     with pytest.raises(KeyboardInterrupt):
@@ -409,6 +413,36 @@ def test_fnet_pretraining_alone_and_on_the_true_flow(tmp_path: Path) -> None:
     for bad in ({"sr_weight": 0, "recurrent": False}, {"sr_weight": 0, "flow_weight": 0}, {"flow_loss": "l2"}):
         with pytest.raises(SubpixelError):
             FRVSRConfig.from_dict({**base, **bad})
+
+
+def _frvsr_rank(rank: int, world: int, port: int, raw: dict, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    train_frvsr(FRVSRConfig.from_dict(raw), Path(out) / "ddp", progress=False)
+
+
+def test_two_processes_train_as_one(tmp_path: Path, free_port: int) -> None:
+    cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=3).to_dict(), "ema": 0.5})
+    sampler = ClipSampler([Path(d) for d in cfg.data], 3, 24, 2, Motion(speed=1.5), 0)
+    whole = sampler.batch_with_affines(5, 2)
+    halves = [sampler.batch_with_affines(5, 2, part=(k, 2)) for k in range(2)]
+    assert all(torch.equal(torch.cat([h[i] for h in halves]), whole[i]) for i in range(3))  # ranks split the batch
+    with pytest.raises(ValueError):
+        sampler.batch_with_affines(5, 3, part=(0, 2))
+
+    single = load_file(str(train_frvsr(cfg, tmp_path / "one", progress=False)))
+    mp.spawn(_frvsr_rank, args=(2, free_port, cfg.to_dict(), str(tmp_path)), nprocs=2, join=True)
+    ddp = load_file(str(tmp_path / "ddp" / "frvsr_x2.safetensors"))  # rank 0 alone exports
+    assert single.keys() == ddp.keys()
+    assert all(torch.allclose(single[k], ddp[k], atol=1e-5) for k in single)  # averaged gradients = one batch
+    assert json.loads((tmp_path / "ddp" / "throughput.json").read_text())["sessions"][0]["world_size"] == 2
+    rank0 = DistInfo(0, 2, 0, torch.device("cpu"))  # the checks that run before any collective
+    odd = FRVSRConfig.from_dict({**cfg.to_dict(), "batch": 3})
+    with pytest.raises(SubpixelError, match="split evenly"):
+        frvsr_train._train(odd, tmp_path / "odd", rank0, True, False, None, None)
+    with pytest.raises(SubpixelError, match="single process"):
+        frvsr_train._train(cfg, tmp_path / "odd", rank0, True, False, None, IterationBudget(60))
 
 
 def test_recipe_validation(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ import copy
 import hashlib
 import json
 import os
-import socket
 import sys
 import warnings
 from pathlib import Path
@@ -470,15 +469,9 @@ def _ddp_worker(rank: int, world: int, port: int, raw: dict[str, Any], out: str)
     torch.save({k: v.clone() for k, v in result.net.state_dict().items()}, Path(out) / f"rank{rank}.pt")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_ddp_two_cpu_processes_stay_in_sync(tmp_path: Path) -> None:
+def test_ddp_two_cpu_processes_stay_in_sync(tmp_path: Path, free_port: int) -> None:
     raw = _recipe(_images(tmp_path / "data"), iters=6, val_every=3, ckpt_every=3)
-    mp.spawn(_ddp_worker, args=(2, _free_port(), raw, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port, raw, str(tmp_path)), nprocs=2, join=True)
     w0, w1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     _assert_same_tensors(w0, w1)
     ckpt = _state(tmp_path / "run/checkpoints/iter_00000006.pt")

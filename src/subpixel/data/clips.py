@@ -206,15 +206,23 @@ class ClipSampler:
         lr, hr, _ = self.batch_with_affines(step, n)
         return lr, hr
 
-    def batch_with_affines(self, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch_with_affines(self, step: int, n: int, part: tuple[int, int] = (0, 1)
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`batch` and the clips' camera moves ``(n, T, 2, 3)``, float64 on the CPU (for :func:`exact_flow`).
 
         The random draws come first (on the CPU); the camera moves go to ``device`` in one
         asynchronous copy, where the frames are rendered and all ``n * T`` downscaled in one call.
+        ``part=(k, parts)``: only the ``k``-th of ``parts`` equal slices of that batch (one rank's share
+        in multi-process training: together the ranks train on the single-process batch).
         """
+        k, parts = part
+        if not 0 <= k < parts or n % parts:
+            raise ValueError(f"cannot take part {k} of {parts} of a batch of {n}")
         seed = int(np.random.SeedSequence([self.seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
         g = torch.Generator().manual_seed(seed)
-        stills, affines = zip(*(self._draw(g) for _ in range(n)))
+        share = n // parts
+        stills, affines = zip(*[self._draw(g) for _ in range(n)][k * share:(k + 1) * share])
+        n = share
         cpu_moves = moves = torch.stack(affines)
         if self.device.type == "cuda":  # one asynchronous copy (pageable copies would wait for the GPU)
             moves = moves.pin_memory().to(self.device, non_blocking=True)

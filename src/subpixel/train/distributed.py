@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -13,7 +13,7 @@ import torch.distributed as dist
 from subpixel.engine.device import resolve_device
 from subpixel.errors import SubpixelError
 
-__all__ = ["DistInfo", "distributed", "all_gather_cpu", "barrier"]
+__all__ = ["DistInfo", "distributed", "all_gather_cpu", "any_rank", "average_gradients", "barrier"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,19 @@ def any_rank(flag: bool, info: DistInfo) -> bool:
     t = torch.tensor([float(flag)], device=info.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def average_gradients(params: Iterable[torch.nn.Parameter], info: DistInfo) -> None:
+    """Replace every gradient by its mean over the ranks, in one all-reduce (no-op in a single process).
+
+    For networks that a ``DistributedDataParallel`` wrapper does not fit (FRVSR runs its modules many
+    times per step); every rank must hold gradients for the same parameters.
+    """
+    if info.world == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= info.world
+    for g, mean in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(mean.view_as(g))

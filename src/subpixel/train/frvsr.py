@@ -15,11 +15,13 @@ A run directory holds ``checkpoints/iter_*.pt`` (atomic; read with ``weights_onl
 ``log.jsonl``, ``throughput.json`` (iterations/s and data-wait share per session) and, at the
 end, ``<name>_x<scale>.safetensors`` with its model card. Batches
 depend only on ``(seed, iteration)``, so a resumed run ends with the weights an uninterrupted
-one would have.
+one would have, and ``torchrun`` ranks can split each batch and average their gradients into the
+single-process step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -34,7 +36,6 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from subpixel.data.clips import ClipSampler, Motion, exact_flow
-from subpixel.engine.device import resolve_device
 from subpixel.errors import SubpixelError
 from subpixel.models.frvsr import FRVSR, warp
 from subpixel.models.registry import build
@@ -42,6 +43,7 @@ from subpixel.models.weights import save_weights
 from subpixel.train.budget import IterationBudget
 from subpixel.train.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune, save_atomic
 from subpixel.train.config import resolve_data_folder
+from subpixel.train.distributed import DistInfo, any_rank, average_gradients, barrier, distributed
 from subpixel.train.ema import EMA
 from subpixel.train.monitor import THROUGHPUT_FILE, StepTimer, overall_throughput, read_sessions, record_session
 from subpixel.train.provenance import environment
@@ -194,13 +196,13 @@ def _same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def _card(net: FRVSR, cfg: FRVSRConfig, name: str, throughput: dict[str, Any] | None,
-          budget: IterationBudget | None, device: torch.device) -> dict[str, Any]:
+          budget: IterationBudget | None, info: DistInfo) -> dict[str, Any]:
     arch_args = {**cfg.arch, "recurrent": cfg.recurrent}
     card = {
         "name": name, "architecture": "frvsr", "arch_args": arch_args, "scale": cfg.scale,
         "params": net.num_parameters(),
         "training": {
-            "recipe": cfg.to_dict(), "iterations": cfg.iters, "seed": cfg.seed, **environment(device, 1),
+            "recipe": cfg.to_dict(), "iterations": cfg.iters, "seed": cfg.seed, **environment(info.device, info.world),
             "data": f"synthetic {cfg.frames}-frame clips from stills (camera motion only, BI degradation)",
             "loss": _loss_text(cfg),
             "ema": cfg.ema > 0,
@@ -214,14 +216,14 @@ def _card(net: FRVSR, cfg: FRVSRConfig, name: str, throughput: dict[str, Any] | 
 
 
 def _record_speed(run_dir: Path, timer: StepTimer, first: int, last: int, cfg: FRVSRConfig,
-                  device: torch.device) -> dict[str, Any] | None:
+                  info: DistInfo) -> dict[str, Any] | None:
     """Append this session's speed to the run's throughput file; returns the run's overall speed."""
     speed = timer.summary()
     if speed is None:
         sessions = read_sessions(run_dir / THROUGHPUT_FILE)
         return overall_throughput(sessions) if sessions else None
     record = {**speed.to_dict(), "from_iteration": first, "to_iteration": last, "batch": cfg.batch,
-              "frames": cfg.frames, "patch": cfg.patch, "device": str(device), "world_size": 1}
+              "frames": cfg.frames, "patch": cfg.patch, "device": str(info.device), "world_size": info.world}
     return record_session(run_dir / THROUGHPUT_FILE, record)["overall"]
 
 
@@ -230,11 +232,23 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
     """Train (or resume from the newest checkpoint in ``run_dir``) and export; returns the weights path.
 
     After ``time_limit`` seconds it stops at the next logging step with a checkpoint and returns None.
-    ``budget`` resets ``iters`` from the measured speed (:mod:`subpixel.train.budget`).
+    ``budget`` resets ``iters`` from the measured speed (:mod:`subpixel.train.budget`). Under
+    ``torchrun`` every rank trains on its share of each batch (``batch`` is the global batch) and the
+    gradients are averaged, so the job follows the single-process run; rank 0 writes everything and
+    the other ranks return None.
     """
+    with distributed(cfg.device) as info:
+        return _train(cfg, Path(run_dir), info, resume, progress, time_limit, budget)
+
+
+def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progress: bool,
+           time_limit: float | None, budget: IterationBudget | None) -> Path | None:
     started = time.perf_counter()
-    run_dir = Path(run_dir)
-    device = resolve_device(cfg.device)
+    device, main = info.device, info.is_main
+    if info.world > 1 and budget is not None:
+        raise SubpixelError("an iteration budget needs a single process (it would differ between ranks)")
+    if cfg.batch % info.world:
+        raise SubpixelError(f"FRVSR recipe: batch {cfg.batch} does not split evenly over {info.world} processes")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed clip shapes: autotuned convolutions
     autocast = amp_dtype(cfg.amp, device, "FRVSR recipe: amp")
@@ -262,17 +276,19 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
     sampler = ClipSampler(sources, cfg.frames, cfg.patch * cfg.scale, cfg.scale, Motion(**cfg.motion), cfg.seed,
                           device)
     net.train()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    barrier(info)
     timer = StepTimer(device)
     if budget is not None:
         budget.start(start)
-    with open(run_dir / "log.jsonl", "a") as log, \
+    with (open(run_dir / "log.jsonl", "a") if main else contextlib.nullcontext()) as log, \
             tqdm(total=cfg.iters, initial=start, desc="frvsr" if cfg.recurrent else "frvsr-norec",
-                 disable=not progress) as bar:
+                 disable=not (progress and main)) as bar:
         it = start
         while it < cfg.iters:
             timer.begin()
-            lr_u8, hr_u8, moves = sampler.batch_with_affines(it, cfg.batch)
+            lr_u8, hr_u8, moves = sampler.batch_with_affines(it, cfg.batch, part=(info.rank, info.world))
             lr, hr = lr_u8.float() / 255.0, hr_u8.float() / 255.0
             true_flow = exact_flow(moves, cfg.patch, cfg.scale).flatten(0, 1).to(device) \
                 if cfg.flow_loss == "exact" and cfg.recurrent else None
@@ -283,6 +299,7 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
                 loss, parts = frvsr_loss(net, lr, hr, cfg.flow_weight, cfg.sr_weight, true_flow)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            average_gradients(net.parameters(), info)
             scaler.step(opt)
             scaler.update()
             done = it + 1
@@ -295,15 +312,15 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
                 cfg.iters = bar.total = total
                 budget.write(run_dir)
                 bar.write(f"iteration budget: iters set to {total} at iteration {done}")
-            if done % cfg.log_every == 0 or done == cfg.iters:
+            if main and (done % cfg.log_every == 0 or done == cfg.iters):  # rank 0's share of the batch
                 bar.set_postfix(loss=f"{loss.item():.4f}")
                 log.write(json.dumps({"iteration": done, "loss": loss.item(),
                                       **{k: v.item() for k, v in parts.items()},
                                       "lr": opt.param_groups[0]["lr"]}) + "\n")
                 log.flush()
-            out_of_time = (time_limit is not None and done % cfg.log_every == 0
-                           and time.perf_counter() - started > time_limit)
-            if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.iters or out_of_time:
+            out_of_time = time_limit is not None and done % cfg.log_every == 0 and any_rank(
+                time.perf_counter() - started > time_limit, info)
+            if main and ((cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.iters or out_of_time):
                 save_atomic({"iteration": done, "model": net.state_dict(), "optim": opt.state_dict(),
                              "ema": ema.net.state_dict() if ema is not None else None,
                              "scaler": scaler.state_dict(), "config": cfg.to_dict()}, checkpoint_path(run_dir, done))
@@ -311,14 +328,17 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
                 if budget is not None:
                     budget.pause()
             if out_of_time and done < cfg.iters:
-                _record_speed(run_dir, timer, start, done, cfg, device)
-                bar.write(f"time limit reached at iteration {done}: checkpointed; continue with --resume")
+                if main:
+                    _record_speed(run_dir, timer, start, done, cfg, info)
+                    bar.write(f"time limit reached at iteration {done}: checkpointed; continue with --resume")
                 return None
             it = done
-    speed = _record_speed(run_dir, timer, start, cfg.iters, cfg, device)
+    if not main:
+        return None
+    speed = _record_speed(run_dir, timer, start, cfg.iters, cfg, info)
     net = (ema.net if ema is not None else net).eval()
     name = "frvsr" if cfg.recurrent else "frvsr-norec"
-    card = _card(net, cfg, name, speed, budget, device)
+    card = _card(net, cfg, name, speed, budget, info)
     if init is not None:
         card["training"]["init"] = init
     if cfg.evaluate:
