@@ -25,8 +25,9 @@ class IterationBudget:
 
     After ``warmup`` seconds (autotuning, allocator growth, other jobs starting) the speed is
     measured over ``window`` seconds and the total set to end ``margin`` of the remaining time
-    from now. Every ``recheck`` seconds the recent speed is compared with the deadline and the
-    total shrinks if the run would overrun (it never grows); :meth:`pause` keeps the time a
+    from now. Every ``recheck`` seconds the recent speed is compared with the deadline: the
+    total shrinks if the run would overrun, and grows back when a fit at the recent speed exceeds it
+    by more than ``grow`` (a slowdown that passed, e.g. another job on the machine); :meth:`pause` keeps the time a
     validation or checkpoint takes out of those measurements. With ``follow`` (another run folder)
     the total is that run's latest fitted total instead. ``origin``: the clock reading the budget
     counts from (a command's start, so data loading counts too; default: :meth:`start`).
@@ -38,6 +39,7 @@ class IterationBudget:
     window: float = 20.0
     margin: float = 0.93
     recheck: float = 20.0
+    grow: float = 0.1
     follow: Path | None = None
     origin: float | None = None
     clock: Any = time.perf_counter
@@ -72,10 +74,10 @@ class IterationBudget:
         rate = (iteration - it0) / elapsed
         self._mark = (iteration, now)
         left = self._t0 + self.seconds - now
-        if self.fits and iteration + rate * left >= total:
-            return None  # on time
         new = max(iteration + 1, iteration + int(rate * left * self.margin))
-        return self._set(iteration, new) if not self.fits or new < total else None
+        if not self.fits or (iteration + rate * left < total and new < total) or new > total * (1 + self.grow):
+            return self._set(iteration, new)
+        return None  # on time
 
     def _follow(self, iteration: int, total: int, now: float) -> int | None:
         if self._mark is not None and now - self._mark[1] < min(self.recheck, 5.0):
