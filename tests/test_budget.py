@@ -57,7 +57,7 @@ def test_a_slowdown_shrinks_the_total_and_a_passing_one_grows_it_back() -> None:
     total = _run(dip, clock, 100_000, lambda i: 2.0 if 100 < i <= 130 else 0.5, 100_000)
     totals = [t for _, t in dip.fits]
     assert min(totals) < totals[0] and totals[-1] > min(totals)
-    assert 0.9 * 2 * (1000 - 60) <= total <= 2 * 1000  # the dip costs its own time, not the whole budget
+    assert 0.8 * 2 * (1000 - 60) <= total <= 2 * 1000  # the dip costs its own time, not the whole budget
 
 
 def test_a_follower_takes_the_leaders_latest_total(tmp_path: Path) -> None:

@@ -26,10 +26,11 @@ class IterationBudget:
     After ``warmup`` seconds (autotuning, allocator growth, other jobs starting) the speed is
     measured over ``window`` seconds and the total set to end ``margin`` of the remaining time
     from now. Every ``recheck`` seconds the recent speed is compared with the deadline: the
-    total shrinks if the run would overrun, and grows back when a fit at the recent speed exceeds it
-    by more than ``grow`` (a slowdown that passed, e.g. another job on the machine); :meth:`pause` keeps the time a
-    validation or checkpoint takes out of those measurements. With ``follow`` (another run folder)
-    the total is that run's latest fitted total instead. ``origin``: the clock reading the budget
+    total shrinks if the run would overrun, and grows back when a fit at both the recent speed and
+    the mean speed of all measured steps exceeds it by more than ``grow`` (a slowdown that passed,
+    e.g. another job on the machine); :meth:`pause` keeps the time a validation or checkpoint takes
+    out of those measurements. With ``follow`` (another run folder) the total is that run's latest
+    fitted total instead. ``origin``: the clock reading the budget
     counts from (a command's start, so data loading counts too; default: :meth:`start`).
     ``clock`` is injectable for tests.
     """
@@ -47,6 +48,7 @@ class IterationBudget:
     _t0: float = field(default=0.0, init=False, repr=False)  # the deadline is _t0 + seconds
     _started: float = field(default=0.0, init=False, repr=False)
     _mark: tuple[int, float] | None = field(default=None, init=False, repr=False)  # (iteration, time) measured from
+    _measured: list[float] = field(default_factory=lambda: [0.0, 0.0], init=False, repr=False)  # steps, seconds
 
     def start(self, iteration: int) -> None:
         """Start the clock at ``iteration`` (the first step of this call), unless ``origin`` was given."""
@@ -73,11 +75,15 @@ class IterationBudget:
             return None
         rate = (iteration - it0) / elapsed
         self._mark = (iteration, now)
+        self._measured[0] += iteration - it0
+        self._measured[1] += elapsed
         left = self._t0 + self.seconds - now
         new = max(iteration + 1, iteration + int(rate * left * self.margin))
-        if not self.fits or (iteration + rate * left < total and new < total) or new > total * (1 + self.grow):
+        if not self.fits or (iteration + rate * left < total and new < total):
             return self._set(iteration, new)
-        return None  # on time
+        mean = self._measured[0] / self._measured[1]  # growth needs the mean speed too: no flapping on noise
+        grown = iteration + int(min(rate, mean) * left * self.margin)
+        return self._set(iteration, grown) if grown > total * (1 + self.grow) else None
 
     def _follow(self, iteration: int, total: int, now: float) -> int | None:
         if self._mark is not None and now - self._mark[1] < min(self.recheck, 5.0):
