@@ -79,7 +79,8 @@ def test_bad_input_is_one_line_error_with_nonzero_exit(tmp_path: Path, case: str
         args[5] = str(w)
         args[3] = "3"
     elif case == "unwritable":
-        args[-1] = str(tmp_path / "no" / "such" / "dir" / "o.png")
+        (tmp_path / "file").write_text("a file, not a folder")
+        args[-1] = str(tmp_path / "file" / "dir" / "o.png")
     elif case == "exists":
         (tmp_path / "o.png").write_bytes(b"keep me")
     res = _entry(*args)
@@ -126,3 +127,43 @@ def test_eval_command_on_folder(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     row = json.loads(res.stdout)[0]
     assert row["model"] == "bicubic" and np.isfinite(row[tmp_path.name]["psnr"])
+
+
+def test_recursive_run_mirrors_subfolders_and_refuses_collisions(tmp_path: Path) -> None:
+    for sub in ("a", "b"):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        _img(tmp_path / "in" / sub / "img.png")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["upscale", str(tmp_path / "in"), "-r", "-s", "2", "-m", "bicubic", "-o", str(out),
+                                   "-q"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a/img_x2.png", "b/img_x2.png"]
+    # two inputs, one output name: refused before anything is written, even with --overwrite
+    (tmp_path / "c").mkdir()
+    _img(tmp_path / "c" / "rgb.png")
+    _img(tmp_path / "c" / "rgb.jpg")
+    res = _entry("upscale", str(tmp_path / "c"), "-s", "2", "-m", "bicubic", "--format", "png", "-o",
+                 str(tmp_path / "c_out"), "--overwrite")
+    assert res.returncode == 1 and "both be written" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "c_out").exists()
+    res = _entry("upscale", str(tmp_path / "c" / "rgb.png"), "-s", "2", "-m", "bicubic", "--suffix", "",
+                 "--overwrite")
+    assert res.returncode == 1 and "replace the input" in res.stderr
+
+
+def test_output_arguments_are_checked_before_work(tmp_path: Path) -> None:
+    a, b = _img(tmp_path / "a.png"), _img(tmp_path / "b.png")
+    base = ["upscale", "-s", "2", "-m", "bicubic"]
+    res = _entry(*base, str(a), str(b), "-o", str(tmp_path / "out.png"))
+    assert res.returncode == 1 and "output folder" in res.stderr and not (tmp_path / "out.png").exists()
+    res = _entry(*base, str(a), "--format", "jpg", "-o", str(tmp_path / "x.png"))
+    assert res.returncode == 1 and "contradicts" in res.stderr
+    for bad in (["--tile", "-5"], ["--tile", "3"], ["--max-pixels", "-1"]):
+        res = _entry(*base, str(a), *bad)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    rgba = tmp_path / "t.png"
+    Image.fromarray(np.zeros((8, 8, 4), np.uint8)).save(rgba)
+    res = _entry(*base, str(rgba), "-o", str(tmp_path / "t.jpg"))
+    assert res.returncode == 1 and "cannot store alpha" in res.stderr
+    res = CliRunner().invoke(cli, [*base, str(a), "-o", str(tmp_path / "new" / "dir"), "-q"])  # folder made
+    assert res.exit_code == 0 and (tmp_path / "new" / "dir" / "a_x2.png").is_file()

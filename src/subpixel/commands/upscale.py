@@ -24,27 +24,30 @@ from subpixel.models.loader import load
 from subpixel.models.weights import shipped_models
 from subpixel.upscaler import Upscaler
 
+MIN_TILE = 16  # smaller tiles are mostly padding: thousands of calls for little memory saved
 FORMAT_EXT = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tiff", "tif": ".tiff",
               "bmp": ".bmp"}
 
 
 @dataclass
 class Job:
-    """One input file and where its output goes."""
+    """One input file, the sub-folder it sits in under a folder input, and where its output goes."""
 
     src: Path
     dst: Path | None = None
     error: str | None = None
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    subfolder: Path = Path()
 
 
-def expand_inputs(inputs: tuple[str, ...], recursive: bool) -> tuple[list[Path], list[Job], bool]:
-    """Files from paths, folders and globs; missing ones become failed jobs.
+def expand_inputs(inputs: tuple[str, ...], recursive: bool) -> tuple[list[Job], list[Job], bool]:
+    """Jobs for the files of paths, folders and globs; missing ones become failed jobs.
 
-    Returns (files, failures, many) where ``many`` says the output must be a folder.
+    Returns (jobs, failures, many) where ``many`` says the output must be a folder. A file found
+    under a folder input keeps its sub-folder (``-r``), which its output mirrors under ``-o``.
     """
-    files: list[Path] = []
+    jobs: list[Job] = []
     failed: list[Job] = []
     many = len(inputs) > 1
     for item in inputs:
@@ -52,27 +55,45 @@ def expand_inputs(inputs: tuple[str, ...], recursive: bool) -> tuple[list[Path],
         if p.is_dir():
             many = True
             pattern = "**/*" if recursive else "*"
-            files += sorted(f for f in p.glob(pattern) if f.is_file() and is_image_path(f))
+            jobs += [Job(f, subfolder=f.parent.relative_to(p))
+                     for f in sorted(p.glob(pattern)) if f.is_file() and is_image_path(f)]
         elif p.is_file():
-            files.append(p)
+            jobs.append(Job(p))
         elif glob.has_magic(item):
             many = True
             matches = sorted(Path(m) for m in glob.glob(item, recursive=recursive) if Path(m).is_file())
             if not matches:
                 failed.append(Job(p, error="no files match this pattern"))
-            files += matches
+            jobs += [Job(m) for m in matches]
         else:
             failed.append(Job(p, error="no such file or folder"))
-    return files, failed, many or len(files) > 1
+    return jobs, failed, many or len(jobs) > 1
 
 
-def output_path(src: Path, out: Path | None, many: bool, suffix: str, fmt: str | None) -> Path:
-    """Where ``src``'s result goes: ``-o`` file, ``-o`` folder, or beside the input."""
+def output_path(job: Job, out: Path | None, many: bool, suffix: str, fmt: str | None) -> Path:
+    """Where ``job``'s result goes: ``-o`` file, ``-o`` folder (mirroring sub-folders), or beside the input."""
+    src = job.src
     ext = FORMAT_EXT[fmt] if fmt else src.suffix.lower()
     if out is not None and not many and not out.is_dir() and out.suffix:
+        if fmt and out.suffix.lower() not in (f".{fmt}", FORMAT_EXT[fmt]):
+            raise SubpixelError(f"--format {fmt} contradicts the output name {out}")
         return out
-    folder = out if out is not None else src.parent
+    folder = out / job.subfolder if out is not None else src.parent
     return folder / f"{src.stem}{suffix}{ext}"
+
+
+def check_distinct(jobs: list[Job]) -> None:
+    """Refuse, before any work, two inputs writing one output or an output replacing its own input."""
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        assert job.dst is not None
+        dst = job.dst.resolve()
+        if dst == job.src.resolve():
+            raise SubpixelError(f"{job.src}: the output would replace the input; choose another -o or --suffix")
+        if dst in seen:
+            raise SubpixelError(f"{seen[dst]} and {job.src} would both be written to {job.dst}; "
+                                "use -o with a folder (sub-folders are mirrored), --suffix or --format")
+        seen[dst] = job.src
 
 
 def default_model(scale: int) -> str:
@@ -96,11 +117,12 @@ def default_model(scale: int) -> str:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (one input) or folder.")
 @click.option("--suffix", default=None, help="Appended to output names [default: _x<scale>].")
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMAT_EXT)), help="Output format [default: input's].")
-@click.option("--tile", type=int, default=None, help="LR tile side in pixels; 0 = no tiling [default: from memory].")
+@click.option("--tile", type=click.IntRange(min=0), default=None,
+              help=f"LR tile side in pixels (>= {MIN_TILE}); 0 = no tiling [default: from memory].")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders.")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
-@click.option("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True,
+@click.option("--max-pixels", type=click.IntRange(min=0), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse larger inputs (decompression-bomb guard); 0 = no limit.")
 @runtime_options
 @output_options
@@ -108,16 +130,25 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path
             fmt: str | None, tile: int | None, overwrite: bool, recursive: bool, quality: int, max_pixels: int,
             device: str, precision: str, engine: str, quiet: bool, as_json: bool) -> None:
     """Upscale images (files, folders, globs) by --scale."""
-    files, jobs_failed, many = expand_inputs(inputs, recursive)
+    if tile is not None and 0 < tile < MIN_TILE:
+        raise click.BadParameter(f"must be 0 (no tiling) or at least {MIN_TILE}", param_hint="--tile")
+    jobs, jobs_failed, many = expand_inputs(inputs, recursive)
+    if many and output is not None and not output.exists() and output.suffix.lower().lstrip(".") in FORMAT_EXT:
+        raise SubpixelError(f"several inputs need an output folder, not the file name {output}")
     name = default_model(scale or 4) if model == "auto" else model
     upscaler = load(name, scale=scale, device=device, precision=precision, engine=engine)
     scale = upscaler.scale
     suffix = f"_x{scale}" if suffix is None else suffix
-    if many and output is not None:
-        if output.exists() and not output.is_dir():
-            raise SubpixelError(f"{output} is a file; with several inputs -o must be a folder")
-        output.mkdir(parents=True, exist_ok=True)
-    jobs = [Job(f, output_path(f, output, many, suffix, fmt)) for f in files]
+    if output is not None and output.exists() and not output.is_dir() and many:
+        raise SubpixelError(f"{output} is a file; with several inputs -o must be a folder")
+    for job in jobs:
+        job.dst = output_path(job, output, many, suffix, fmt)
+    check_distinct(jobs)
+    for folder in sorted({j.dst.parent for j in jobs if j.dst is not None and output is not None}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SubpixelError(f"cannot create the output folder {folder}: {err.strerror or err}") from None
     bar = tqdm(jobs, unit="img", disable=quiet or as_json or not jobs, dynamic_ncols=True)
     for job in bar:
         bar.set_postfix_str(job.src.name)
@@ -149,10 +180,9 @@ def _run_job(job: Job, upscaler: Upscaler, tile: int | None, overwrite: bool, qu
     try:
         if job.dst.exists() and not overwrite:
             raise OutputExistsError(f"output {job.dst} exists (use --overwrite)")
-        if not job.dst.parent.is_dir():
-            raise SubpixelError(f"output folder {job.dst.parent} does not exist")
         image = read_image(job.src, max_pixels=max_pixels)
-        check_output_size(job.dst, image.width * upscaler.scale, image.height * upscaler.scale)
+        check_output_size(job.dst, image.width * upscaler.scale, image.height * upscaler.scale,
+                          alpha=image.pixels.shape[2] == 4)
         result = upscaler.upscale(image.pixels, tile=tile)
         write_image(job.dst, result, like=image, quality=quality, overwrite=overwrite)
         info = upscaler.last_tile_info

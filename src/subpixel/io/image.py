@@ -368,11 +368,12 @@ def _output_format(path: Path | None, format: str | None) -> str:
     return _FORMATS[key]
 
 
-def check_output_size(path_or_format: str | os.PathLike[str], width: int, height: int) -> None:
+def check_output_size(path_or_format: str | os.PathLike[str], width: int, height: int, alpha: bool = False) -> None:
     """Raise :class:`OutputTooLargeError` if the format cannot store a ``width`` x ``height`` image.
 
     ``path_or_format`` is an output path or a format name such as 'webp'. Limits per side:
-    WebP 16383, JPEG 65500, PNG and BMP 2**31 - 1; TIFF is not limited here. Call this
+    WebP 16383, JPEG 65500, PNG and BMP 2**31 - 1; TIFF is not limited here. With ``alpha``,
+    a format without an alpha channel (JPEG, BMP) raises :class:`ImageWriteError`. Call this
     before upscaling so the error comes before any work.
     """
     text = os.fspath(path_or_format)
@@ -384,6 +385,8 @@ def check_output_size(path_or_format: str | os.PathLike[str], width: int, height
             f"{text}: {width}x{height} is too large for {fmt} (at most {limit} pixels per side); "
             "use PNG or TIFF or a smaller scale"
         )
+    if alpha and fmt not in _ALPHA_FORMATS:
+        raise ImageWriteError(f"{text}: {fmt} cannot store alpha; write PNG, WebP or TIFF instead")
 
 
 def write_image(
