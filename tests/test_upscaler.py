@@ -41,6 +41,41 @@ def test_pil_and_tensor_inputs(tiny_net) -> None:
     assert m.upscale(t[None]).shape == (1, 3, 10, 12)
 
 
+@pytest.mark.parametrize("model", ["bicubic", "espcn"])
+def test_pil_images_keep_their_depth(model: str) -> None:
+    m = subpixel.load(model, scale=2, device="cpu")
+    ramp = np.linspace(0, 1, 8 * 6, dtype=np.float32).reshape(6, 8)
+    g16 = m.upscale(Image.fromarray((ramp * 65535).astype(np.uint16)))
+    assert g16.mode == "I;16" and np.asarray(g16).max() > 60000  # not clipped to 255
+    i32 = m.upscale(Image.fromarray((ramp * 40000).astype(np.int32)))
+    assert i32.mode == "I" and np.asarray(i32).max() > 30000
+    f = m.upscale(Image.fromarray(ramp))
+    assert f.mode == "F" and 0.9 < np.asarray(f).max() < 1.2  # float in [0, 1] stays float
+    assert [m.upscale(Image.new(mode, (8, 6))).mode for mode in ("1", "L", "RGBa", "LA", "P")] == \
+        ["L", "L", "RGBA", "RGBA", "RGB"]
+
+
+@pytest.mark.parametrize("model", ["bicubic", "tiny"])
+def test_bad_arrays_and_tensors_are_refused_alike(model: str, tiny_net) -> None:
+    m = subpixel.load("bicubic", scale=2) if model == "bicubic" else Upscaler(tiny_net, name="tiny", device="cpu")
+    for bad in (np.zeros((8, 8), np.int64), np.zeros((8, 8), bool), np.zeros(8, np.uint8), np.zeros((8, 8, 2)),
+                torch.zeros(1, 8, 8), torch.zeros(3, 8, 8, dtype=torch.int32)):
+        with pytest.raises(ValueError):
+            m.upscale(bad)
+    u8 = torch.randint(0, 256, (3, 5, 6), dtype=torch.uint8)
+    out = m.upscale(u8)
+    assert out.dtype == torch.uint8 and out.shape == (3, 10, 12)
+    assert torch.equal(out, (m.upscale(u8.float() / 255).clamp(0, 1) * 255).round().to(torch.uint8))
+
+
+def test_load_refuses_bad_scales_and_devices() -> None:
+    for scale in ("2", 2.5, 0, -2, True):
+        with pytest.raises(SubpixelError, match="scale"):
+            subpixel.load("bicubic", scale=scale)  # type: ignore[arg-type]
+    with pytest.raises(SubpixelError, match="device"):
+        subpixel.load("bicubic", scale=2, device="tpu")
+
+
 def test_alpha_is_premultiplied_so_transparent_colour_does_not_bleed() -> None:
     m = subpixel.load("bicubic", scale=4)
     rgba = np.zeros((8, 8, 4), np.uint8)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from subpixel.engine.device import resolve_device
 from subpixel.engine.torch_engine import TorchEngine
+from subpixel.io.image import pil_to_array
 from subpixel.models.base import SRNet
 from subpixel.models.interp import _Interpolation
 from subpixel.ops.tiling import TileInfo, tile_size_for_budget, tiled_forward
@@ -21,20 +22,24 @@ CPU_TILE_BUDGET = 768 * 2**20  # bytes of activations per tile on the CPU
 Progress = Callable[[int, int], None]
 
 
+def _check_array(arr: np.ndarray) -> None:
+    """Refuse what :meth:`Upscaler.upscale` cannot take, whatever the model."""
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"expected an (H, W) or (H, W, 1|3|4) image, got shape {arr.shape}")
+    if arr.dtype not in (np.uint8, np.uint16) and not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"unsupported image dtype {arr.dtype}: use uint8, uint16 or float in [0, 1]")
+
+
 def _to_chw_float(arr: np.ndarray) -> tuple[torch.Tensor, np.dtype]:
     """``(H, W[, C])`` uint8/uint16/float array -> ``(1, C, H, W)`` float32 in [0, 1]."""
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-        raise ValueError(f"expected an (H, W), (H, W, 1|3|4) image, got shape {arr.shape}")
     dtype = arr.dtype
     t = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32, copy=True)).permute(2, 0, 1)[None]
     if dtype == np.uint8:
         t /= 255.0
     elif dtype == np.uint16:
         t /= 65535.0
-    elif not np.issubdtype(dtype, np.floating):
-        raise ValueError(f"unsupported image dtype {dtype}")
     return t, dtype
 
 
@@ -79,18 +84,28 @@ class Upscaler:
 
     # -- public API ---------------------------------------------------------------------------
     def upscale(self, image: Any, tile: int | None = None, progress: Progress | None = None) -> Any:
-        """Upscale ``image`` (ndarray ``(H, W[, C])``, PIL image, or tensor ``([N,] 3, H, W)`` in [0, 1]).
+        """Upscale ``image``: an ndarray ``(H, W[, C])``, a PIL image, or a tensor ``([N,] 3, H, W)``.
 
+        Tensors are float in [0, 1] (returned unclamped, in their dtype) or uint8 (returned uint8).
+        PIL images keep their depth: 16-bit and 32-bit integer grayscale come back 16-bit and
+        32-bit, 'F' (float in [0, 1]) comes back 'F', '1' comes back 'L', other modes RGB or RGBA.
         ``tile``: LR tile side; ``None`` picks one from the memory budget, ``0`` disables tiling.
         Returns the same kind of object as given.
         """
         if isinstance(image, Image.Image):
-            return Image.fromarray(self._upscale_array(np.asarray(_pil_to_supported(image)), tile, progress))
+            return _to_pil(self._upscale_array(_from_pil(image), tile, progress), image.mode)
         if isinstance(image, torch.Tensor):
+            if image.dim() not in (3, 4) or image.shape[-3] != 3:
+                raise ValueError(f"expected a (3, H, W) or (N, 3, H, W) tensor, got shape {tuple(image.shape)}")
+            if not (image.is_floating_point() or image.dtype == torch.uint8):
+                raise ValueError(f"unsupported tensor dtype {image.dtype}: use uint8 or float in [0, 1]")
             batched = image.dim() == 4
             x = image if batched else image[None]
-            out = self.upscale_tensor(x.float(), tile, progress)
-            out = out.to(image.dtype if image.is_floating_point() else torch.float32)
+            if image.dtype == torch.uint8:
+                out = self.upscale_tensor(x.float() / 255.0, tile, progress)
+                out = out.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+            else:
+                out = self.upscale_tensor(x.float(), tile, progress).to(image.dtype)
             return out if batched else out[0]
         if isinstance(image, np.ndarray):
             return self._upscale_array(image, tile, progress)
@@ -123,6 +138,7 @@ class Upscaler:
         return tile_size_for_budget(budget, self.net.widest_activation(), self.scale)
 
     def _upscale_array(self, arr: np.ndarray, tile: int | None, progress: Progress | None) -> np.ndarray:
+        _check_array(arr)
         channels = 1 if arr.ndim == 2 else arr.shape[2]
         if isinstance(self.net, _Interpolation) and channels in (1, 3) and not np.issubdtype(arr.dtype, np.floating):
             return self._interpolate_exact(arr, progress)
@@ -140,7 +156,7 @@ class Upscaler:
 
     def _interpolate_exact(self, arr: np.ndarray, progress: Progress | None) -> np.ndarray:
         """Integer images through MATLAB's own integer path (rounding after each 1-D pass)."""
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        t = torch.from_numpy(np.require(arr, requirements=["C", "W"]))  # a copy if read-only (e.g. from PIL)
         t = t[None] if arr.ndim == 2 else t.permute(2, 0, 1)
         out = torch.stack([self.net.resize_exact(c) for c in t])  # one channel at a time bounds memory
         if progress is not None:
@@ -149,7 +165,16 @@ class Upscaler:
         return out.contiguous().numpy()
 
 
-def _pil_to_supported(img: Image.Image) -> Image.Image:
-    if img.mode in ("L", "RGB", "RGBA"):
-        return img
-    return img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
+def _from_pil(img: Image.Image) -> np.ndarray:
+    """``(H, W[, C])`` pixels of a PIL image at its own depth ('F' as float32)."""
+    if img.mode == "F":
+        return np.array(img, dtype=np.float32)
+    pixels, _ = pil_to_array(img)
+    return pixels[..., 0] if pixels.shape[2] == 1 else pixels
+
+
+def _to_pil(arr: np.ndarray, mode: str) -> Image.Image:
+    """The upscaled pixels as a PIL image of the input's kind (32-bit integer grayscale back to 'I')."""
+    if mode == "I":
+        return Image.fromarray(arr.astype(np.int32))
+    return Image.fromarray(arr)

@@ -40,6 +40,7 @@ __all__ = [
     "OutputExistsError",
     "OutputTooLargeError",
     "check_output_size",
+    "pil_to_array",
     "from_float",
     "is_image_path",
     "read_image",
@@ -217,7 +218,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
                 im.load()
                 ImageOps.exif_transpose(im, in_place=True)
                 exif = im.getexif()
-                pixels, mode_hint = _to_array(im)
+                pixels, mode_hint = pil_to_array(im)
             else:
                 pixels, mode_hint = wide
                 exif = _header_exif(im, path)
@@ -342,8 +343,9 @@ def _descriptive_tiff_exif(tags: Image.Exif) -> Image.Exif:
     return kept
 
 
-def _to_array(im: Image.Image) -> tuple[np.ndarray, str]:
-    """Pixels of ``im`` as HxWxC uint8/uint16 and the matching mode hint."""
+def pil_to_array(im: Image.Image) -> tuple[np.ndarray, str]:
+    """Pixels of a PIL image (any mode but 'F') as HxWxC uint8/uint16 and the matching mode hint:
+    grayscale stays one channel (16-bit and 32-bit integer as uint16), alpha or transparency gives RGBA."""
     if im.mode.startswith("I;16") or im.mode == "I":
         return np.clip(np.asarray(im), 0, 65535).astype(np.uint16)[..., None], "L"
     has_alpha = im.mode in _ALPHA_MODES or "transparency" in im.info

@@ -42,6 +42,8 @@ def load(
     """
     from subpixel.engine import make_engine
 
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 1):
+        raise SubpixelError(f"scale must be a positive whole number, got {scale!r}")
     path = Path(name_or_path)
     if path.suffix == ".safetensors":
         if not path.is_file():
