@@ -167,3 +167,29 @@ def test_output_arguments_are_checked_before_work(tmp_path: Path) -> None:
     assert res.returncode == 1 and "cannot store alpha" in res.stderr
     res = CliRunner().invoke(cli, [*base, str(a), "-o", str(tmp_path / "new" / "dir"), "-q"])  # folder made
     assert res.exit_code == 0 and (tmp_path / "new" / "dir" / "a_x2.png").is_file()
+
+
+def test_eval_reads_16_bit_grey_and_refuses_tiny_images(tmp_path: Path) -> None:
+    ramp = np.tile(np.linspace(0, 1, 32), (32, 1))
+    (tmp_path / "e8").mkdir()
+    (tmp_path / "e16").mkdir()
+    Image.fromarray((ramp * 255).round().astype(np.uint8)).save(tmp_path / "e8" / "g.png")
+    Image.fromarray((ramp * 65535).round().astype(np.uint16)).save(tmp_path / "e16" / "g.png")
+    psnr = {}
+    for d in ("e8", "e16"):
+        res = CliRunner().invoke(cli, ["eval", "-s", "2", "-d", str(tmp_path / d), "--json"])
+        assert res.exit_code == 0, res.output
+        psnr[d] = json.loads(res.stdout)[0][d]["psnr"]
+    assert abs(psnr["e8"] - psnr["e16"]) < 0.5  # the same picture, not one clipped to white
+    (tmp_path / "tiny").mkdir()
+    _img(tmp_path / "tiny" / "t.png", size=(1, 4000))
+    res = _entry("eval", "-s", "2", "-d", str(tmp_path / "tiny"))
+    assert res.returncode == 1 and "too small" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_eval_update_card_and_all_refuse_contradicting_options(tmp_path: Path) -> None:
+    for extra in (["--rgb"], ["--self-ensemble"], ["--protocol", "legacy-y"], ["-d", str(tmp_path)]):
+        res = CliRunner().invoke(cli, ["eval", "-m", "espcn", "-s", "2", "--update-card", *extra])
+        assert res.exit_code == 2 and "--update-card" in res.output, (extra, res.output)
+    res = CliRunner().invoke(cli, ["eval", "--all", "-m", "espcn"])
+    assert res.exit_code == 2 and "--all" in res.output

@@ -17,6 +17,7 @@ from subpixel.engine.select import clear_choices
 from subpixel.errors import SubpixelError
 from subpixel.models import build
 from subpixel.models.base import SRNet
+from subpixel.models.weights import shipped_models
 from tests.conftest import TinyConvNet
 
 CPU = torch.device("cpu")
@@ -91,6 +92,12 @@ def test_export_command_reports_parity(tmp_path) -> None:
     assert text.exit_code == 0 and "max abs error" in text.output
     failed = CliRunner().invoke(cli, ["export", "bicubic", "-o", str(tmp_path / "b.onnx")])
     assert isinstance(failed.exception, SubpixelError)
+    shipped = next(m for m in shipped_models() if m.scale == 2)  # -s defaults to the weights file's own scale
+    own = CliRunner().invoke(cli, ["export", str(shipped.weights), "-o", str(tmp_path / "w.onnx"), "--json"])
+    assert own.exit_code == 0, own.output
+    assert json.loads(own.output[own.output.index("{"):])["scale"] == 2
+    wrong = CliRunner().invoke(cli, ["export", "espcn", "--random-weights", "-o", str(tmp_path / "x.png")])
+    assert wrong.exit_code == 2 and not (tmp_path / "x.png").exists()
 
 
 def test_auto_on_cpu_times_both_engines_and_caches_the_decision(tiny_net) -> None:

@@ -62,8 +62,7 @@ def write_card_metrics(weights: Path, results: list[SetResult]) -> None:
 
 
 @click.command("eval")
-@click.option("-m", "--model", "model_name", default="bicubic", show_default=True,
-              help="Model name or .safetensors path.")
+@click.option("-m", "--model", "model_name", default=None, help="Model name or .safetensors path [default: bicubic].")
 @click.option("-s", "--scale", type=click.IntRange(1, 16), default=None,
               help="Scale [default: a weights file's own scale, else 4].")
 @click.option("-d", "--data", "sets", multiple=True, help="Set name (Set5, Set14, B100, Urban100) or folder; "
@@ -78,10 +77,18 @@ def write_card_metrics(weights: Path, results: list[SetResult]) -> None:
 @click.option("--video", "video_set", default=None, help="Evaluate on a video set instead (e.g. Vid4).")
 @runtime_options
 @output_options
-def evaluate_cmd(model_name: str, scale: int | None, sets: tuple[str, ...], protocol: str, rgb: bool,
+def evaluate_cmd(model_name: str | None, scale: int | None, sets: tuple[str, ...], protocol: str, rgb: bool,
                  self_ensemble: bool, all_models: bool, markdown: bool, update_card: bool, video_set: str | None,
                  device: str, precision: str, engine: str, quiet: bool, as_json: bool) -> None:
     """Score a model with the field's protocol (Y of BT.601, scale pixels shaved, MATLAB bicubic LR)."""
+    if all_models and (model_name is not None or scale is not None):
+        raise click.UsageError("--all evaluates every shipped model at its own scale; drop -m/-s")
+    if update_card and (rgb or self_ensemble or protocol != "default"):
+        raise click.UsageError("--update-card records the default protocol's Y figures only "
+                               "(no --rgb, --self-ensemble or --protocol)")
+    if update_card and any(d not in STANDARD_SETS for d in sets):
+        raise click.UsageError(f"--update-card records the standard sets only ({', '.join(STANDARD_SETS)})")
+    model_name = model_name or "bicubic"
     if video_set is not None:
         _video_eval(model_name, scale, video_set, device, precision, engine, quiet, as_json)
         return
@@ -111,14 +118,15 @@ def evaluate_cmd(model_name: str, scale: int | None, sets: tuple[str, ...], prot
         emit_json([{k: (v.to_dict() if isinstance(v, SetResult) else v) for k, v in r.items()} for r in rows])
     elif markdown or all_models:
         click.echo(markdown_table(rows, labels))
-        click.echo(f"\nY-PSNR (dB) / SSIM, protocol {protocol}; Set14 includes grayscale bridge as R=G=B "
-                   "(about 0.09 dB kinder than legacy tables).")
+        click.echo(f"\n{channel.upper()}-PSNR (dB) / SSIM, protocol {protocol}{', x8 self-ensemble' * self_ensemble}; "
+                   "Set14 includes grayscale bridge as R=G=B (about 0.09 dB kinder than legacy tables).")
     else:
         for r in rows:
             for d in labels:
                 res = r[d]
                 click.echo(f"{res.model} x{res.scale} {d:<9} PSNR {res.psnr:.4f} dB  SSIM {res.ssim:.5f}  "
-                           f"({res.channel.upper()}, {res.protocol}, {len(res.images)} images)")
+                           f"({res.channel.upper()}, {res.protocol}{', x8 self-ensemble' * self_ensemble}, "
+                           f"{len(res.images)} images)")
 
 
 def _video_eval(model_name: str, scale: int | None, video_set: str, device: str, precision: str, engine: str,

@@ -12,14 +12,15 @@ from subpixel.engine.onnx_export import DEFAULT_OPSET, MIN_OPSET, export_onnx
 
 @click.command()
 @click.argument("model")
-@click.option("-s", "--scale", type=int, default=4, show_default=True, help="Upscaling factor.")
+@click.option("-s", "--scale", type=click.IntRange(1, 16), default=None,
+              help="Upscaling factor [default: a weights file's own scale, else 4].")
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file [default: <model>_x<scale>.onnx].")
 @click.option("--opset", type=click.IntRange(min=MIN_OPSET), default=DEFAULT_OPSET, show_default=True)
 @click.option("--random-weights", is_flag=True, help="Export the architecture untrained (no weights needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON summary.")
-def export(model: str, scale: int, fmt: str, output: Path | None, opset: int, random_weights: bool,
+def export(model: str, scale: int | None, fmt: str, output: Path | None, opset: int, random_weights: bool,
            as_json: bool) -> None:
     """Export MODEL (a name or a .safetensors file) for ONNX Runtime and other runtimes.
 
@@ -29,7 +30,10 @@ def export(model: str, scale: int, fmt: str, output: Path | None, opset: int, ra
     from subpixel.models.loader import load
 
     upscaler = load(model, scale=scale, device="cpu", engine="torch", pretrained=not random_weights)
+    scale = upscaler.scale
     output = output or Path(f"{upscaler.name}_x{scale}.{fmt}")
+    if output.suffix.lower() != f".{fmt}":
+        raise click.BadParameter(f"must end in .{fmt}", param_hint="--output")
     report = export_onnx(upscaler.net, output, opset=opset)
     if as_json:
         emit_json({"model": upscaler.name, "scale": scale, "format": fmt, **report.to_dict()})

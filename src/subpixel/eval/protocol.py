@@ -75,12 +75,24 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
 
 
 def load_hr(path: Path) -> np.ndarray:
-    """HR image as uint8 RGB (grayscale replicated to three channels)."""
+    """HR image as uint8 RGB (grayscale replicated to three channels; 16-bit rounded to 8 bits)."""
     try:
         with Image.open(path) as im:
+            if im.mode == "F":
+                raise SubpixelError(f"{path}: floating-point images cannot be evaluated")
+            if im.mode.startswith("I"):  # 16/32-bit integer grayscale: convert('RGB') would clip it at 255
+                grey = (np.clip(np.asarray(im, dtype=np.int64), 0, 65535) + 128) // 257
+                return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=2)
             return np.asarray(im.convert("RGB"))
     except OSError as err:
         raise SubpixelError(f"cannot read {path}: {err}") from None
+
+
+def _check_size(path: Path, shape: tuple[int, ...], scale: int) -> None:
+    """Scoring shaves ``scale`` pixels per border: the modcropped image must keep some pixels."""
+    if min(shape[:2]) <= 2 * scale:
+        raise SubpixelError(f"{path}: too small to evaluate at x{scale} (each side needs more than {2 * scale} "
+                            "pixels after cropping to a multiple of the scale)")
 
 
 def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
@@ -118,11 +130,10 @@ def self_ensemble(upscale: Callable[[np.ndarray], np.ndarray], lr: np.ndarray) -
 
 def _legacy_y_pair(path: Path, scale: int, kernel: str) -> tuple[np.ndarray, np.ndarray]:
     with Image.open(path) as im:
-        if im.mode == "L":
-            y = np.asarray(im).astype(np.float64)
-        else:
-            y = np.floor(rgb_to_y(np.asarray(im.convert("RGB"))) + 0.5)
+        grey = np.asarray(im).astype(np.float64) if im.mode == "L" else None
+    y = grey if grey is not None else np.floor(rgb_to_y(load_hr(path)) + 0.5)
     y = modcrop(y, scale)
+    _check_size(path, y.shape, scale)
     lr = imresize_np(y / 255.0, scale=1.0 / scale)
     sr = imresize_np(lr, scale=float(scale), kernel=kernel)
     return np.floor(np.clip(sr * 255.0, 0, 255) + 0.5), y
@@ -159,6 +170,7 @@ def evaluate(
             p, q = psnr(a, b), ssim(a, b)
         else:
             hr = modcrop(load_hr(path), s)
+            _check_size(path, hr.shape, s)
             lr = make_lr(hr, s)
             run = (lambda x: self_ensemble(model.upscale, x)) if ensemble else model.upscale
             if not scores:
