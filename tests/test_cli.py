@@ -193,3 +193,11 @@ def test_eval_update_card_and_all_refuse_contradicting_options(tmp_path: Path) -
         assert res.exit_code == 2 and "--update-card" in res.output, (extra, res.output)
     res = CliRunner().invoke(cli, ["eval", "--all", "-m", "espcn"])
     assert res.exit_code == 2 and "--all" in res.output
+
+
+def test_json_errors_reach_stdout_and_model_names_ignore_case(tmp_path: Path) -> None:
+    good = _img(tmp_path / "g.png")
+    res = _entry("upscale", str(good), "-m", "no-such-model", "--json")
+    assert res.returncode == 1 and "unknown model" in json.loads(res.stdout)["error"]
+    res = CliRunner().invoke(cli, ["upscale", str(good), "-m", "ESPCN", "-s", "2", "-q"])
+    assert res.exit_code == 0 and (tmp_path / "g_x2.png").is_file()

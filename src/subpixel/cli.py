@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 
 import click
@@ -42,7 +43,8 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit status 1."""
+    """Console entry point: user errors become one line on stderr (and ``{"error": ...}`` on stdout
+    with ``--json``) and exit status 1."""
     try:
         code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -53,6 +55,8 @@ def main() -> None:
         sys.exit(err.exit_code)
     except SubpixelError as err:
         click.echo(f"error: {err}", err=True)
+        if "--json" in sys.argv[1:]:  # scripts reading stdout get the error too
+            click.echo(json.dumps({"error": str(err)}))
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -53,7 +53,7 @@ def load(
         if scale is not None and scale != net.scale:
             raise SubpixelError(f"{path.name} is a x{net.scale} model; x{scale} was asked for")
     else:
-        name = str(name_or_path)
+        name = str(name_or_path).lower()
         scale = 4 if scale is None else scale
         spec = get_spec(name) if name in architectures() else None
         shipped = [m for m in shipped_models() if m.name == name]
