@@ -58,6 +58,8 @@ def test_unknown_engine_or_peer_is_a_clear_error(tmp_path) -> None:
     for args in (["--engines", "tensorrt"], ["--peers", "waifu2x"], ["--models", "nope"]):
         result = CliRunner().invoke(cli, ["bench", "--quick", "--out", str(tmp_path), *args])
         assert isinstance(result.exception, SubpixelError)
+    empty = CliRunner().invoke(cli, ["bench", "--quick", "--out", str(tmp_path), "--models", "none", "--peers", "none"])
+    assert empty.exit_code == 2 and "nothing to measure" in empty.output and not list(tmp_path.iterdir())
 
 
 def _tiny_set(folder: Path) -> Path:

@@ -88,6 +88,8 @@ def bench(ctx: click.Context, models: str | None, peers: str | None, engines: st
     for p in peer_list:
         if p not in PEERS:
             raise SubpixelError(f"unknown peer {p!r}; choose from {', '.join(PEERS)}")
+    if not model_list and not peer_list:
+        raise click.UsageError("nothing to measure: --models none and --peers none")
     engine_list = _split(engines) if engines else DEFAULT_ENGINES.get(dev.type, ("torch",))
     for e in engine_list:
         if e not in ENGINES:
