@@ -15,7 +15,7 @@ from click.testing import CliRunner
 import subpixel
 from subpixel.cli import cli
 from subpixel.errors import SubpixelError
-from subpixel.io.video import decode_frames, probe
+from subpixel.io.video import decode_frames, mux_output, probe
 from subpixel.video import UpscalerProcessor, VideoOptions, upscale_video
 
 W, H, FPS = 64, 48, 25
@@ -30,11 +30,11 @@ def _pattern(i: int) -> np.ndarray:
 def make_clip(path: Path, n: int = 50, pts: list[int] | None = None, audio: str | None = "aac",
               pix_fmt: str = "yuv420p", matrix: tuple[str, int] | None = None, rotation: int = 0,
               sar: Fraction | None = None, subtitles: bool = False, solid: tuple[int, int, int] | None = None,
-              gop: int | None = None) -> Path:
+              gop: int | None = None, interlaced: bool = False) -> Path:
     """A testsrc-like clip; ``pts`` in ms gives variable frame rate; ``matrix``: (swscale name, AVColorSpace)."""
     tb = Fraction(1, 1000) if pts else Fraction(1, FPS)
     out = av.open(str(path), "w")
-    vs = out.add_stream("libx264", rate=FPS)
+    vs = out.add_stream("libx264", rate=FPS, options={"x264-params": "interlaced=1:tff=1"} if interlaced else None)
     vs.width, vs.height, vs.pix_fmt = W, H, pix_fmt
     cc = vs.codec_context
     cc.time_base = tb
@@ -299,3 +299,115 @@ def test_cli_png_sequence_with_json_summary(clip: Path, tmp_path: Path) -> None:
     assert len(files) == 50
     first = frames_rgb(files[0])[0]
     assert first.shape == (2 * H, 2 * W, 3)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_matroska_output_states_the_input_frame_rate(suffix: str, up: subpixel.Upscaler, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / f"in{suffix}", n=10, audio=None)
+    out = tmp_path / "out.mkv"
+    upscale_video(src, out, up)
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        assert b.streams.video[0].average_rate == a.streams.video[0].average_rate == FPS
+
+
+def test_h264_in_avi_is_refused_before_any_work(clip: Path, up: subpixel.Upscaler, tmp_path: Path) -> None:
+    counting = Counting(up)
+    with pytest.raises(SubpixelError, match=r"o\.avi.*\.mkv or \.mp4.*mpeg4"):
+        upscale_video(clip, tmp_path / "o.avi", counting)
+    assert counting.frames == 0 and not list(tmp_path.iterdir())
+
+
+def test_mux_error_at_close_names_the_output(clip: Path, tmp_path: Path) -> None:
+    """H.264 from MP4 (no start codes) into AVI fails as the trailer is written, after the audio."""
+    with pytest.raises(SubpixelError, match=r"cannot write .*final\.avi"):
+        mux_output(tmp_path / "part.avi", [(clip, 0)], probe(clip), shown=tmp_path / "final.avi")
+
+
+def test_timestamps_jumping_back_follow_on(up: subpixel.Upscaler, tmp_path: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Concatenated MPEG-TS (``cat a.ts a.ts``): the second run continues after the first, with a warning."""
+    part = make_clip(tmp_path / "a.ts", n=10, audio=None)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(part.read_bytes() * 2)
+    out = tmp_path / "joined_x2.mp4"
+    with caplog.at_level("WARNING"):
+        upscale_video(joined, out, up, VideoOptions(segment_frames=7))
+    assert len([r for r in caplog.records if "jump back" in r.getMessage()]) == 1
+    t = frame_times(out)
+    assert len(t) == 20 and np.allclose(np.diff(t), 1 / FPS, atol=0.5 / FPS)
+    info = probe(joined)
+    full = [f.pts for f in decode_frames(info)]
+    assert [f.pts for f in decode_frames(info, after_pts=full[13])] == full[14:]  # resuming in the second run
+
+
+def test_damaged_frames_are_counted_and_reported(up: subpixel.Upscaler, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    src = make_clip(tmp_path / "src.mp4", n=20, audio=None)
+    damaged = tmp_path / "damaged.mp4"
+    with av.open(str(src)) as c, av.open(str(damaged), "w") as out:
+        v = c.streams.video[0]
+        o = out.add_stream_from_template(v, opaque=True)
+        for i, p in enumerate(q for q in c.demux(v) if q.size):
+            if i in (5, 6):  # undecodable garbage in place of two frames
+                bad = av.Packet(b"\xff" * p.size)
+                bad.pts, bad.dts, bad.duration, bad.time_base = p.pts, p.dts, p.duration, p.time_base
+                p = bad
+            p.stream = o
+            out.mux(p)
+    with caplog.at_level("WARNING"):
+        result = CliRunner().invoke(cli, ["video", str(damaged), "-o", str(tmp_path / "o.mp4"), "-s", "2",
+                                          "-m", "bicubic", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["frames"] == 18 and summary["damaged_frames"] == 2
+    assert any("2 damaged frames could not be decoded" in r.getMessage() for r in caplog.records)
+
+
+class Failing(Counting):
+    """Fails with ``error`` once ``after`` frames are done."""
+
+    def __init__(self, upscaler: subpixel.Upscaler, after: int, error: Exception) -> None:
+        super().__init__(upscaler)
+        self.after, self.error = after, error
+
+    def process(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.frames >= self.after:
+            raise self.error
+        return super().process(batch)
+
+
+@pytest.mark.parametrize("error", [SubpixelError("the input is at fault"), RuntimeError("crash")])
+def test_work_folder_kept_only_for_what_resume_can_continue(error: Exception, clip: Path, up: subpixel.Upscaler,
+                                                             tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    with pytest.raises(type(error), match=str(error)):
+        upscale_video(clip, out, Failing(up, 20, error), VideoOptions(segment_frames=10))
+    work = tmp_path / ".out.mp4.parts"
+    if isinstance(error, SubpixelError):  # a rerun fails the same way: start afresh next time
+        assert not work.exists()
+        upscale_video(clip, out, up, VideoOptions(segment_frames=10))
+    else:  # a crash: the finished segments wait for --resume
+        assert (work / "manifest.json").exists()
+        with pytest.raises(SubpixelError, match="--resume"):
+            upscale_video(clip, out, up, VideoOptions(segment_frames=10))
+        assert upscale_video(clip, out, up, VideoOptions(segment_frames=10, resume=True))["resumed_frames"] >= 10
+
+
+@pytest.mark.parametrize("deinterlace", ["yadif", "bwdif"])
+def test_deinterlacer_leaves_progressive_frames_alone(clip: Path, deinterlace: str) -> None:
+    info = probe(clip)
+    plain = [f.to_ndarray(format="rgb24") for f in decode_frames(info)]
+    deint = [f.to_ndarray(format="rgb24") for f in decode_frames(info, deinterlace)]
+    assert len(deint) == len(plain) and all(np.array_equal(a, b) for a, b in zip(plain, deint))
+
+
+@pytest.mark.parametrize("interlaced", [False, True])
+def test_interlaced_input_gets_a_deinterlace_hint(interlaced: bool, up: subpixel.Upscaler, tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    src = make_clip(tmp_path / "in.mp4", n=5, audio=None, interlaced=interlaced)
+    with caplog.at_level("WARNING"):
+        upscale_video(src, tmp_path / "out.mp4", up)
+        upscale_video(src, tmp_path / "deint.mp4", up, VideoOptions(deinterlace="bwdif"))
+    hints = [r.getMessage() for r in caplog.records if "--deinterlace" in r.getMessage()]
+    assert hints == ([f"{src} is interlaced (field order tt): --deinterlace yadif or bwdif may look better"]
+                     if interlaced else [])

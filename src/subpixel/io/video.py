@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import heapq
 import io
-import itertools
+import logging
 import struct
 from collections.abc import Iterator
 from contextlib import closing
@@ -26,7 +26,7 @@ from av.video.reformatter import Interpolation
 
 from subpixel.errors import SubpixelError
 
-__all__ = ["ColorInfo", "VideoInfo", "EncoderSpec", "probe", "decode_frames", "available_encoders",
+__all__ = ["ColorInfo", "VideoInfo", "DecodeStats", "EncoderSpec", "probe", "decode_frames", "available_encoders",
            "resolve_encoder", "check_encoder", "check_container", "segment_format", "SegmentEncoder",
            "PngEncoder", "mux_output", "DEINTERLACERS", "DEFAULT_CRF"]
 
@@ -43,6 +43,8 @@ _ALIASES = {"h264": ("libx264",), "avc": ("libx264",), "x264": ("libx264",), "h2
             "hevc": ("libx265",), "x265": ("libx265",), "vp9": ("libvpx-vp9",),
             "av1": ("libsvtav1", "libaom-av1", "librav1e")}
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 30, "libsvtav1": 30, "libaom-av1": 30}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,14 @@ class VideoInfo:
         return d
 
 
+@dataclass
+class DecodeStats:
+    """What decoding repaired: packets the decoder rejected (skipped) and jumps back in time (shifted)."""
+
+    damaged: int = 0
+    jumps: int = 0
+
+
 def _open_input(path: str | Path) -> av.container.InputContainer:
     try:
         return av.open(str(path))
@@ -156,7 +166,7 @@ def probe(path: str | Path) -> VideoInfo:
         if stream is None:
             raise SubpixelError(f"{path} has no video stream")
         try:
-            first = next(_decoded(container, stream), None)
+            first = next(_decoded(container, stream, DecodeStats()), None)
         except av.FFmpegError:
             first = None
         if first is None:
@@ -179,13 +189,15 @@ def probe(path: str | Path) -> VideoInfo:
             color=ColorInfo.of_frame(first), copy_streams=copy)
 
 
-def _decoded(container: av.container.InputContainer, stream: av.video.VideoStream) -> Iterator[av.VideoFrame]:
-    """Frames of ``stream``; packets the decoder rejects are skipped (damaged data)."""
+def _decoded(container: av.container.InputContainer, stream: av.video.VideoStream, stats: DecodeStats
+             ) -> Iterator[av.VideoFrame]:
+    """Frames of ``stream``; packets the decoder rejects are skipped (damaged data) and counted."""
     stream.thread_type = "AUTO"
     for packet in container.demux(stream):
         try:
             frames = packet.decode()
         except av.InvalidDataError:
+            stats.damaged += 1
             continue
         yield from frames
 
@@ -195,7 +207,7 @@ def _deinterlaced(frames: Iterator[av.VideoFrame], stream: av.video.VideoStream,
     """``frames`` through FFmpeg's ``name`` filter, one output frame per input frame."""
     graph = av.filter.Graph()
     src = graph.add_buffer(template=stream, time_base=time_base)
-    node = graph.add(name, "mode=send_frame")
+    node = graph.add(name, "mode=send_frame:deint=interlaced")  # frames flagged progressive pass through
     sink = graph.add("buffersink")
     src.link_to(node)
     node.link_to(sink)
@@ -218,49 +230,69 @@ def _deinterlaced(frames: Iterator[av.VideoFrame], stream: av.video.VideoStream,
     yield from drain()
 
 
-def _frames_from(info: VideoInfo, deinterlace: str | None, seek_pts: int | None) -> Iterator[av.VideoFrame]:
+def _continuous(frames: Iterator[av.VideoFrame], info: VideoInfo, stats: DecodeStats) -> Iterator[av.VideoFrame]:
+    """``frames`` with strictly increasing pts. Where they stop increasing (joined streams, such as
+    concatenated MPEG-TS files) the rest is shifted to follow one frame after the previous frame,
+    as FFmpeg does; a missing pts follows on from the previous one."""
+    prev: int | None = None
+    offset = 0
+    for frame in frames:
+        pts = frame.pts + offset if frame.pts is not None else (0 if prev is None else prev + info.frame_step)
+        if prev is not None and pts <= prev:
+            if not stats.jumps:
+                log.warning("%s: video timestamps jump back at %.3f s (joined streams?); the frames after it "
+                            "are shifted to follow on, audio and subtitles are copied unchanged",
+                            info.path, float(prev * info.time_base))
+            stats.jumps += 1
+            offset += prev + info.frame_step - pts
+            pts = prev + info.frame_step
+        frame.pts, prev = pts, pts
+        yield frame
+
+
+def _frames_from(info: VideoInfo, deinterlace: str | None, seek_pts: int | None, stats: DecodeStats
+                 ) -> Iterator[av.VideoFrame]:
     with _open_input(info.path) as container:
         stream = container.streams[info.stream]
         if seek_pts is not None:
             container.seek(seek_pts, stream=stream, backward=True)
-        frames = _decoded(container, stream)
+        frames = _decoded(container, stream, stats)
         if deinterlace:
             frames = _deinterlaced(frames, stream, deinterlace, info.time_base)
-        prev: int | None = None
-        for frame in frames:
-            pts = frame.pts if frame.pts is not None else (0 if prev is None else prev + info.frame_step)
-            if prev is not None and pts <= prev:  # broken timestamps: keep them strictly increasing
-                pts = prev + 1
-            if (frame.width, frame.height) != (info.width, info.height):
-                raise SubpixelError(f"{info.path}: frame size changes mid-stream "
-                                    f"({info.width}x{info.height} -> {frame.width}x{frame.height}); not supported")
-            frame.pts, prev = pts, pts
-            yield frame
+        yield from _continuous(_same_size(frames, info), info, stats)
 
 
-def decode_frames(info: VideoInfo, deinterlace: str | None = None, after_pts: int | None = None
-                  ) -> Iterator[av.VideoFrame]:
+def _same_size(frames: Iterator[av.VideoFrame], info: VideoInfo) -> Iterator[av.VideoFrame]:
+    for frame in frames:
+        if (frame.width, frame.height) != (info.width, info.height):
+            raise SubpixelError(f"{info.path}: frame size changes mid-stream "
+                                f"({info.width}x{info.height} -> {frame.width}x{frame.height}); not supported")
+        yield frame
+
+
+def decode_frames(info: VideoInfo, deinterlace: str | None = None, after_pts: int | None = None,
+                  stats: DecodeStats | None = None) -> Iterator[av.VideoFrame]:
     """Frames in presentation order with strictly increasing ``pts`` in ``info.time_base``.
 
     ``after_pts``: only frames after it, seeking to the keyframe before it first (falling back to
-    decoding from the start when the seek lands too late or fails). The frames before it still
-    go through the deinterlacer, so its output matches that of a full decode.
+    decoding from the start unless the seek leads to a frame at exactly ``after_pts``: it failed,
+    went too far or landed among timestamps that a full decode shifts). The frames before it still
+    go through the deinterlacer, so its output matches that of a full decode. ``stats`` counts repairs.
     """
-    if after_pts is None:
-        yield from _frames_from(info, deinterlace, None)
-        return
-    frames = _frames_from(info, deinterlace, after_pts)
-    try:
-        first = next(frames, None)
-    except av.FFmpegError:
-        first = None
-    if first is None or first.pts > after_pts:  # the seek failed or went too far: start over
-        frames.close()
-        frames, first = _frames_from(info, deinterlace, None), None
-    with closing(frames):
-        for frame in itertools.chain([first] if first is not None else [], frames):
-            if frame.pts > after_pts:
-                yield frame
+    stats = stats if stats is not None else DecodeStats()
+    if after_pts is not None:
+        damaged = stats.damaged
+        with closing(_frames_from(info, deinterlace, after_pts, stats)) as frames:
+            try:
+                hit = next((f.pts for f in frames if f.pts >= after_pts), None) == after_pts
+            except av.FFmpegError:
+                hit = False
+            if hit:
+                yield from frames
+                return
+        stats.damaged = damaged  # the full decode counts them again
+    with closing(_frames_from(info, deinterlace, None, stats)) as frames:
+        yield from (f for f in frames if after_pts is None or f.pts > after_pts)
 
 
 @dataclass(frozen=True)
@@ -455,6 +487,10 @@ def check_container(path: Path, spec: EncoderSpec, info: VideoInfo) -> None:
         except ValueError:
             raise SubpixelError(f"the {out.format.name} container cannot hold {spec.codec} video; "
                                 "pick another --codec or output extension") from None
+        if out.format.name == "avi" and av.Codec(spec.codec, "w").canonical_name == "h264":
+            # AVI wants Annex B H.264 and stores no presentation times, so B-frames would lose their order
+            raise SubpixelError(f"{path}: AVI cannot hold the H.264 video this writes; use a .mkv or .mp4 output, "
+                                "or --codec mpeg4 for AVI")
         for index in info.copy_streams:
             s = src.streams[index]
             try:
@@ -508,14 +544,24 @@ def _copied_packets(src: av.container.InputContainer, mapping: dict[int, av.stre
         order += 1
 
 
-def mux_output(path: Path, segments: list[tuple[Path, int]], info: VideoInfo) -> None:
+def mux_output(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: Path | None = None) -> None:
     """Write ``path``: the segments' video joined without re-encoding, plus the input's audio and
-    subtitle packets copied untouched, interleaved by time. ``segments``: (file, start pts)."""
+    subtitle packets copied untouched, interleaved by time. ``segments``: (file, start pts);
+    ``shown``: the path errors name (the final output when ``path`` is a temporary file)."""
+    try:
+        _mux(path, segments, info)
+    except av.FFmpegError as err:  # also raised by the final close, which writes the trailer
+        raise SubpixelError(f"cannot write {shown or path}: {_reason(err)}") from None
+
+
+def _mux(path: Path, segments: list[tuple[Path, int]], info: VideoInfo) -> None:
     with av.open(str(segments[0][0])) as first:
         template = first.streams.video[0]
         with av.open(str(path), "w") as out, _open_input(info.path) as src:
             video = out.add_stream_from_template(template, opaque=True)
             video.time_base = info.time_base
+            # the template's rate is 1/time_base (Matroska and FLV would state it): use the input's average
+            video.codec_context.framerate = info.rate
             if info.display_matrix:
                 video.set_display_matrix(list(info.display_matrix))
             _copy_tags(src.streams[info.stream], video)
@@ -525,12 +571,9 @@ def mux_output(path: Path, segments: list[tuple[Path, int]], info: VideoInfo) ->
                 _copy_tags(src.streams[index], mapping[index])
             merged = heapq.merge(_segment_packets(segments, info, video), _copied_packets(src, mapping),
                                  key=lambda item: (item[0], item[3].index, item[1]))
-            try:
-                for _, _, packet, stream in merged:
-                    packet.stream = stream
-                    out.mux(packet)
-            except av.FFmpegError as err:
-                raise SubpixelError(f"cannot write {path.name}: {_reason(err)}") from None
+            for _, _, packet, stream in merged:
+                packet.stream = stream
+                out.mux(packet)
 
 
 def _copy_tags(src: av.stream.Stream, dst: av.stream.Stream) -> None:

@@ -16,6 +16,7 @@ are copied in untouched, and the result replaces the output atomically.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -35,6 +36,7 @@ from subpixel.errors import SubpixelError
 from subpixel.io.video import (
     DEINTERLACERS,
     ColorInfo,
+    DecodeStats,
     EncoderSpec,
     PngEncoder,
     SegmentEncoder,
@@ -54,6 +56,8 @@ __all__ = ["FrameProcessor", "UpscalerProcessor", "VideoOptions", "as_processor"
 
 Item = tuple[int, int, np.ndarray]  # frame index, pts, RGB (H, W, 3)
 CONVERT_THREADS = 4  # at most; RGB -> YUV conversions of one batch in parallel
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -210,6 +214,7 @@ class _Job:
         self.decoded = _Channel(2 * opts.batch, self.stop)
         self.upscaled = _Channel(2, self.stop)
         self.converted = _Channel(2, self.stop)
+        self.decode_stats = DecodeStats()
         self.stages = {"decode": _Stage(), "sr": _Stage(), "convert": _Stage(), "encode": _Stage(), "mux": _Stage()}
         self.writer: _VideoSegment | _PngSegment | None = None
         self.png_encoder = PngEncoder(work.path / "frames", *size, self.deep) if png else None
@@ -217,7 +222,7 @@ class _Job:
     # -- stages ---------------------------------------------------------------------------------
     def _decode(self) -> None:
         stage, index, t0 = self.stages["decode"], self.manifest.frames_done, time.perf_counter()
-        frames = decode_frames(self.info, self.opts.deinterlace, self.manifest.last_pts)
+        frames = decode_frames(self.info, self.opts.deinterlace, self.manifest.last_pts, self.decode_stats)
         try:
             for frame in frames:
                 item = (index, frame.pts, self.info.color.to_rgb(frame, self.deep))
@@ -364,7 +369,8 @@ class _Job:
                 os.replace(frame, dst / frame.name)
         else:
             tmp = self.work.path / f"output{dst.suffix}"
-            mux_output(tmp, [(self.work.path / s.file, s.start_pts) for s in self.manifest.segments], self.info)
+            segments = [(self.work.path / s.file, s.start_pts) for s in self.manifest.segments]
+            mux_output(tmp, segments, self.info, shown=dst)
             os.replace(tmp, dst)
         self.work.remove()
         self.stages["mux"].seconds = time.perf_counter() - t0
@@ -448,6 +454,9 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
     started = time.perf_counter()
     processor = as_processor(model, opts.tile)
     info = probe(src)
+    if info.field_order not in (None, "progressive") and opts.deinterlace is None:
+        log.warning("%s is interlaced (field order %s): --deinterlace %s may look better", src, info.field_order,
+                    " or ".join(DEINTERLACERS))
     png = opts.codec == "png" or (opts.codec is None and _is_folder(dst))
     if png and not _is_folder(dst):
         raise SubpixelError(f"a PNG sequence goes into a folder; {dst} looks like a file")
@@ -470,13 +479,20 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
     work, manifest = open_workdir(dst, input_identity(src), fingerprint, opts.resume, opts.overwrite)
     resumed = manifest.frames_done
     job = _Job(info, processor, opts, spec, size, work, manifest, png)
-    job.run()
-    job.finalize(dst)
+    try:
+        job.run()
+    except SubpixelError:  # the input or options are at fault: nothing for --resume to continue
+        work.remove()
+        raise
+    job.finalize(dst)  # a failed final mux (e.g. a full disk) keeps the finished segments for --resume
+    damaged = job.decode_stats.damaged
+    if damaged:
+        log.warning("%s: %d damaged frames could not be decoded and were skipped", src, damaged)
     seconds = time.perf_counter() - started
     processed = job.stages["sr"].frames
     return {"input": str(src), "output": str(dst), "model": fingerprint["model"], "scale": processor.scale,
             "codec": spec.codec, "pix_fmt": spec.pix_fmt, "encoder_options": spec.options,
             "width": size[0], "height": size[1], "frames": manifest.frames_done, "processed_frames": processed,
-            "resumed_frames": resumed, "segments": len(manifest.segments), "seconds": round(seconds, 3),
-            "fps": round(processed / seconds, 2) if seconds > 0 else None,
+            "resumed_frames": resumed, "damaged_frames": damaged, "segments": len(manifest.segments),
+            "seconds": round(seconds, 3), "fps": round(processed / seconds, 2) if seconds > 0 else None,
             "stages": {k: v.report() for k, v in job.stages.items()}, "source": info.summary()}
