@@ -59,6 +59,16 @@ def test_rlfn_parameter_count_matches_paper() -> None:
     assert count_params(build("rlfn", 4)) == 543_740  # the paper's 0.543 M at x4
 
 
+def test_rlfn_plain_is_rlfn_without_attention() -> None:
+    rlfn, plain = build("rlfn", 4), build("rlfn-plain", 4)
+    trunk = {k: v.shape for k, v in rlfn.state_dict().items() if ".attend." not in k}
+    assert {k: v.shape for k, v in plain.state_dict().items()} == trunk
+    blocks = 6 * (52 * 52 + 52 + sum(p.numel() for p in rlfn.blocks[0].attend[1].parameters()))
+    assert count_params(rlfn) - count_params(plain) == blocks  # the 1x1 mix and ESA of each block
+    x = torch.rand(1, 3, 9, 11)
+    assert plain(x).shape == (1, 3, 36, 44) and plain.receptive_field < rlfn.receptive_field
+
+
 @pytest.mark.parametrize("name", ["sprint", "sprint-s"])
 def test_sprint_under_half_a_million_parameters(name: str) -> None:
     for scale in (2, 3, 4):

@@ -36,8 +36,8 @@ def _command_line(ctx: click.Context) -> str:
 @click.command()
 @click.option("--models", help="Comma-separated architectures or .safetensors files "
                                "[default: espcn,sesr-m5,sesr-m11,sesr-xl,sprint-s,sprint]; 'none' for none.")
-@click.option("--peers", help="Comma-separated peers: bicubic, rlfn, opencv-espcn, opencv-fsrcnn, opencv-lapsrn, "
-                              "span-ncnn [default: all]; 'none' for none.")
+@click.option("--peers", help="Comma-separated peers: bicubic, rlfn, rlfn-plain, opencv-espcn, opencv-fsrcnn, "
+                              "opencv-lapsrn, span-ncnn [default: all]; 'none' for none.")
 @click.option("--engines", help="Comma-separated: auto, torch, torch-compile, torch-cudagraph, onnx "
                                 "[default: torch,onnx on CPU; torch,torch-cudagraph on CUDA].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)

@@ -1,7 +1,8 @@
 """Peer programs benchmarked beside our models.
 
 Two kinds: *engine peers* are networks or interpolation run through subpixel's own engines with
-exactly our settings (``bicubic``; ``rlfn``, RLFN with random weights); *host peers* are outside
+exactly our settings (``bicubic``; ``rlfn``, RLFN with random weights, and ``rlfn-plain``, its trunk without
+attention, the size reference for its speed); *host peers* are outside
 programs on the CPU taking uint8 frames: OpenCV ``dnn_superres`` (ESPCN, FSRCNN, LapSRN; weights
 from the peers folder) and SPAN through its ncnn wheel. An unavailable peer is skipped with a note.
 """
@@ -21,7 +22,7 @@ import numpy as np
 
 __all__ = ["ENGINE_PEERS", "HOST_PEERS", "PEERS", "HostPeer", "PeerUpscaler", "host_peer"]
 
-ENGINE_PEERS = ("bicubic", "rlfn")
+ENGINE_PEERS = ("bicubic", "rlfn", "rlfn-plain")
 _OPENCV = {  # peer -> (dnn_superres algorithm, folder under the peers dir, weight file prefix)
     "opencv-espcn": ("espcn", "opencv-espcn", "ESPCN"),
     "opencv-fsrcnn": ("fsrcnn", "opencv-fsrcnn", "FSRCNN"),

@@ -20,7 +20,7 @@ from torch import nn
 from subpixel.models.base import SRNet
 from subpixel.models.registry import register
 
-__all__ = ["ESA", "RLFB", "RLFN"]
+__all__ = ["ESA", "RLFB", "RLFN", "RLFNPlain"]
 
 # One ESA reaches about 26 LR pixels (stride 2 x pool 7/3 x conv 3x3 x bilinear); 32 leaves slack for
 # the pooling grid drifting with the image size.
@@ -46,31 +46,32 @@ class ESA(nn.Module):
 
 
 class RLFB(nn.Module):
-    """Residual local feature block: 3 x (conv3x3, ReLU) + residual, conv1x1, ESA."""
+    """Residual local feature block: 3 x (conv3x3, ReLU) + residual, then conv1x1 and ESA (``attention``)."""
 
-    def __init__(self, channels: int, esa_channels: int = 16) -> None:
+    def __init__(self, channels: int, esa_channels: int = 16, attention: bool = True) -> None:
         super().__init__()
         self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(3))
-        self.mix = nn.Conv2d(channels, channels, 1)
-        self.esa = ESA(channels, esa_channels)
+        self.attend = nn.Sequential(nn.Conv2d(channels, channels, 1), ESA(channels, esa_channels)) if attention \
+            else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x
         for conv in self.convs:
             out = F.relu(conv(out))
-        return self.esa(self.mix(out + x))
+        return self.attend(out + x)
 
 
 @register("rlfn", summary="RLFN (Kong et al. 2022, NTIRE efficient-SR winner): 6 RLFB x 52 ch, ESA")
 class RLFN(SRNet):
     """RLFN: ``blocks`` RLFBs of ``channels`` features with ESA, sub-pixel reconstruction."""
 
-    def __init__(self, scale: int, channels: int = 52, blocks: int = 6, esa_channels: int = 16) -> None:
+    def __init__(self, scale: int, channels: int = 52, blocks: int = 6, esa_channels: int = 16,
+                 attention: bool = True) -> None:
         super().__init__(scale)
-        self.arch_args = {"channels": channels, "blocks": blocks, "esa_channels": esa_channels}
-        self.receptive_field = 3 + blocks * (3 + _ESA_REACH)
+        self.arch_args = {"channels": channels, "blocks": blocks, "esa_channels": esa_channels, "attention": attention}
+        self.receptive_field = 3 + blocks * (3 + (_ESA_REACH if attention else 0))
         self.head = nn.Conv2d(3, channels, 3, padding=1)
-        self.blocks = nn.Sequential(*(RLFB(channels, esa_channels) for _ in range(blocks)))
+        self.blocks = nn.Sequential(*(RLFB(channels, esa_channels, attention) for _ in range(blocks)))
         self.body_tail = nn.Conv2d(channels, channels, 3, padding=1)
         self.to_subpixels = nn.Conv2d(channels, 3 * scale * scale, 3, padding=1)
         self.shuffle = nn.PixelShuffle(scale)
@@ -78,3 +79,13 @@ class RLFN(SRNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.head(x)
         return self.shuffle(self.to_subpixels(self.body_tail(self.blocks(feat)) + feat))
+
+
+@register("rlfn-plain", summary="RLFN's plain trunk (no ESA, no 1x1): the speed reference for an RLFN-sized network")
+class RLFNPlain(RLFN):
+    """RLFN without its attention: the same head, 6 blocks of 3 x conv3x3 (52 channels) with residuals,
+    tail and sub-pixel output. Benchmarked beside RLFN, it shows what ESA costs and whether our RLFN
+    runs as fast as a network of its size should."""
+
+    def __init__(self, scale: int, channels: int = 52, blocks: int = 6) -> None:
+        super().__init__(scale, channels, blocks, attention=False)
