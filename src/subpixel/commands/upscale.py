@@ -187,7 +187,7 @@ def _run_job(job: Job, upscaler: Upscaler, tile: int | None, overwrite: bool, qu
         write_image(job.dst, result, like=image, quality=quality, overwrite=overwrite)
         info = upscaler.last_tile_info
         job.extra = {"size": [int(result.shape[1]), int(result.shape[0])],
-                     "tile": info.tile if info else None}
+                     "tile": info.tile if info and info.tiles_run > 1 else None}  # None: one whole-image call
     except (SubpixelError, OSError) as err:
         job.error = str(err) if isinstance(err, SubpixelError) else f"{type(err).__name__}: {err}"
     job.seconds = time.perf_counter() - start
