@@ -485,3 +485,12 @@ def test_float_round_trip(dtype: type) -> None:
     assert as_float.dtype == np.float32 and as_float.max() == 1.0
     np.testing.assert_array_equal(from_float(as_float, dtype), pixels)
     np.testing.assert_array_equal(from_float(np.array([-0.5, np.nan, 2.0]), dtype), [0, 0, top])
+
+
+def test_tifffile_layout_note_is_not_copied_as_a_caption(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "t.tif", _wide(c=3), photometric="rgb")  # writes ImageDescription {"shape": ...}
+    data = read_image(tmp_path / "t.tif")
+    out = write_image(tmp_path / "o.tif", np.repeat(np.repeat(data.pixels, 2, 0), 2, 1), like=data)
+    with tifffile.TiffFile(out) as tif:
+        assert tif.series[0].shape == (2 * data.height, 2 * data.width, 3)
+        assert '"shape"' not in (tif.pages[0].description or "")

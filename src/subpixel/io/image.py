@@ -340,6 +340,9 @@ def _descriptive_tiff_exif(tags: Image.Exif) -> Image.Exif:
     kept = Image.Exif()
     for tag in _TIFF_EXIF_TAGS & tags.keys():
         kept[tag] = tags.get_ifd(tag) if tag in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo) else tags[tag]
+    description = kept.get(ExifTags.Base.ImageDescription)
+    if isinstance(description, str) and description.startswith('{"shape":'):  # tifffile's layout note, not a caption
+        del kept[ExifTags.Base.ImageDescription]
     return kept
 
 
