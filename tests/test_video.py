@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import struct
+from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 
@@ -340,6 +343,21 @@ def test_timestamps_jumping_back_follow_on(up: subpixel.Upscaler, tmp_path: Path
     assert [f.pts for f in decode_frames(info, after_pts=full[13])] == full[14:]  # resuming in the second run
 
 
+def test_repeated_timestamps_move_one_frame_and_jumps_shift_the_rest(caplog: pytest.LogCaptureFixture) -> None:
+    from types import SimpleNamespace
+
+    from subpixel.io.video import DecodeStats, _continuous
+
+    info = SimpleNamespace(frame_step=42, time_base=Fraction(1, 1000), rate=Fraction(24), path="x.mkv")
+    frames = [SimpleNamespace(pts=p) for p in (0, 42, 83, 125, 125, 167, 150, 208, 0, 42)]
+    stats = DecodeStats()
+    with caplog.at_level("WARNING"):
+        out = [f.pts for f in _continuous(iter(frames), info, stats)]  # type: ignore[arg-type]
+    # ms rounding (125, 125) and a small stumble (167, 150) touch one frame each; the jump back to 0 shifts the rest
+    assert out == [0, 42, 83, 125, 126, 167, 168, 208, 250, 292]
+    assert stats.jumps == 1 and len([r for r in caplog.records if "jump back" in r.getMessage()]) == 1
+
+
 def test_damaged_frames_are_counted_and_reported(up: subpixel.Upscaler, tmp_path: Path,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     src = make_clip(tmp_path / "src.mp4", n=20, audio=None)
@@ -411,3 +429,147 @@ def test_interlaced_input_gets_a_deinterlace_hint(interlaced: bool, up: subpixel
     hints = [r.getMessage() for r in caplog.records if "--deinterlace" in r.getMessage()]
     assert hints == ([f"{src} is interlaced (field order tt): --deinterlace yadif or bwdif may look better"]
                      if interlaced else [])
+
+
+@pytest.mark.parametrize("vfr", [False, True])
+def test_avi_output_states_the_input_frame_rate(vfr: bool, up: subpixel.Upscaler, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """AVI stores a frame rate, no timestamps: one frame per input frame, VFR input with a warning."""
+    pts = np.cumsum([0] + [40, 80, 20, 40] * 3)[:12].tolist() if vfr else None
+    src = make_clip(tmp_path / "in.mp4", n=12, pts=pts, audio=None)
+    out = tmp_path / "out.avi"
+    with caplog.at_level("WARNING"):
+        upscale_video(src, out, up, VideoOptions(codec="mpeg4", bitrate="1M", segment_frames=5))
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        v = b.streams.video[0]
+        assert v.average_rate == a.streams.video[0].average_rate and v.frames == 12
+        assert len([p for p in b.demux(v) if p.size]) == 12
+    assert len(frame_times(out)) == 12
+    warned = [r.getMessage() for r in caplog.records if "AVI" in r.getMessage()]
+    assert len(warned) == vfr
+
+
+def png_chunks(path: Path) -> dict[bytes, bytes]:
+    data, pos, chunks = path.read_bytes(), 8, {}
+    while pos < len(data):
+        (size,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        chunks[kind] = data[pos + 8:pos + 8 + size]
+        pos += 12 + size
+    return chunks
+
+
+def test_png_sequence_in_display_orientation_with_aspect_ratio(up: subpixel.Upscaler, tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """PNG has no rotation tag: frames are turned upright; pHYs states the pixel aspect (x, y pixels per unit)."""
+    plain = make_clip(tmp_path / "plain.mp4", n=3)
+    turned = make_clip(tmp_path / "turned.mp4", n=3, audio=None, rotation=90, sar=Fraction(4, 3))
+    wide = make_clip(tmp_path / "wide.mp4", n=3, audio=None, sar=Fraction(4, 3))
+    with caplog.at_level("WARNING"):
+        for src in (plain, turned, wide):
+            upscale_video(src, tmp_path / src.stem, up)
+    assert [r.getMessage() for r in caplog.records] == [f"{plain}: a PNG sequence holds no audio or subtitles; "
+                                                        "input stream #1 not copied"]
+    a, b = (frames_rgb(tmp_path / name / "frame_000000.png")[0] for name in ("plain", "turned"))
+    assert b.shape == (2 * W, 2 * H, 3) and np.array_equal(b, np.rot90(a))  # turned 90 degrees anticlockwise
+    assert b"pHYs" not in png_chunks(tmp_path / "plain" / "frame_000000.png")
+    assert png_chunks(tmp_path / "wide" / "frame_000002.png")[b"pHYs"] == struct.pack(">IIB", 3, 4, 0)
+    assert png_chunks(tmp_path / "turned" / "frame_000002.png")[b"pHYs"] == struct.pack(">IIB", 4, 3, 0)
+
+
+def test_extra_video_streams_dropped_with_a_warning(clip: Path, up: subpixel.Upscaler, tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    two = tmp_path / "two.mkv"
+    with av.open(str(clip)) as c, av.open(str(two), "w") as out:
+        v, a = c.streams.video[0], c.streams.audio[0]
+        targets = {v.index: [out.add_stream_from_template(v, opaque=True) for _ in range(2)],
+                   a.index: [out.add_stream_from_template(a, opaque=True)]}
+        for p in c.demux(v, a):
+            for target in targets[p.stream.index] if p.size else ():
+                q = av.Packet(bytes(p))
+                q.pts, q.dts, q.duration, q.time_base = p.pts, p.dts, p.duration, p.time_base
+                q.is_keyframe, q.stream = p.is_keyframe, target
+                out.mux(q)
+    with caplog.at_level("WARNING"):
+        upscale_video(two, tmp_path / "out.mkv", up)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{two}: only video stream #0 is upscaled; input stream #1 not copied"]
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"]
+
+
+@pytest.mark.parametrize("engine", ["onnx", "torch-compile"])
+def test_recurrent_model_warns_of_ignored_engine_and_tile(engine: str, clip: Path, up: subpixel.Upscaler,
+                                                          tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from types import SimpleNamespace
+
+    from subpixel.models.frvsr import FRVSR
+
+    net = FRVSR(2, channels=8, blocks=1)
+    fake = SimpleNamespace(name=engine, precision="fp32", selection=None, device=torch.device("cpu"))
+    frvsr = subpixel.Upscaler(net, "frvsr", engine=fake)
+    src = make_clip(tmp_path / "in.mp4", n=3, audio=None)
+    with caplog.at_level("WARNING"):
+        summary = upscale_video(src, tmp_path / "out.mp4", frvsr, VideoOptions(tile=32))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"frvsr is recurrent and runs whole frames on torch: --engine {engine} and --tile 32 are ignored"]
+    assert summary["engine"] == "torch"
+    assert upscale_video(src, tmp_path / "bicubic.mp4", up)["engine"] == up.engine.name
+
+
+@pytest.mark.parametrize("flag", [None, "--quiet", "--json"])
+def test_cli_notes_bicubic_for_a_scale_without_a_model(flag: str | None, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "in.mp4", n=2, audio=None)
+    out = tmp_path / "out.mp4"
+    result = CliRunner().invoke(cli, ["video", str(src), "-o", str(out), "-s", "5", *([flag] if flag else [])])
+    assert result.exit_code == 0, result.output
+    note = "note: no trained x5 model ships yet; used bicubic\n"
+    assert result.stderr.endswith(note) == (flag is None) and result.stderr.count("note:") == (flag is None)
+    if flag is None:
+        assert result.stdout.startswith(f"wrote {out} (bicubic x5")
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (VideoOptions(crf=99), r"--crf 99 is out of range for libx264 \(0-51;"),
+    (VideoOptions(crf=-1), r"--crf -1 is out of range for libx264 \(0-51;"),
+    (VideoOptions(tile=-3), r"--tile must be >= 0 \(0 = no tiling\), got -3"),
+])
+def test_out_of_range_crf_and_tile_are_refused(options: VideoOptions, message: str, clip: Path,
+                                               up: subpixel.Upscaler, tmp_path: Path) -> None:
+    with pytest.raises(SubpixelError, match=message):
+        upscale_video(clip, tmp_path / "o.mp4", up, options)
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_interrupt_says_how_to_resume(clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args, **kwargs) -> dict:
+        def stop(segment) -> None:
+            if segment.index == 1:
+                raise KeyboardInterrupt
+
+        args[3].on_segment = stop
+        return upscale_video(*args, **kwargs)
+
+    monkeypatch.setattr("subpixel.video.command.upscale_video", interrupted)
+    out = tmp_path / "out.mp4"
+    result = CliRunner().invoke(cli, ["video", str(clip), "-o", str(out), "-s", "2", "-m", "bicubic", "-q",
+                                      "--segment-frames", "10"])
+    assert result.exit_code != 0 and not out.exists()
+    assert (f"interrupted: 20 finished frames of {out} are kept in {tmp_path / '.out.mp4.parts'}; "
+            "rerun with --resume to continue\n") in result.stderr
+
+
+def test_resume_refusal_for_a_changed_input_is_readable(up: subpixel.Upscaler, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "in.mp4", n=20, audio=None)
+    out = tmp_path / "out.mp4"
+
+    def stop(segment) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(src, out, up, VideoOptions(segment_frames=10, on_segment=stop))
+    os.utime(src, ns=(1_700_000_000_000_000_000,) * 2)
+    with pytest.raises(SubpixelError) as err:
+        upscale_video(src, out, up, VideoOptions(segment_frames=10, resume=True))
+    was = datetime.fromtimestamp(1_700_000_000).isoformat(sep=" ")
+    assert (f"cannot resume {out}: the input file changed since the unfinished job started "
+            f"(modified {was}, was 20") in str(err.value)

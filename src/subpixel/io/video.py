@@ -13,6 +13,7 @@ import heapq
 import io
 import logging
 import struct
+import zlib
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass
@@ -28,7 +29,7 @@ from subpixel.errors import SubpixelError
 
 __all__ = ["ColorInfo", "VideoInfo", "DecodeStats", "EncoderSpec", "probe", "decode_frames", "available_encoders",
            "resolve_encoder", "check_encoder", "check_container", "segment_format", "SegmentEncoder",
-           "PngEncoder", "mux_output", "DEINTERLACERS", "DEFAULT_CRF"]
+           "PngEncoder", "mux_output", "DEINTERLACERS", "DEFAULT_CRF", "CRF_RANGE"]
 
 SPC_RGB, SPC_BT709, SPC_SMPTE170M = 0, 1, 6
 RANGE_LIMITED, RANGE_FULL = 1, 2
@@ -43,6 +44,7 @@ _ALIASES = {"h264": ("libx264",), "avc": ("libx264",), "x264": ("libx264",), "h2
             "hevc": ("libx265",), "x265": ("libx265",), "vp9": ("libvpx-vp9",),
             "av1": ("libsvtav1", "libaom-av1", "librav1e")}
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 30, "libsvtav1": 30, "libaom-av1": 30}
+CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libsvtav1": (0, 63), "libaom-av1": (0, 63)}
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,7 @@ class VideoInfo:
     field_order: str | None
     color: ColorInfo
     copy_streams: tuple[int, ...]  # audio and subtitle streams, copied untouched
+    dropped_streams: tuple[int, ...] = ()  # the rest (more video, data, attachments): not in the output
 
     @property
     def frame_step(self) -> int:
@@ -140,10 +143,12 @@ class VideoInfo:
 
 @dataclass
 class DecodeStats:
-    """What decoding repaired: packets the decoder rejected (skipped) and jumps back in time (shifted)."""
+    """What decoding repaired: packets the decoder rejected (skipped) and jumps back in time (shifted);
+    ``drift``: how far (seconds) frame times stray from a constant frame rate (variable frame rate)."""
 
     damaged: int = 0
     jumps: int = 0
+    drift: float = 0.0
 
 
 def _open_input(path: str | Path) -> av.container.InputContainer:
@@ -180,13 +185,14 @@ def probe(path: str | Path) -> VideoInfo:
         matrix = next((struct.unpack("<9i", bytes(sd)) for sd in first.side_data
                        if sd.type.name == "DISPLAYMATRIX"), None)
         copy = tuple(s.index for s in container.streams if s.type in ("audio", "subtitle"))
+        dropped = tuple(s.index for s in container.streams if s.index != stream.index and s.index not in copy)
         return VideoInfo(
             path=str(path), stream=stream.index, codec=cc.name, width=first.width, height=first.height,
             pix_fmt=first.format.name, bit_depth=max(c.bits for c in first.format.components),
             time_base=tb, rate=rate, frames=frames, duration=duration,
             sar=stream.sample_aspect_ratio or None, display_matrix=matrix,
             rotation=first.rotation if matrix else 0.0, field_order=_FIELD_ORDER.get(cc.field_order),
-            color=ColorInfo.of_frame(first), copy_streams=copy)
+            color=ColorInfo.of_frame(first), copy_streams=copy, dropped_streams=dropped)
 
 
 def _decoded(container: av.container.InputContainer, stream: av.video.VideoStream, stats: DecodeStats
@@ -231,14 +237,18 @@ def _deinterlaced(frames: Iterator[av.VideoFrame], stream: av.video.VideoStream,
 
 
 def _continuous(frames: Iterator[av.VideoFrame], info: VideoInfo, stats: DecodeStats) -> Iterator[av.VideoFrame]:
-    """``frames`` with strictly increasing pts. Where they stop increasing (joined streams, such as
-    concatenated MPEG-TS files) the rest is shifted to follow one frame after the previous frame,
-    as FFmpeg does; a missing pts follows on from the previous one."""
+    """``frames`` with strictly increasing pts. Where they jump back by more than two frames (joined
+    streams, such as concatenated MPEG-TS files) the rest is shifted to follow one frame after the
+    previous frame, as FFmpeg does; a smaller stumble (a repeated timestamp, e.g. rounded to
+    milliseconds) moves that frame alone one tick past the previous one, and a missing pts follows on
+    from the previous one."""
     prev: int | None = None
-    offset = 0
-    for frame in frames:
+    offset = first = 0
+    for n, frame in enumerate(frames):
         pts = frame.pts + offset if frame.pts is not None else (0 if prev is None else prev + info.frame_step)
-        if prev is not None and pts <= prev:
+        if prev is not None and prev - 2 * info.frame_step <= pts <= prev:
+            pts = prev + 1
+        elif prev is not None and pts < prev:
             if not stats.jumps:
                 log.warning("%s: video timestamps jump back at %.3f s (joined streams?); the frames after it "
                             "are shifted to follow on, audio and subtitles are copied unchanged",
@@ -246,7 +256,11 @@ def _continuous(frames: Iterator[av.VideoFrame], info: VideoInfo, stats: DecodeS
             stats.jumps += 1
             offset += prev + info.frame_step - pts
             pts = prev + info.frame_step
+        if n == 0:
+            first = pts
         frame.pts, prev = pts, pts
+        if info.rate:
+            stats.drift = max(stats.drift, abs(float((pts - first) * info.time_base - n / info.rate)))
         yield frame
 
 
@@ -377,6 +391,8 @@ def resolve_encoder(codec: str, pix_fmt: str | None = None, crf: int | None = No
             crf = DEFAULT_CRF.get(enc.name)
         elif "crf" not in private:
             raise SubpixelError(f"{enc.name} has no CRF mode; use --bitrate")
+        else:
+            _check_crf(enc.name, crf)
         if crf is not None:
             options["crf"] = str(crf)
             bit_rate = 0  # constant-quality mode (libvpx needs an explicit zero bitrate)
@@ -388,6 +404,12 @@ def resolve_encoder(codec: str, pix_fmt: str | None = None, crf: int | None = No
             raise SubpixelError(f"{enc.name} has no preset option")
         options[key] = str(preset)
     return EncoderSpec(enc.name, pix_fmt, options, bit_rate)
+
+
+def _check_crf(encoder: str, crf: int) -> None:
+    low, high = CRF_RANGE.get(encoder, (crf, crf))
+    if not low <= crf <= high:
+        raise SubpixelError(f"--crf {crf} is out of range for {encoder} ({low}-{high}; lower is better quality)")
 
 
 def check_encoder(spec: EncoderSpec, width: int, height: int, info: VideoInfo) -> None:
@@ -458,21 +480,52 @@ class SegmentEncoder:
 
 
 class PngEncoder:
-    """Writes frames as ``frame_NNNNNN.png`` (8-bit, or 16-bit for deep frames) into a folder."""
+    """Writes frames as ``frame_NNNNNN.png`` (8-bit, or 16-bit for deep frames) into a folder.
 
-    def __init__(self, folder: Path, width: int, height: int, deep: bool) -> None:
+    PNG has no rotation tag, so frames are turned by ``rotation`` (degrees anticlockwise, as
+    :attr:`VideoInfo.rotation`; multiples of 90) into display orientation. A ``sar`` other than 1:1
+    goes into a pHYs chunk (turned along); without one the PNGs have none.
+    """
+
+    def __init__(self, folder: Path, width: int, height: int, deep: bool, rotation: float = 0.0,
+                 sar: Fraction | None = None) -> None:
         self.folder, self.size = folder, (width, height)
+        self.turns = round(rotation / 90) % 4
+        if sar and self.turns % 2:
+            sar = 1 / sar
+        self.phys = _phys_chunk(sar) if sar and sar != 1 else b""
         self.ctx = av.CodecContext.create("png", "w")  # intra-only: one packet per frame, no flush
-        self.ctx.width, self.ctx.height, self.ctx.time_base = width, height, Fraction(1, 1)
+        self.ctx.width, self.ctx.height = (height, width) if self.turns % 2 else (width, height)
+        self.ctx.time_base = Fraction(1, 1)
         self.ctx.pix_fmt = "rgb48be" if deep else "rgb24"
         folder.mkdir(parents=True, exist_ok=True)
 
     def write(self, rgb: np.ndarray, index: int) -> None:
         w, h = self.size
-        src = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:h, :w]),
+        src = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(rgb[:h, :w], self.turns)),
                                          format="rgb48le" if rgb.dtype == np.uint16 else "rgb24")
         data = b"".join(bytes(p) for p in self.ctx.encode(src.reformat(format=self.ctx.pix_fmt)))
-        (self.folder / f"frame_{index:06d}.png").write_bytes(data)
+        (self.folder / f"frame_{index:06d}.png").write_bytes(_with_phys(data, self.phys))
+
+
+def _phys_chunk(sar: Fraction) -> bytes:
+    """A pHYs chunk for pixels ``sar`` wide per unit of height: pixels per unit x = den, y = num, unit unknown."""
+    body = b"pHYs" + struct.pack(">IIB", sar.denominator, sar.numerator, 0)
+    return struct.pack(">I", 9) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def _with_phys(png: bytes, phys: bytes) -> bytes:
+    """``png`` with its pHYs chunk (FFmpeg always writes one, 0:1 when the aspect is unknown) replaced by ``phys``."""
+    out, pos = [png[:8]], 8
+    while pos < len(png):
+        size = struct.unpack(">I", png[pos:pos + 4])[0] + 12
+        kind = png[pos + 4:pos + 8]
+        if kind != b"pHYs":
+            out.append(png[pos:pos + size])
+        if kind == b"IHDR":
+            out.append(phys)
+        pos += size
+    return b"".join(out)
 
 
 def check_container(path: Path, spec: EncoderSpec, info: VideoInfo) -> None:
@@ -531,6 +584,16 @@ def _segment_packets(segments: list[tuple[Path, int]], info: VideoInfo, out_stre
                 order += 1
 
 
+def _numbered(packets: Iterator[tuple[float, int, av.Packet, av.stream.Stream]], start: int, rate: Fraction
+              ) -> Iterator[tuple[float, int, av.Packet, av.stream.Stream]]:
+    """For AVI, which stores a frame rate and no timestamps: packet ``n`` becomes frame ``start + n`` at ``rate``
+    (a larger time base makes the muxer state 600 fps and pad with empty frames)."""
+    for n, (_, order, p, stream) in enumerate(packets, start):
+        p.pts = p.dts = n
+        p.duration, p.time_base = 1, 1 / rate
+        yield float(n / rate), order, p, stream
+
+
 def _copied_packets(src: av.container.InputContainer, mapping: dict[int, av.stream.Stream]
                     ) -> Iterator[tuple[float, int, av.Packet, av.stream.Stream]]:
     if not mapping:  # demux([]) would read every stream
@@ -544,22 +607,25 @@ def _copied_packets(src: av.container.InputContainer, mapping: dict[int, av.stre
         order += 1
 
 
-def mux_output(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: Path | None = None) -> None:
+def mux_output(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: Path | None = None,
+               drift: float = 0.0) -> None:
     """Write ``path``: the segments' video joined without re-encoding, plus the input's audio and
     subtitle packets copied untouched, interleaved by time. ``segments``: (file, start pts);
-    ``shown``: the path errors name (the final output when ``path`` is a temporary file)."""
+    ``shown``: the path errors name (the final output when ``path`` is a temporary file);
+    ``drift``: :attr:`DecodeStats.drift`, for the warning that AVI (constant rate only) moves frames."""
     try:
-        _mux(path, segments, info)
+        _mux(path, segments, info, shown or path, drift)
     except av.FFmpegError as err:  # also raised by the final close, which writes the trailer
         raise SubpixelError(f"cannot write {shown or path}: {_reason(err)}") from None
 
 
-def _mux(path: Path, segments: list[tuple[Path, int]], info: VideoInfo) -> None:
+def _mux(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: Path, drift: float) -> None:
     with av.open(str(segments[0][0])) as first:
         template = first.streams.video[0]
         with av.open(str(path), "w") as out, _open_input(info.path) as src:
             video = out.add_stream_from_template(template, opaque=True)
-            video.time_base = info.time_base
+            avi = out.format.name == "avi" and bool(info.rate)
+            video.time_base = 1 / info.rate if avi else info.time_base
             # the template's rate is 1/time_base (Matroska and FLV would state it): use the input's average
             video.codec_context.framerate = info.rate
             if info.display_matrix:
@@ -569,7 +635,14 @@ def _mux(path: Path, segments: list[tuple[Path, int]], info: VideoInfo) -> None:
             for index in info.copy_streams:
                 mapping[index] = out.add_stream_from_template(src.streams[index], opaque=True)
                 _copy_tags(src.streams[index], mapping[index])
-            merged = heapq.merge(_segment_packets(segments, info, video), _copied_packets(src, mapping),
+            packets = _segment_packets(segments, info, video)
+            if avi:
+                packets = _numbered(packets, round(segments[0][1] * info.time_base * info.rate), info.rate)
+                if drift > 0.5 / info.rate:
+                    log.warning("%s: AVI cannot keep variable frame timing; frames are written at a constant "
+                                "%.3f fps, up to %.3f s off their times (.mkv or .mp4 keep them)",
+                                shown, float(info.rate), drift)
+            merged = heapq.merge(packets, _copied_packets(src, mapping),
                                  key=lambda item: (item[0], item[3].index, item[1]))
             for _, _, packet, stream in merged:
                 packet.stream = stream

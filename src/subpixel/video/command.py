@@ -10,9 +10,11 @@ import torch
 
 from subpixel.commands.options import emit_json, output_options, runtime_options
 from subpixel.commands.upscale import default_model
+from subpixel.errors import SubpixelError
 from subpixel.io.video import DEINTERLACERS
 from subpixel.models.loader import load
 from subpixel.video.pipeline import VideoOptions, upscale_video
+from subpixel.video.segments import WorkDir
 
 
 @click.command()
@@ -55,10 +57,29 @@ def video(input_path: Path, output: Path, scale: int | None, model: str, batch: 
     options = VideoOptions(codec=codec, crf=crf, bitrate=bitrate, preset=preset, pix_fmt=pix_fmt, batch=batch,
                            segment_frames=segment_frames, deinterlace=deinterlace, tile=tile, resume=resume,
                            overwrite=overwrite, progress=not (quiet or as_json))
-    summary = upscale_video(input_path, output, upscaler, options)
+    try:
+        summary = upscale_video(input_path, output, upscaler, options)
+    except KeyboardInterrupt:
+        _say_resumable(output)
+        raise
     if as_json:
         emit_json(summary)
     elif not quiet:
         resumed = f", {summary['resumed_frames']} resumed" if summary["resumed_frames"] else ""
-        click.echo(f"wrote {output}: {summary['frames']} frames{resumed}, {summary['width']}x{summary['height']} "
-                   f"{summary['codec']} {summary['pix_fmt']}, {summary['fps']} frames/s")
+        click.echo(f"wrote {output} ({upscaler.name} x{summary['scale']}, {summary['engine']}): {summary['frames']} "
+                   f"frames{resumed}, {summary['width']}x{summary['height']} {summary['codec']} {summary['pix_fmt']}, "
+                   f"{summary['fps']} frames/s")
+        if name == "bicubic" and model == "auto":
+            click.echo(f"note: no trained x{summary['scale']} model ships yet; used bicubic", err=True)
+
+
+def _say_resumable(output: Path) -> None:
+    """After Ctrl-C: where the finished segments wait and how to continue."""
+    work = WorkDir(output)
+    try:
+        frames = work.load().frames_done
+    except SubpixelError:  # no work folder (interrupted before it was made, or after the output was done)
+        return
+    if frames:
+        click.echo(f"interrupted: {frames} finished frames of {output} are kept in {work.path}; "
+                   "rerun with --resume to continue", err=True)

@@ -86,6 +86,7 @@ class UpscalerProcessor:
         self.upscaler, self.tile = upscaler, tile
         self.scale = upscaler.scale
         engine = upscaler.engine
+        self.engine = engine.name
         self.name = f"{upscaler.name} x{self.scale} {engine.name} {getattr(engine, 'precision', 'fp32')}"
 
     @property
@@ -119,6 +120,8 @@ class VideoOptions:
             raise SubpixelError(f"--batch must be >= 1, got {self.batch}")
         if self.segment_frames < 1:
             raise SubpixelError(f"--segment-frames must be >= 1, got {self.segment_frames}")
+        if self.tile is not None and self.tile < 0:
+            raise SubpixelError(f"--tile must be >= 0 (0 = no tiling), got {self.tile}")
         if self.deinterlace not in (None, *DEINTERLACERS):
             raise SubpixelError(f"--deinterlace takes {' or '.join(DEINTERLACERS)}, got {self.deinterlace!r}")
 
@@ -169,11 +172,24 @@ def as_processor(model: Upscaler | FrameProcessor, tile: int | None = None) -> F
         from subpixel.video.recurrent import RecurrentProcessor
 
         if isinstance(model.net, FRVSR):
+            _warn_ignored_by_recurrent(model, tile)
             return RecurrentProcessor(model.net, model.device, getattr(model.engine, "precision", "fp32"))
         return UpscalerProcessor(model, tile)
     if isinstance(model, FrameProcessor):
         return model
     raise TypeError(f"expected an Upscaler or a FrameProcessor, got {type(model).__name__}")
+
+
+def _warn_ignored_by_recurrent(model: Upscaler, tile: int | None) -> None:
+    """A recurrent model steps through whole frames on eager torch: an engine the user picked and tiles do not apply."""
+    engine = model.engine
+    asked = getattr(engine, "selection", None) is None  # not the auto selection's pick
+    ignored = [f"--engine {engine.name}"] if asked and engine.name != "torch" else []
+    if tile:
+        ignored.append(f"--tile {tile}")
+    if ignored:
+        log.warning("%s is recurrent and runs whole frames on torch: %s %s ignored", model.name, " and ".join(ignored),
+                    "are" if len(ignored) > 1 else "is")
 
 
 def _is_folder(path: Path) -> bool:
@@ -189,6 +205,11 @@ def _check_output_free(dst: Path, png: bool, overwrite: bool) -> None:
         raise SubpixelError(f"{dst} already holds frame_*.png files (use --overwrite)")
     if not png and dst.exists():
         raise SubpixelError(f"output {dst} exists (use --overwrite)")
+
+
+def _streams(indexes: tuple[int, ...]) -> str:
+    """``stream #1`` or ``streams #1, #2``."""
+    return f"stream{'s' * (len(indexes) > 1)} {', '.join(f'#{i}' for i in indexes)}"
 
 
 def _quantize(y: torch.Tensor, deep: bool) -> np.ndarray:
@@ -217,7 +238,8 @@ class _Job:
         self.decode_stats = DecodeStats()
         self.stages = {"decode": _Stage(), "sr": _Stage(), "convert": _Stage(), "encode": _Stage(), "mux": _Stage()}
         self.writer: _VideoSegment | _PngSegment | None = None
-        self.png_encoder = PngEncoder(work.path / "frames", *size, self.deep) if png else None
+        self.png_encoder = (PngEncoder(work.path / "frames", *size, self.deep, info.rotation, info.sar)
+                            if png else None)
 
     # -- stages ---------------------------------------------------------------------------------
     def _decode(self) -> None:
@@ -370,7 +392,7 @@ class _Job:
         else:
             tmp = self.work.path / f"output{dst.suffix}"
             segments = [(self.work.path / s.file, s.start_pts) for s in self.manifest.segments]
-            mux_output(tmp, segments, self.info, shown=dst)
+            mux_output(tmp, segments, self.info, shown=dst, drift=self.decode_stats.drift)
             os.replace(tmp, dst)
         self.work.remove()
         self.stages["mux"].seconds = time.perf_counter() - t0
@@ -457,6 +479,9 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
     if info.field_order not in (None, "progressive") and opts.deinterlace is None:
         log.warning("%s is interlaced (field order %s): --deinterlace %s may look better", src, info.field_order,
                     " or ".join(DEINTERLACERS))
+    if info.dropped_streams:
+        log.warning("%s: only video stream #%d is upscaled; input %s not copied", src, info.stream,
+                    _streams(info.dropped_streams))
     png = opts.codec == "png" or (opts.codec is None and _is_folder(dst))
     if png and not _is_folder(dst):
         raise SubpixelError(f"a PNG sequence goes into a folder; {dst} looks like a file")
@@ -471,6 +496,9 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
     if not png:
         check_encoder(spec, *size, info)
         check_container(dst, spec, info)
+    elif info.copy_streams:
+        log.warning("%s: a PNG sequence holds no audio or subtitles; input %s not copied", src,
+                    _streams(info.copy_streams))
     fingerprint = {"model": getattr(processor, "name", type(processor).__qualname__), "scale": processor.scale,
                    "codec": spec.codec, "pix_fmt": spec.pix_fmt, "bit_rate": spec.bit_rate,
                    **{f"encoder.{k}": v for k, v in sorted(spec.options.items())},
@@ -490,7 +518,8 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
         log.warning("%s: %d damaged frames could not be decoded and were skipped", src, damaged)
     seconds = time.perf_counter() - started
     processed = job.stages["sr"].frames
-    return {"input": str(src), "output": str(dst), "model": fingerprint["model"], "scale": processor.scale,
+    return {"input": str(src), "output": str(dst), "model": fingerprint["model"],
+            "engine": getattr(processor, "engine", None), "scale": processor.scale,
             "codec": spec.codec, "pix_fmt": spec.pix_fmt, "encoder_options": spec.options,
             "width": size[0], "height": size[1], "frames": manifest.frames_done, "processed_frames": processed,
             "resumed_frames": resumed, "damaged_frames": damaged, "segments": len(manifest.segments),

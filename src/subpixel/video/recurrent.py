@@ -17,7 +17,10 @@ class RecurrentProcessor:
     order -> ``(N, 3, sH, sW)`` float32 (not clamped) on the input's device. ``reset()`` starts a
     new sequence (call it at segment starts and scene cuts); a change of frame size does too.
     ``precision``: fp32, fp16 or bf16 (autocast; the recurrent state is kept in float32).
+    Always eager torch (``engine``), on whole frames.
     """
+
+    engine = "torch"
 
     def __init__(self, net: FRVSR, device: str | torch.device = "auto", precision: str = "fp32") -> None:
         if not isinstance(net, FRVSR):

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,24 @@ class Manifest:
         for what, old, new in (("input", self.input, input_id), ("option", self.options, options)):
             for key in sorted(set(old) | set(new)):
                 if old.get(key) != new.get(key):
-                    return f"{what} {key} was {old.get(key)!r}, now {new.get(key)!r}"
+                    return _changed_input(key, old, new) if what == "input" else (
+                        f"option {key} was {old.get(key)!r}, now {new.get(key)!r}")
         return None
+
+
+def _changed_input(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Why an input identity (see :func:`input_identity`) differs, in words."""
+    if key == "path":
+        return f"the unfinished job was for another input ({old.get('path')})"
+    if key == "mtime_ns":
+        change = f"modified {_local_time(new[key])}, was {_local_time(old[key])}"
+    else:
+        change = f"{old.get('size')} bytes, now {new.get('size')}"
+    return f"the input file changed since the unfinished job started ({change})"
+
+
+def _local_time(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9).isoformat(sep=" ", timespec="seconds")
 
 
 def input_identity(path: Path) -> dict[str, Any]:
