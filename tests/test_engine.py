@@ -168,3 +168,15 @@ def test_frame_pipeline_uint8_in_and_out(tiny_net) -> None:
     x = torch.from_numpy(frames[3:4]).permute(0, 3, 1, 2).float() / 255
     ref = engine(x).clamp(0, 1).mul(255).add(0.5).floor().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     assert np.array_equal(out[3:4], ref)
+
+
+def test_emulated_low_precision_on_the_cpu_warns(tiny_net, monkeypatch, caplog) -> None:
+    from subpixel.engine import torch_engine
+
+    for native, precision, warned in ((False, "bf16", True), (True, "bf16", False), (True, "fp16", True),
+                                      (False, "fp32", False)):
+        monkeypatch.setattr(torch_engine, "cpu_has_native_bf16", lambda native=native: native)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            TorchEngine(tiny_net, CPU, precision)
+        assert any("emulated" in r.getMessage() for r in caplog.records) == warned, (native, precision)

@@ -6,7 +6,7 @@ import torch
 
 from subpixel.errors import SubpixelError
 
-__all__ = ["resolve_device", "PRECISIONS", "torch_dtype"]
+__all__ = ["resolve_device", "PRECISIONS", "torch_dtype", "cpu_has_native_bf16"]
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -38,3 +38,9 @@ def torch_dtype(precision: str) -> torch.dtype:
         return PRECISIONS[precision]
     except KeyError:
         raise SubpixelError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}") from None
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere it is emulated, slowly."""
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(check() for check in checks if check is not None)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from subpixel.engine.device import torch_dtype
+from subpixel.engine.device import cpu_has_native_bf16, torch_dtype
 from subpixel.models.base import SRNet
 
 if TYPE_CHECKING:
@@ -99,6 +99,9 @@ class TorchEngine:
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self._lowp: SRNet | None = None
+        if device.type == "cpu" and (self.dtype == torch.float16 or (self.dtype == torch.bfloat16
+                                                                     and not cpu_has_native_bf16())):
+            log.warning("%s on this CPU is emulated (no native support) and usually slower than fp32", precision)
         if self.dtype != torch.float32:
             self._lowp = copy.deepcopy(self.net).to(self.dtype)
         self._fn = self._wrap(self.net if self._lowp is None else self._lowp)

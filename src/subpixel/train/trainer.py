@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from subpixel.data.pairs import fingerprint, load_pairs, split_images
 from subpixel.data.patches import PatchSampler
+from subpixel.engine.device import cpu_has_native_bf16
 from subpixel.errors import SubpixelError
 from subpixel.models.base import SRNet
 from subpixel.models.registry import build
@@ -49,19 +50,13 @@ from subpixel.train.rng import capture_rng, restore_rng, seed_everything
 from subpixel.train.validate import evaluate_pairs
 from subpixel.train.warm_start import warm_start
 
-__all__ = ["AMP_DTYPES", "Trainer", "TrainResult", "train", "THROUGHPUT_FILE", "amp_dtype", "cpu_has_native_bf16"]
+__all__ = ["AMP_DTYPES", "Trainer", "TrainResult", "train", "THROUGHPUT_FILE", "amp_dtype"]
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # recipe keys that may change between a checkpoint and its resumption
 _RESUMABLE_CHANGES = {"train.iters", "train.val_every", "train.ckpt_every", "train.keep_last", "train.log_every",
                       "notes"}
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere autocast emulates it, slowly."""
-    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
-    return any(check() for check in checks if check is not None)
 
 
 def amp_dtype(amp: str, device: torch.device, key: str = "amp", warn: bool = True) -> torch.dtype | None:
