@@ -56,8 +56,8 @@ def _command_line(ctx: click.Context) -> str:
               help="JSON of cited quality figures with sources (e.g. benchmarks/cited.json); marked 'cited'.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder holding Set5/ and Urban100/ [default: shared/data/benchmarks].")
-@click.option("--peers-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("../shared/peers"),
-              show_default=True, help="Peer weights (OpenCV .pb files).")
+@click.option("--peers-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Peer weights (OpenCV .pb files) [default: shared/peers beside shared/data].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"),
               show_default=True, help="Folder for the JSON, markdown and PNG results.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results JSON instead of the table.")
@@ -65,14 +65,14 @@ def _command_line(ctx: click.Context) -> str:
 def bench(ctx: click.Context, models: str | None, peers: str | None, engines: str | None, device: str,
           precision: str | None, jobs: str | None, batch: int | None, iters: int | None, warmup: int | None,
           threads: int | None, quick: bool, quality: bool, cite: Path | None, data_dir: Path | None,
-          peers_dir: Path, out: Path, as_json: bool) -> None:
+          peers_dir: Path | None, out: Path, as_json: bool) -> None:
     """Measure throughput, latency, memory and complexity of models and peers at ~4K-output jobs.
 
     Our models with shipped weights use them; others (and RLFN) run with random weights, which
     time the same. Results go to --out as bench_<device>_<date>.{json,md,png}.
     """
     from subpixel.bench.jobs import QUICK_JOB, STANDARD_JOBS, parse_jobs
-    from subpixel.bench.peers import PEERS
+    from subpixel.bench.peers import PEERS, default_peers_dir
     from subpixel.bench.report import speed_table, write_reports
     from subpixel.bench.runner import DEFAULT_MODELS, BenchConfig, run_bench
     from subpixel.models.registry import architectures
@@ -101,7 +101,7 @@ def bench(ctx: click.Context, models: str | None, peers: str | None, engines: st
         jobs=parse_jobs(jobs) if jobs else (QUICK_JOB,) if quick else STANDARD_JOBS,
         batch=batch or (8 if dev.type == "cuda" else 1), iters=iters or default_iters,
         warmup=default_warmup if warmup is None else warmup, threads=threads or torch.get_num_threads(),
-        peers_dir=peers_dir, data_dir=data_dir, quality=quality, cited=cite,
+        peers_dir=peers_dir or default_peers_dir(), data_dir=data_dir, quality=quality, cited=cite,
     )
     result = run_bench(cfg, _command_line(ctx), echo=lambda msg: click.echo(msg, err=True))
     paths = write_reports(result, out)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ENGINE_PEERS", "HOST_PEERS", "PEERS", "HostPeer", "PeerUpscaler", "host_peer"]
+__all__ = ["ENGINE_PEERS", "HOST_PEERS", "PEERS", "HostPeer", "PeerUpscaler", "default_peers_dir", "host_peer"]
 
 ENGINE_PEERS = ("bicubic", "rlfn", "rlfn-plain")
 _OPENCV = {  # peer -> (dnn_superres algorithm, folder under the peers dir, weight file prefix)
@@ -31,6 +31,14 @@ _OPENCV = {  # peer -> (dnn_superres algorithm, folder under the peers dir, weig
 HOST_PEERS = (*_OPENCV, "span-ncnn")
 PEERS = ENGINE_PEERS + HOST_PEERS
 Frame = Callable[[np.ndarray], np.ndarray]
+
+
+def default_peers_dir() -> Path:
+    """``shared/peers`` beside the ``shared/data`` folder that evaluation finds, else ``../shared/peers``."""
+    from subpixel.eval.datasets import shared_data_root
+
+    data = shared_data_root()
+    return data.parent / "peers" if data is not None else Path("../shared/peers")
 
 
 @dataclass(frozen=True)
