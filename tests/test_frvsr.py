@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -311,6 +312,29 @@ def test_training_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     other = FRVSRConfig.from_dict({**cfg.to_dict(), "seed": 1})
     with pytest.raises(SubpixelError, match="different recipe"):
         train_frvsr(other, tmp_path / "resumed", progress=False)
+
+
+def test_an_existing_run_needs_resume_and_ctrl_c_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=5).to_dict(), "ckpt_every": 0})
+    whole = load_file(str(train_frvsr(cfg, tmp_path / "whole", progress=False)))
+    with pytest.raises(SubpixelError, match="--resume"):  # a finished run is not silently trained again
+        train_frvsr(cfg, tmp_path / "whole", resume=False, progress=False)
+    real_batch, calls = ClipSampler.batch_with_affines, []
+
+    def ctrl_c_at_3(self: ClipSampler, step: int, n: int, part: tuple[int, int]
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        calls.append(step)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # mid-step: the step completes and is checkpointed
+        return real_batch(self, step, n, part)
+
+    monkeypatch.setattr(frvsr_train.ClipSampler, "batch_with_affines", ctrl_c_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_frvsr(cfg, tmp_path / "cut", progress=False)
+    assert latest_checkpoint(tmp_path / "cut").name == "iter_00000003.pt"
+    monkeypatch.setattr(frvsr_train.ClipSampler, "batch_with_affines", real_batch)
+    resumed = load_file(str(train_frvsr(cfg, tmp_path / "cut", progress=False)))
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
 
 
 def test_time_limit_stops_at_a_log_step_with_a_checkpoint(tmp_path: Path) -> None:

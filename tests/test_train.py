@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -22,6 +23,7 @@ from torch import nn
 
 from subpixel.cli import cli
 from subpixel.data.pairs import load_pairs
+from subpixel.data.patches import PatchSampler
 from subpixel.errors import SubpixelError
 from subpixel.eval.protocol import score
 from subpixel.models import registry
@@ -32,7 +34,7 @@ from subpixel.ops.color import BT601_MATRIX
 from subpixel.train import evaluate_pairs, export_best, parse_config, train
 from subpixel.train import trainer as trainer_module
 from subpixel.train.budget import BUDGET_FILE, IterationBudget
-from subpixel.train.checkpoint import list_checkpoints, load_checkpoint
+from subpixel.train.checkpoint import list_checkpoints, load_checkpoint, save_atomic
 from subpixel.train.config import ConfigError, config_to_dict, load_config
 from subpixel.train.distributed import DistInfo
 from subpixel.train.losses import CharbonnierLoss, build_loss
@@ -270,6 +272,55 @@ def test_stopped_and_resumed_run_equals_a_straight_run(tmp_path: Path) -> None:
     _assert_same_tensors(straight.net.state_dict(), resumed.net.state_dict())
     # keep_last=2: steps 14 and 20 remain (10 was written by the stopped run and pruned after)
     assert [p.name for p in list_checkpoints(tmp_path / "a")] == ["iter_00000014.pt", "iter_00000020.pt"]
+
+
+def test_ctrl_c_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _images(tmp_path / "data")
+    cfg = parse_config(_recipe(data, iters=12))
+    straight = train(copy.deepcopy(cfg), tmp_path / "a", device="cpu", quiet=True)
+    real_sample, calls = PatchSampler.sample, []
+
+    def ctrl_c_at_9(self: PatchSampler) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(1)
+        if len(calls) == 9:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-step: the step still completes
+        return real_sample(self)
+
+    monkeypatch.setattr(PatchSampler, "sample", ctrl_c_at_9)
+    with pytest.raises(KeyboardInterrupt):
+        train(copy.deepcopy(cfg), tmp_path / "b", device="cpu", quiet=True)
+    assert list_checkpoints(tmp_path / "b")[-1].name == "iter_00000009.pt"  # not only ckpt_every's 7
+    monkeypatch.setattr(PatchSampler, "sample", real_sample)
+    resumed = train(copy.deepcopy(cfg), tmp_path / "b", device="cpu", quiet=True, resume=True)
+    _assert_same_tensors(straight.net.state_dict(), resumed.net.state_dict())
+
+
+def test_resume_refuses_changed_data_and_a_checkpoint_past_the_end(tmp_path: Path) -> None:
+    data = _images(tmp_path / "data")
+    cfg = parse_config(_recipe(data, iters=14))
+    train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True, until=7)
+    with pytest.raises(ConfigError, match="past train.iters"):
+        train(parse_config(_recipe(data, iters=5)), tmp_path / "run", device="cpu", quiet=True, resume=True)
+    _images(tmp_path / "data", count=7)  # one image more
+    with pytest.raises(ConfigError, match="training images differ"):
+        train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True, resume=True)
+
+
+def test_a_best_checkpoint_from_beyond_the_resume_point_is_dropped(tmp_path: Path) -> None:
+    data = _images(tmp_path / "data")
+    cfg = parse_config(_recipe(data, iters=14, val_every=2, ckpt_every=2, keep_last=10))
+    train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True, until=8)
+    best_file = tmp_path / "run/checkpoints/best.pt"
+    best = _state(best_file)
+    best["iteration"] = 8  # as if validated at 8 by a run killed before its checkpoint there
+    save_atomic(best, best_file)
+    for it in (6, 8):
+        (tmp_path / f"run/checkpoints/iter_0000000{it}.pt").unlink()
+    result = train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True, resume=True, until=5)
+    assert result.iteration == 5 and not best_file.exists() and result.best is None
+    train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True, resume=True)
+    assert _state(best_file)["iteration"] > 4  # validated again on this run's own path
 
 
 def test_bf16_amp_and_multistep_train_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

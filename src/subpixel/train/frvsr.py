@@ -45,6 +45,7 @@ from subpixel.train.checkpoint import checkpoint_path, latest_checkpoint, load_c
 from subpixel.train.config import resolve_data_folder
 from subpixel.train.distributed import DistInfo, any_rank, average_gradients, barrier, distributed
 from subpixel.train.ema import EMA
+from subpixel.train.interrupt import deferred_interrupt
 from subpixel.train.monitor import THROUGHPUT_FILE, StepTimer, overall_throughput, read_sessions, record_session
 from subpixel.train.provenance import environment
 from subpixel.train.trainer import AMP_DTYPES, amp_dtype
@@ -260,7 +261,9 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
     ema = EMA(net, cfg.ema) if cfg.ema > 0 else None
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     start = 0
-    last = latest_checkpoint(run_dir) if resume else None
+    last = latest_checkpoint(run_dir)
+    if last is not None and not resume:
+        raise SubpixelError(f"{run_dir} already has checkpoints; pass --resume to continue it or choose another --out")
     if last is not None:
         ckpt = load_checkpoint(last)
         if not _same_recipe(ckpt["config"], cfg.to_dict()):
@@ -284,7 +287,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
         budget.start(start)
     with (open(run_dir / "log.jsonl", "a") if main else contextlib.nullcontext()) as log, \
             tqdm(total=cfg.iters, initial=start, desc="frvsr" if cfg.recurrent else "frvsr-norec",
-                 disable=not (progress and main)) as bar:
+                 disable=not (progress and main)) as bar, deferred_interrupt(info.world == 1) as interrupted:
         it = start
         while it < cfg.iters:
             timer.begin()
@@ -320,13 +323,18 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
                 log.flush()
             out_of_time = time_limit is not None and done % cfg.log_every == 0 and any_rank(
                 time.perf_counter() - started > time_limit, info)
-            if main and ((cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.iters or out_of_time):
+            stopping = interrupted()  # Ctrl-C: this step is complete, so the checkpoint resumes exactly
+            if main and ((cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.iters or out_of_time
+                         or stopping):
                 save_atomic({"iteration": done, "model": net.state_dict(), "optim": opt.state_dict(),
                              "ema": ema.net.state_dict() if ema is not None else None,
                              "scaler": scaler.state_dict(), "config": cfg.to_dict()}, checkpoint_path(run_dir, done))
                 prune(run_dir, cfg.keep_last)
                 if budget is not None:
                     budget.pause()
+            if stopping:
+                bar.write(f"interrupted: checkpoint at iteration {done}; continue with --resume")
+                raise KeyboardInterrupt
             if out_of_time and done < cfg.iters:
                 if main:
                     _record_speed(run_dir, timer, start, done, cfg, info)

@@ -9,6 +9,7 @@ a new process, so equality there is to float rounding).
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from subpixel.train.config import Config, ConfigError, config_to_dict, parse_con
 from subpixel.train.distributed import DistInfo, all_gather_cpu, any_rank, barrier, distributed
 from subpixel.train.ema import EMA
 from subpixel.train.export import export_best
+from subpixel.train.interrupt import deferred_interrupt
 from subpixel.train.losses import build_loss
 from subpixel.train.monitor import THROUGHPUT_FILE, ScalarLog, StepTimer, Throughput, record_session
 from subpixel.train.optim import build_optimizer, learning_rate
@@ -165,6 +167,13 @@ class Trainer:
         if blocking:
             raise ConfigError(f"the recipe differs from the checkpoint {path.name} in {', '.join(blocking)}; "
                               "restore those values or train into another --out folder")
+        if ckpt["iteration"] > self.cfg.train.iters:
+            raise ConfigError(f"checkpoint {path.name} is at iteration {ckpt['iteration']}, past train.iters "
+                              f"{self.cfg.train.iters}; raise it or train into another --out folder")
+        before = ckpt["meta"].get("data", {}).get("sha256") if self.info.is_main else None
+        if before is not None and before != self.meta["data"]["sha256"]:
+            raise ConfigError(f"the training images differ from those of checkpoint {path.name} (files added, "
+                              "removed or changed); restore them or train into another --out folder")
         if "train.iters" in changed and self.info.is_main:
             warnings.warn(f"train.iters changed from {old['train.iters']} to {new['train.iters']}: "
                           "the learning-rate schedule differs from here on", stacklevel=2)
@@ -225,6 +234,14 @@ class Trainer:
             note = " (best)" if improved else ""
             bar.write(f"iter {self.iteration}: val Y-PSNR {psnr:.3f} dB, SSIM {ssim:.4f}{note}")
 
+    def drop_stale_best(self) -> None:
+        """Forget a ``best.pt`` validated after the point this run starts from (a run killed after its last
+        checkpoint, or an earlier run in the same folder): its weights are not on this run's path."""
+        best_file = self.run_dir / CHECKPOINT_DIR / BEST
+        if best_file.is_file() and load_checkpoint(best_file)["iteration"] > self.iteration:
+            best_file.unlink()
+            self.best = None
+
     def save(self) -> None:
         """Write the training-state checkpoint (collective: every rank must call it; rank 0 writes)."""
         streams = all_gather_cpu(self.sampler.get_state(), self.info)
@@ -262,6 +279,8 @@ class Trainer:
         self._clock = time.perf_counter()
         if budget is not None:
             budget.start(self.iteration)
+        guard = contextlib.ExitStack()
+        interrupted = guard.enter_context(deferred_interrupt(self.info.world == 1))
         try:
             while self.iteration < stop:
                 timer.begin()
@@ -292,7 +311,14 @@ class Trainer:
                     self.save()
                     if budget is not None:
                         budget.pause()
+                if interrupted():  # Ctrl-C: this step is complete, so the checkpoint resumes exactly
+                    if not checkpoint_path(self.run_dir, it).is_file():
+                        self.save()
+                    if main and not self.quiet:
+                        bar.write(f"interrupted: checkpoint at iteration {it}; continue with --resume")
+                    raise KeyboardInterrupt
         finally:
+            guard.close()
             self._wall_before = self._wall_seconds()
             self._clock = time.perf_counter()
             bar.close()
@@ -358,6 +384,7 @@ def train(cfg: Config, run_dir: Path, *, device: str = "auto", resume: bool = Fa
         if last is not None:
             trainer.resume(last)
         if info.is_main:
+            trainer.drop_stale_best()
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "recipe.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
             if not quiet:
