@@ -584,3 +584,14 @@ def test_budget_options_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     both = runner.invoke(cli, ["train", "r.yaml", "--budget", "1", "--max-iters", "5", "--quiet"])
     assert both.exit_code != 0 and "--budget sets the iterations itself" in both.output
     assert not (tmp_path / "runs").exists()  # nothing ran
+    (tmp_path / "file").write_text("a file, not a folder")
+    for bad in ("file/m.safetensors", "m.pt"):
+        res = runner.invoke(cli, ["train", "r.yaml", "--export", bad, "--quiet"])
+        assert res.exit_code == 2 and "--export" in res.output and not (tmp_path / "runs").exists()
+
+
+def test_short_budgets_measure_within_their_chunk() -> None:
+    from subpixel.train.command import _budget
+
+    short, long = _budget(30.0, None), _budget(600.0, None)
+    assert short.warmup + short.window <= 0.25 * 30 and (long.warmup, long.window) == (15.0, 20.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -41,13 +42,13 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
 
     run_dir = out if out is not None else Path("runs") / recipe.stem
     time_limit = None if time_limit is None else 60 * time_limit  # seconds
-    if export_path is not None and export_path.suffix != ".safetensors":
-        raise click.BadParameter("must end in .safetensors", param_hint="--export")
+    if export_path is not None:
+        _check_writable(export_path)
     if follow is not None and budget is None:
         raise click.BadParameter("needs --budget", param_hint="--follow")
     if budget is not None and max_iters is not None:
         raise click.BadParameter("--budget sets the iterations itself", param_hint="--max-iters")
-    fit = None if budget is None else IterationBudget(60 * budget, follow=follow, origin=time.perf_counter())
+    fit = None if budget is None else _budget(60 * budget, follow)
     raw = read_recipe(recipe)
     if isinstance(raw, dict) and raw.get("model") == "frvsr":
         _train_video(raw, run_dir, resume, max_iters, time_limit, fit, export_path, device, quiet)
@@ -57,6 +58,25 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
         cfg.train.iters = max_iters
     run(cfg, run_dir, device=device, resume=resume, quiet=quiet, time_limit=time_limit, export=export_path,
         budget=fit)
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an export path that cannot be written before any training (its folder is made if missing)."""
+    if path.suffix != ".safetensors":
+        raise click.BadParameter("must end in .safetensors", param_hint="--export")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise click.BadParameter(f"cannot create {path.parent}: {err.strerror or err}", param_hint="--export") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise click.BadParameter(f"{path} is not writable", param_hint="--export")
+
+
+def _budget(seconds: float, follow: Path | None) -> IterationBudget:
+    """A budget whose warm-up and measuring window fit short chunks too (a tenth of the budget at most each)."""
+    short = min(1.0, seconds / 150)  # the defaults (15 s warm-up, 20 s windows) from 2.5 minutes up
+    return IterationBudget(seconds, warmup=15 * short, window=20 * short, recheck=20 * short, follow=follow,
+                           origin=time.perf_counter())
 
 
 def _train_video(raw: dict, run_dir: Path, resume: bool, max_iters: int | None, time_limit: float | None,
