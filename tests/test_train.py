@@ -389,6 +389,43 @@ def test_warm_start_begins_from_earlier_weights_and_records_them(tmp_path: Path)
         train(parse_config(raw), tmp_path / "third", device="cpu", quiet=True)
 
 
+def test_warm_start_checks_the_card_before_the_tensors(tmp_path: Path) -> None:
+    from subpixel.models.registry import build
+    from subpixel.models.weights import save_weights
+    from subpixel.train.warm_start import warm_start
+
+    plain = build("espcn", 2, skip="none")
+    path = tmp_path / "espcn_x2.safetensors"
+    save_weights(plain, path, {"name": "espcn", "architecture": "espcn", "arch_args": plain.arch_args, "scale": 2})
+    with pytest.raises(ConfigError, match="is a espcn x2 model; the recipe trains sesr-m5"):
+        warm_start(build("sesr-m5", 2), str(path), arch="sesr-m5")
+    with pytest.raises(ConfigError, match="x2 model; the recipe trains x3"):
+        warm_start(build("espcn", 3, skip="none"), str(path), arch="espcn")
+    with pytest.raises(ConfigError, match="skip: 'none' there, 'nearest' here"):  # same tensors, another function
+        warm_start(build("espcn", 2, skip="nearest"), str(path), arch="espcn")
+    assert warm_start(build("espcn", 2, skip="none"), str(path), arch="espcn")["weights"] == str(path)
+
+
+def test_a_re_export_of_the_same_weights_keeps_their_metrics(tmp_path: Path) -> None:
+    data = _images(tmp_path / "data")
+    cfg = parse_config(_recipe(data, iters=4, val_every=0))
+    train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True)
+    out = export_best(tmp_path / "run", tmp_path / "m.safetensors")
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # readable like any file, not 0600
+    card = read_card(out)
+    card["metrics"] = {"Set5": {"psnr": 30.0}}
+    out.with_suffix(".json").write_text(json.dumps(card))
+    assert read_card(export_best(tmp_path / "run", out))["metrics"] == {"Set5": {"psnr": 30.0}}
+    train(parse_config(_recipe(data, iters=6, val_every=0)), tmp_path / "run", device="cpu", quiet=True, resume=True)
+    assert read_card(export_best(tmp_path / "run", out))["metrics"] == {}  # other weights: measure them anew
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_run_dir_guards_and_recipe_changes(tmp_path: Path) -> None:
     data = _images(tmp_path / "data")
     raw = _recipe(data, iters=4, val_every=0)

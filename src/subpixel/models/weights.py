@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from subpixel.errors import SubpixelError
 from subpixel.models.base import SRNet
@@ -82,19 +82,17 @@ def load_net(weights: Path, card: dict[str, Any] | None = None) -> tuple[SRNet, 
 
 
 def save_weights(net: SRNet, path: Path, card: dict[str, Any]) -> None:
-    """Write ``path`` (.safetensors) and its card atomically."""
+    """Write ``path`` (.safetensors) and its card atomically, with the permissions of any new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    for target, writer in ((path, lambda p: save_file(state, p)),
-                           (card_path(path), lambda p: Path(p).write_text(json.dumps(card, indent=2) + "\n"))):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
+    for target, data in ((path, save(state)), (card_path(path), (json.dumps(card, indent=2) + "\n").encode())):
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
         try:
-            writer(tmp)
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:  # umask applies
+                f.write(data)
             os.replace(tmp, target)
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            tmp.unlink(missing_ok=True)
 
 
 def state_dict_on_cpu(net: torch.nn.Module) -> dict[str, torch.Tensor]:

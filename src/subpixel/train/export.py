@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors.torch import load_file
+
 from subpixel.errors import SubpixelError
+from subpixel.models.base import SRNet
 from subpixel.models.registry import build
-from subpixel.models.weights import save_weights
+from subpixel.models.weights import card_path, read_card, save_weights
 from subpixel.train.checkpoint import BEST, CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
 from subpixel.train.config import parse_config
 from subpixel.train.monitor import THROUGHPUT_FILE, overall_throughput, read_sessions
@@ -21,7 +25,8 @@ def export_best(run_dir: Path, path: Path, notes: str | None = None) -> Path:
     A run that never validated exports its last checkpoint (EMA weights when enabled). The card
     holds the architecture, its arguments, scale, parameter count, the training provenance, the run's
     measured speed (``throughput.json``) and ``notes`` (default: the recipe's); ``metrics`` is left
-    empty for the evaluation to fill in.
+    empty for the evaluation to fill in, unless ``path`` already holds these very weights (a re-export),
+    whose measured metrics are kept.
     """
     run_dir, path = Path(run_dir), Path(path)
     if path.suffix != ".safetensors":
@@ -64,5 +69,19 @@ def export_best(run_dir: Path, path: Path, notes: str | None = None) -> Path:
     notes = cfg.notes if notes is None else notes
     if notes:
         card["notes"] = notes
+    card["metrics"] = _metrics_of_same_weights(path, net)
     save_weights(net, path, card)
     return path
+
+
+def _metrics_of_same_weights(path: Path, net: SRNet) -> dict[str, Any]:
+    """The measured metrics of the card at ``path`` when its weights are ``net``'s (a re-export), else none."""
+    if not (path.is_file() and card_path(path).is_file()):
+        return {}
+    try:
+        old, metrics = load_file(str(path)), read_card(path).get("metrics", {})
+    except Exception:  # an unreadable earlier export is simply replaced
+        return {}
+    new = net.state_dict()
+    same = old.keys() == new.keys() and all(torch.equal(old[k], new[k].cpu()) for k in new)
+    return metrics if same else {}

@@ -256,7 +256,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
     torch.manual_seed(cfg.seed)
     net = build("frvsr", cfg.scale, recurrent=cfg.recurrent, **cfg.arch).to(device)
     assert isinstance(net, FRVSR)
-    init = warm_start(net, cfg.init, fresh=("fnet.",), key="FRVSR recipe: init") if cfg.init else None
+    init = warm_start(net, cfg.init, fresh=("fnet.",), key="FRVSR recipe: init", arch="frvsr") if cfg.init else None
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     ema = EMA(net, cfg.ema) if cfg.ema > 0 else None
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")

@@ -116,7 +116,7 @@ class Trainer:
             self.net = build(m.name, m.scale, **m.args).to(dev)
         except TypeError as err:
             raise ConfigError(f"model.args do not fit {m.name!r}: {err}") from None
-        init = warm_start(self.net, m.init) if m.init else None
+        init = warm_start(self.net, m.init, arch=m.name) if m.init else None
         params = [p for p in self.net.parameters() if p.requires_grad]
         if not params:
             raise SubpixelError(f"architecture {m.name!r} has no trainable parameters")

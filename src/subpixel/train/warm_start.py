@@ -14,18 +14,43 @@ from subpixel.train.config import ConfigError, resolve_weights_file
 __all__ = ["warm_start"]
 
 
-def warm_start(net: SRNet, entry: str, fresh: tuple[str, ...] = (), key: str = "model.init") -> dict[str, Any]:
+# arguments that choose a form of the same function (training vs folded, recurrent vs its ablation)
+_FORM_ARGS = {"collapsed", "reparameterized", "recurrent"}
+
+
+def _check_card(net: SRNet, arch: str | None, card: dict[str, Any], entry: str, key: str) -> None:
+    """Refuse weights whose card names another architecture, scale or architecture arguments."""
+    where = f"{key} {entry!r} is"
+    if arch is not None and card.get("architecture") not in (None, arch):
+        raise ConfigError(f"{where} a {card['architecture']} x{card.get('scale')} model; the recipe trains {arch}")
+    if int(card.get("scale", net.scale)) != net.scale:
+        raise ConfigError(f"{where} a x{card['scale']} model; the recipe trains x{net.scale}")
+    ours, theirs = getattr(net, "arch_args", {}), card.get("arch_args", {})
+    differ = sorted(k for k in ours.keys() & theirs.keys() if k not in _FORM_ARGS and ours[k] != theirs[k])
+    if differ:
+        pairs = ", ".join(f"{k}: {theirs[k]!r} there, {ours[k]!r} here" for k in differ)
+        raise ConfigError(f"{where} built with other arguments ({pairs}); match model.args to its card")
+
+
+def warm_start(net: SRNet, entry: str, fresh: tuple[str, ...] = (), key: str = "model.init",
+               arch: str | None = None) -> dict[str, Any]:
     """Load the ``.safetensors`` weights named by ``entry`` into ``net`` (every tensor, exact shapes).
 
     Tensors of ``net`` whose names start with a prefix in ``fresh`` may be absent from the file and
     keep their initial values (e.g. the flow network of an FRVSR started from its ablation's
-    weights); ``key`` names the recipe setting in errors.
+    weights); ``key`` names the recipe setting in errors. When a model card lies beside the file, its
+    architecture must be ``arch`` (the recipe's registry name, if given), its scale ``net``'s and its
+    architecture arguments ``net``'s, apart from those that only choose a form (collapsed,
+    reparameterized, recurrent).
 
     Returns the provenance the model card keeps: the path as the recipe gives it, the file's SHA256
     and, when a model card lies beside it, the iterations, wall minutes, device and commit of that earlier run
     and its own ``init`` (so a run of several warm-started stages keeps the whole chain).
     """
     path = resolve_weights_file(entry)
+    card = read_card(path) if card_path(path).is_file() else None
+    if card is not None:
+        _check_card(net, arch, card, entry, key)
     try:
         state = load_file(str(path))
     except Exception as err:  # safetensors raises its own types for corrupt headers
@@ -41,8 +66,8 @@ def warm_start(net: SRNet, entry: str, fresh: tuple[str, ...] = (), key: str = "
                           f"unexpected {unexpected[:3]}, other shapes {mismatched[:3]}){hint}")
     net.load_state_dict(state, strict=not fresh)
     info: dict[str, Any] = {"weights": entry, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-    if card_path(path).is_file():
-        training = read_card(path).get("training", {})
+    if card is not None:
+        training = card.get("training", {})
         info.update({k: training[k] for k in ("iterations", "wall_minutes", "device", "git_commit", "init")
                      if k in training})
     return info
