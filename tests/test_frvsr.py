@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 import subpixel
 from subpixel.cli import cli
 from subpixel.data.clips import ClipSampler, Motion, exact_flow, make_clip, render_frames
+from subpixel.data.pairs import fingerprint
 from subpixel.errors import SubpixelError
 from subpixel.eval.video import evaluate_video, format_video_report
 from subpixel.models.frvsr import FRVSR, FNet, upsample_flow, warp
@@ -347,6 +348,13 @@ def test_time_limit_stops_at_a_log_step_with_a_checkpoint(tmp_path: Path) -> Non
     assert [(r["from_iteration"], r["to_iteration"]) for r in speed["sessions"]] == [(0, 3), (3, 6)]
     assert 0 <= speed["overall"]["data_wait_share"] <= 1 and speed["overall"]["iters_per_s"] > 0
     assert read_card(weights)["training"]["throughput"] == speed["overall"]
+
+
+def test_card_fingerprints_the_stills(tmp_path: Path) -> None:
+    cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=1).to_dict(), "ckpt_every": 0})
+    data = load_net(train_frvsr(cfg, tmp_path / "run", progress=False))[1]["training"]["data"]
+    stills = sorted(Path(cfg.data[0]).glob("*.png"))
+    assert data["stills"] == len(stills) == 2 and data["sha256"] == fingerprint(stills)
 
 
 def test_ema_weights_are_exported(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import warnings
 
 import click
 
@@ -42,9 +43,14 @@ def cli() -> None:
     """Image and video super-resolution."""
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
+    return f"warning: {message}\n"
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr (and ``{"error": ...}`` on stdout
-    with ``--json``) and exit status 1."""
+    with ``--json``) and exit status 1; warnings are one line, without the source line that raised them."""
+    warnings.formatwarning = _one_line_warning
     try:
         code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -110,6 +110,8 @@ def evaluate_cmd(model_name: str | None, scale: int | None, sets: tuple[str, ...
             if path is None:
                 raise SubpixelError(f"--update-card needs a model with weights, not {name!r}")
             write_card_metrics(path, results)
+            if not (quiet or as_json):
+                click.echo(f"updated {card_path(path)}", err=True)
         params, macs = complexity(model)
         rows.append({"model": model.name, "scale": s, "params": params, "macs": macs,
                      **{r.dataset: r for r in results}})

@@ -181,12 +181,14 @@ class ClipSampler:
         self.seed = seed
         self.device = torch.device(device)
         self.stills: list[torch.Tensor] = []
+        self.paths: list[Path] = []  # the stills used, for the model card's data fingerprint
         for path in _list_stills([Path(s) for s in sources]):
             with Image.open(path) as im:
                 if min(im.size) < size + 2 * _SUPPORT:
                     continue
                 arr = np.asarray(im.convert("RGB"))
             self.stills.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous().to(self.device))
+            self.paths.append(path)
         if not self.stills:
             raise SubpixelError(f"no still in {', '.join(map(str, sources))} is large enough for {size}px crops")
 

@@ -56,8 +56,10 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
     cfg = load_config(recipe, raw)
     if max_iters is not None:
         cfg.train.iters = max_iters
-    run(cfg, run_dir, device=device, resume=resume, quiet=quiet, time_limit=time_limit, export=export_path,
-        budget=fit)
+    result = run(cfg, run_dir, device=device, resume=resume, quiet=quiet, time_limit=time_limit, export=export_path,
+                 budget=fit)
+    if export_path is not None and not quiet and result.iteration >= cfg.train.iters and export_path.is_file():
+        click.echo(f"wrote {export_path}")
 
 
 def _check_writable(path: Path) -> None:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from subpixel.data.clips import ClipSampler, Motion, exact_flow
+from subpixel.data.pairs import fingerprint
 from subpixel.errors import SubpixelError
 from subpixel.models.frvsr import FRVSR, warp
 from subpixel.models.registry import build
@@ -197,14 +198,16 @@ def _same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def _card(net: FRVSR, cfg: FRVSRConfig, name: str, throughput: dict[str, Any] | None,
-          budget: IterationBudget | None, info: DistInfo) -> dict[str, Any]:
+          budget: IterationBudget | None, info: DistInfo, stills: list[Path]) -> dict[str, Any]:
     arch_args = {**cfg.arch, "recurrent": cfg.recurrent}
     card = {
         "name": name, "architecture": "frvsr", "arch_args": arch_args, "scale": cfg.scale,
         "params": net.num_parameters(),
         "training": {
             "recipe": cfg.to_dict(), "iterations": cfg.iters, "seed": cfg.seed, **environment(info.device, info.world),
-            "data": f"synthetic {cfg.frames}-frame clips from stills (camera motion only, BI degradation)",
+            "data": {"folders": list(cfg.data), "stills": len(stills), "sha256": fingerprint(stills),
+                     "clips": f"synthetic {cfg.frames}-frame clips from these stills (camera motion only, "
+                              "BI degradation)"},
             "loss": _loss_text(cfg),
             "ema": cfg.ema > 0,
             "throughput": throughput,
@@ -346,7 +349,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
     speed = _record_speed(run_dir, timer, start, cfg.iters, cfg, info)
     net = (ema.net if ema is not None else net).eval()
     name = "frvsr" if cfg.recurrent else "frvsr-norec"
-    card = _card(net, cfg, name, speed, budget, info)
+    card = _card(net, cfg, name, speed, budget, info, sampler.paths)
     if init is not None:
         card["training"]["init"] = init
     if cfg.evaluate:
