@@ -148,7 +148,10 @@ def test_recursive_run_mirrors_subfolders_and_refuses_collisions(tmp_path: Path)
     assert not (tmp_path / "c_out").exists()
     res = _entry("upscale", str(tmp_path / "c" / "rgb.png"), "-s", "2", "-m", "bicubic", "--suffix", "",
                  "--overwrite")
-    assert res.returncode == 1 and "replace the input" in res.stderr
+    assert res.returncode == 1 and "replace this input" in res.stderr
+    big = _img(tmp_path / "c" / "rgb_x2.png")  # an input that another input's output would overwrite
+    res = _entry("upscale", str(tmp_path / "c" / "rgb.png"), str(big), "-s", "2", "-m", "bicubic", "--overwrite")
+    assert res.returncode == 1 and "replace this input" in res.stderr
 
 
 def test_output_arguments_are_checked_before_work(tmp_path: Path) -> None:
@@ -158,6 +161,9 @@ def test_output_arguments_are_checked_before_work(tmp_path: Path) -> None:
     assert res.returncode == 1 and "output folder" in res.stderr and not (tmp_path / "out.png").exists()
     res = _entry(*base, str(a), "--format", "jpg", "-o", str(tmp_path / "x.png"))
     assert res.returncode == 1 and "contradicts" in res.stderr
+    for fmt, name in (("tiff", "x.tif"), ("jpg", "x.jpeg")):  # aliases of one format agree
+        res = CliRunner().invoke(cli, [*base, str(a), "--format", fmt, "-o", str(tmp_path / name), "-q"])
+        assert res.exit_code == 0, res.output
     for bad in (["--tile", "-5"], ["--tile", "3"], ["--max-pixels", "-1"]):
         res = _entry(*base, str(a), *bad)
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
@@ -170,17 +176,20 @@ def test_output_arguments_are_checked_before_work(tmp_path: Path) -> None:
 
 
 def test_eval_reads_16_bit_grey_and_refuses_tiny_images(tmp_path: Path) -> None:
-    ramp = np.tile(np.linspace(0, 1, 32), (32, 1))
+    yy, xx = np.mgrid[0:32, 0:32] / 32
+    ramp = 0.5 + 0.4 * np.sin(7 * xx) * np.cos(5 * yy)  # smooth, so bicubic is close but not exact
     (tmp_path / "e8").mkdir()
     (tmp_path / "e16").mkdir()
     Image.fromarray((ramp * 255).round().astype(np.uint8)).save(tmp_path / "e8" / "g.png")
     Image.fromarray((ramp * 65535).round().astype(np.uint16)).save(tmp_path / "e16" / "g.png")
-    psnr = {}
-    for d in ("e8", "e16"):
-        res = CliRunner().invoke(cli, ["eval", "-s", "2", "-d", str(tmp_path / d), "--json"])
-        assert res.exit_code == 0, res.output
-        psnr[d] = json.loads(res.stdout)[0][d]["psnr"]
-    assert abs(psnr["e8"] - psnr["e16"]) < 0.5  # the same picture, not one clipped to white
+    for protocol in ("default", "legacy-y"):
+        psnr = {}
+        for d in ("e8", "e16"):
+            res = CliRunner().invoke(cli, ["eval", "-s", "2", "-d", str(tmp_path / d), "--protocol", protocol,
+                                           "--json"])
+            assert res.exit_code == 0, res.output
+            psnr[d] = json.loads(res.stdout)[0][d]["psnr"]
+        assert abs(psnr["e8"] - psnr["e16"]) < 0.5, protocol  # the same picture, not one clipped to white
     (tmp_path / "tiny").mkdir()
     _img(tmp_path / "tiny" / "t.png", size=(1, 4000))
     res = _entry("eval", "-s", "2", "-d", str(tmp_path / "tiny"))
@@ -199,5 +208,7 @@ def test_json_errors_reach_stdout_and_model_names_ignore_case(tmp_path: Path) ->
     good = _img(tmp_path / "g.png")
     res = _entry("upscale", str(good), "-m", "no-such-model", "--json")
     assert res.returncode == 1 and "unknown model" in json.loads(res.stdout)["error"]
+    res = _entry("upscale", str(good), "--tile", "3", "--json")  # a usage error too
+    assert res.returncode == 2 and "--tile" in json.loads(res.stdout)["error"]
     res = CliRunner().invoke(cli, ["upscale", str(good), "-m", "ESPCN", "-s", "2", "-q"])
     assert res.exit_code == 0 and (tmp_path / "g_x2.png").is_file()

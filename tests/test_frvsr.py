@@ -350,6 +350,16 @@ def test_time_limit_stops_at_a_log_step_with_a_checkpoint(tmp_path: Path) -> Non
     assert read_card(weights)["training"]["throughput"] == speed["overall"]
 
 
+def test_resume_refuses_changed_stills_and_a_checkpoint_past_iters(tmp_path: Path) -> None:
+    cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=2).to_dict(), "ckpt_every": 1})
+    train_frvsr(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(SubpixelError, match="past iters"):
+        train_frvsr(FRVSRConfig.from_dict({**cfg.to_dict(), "iters": 1}), tmp_path / "run", progress=False)
+    Image.fromarray(smooth_still(70, 80, seed=5).permute(1, 2, 0).numpy()).save(Path(cfg.data[0]) / "new.png")
+    with pytest.raises(SubpixelError, match="stills differ"):
+        train_frvsr(FRVSRConfig.from_dict({**cfg.to_dict(), "iters": 3}), tmp_path / "run", progress=False)
+
+
 def test_card_fingerprints_the_stills(tmp_path: Path) -> None:
     cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=1).to_dict(), "ckpt_every": 0})
     data = load_net(train_frvsr(cfg, tmp_path / "run", progress=False))[1]["training"]["data"]

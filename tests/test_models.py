@@ -61,12 +61,13 @@ def test_rlfn_parameter_count_matches_paper() -> None:
 
 def test_rlfn_plain_is_rlfn_without_attention() -> None:
     rlfn, plain = build("rlfn", 4), build("rlfn-plain", 4)
-    trunk = {k: v.shape for k, v in rlfn.state_dict().items() if ".attend." not in k}
+    trunk = {k: v.shape for k, v in rlfn.state_dict().items() if ".mix." not in k and ".esa." not in k}
     assert {k: v.shape for k, v in plain.state_dict().items()} == trunk
-    blocks = 6 * (52 * 52 + 52 + sum(p.numel() for p in rlfn.blocks[0].attend[1].parameters()))
+    blocks = 6 * (52 * 52 + 52 + sum(p.numel() for p in rlfn.blocks[0].esa.parameters()))
     assert count_params(rlfn) - count_params(plain) == blocks  # the 1x1 mix and ESA of each block
     x = torch.rand(1, 3, 9, 11)
     assert plain(x).shape == (1, 3, 36, 44) and plain.receptive_field < rlfn.receptive_field
+    assert type(build("rlfn-plain", 4, **plain.arch_args)) is type(plain)  # a card's arch_args rebuild it
 
 
 @pytest.mark.parametrize("name", ["sprint", "sprint-s"])

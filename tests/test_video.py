@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 import subpixel
 from subpixel.cli import cli
-from subpixel.errors import SubpixelError
+from subpixel.errors import NotResumableError, SubpixelError
 from subpixel.io.video import decode_frames, mux_output, probe
 from subpixel.video import UpscalerProcessor, VideoOptions, upscale_video
 
@@ -394,17 +394,18 @@ class Failing(Counting):
         return super().process(batch)
 
 
-@pytest.mark.parametrize("error", [SubpixelError("the input is at fault"), RuntimeError("crash")])
+@pytest.mark.parametrize("error", [NotResumableError("the input is at fault"), SubpixelError("cannot read it now"),
+                                   RuntimeError("crash")])
 def test_work_folder_kept_only_for_what_resume_can_continue(error: Exception, clip: Path, up: subpixel.Upscaler,
                                                              tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     with pytest.raises(type(error), match=str(error)):
         upscale_video(clip, out, Failing(up, 20, error), VideoOptions(segment_frames=10))
     work = tmp_path / ".out.mp4.parts"
-    if isinstance(error, SubpixelError):  # a rerun fails the same way: start afresh next time
+    if isinstance(error, NotResumableError):  # a rerun fails the same way: start afresh next time
         assert not work.exists()
         upscale_video(clip, out, up, VideoOptions(segment_frames=10))
-    else:  # a crash: the finished segments wait for --resume
+    else:  # a crash or a possibly passing failure: the finished segments wait for --resume
         assert (work / "manifest.json").exists()
         with pytest.raises(SubpixelError, match="--resume"):
             upscale_video(clip, out, up, VideoOptions(segment_frames=10))

@@ -43,6 +43,12 @@ def cli() -> None:
     """Image and video super-resolution."""
 
 
+def _json_error(message: str) -> None:
+    """With ``--json``, scripts reading stdout get the error too."""
+    if "--json" in sys.argv[1:]:
+        click.echo(json.dumps({"error": message}))
+
+
 def _one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
     return f"warning: {message}\n"
 
@@ -58,11 +64,11 @@ def main() -> None:
         sys.exit(130)
     except click.ClickException as err:
         err.show()
+        _json_error(err.format_message())
         sys.exit(err.exit_code)
     except SubpixelError as err:
         click.echo(f"error: {err}", err=True)
-        if "--json" in sys.argv[1:]:  # scripts reading stdout get the error too
-            click.echo(json.dumps({"error": str(err)}))
+        _json_error(str(err))
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -87,8 +87,9 @@ class Upscaler:
         """Upscale ``image``: an ndarray ``(H, W[, C])``, a PIL image, or a tensor ``([N,] 3, H, W)``.
 
         Tensors are float in [0, 1] (returned unclamped, in their dtype) or uint8 (returned uint8).
-        PIL images keep their depth: 16-bit and 32-bit integer grayscale come back 16-bit and
-        32-bit, 'F' (float in [0, 1]) comes back 'F', '1' comes back 'L', other modes RGB or RGBA.
+        PIL images keep their depth: 16-bit grayscale comes back 16-bit, 32-bit integer grayscale
+        comes back 'I' (its values clipped to 16 bits, as :func:`~subpixel.io.read_image` reads it), 'F'
+        (float in [0, 1]) comes back 'F', '1' comes back 'L', other modes RGB or RGBA.
         ``tile``: LR tile side; ``None`` picks one from the memory budget, ``0`` disables tiling.
         Returns the same kind of object as given.
         """

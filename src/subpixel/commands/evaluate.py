@@ -58,7 +58,9 @@ def write_card_metrics(weights: Path, results: list[SetResult]) -> None:
     for r in results:
         metrics[r.dataset] = {"psnr": round(r.psnr, 4), "ssim": round(r.ssim, 5), "protocol": r.protocol,
                               "channel": r.channel}
-    path.write_text(json.dumps(card, indent=2) + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    tmp.replace(path)  # atomic: a failed write leaves the card as it was
 
 
 @click.command("eval")
@@ -95,7 +97,7 @@ def evaluate_cmd(model_name: str | None, scale: int | None, sets: tuple[str, ...
     names = list(sets) or list(STANDARD_SETS)
     channel = "rgb" if rgb else "y"
     if all_models:
-        targets = [("bicubic", s) for s in sorted({m.scale for m in shipped_models()} or {scale or 4})]
+        targets = [("bicubic", s) for s in sorted({m.scale for m in shipped_models()} or {4})]
         targets += [(m.name, m.scale) for m in shipped_models()]
     else:
         targets = [(model_name, scale)]
@@ -106,7 +108,7 @@ def evaluate_cmd(model_name: str | None, scale: int | None, sets: tuple[str, ...
         results = run_sets(model, names, protocol, channel, self_ensemble, quiet or as_json)
         if update_card:
             path = Path(name) if name.endswith(".safetensors") else next(
-                (m.weights for m in shipped_models() if m.name == name and m.scale == s), None)
+                (m.weights for m in shipped_models() if m.name == name.lower() and m.scale == s), None)
             if path is None:
                 raise SubpixelError(f"--update-card needs a model with weights, not {name!r}")
             write_card_metrics(path, results)

@@ -75,7 +75,7 @@ def output_path(job: Job, out: Path | None, many: bool, suffix: str, fmt: str | 
     src = job.src
     ext = FORMAT_EXT[fmt] if fmt else src.suffix.lower()
     if out is not None and not many and not out.is_dir() and out.suffix:
-        if fmt and out.suffix.lower() not in (f".{fmt}", FORMAT_EXT[fmt]):
+        if fmt and FORMAT_EXT.get(out.suffix.lower().lstrip(".")) != FORMAT_EXT[fmt]:
             raise SubpixelError(f"--format {fmt} contradicts the output name {out}")
         return out
     folder = out / job.subfolder if out is not None else src.parent
@@ -85,11 +85,12 @@ def output_path(job: Job, out: Path | None, many: bool, suffix: str, fmt: str | 
 def check_distinct(jobs: list[Job]) -> None:
     """Refuse, before any work, two inputs writing one output or an output replacing its own input."""
     seen: dict[Path, Path] = {}
+    inputs = {job.src.resolve(): job.src for job in jobs}
     for job in jobs:
         assert job.dst is not None
         dst = job.dst.resolve()
-        if dst == job.src.resolve():
-            raise SubpixelError(f"{job.src}: the output would replace the input; choose another -o or --suffix")
+        if dst in inputs:
+            raise SubpixelError(f"{inputs[dst]}: an output would replace this input; choose another -o or --suffix")
         if dst in seen:
             raise SubpixelError(f"{seen[dst]} and {job.src} would both be written to {job.dst}; "
                                 "use -o with a folder (sub-folders are mirrored), --suffix or --format")

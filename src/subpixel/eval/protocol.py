@@ -130,8 +130,9 @@ def self_ensemble(upscale: Callable[[np.ndarray], np.ndarray], lr: np.ndarray) -
 
 def _legacy_y_pair(path: Path, scale: int, kernel: str) -> tuple[np.ndarray, np.ndarray]:
     with Image.open(path) as im:
-        grey = np.asarray(im).astype(np.float64) if im.mode == "L" else None
-    y = grey if grey is not None else np.floor(rgb_to_y(load_hr(path)) + 0.5)
+        grey = im.mode == "L" or im.mode.startswith("I")
+    hr = load_hr(path)  # single-channel images are their own Y (replicated to RGB by load_hr)
+    y = hr[..., 0].astype(np.float64) if grey else np.floor(rgb_to_y(hr) + 0.5)
     y = modcrop(y, scale)
     _check_size(path, y.shape, scale)
     lr = imresize_np(y / 255.0, scale=1.0 / scale)

@@ -25,7 +25,7 @@ import av.filter
 import numpy as np
 from av.video.reformatter import Interpolation
 
-from subpixel.errors import SubpixelError
+from subpixel.errors import NotResumableError, SubpixelError
 
 __all__ = ["ColorInfo", "VideoInfo", "DecodeStats", "EncoderSpec", "probe", "decode_frames", "available_encoders",
            "resolve_encoder", "check_encoder", "check_container", "segment_format", "SegmentEncoder",
@@ -240,8 +240,8 @@ def _continuous(frames: Iterator[av.VideoFrame], info: VideoInfo, stats: DecodeS
     """``frames`` with strictly increasing pts. Where they jump back by more than two frames (joined
     streams, such as concatenated MPEG-TS files) the rest is shifted to follow one frame after the
     previous frame, as FFmpeg does; a smaller stumble (a repeated timestamp, e.g. rounded to
-    milliseconds) moves that frame alone one tick past the previous one, and a missing pts follows on
-    from the previous one."""
+    milliseconds) moves that frame one tick past the previous one without shifting the rest, and a
+    missing pts follows on from the previous one."""
     prev: int | None = None
     offset = first = 0
     for n, frame in enumerate(frames):
@@ -279,7 +279,7 @@ def _frames_from(info: VideoInfo, deinterlace: str | None, seek_pts: int | None,
 def _same_size(frames: Iterator[av.VideoFrame], info: VideoInfo) -> Iterator[av.VideoFrame]:
     for frame in frames:
         if (frame.width, frame.height) != (info.width, info.height):
-            raise SubpixelError(f"{info.path}: frame size changes mid-stream "
+            raise NotResumableError(f"{info.path}: frame size changes mid-stream "
                                 f"({info.width}x{info.height} -> {frame.width}x{frame.height}); not supported")
         yield frame
 

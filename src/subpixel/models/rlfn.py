@@ -51,14 +51,15 @@ class RLFB(nn.Module):
     def __init__(self, channels: int, esa_channels: int = 16, attention: bool = True) -> None:
         super().__init__()
         self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(3))
-        self.attend = nn.Sequential(nn.Conv2d(channels, channels, 1), ESA(channels, esa_channels)) if attention \
-            else nn.Identity()
+        self.mix = nn.Conv2d(channels, channels, 1) if attention else None
+        self.esa = ESA(channels, esa_channels) if attention else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x
         for conv in self.convs:
             out = F.relu(conv(out))
-        return self.attend(out + x)
+        out = out + x
+        return out if self.mix is None or self.esa is None else self.esa(self.mix(out))
 
 
 @register("rlfn", summary="RLFN (Kong et al. 2022, NTIRE efficient-SR winner): 6 RLFB x 52 ch, ESA")
@@ -89,3 +90,4 @@ class RLFNPlain(RLFN):
 
     def __init__(self, scale: int, channels: int = 52, blocks: int = 6) -> None:
         super().__init__(scale, channels, blocks, attention=False)
+        self.arch_args = {"channels": channels, "blocks": blocks}

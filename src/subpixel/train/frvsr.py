@@ -198,14 +198,14 @@ def _same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def _card(net: FRVSR, cfg: FRVSRConfig, name: str, throughput: dict[str, Any] | None,
-          budget: IterationBudget | None, info: DistInfo, stills: list[Path]) -> dict[str, Any]:
+          budget: IterationBudget | None, info: DistInfo, stills: list[Path], data_sha: str) -> dict[str, Any]:
     arch_args = {**cfg.arch, "recurrent": cfg.recurrent}
     card = {
         "name": name, "architecture": "frvsr", "arch_args": arch_args, "scale": cfg.scale,
         "params": net.num_parameters(),
         "training": {
             "recipe": cfg.to_dict(), "iterations": cfg.iters, "seed": cfg.seed, **environment(info.device, info.world),
-            "data": {"folders": list(cfg.data), "stills": len(stills), "sha256": fingerprint(stills),
+            "data": {"folders": list(cfg.data), "stills": len(stills), "sha256": data_sha,
                      "clips": f"synthetic {cfg.frames}-frame clips from these stills (camera motion only, "
                               "BI degradation)"},
             "loss": _loss_text(cfg),
@@ -278,9 +278,16 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         start = int(ckpt["iteration"])
+        if start > cfg.iters:
+            raise SubpixelError(f"{last.name} is at iteration {start}, past iters {cfg.iters}; raise iters "
+                                "or use a new run folder")
     sources = [resolve_data_folder(d) for d in cfg.data]
     sampler = ClipSampler(sources, cfg.frames, cfg.patch * cfg.scale, cfg.scale, Motion(**cfg.motion), cfg.seed,
                           device)
+    data_sha = fingerprint(sampler.paths)
+    if last is not None and ckpt.get("data_sha256", data_sha) != data_sha:
+        raise SubpixelError(f"the stills differ from those of {last.name} (files added, removed or changed); "
+                            "restore them or use a new run folder")
     net.train()
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -331,7 +338,8 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
                          or stopping):
                 save_atomic({"iteration": done, "model": net.state_dict(), "optim": opt.state_dict(),
                              "ema": ema.net.state_dict() if ema is not None else None,
-                             "scaler": scaler.state_dict(), "config": cfg.to_dict()}, checkpoint_path(run_dir, done))
+                             "scaler": scaler.state_dict(), "config": cfg.to_dict(), "data_sha256": data_sha},
+                            checkpoint_path(run_dir, done))
                 prune(run_dir, cfg.keep_last)
                 if budget is not None:
                     budget.pause()
@@ -349,7 +357,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
     speed = _record_speed(run_dir, timer, start, cfg.iters, cfg, info)
     net = (ema.net if ema is not None else net).eval()
     name = "frvsr" if cfg.recurrent else "frvsr-norec"
-    card = _card(net, cfg, name, speed, budget, info, sampler.paths)
+    card = _card(net, cfg, name, speed, budget, info, sampler.paths, data_sha)
     if init is not None:
         card["training"]["init"] = init
     if cfg.evaluate:

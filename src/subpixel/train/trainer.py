@@ -171,7 +171,7 @@ class Trainer:
             raise ConfigError(f"checkpoint {path.name} is at iteration {ckpt['iteration']}, past train.iters "
                               f"{self.cfg.train.iters}; raise it or train into another --out folder")
         before = ckpt["meta"].get("data", {}).get("sha256") if self.info.is_main else None
-        if before is not None and before != self.meta["data"]["sha256"]:
+        if any_rank(before is not None and before != self.meta["data"]["sha256"], self.info):  # rank 0 knows
             raise ConfigError(f"the training images differ from those of checkpoint {path.name} (files added, "
                               "removed or changed); restore them or train into another --out folder")
         if "train.iters" in changed and self.info.is_main:

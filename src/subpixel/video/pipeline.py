@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from subpixel.errors import SubpixelError
+from subpixel.errors import NotResumableError, SubpixelError
 from subpixel.io.video import (
     DEINTERLACERS,
     ColorInfo,
@@ -283,7 +283,7 @@ class _Job:
             with torch.no_grad():
                 y = self.proc.process(frames.permute(0, 3, 1, 2).div_(peak))
             if tuple(y.shape) != (len(items), 3, h * s, w * s):
-                raise SubpixelError(f"the SR stage returned {tuple(y.shape)} for {tuple(x.shape)} frames at x{s}")
+                raise NotResumableError(f"the SR stage returned {tuple(y.shape)} for {tuple(x.shape)} frames at x{s}")
             out = _quantize(y, self.deep)
             stage.seconds += time.perf_counter() - t0
             stage.frames += len(items)
@@ -509,7 +509,7 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
     job = _Job(info, processor, opts, spec, size, work, manifest, png)
     try:
         job.run()
-    except SubpixelError:  # the input or options are at fault: nothing for --resume to continue
+    except NotResumableError:  # a rerun would fail the same way: nothing for --resume to continue
         work.remove()
         raise
     job.finalize(dst)  # a failed final mux (e.g. a full disk) keeps the finished segments for --resume
