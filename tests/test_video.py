@@ -450,6 +450,14 @@ def test_avi_output_states_the_input_frame_rate(vfr: bool, up: subpixel.Upscaler
     assert len(warned) == vfr
 
 
+def test_avi_from_a_late_start_is_not_padded(up: subpixel.Upscaler, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "late.mkv", n=10, pts=[1000 + 40 * i for i in range(10)], audio=None)
+    out = tmp_path / "late.avi"
+    upscale_video(src, out, up, VideoOptions(codec="mpeg4", bitrate="1M"))
+    with av.open(str(out)) as b:
+        assert b.streams.video[0].frames == 10  # no empty frames for the second before the first one
+
+
 def png_chunks(path: Path) -> dict[bytes, bytes]:
     data, pos, chunks = path.read_bytes(), 8, {}
     while pos < len(data):

@@ -637,7 +637,10 @@ def _mux(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: P
                 _copy_tags(src.streams[index], mapping[index])
             packets = _segment_packets(segments, info, video)
             if avi:
-                packets = _numbered(packets, round(segments[0][1] * info.time_base * info.rate), info.rate)
+                begins = [s.start_time * s.time_base for s in map(src.streams.__getitem__, mapping)
+                          if s.start_time is not None]
+                video_start = segments[0][1] * info.time_base  # frames count from the earliest stream's start
+                packets = _numbered(packets, round((video_start - min([video_start, *begins])) * info.rate), info.rate)
                 if drift > 0.5 / info.rate:
                     log.warning("%s: AVI cannot keep variable frame timing; frames are written at a constant "
                                 "%.3f fps, up to %.3f s off their times (.mkv or .mp4 keep them)",
