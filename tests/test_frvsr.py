@@ -7,7 +7,7 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -287,23 +287,33 @@ def _recipe(tmp_path: Path, iters: int) -> FRVSRConfig:
     })
 
 
+def _on_batch(monkeypatch: pytest.MonkeyPatch, call: int, action: Callable[[], None]) -> None:
+    """Make the clip sampler run ``action`` as it draws its ``call``-th batch (1-based)."""
+    real, calls = ClipSampler.batch_with_affines, []
+
+    def batch(self: ClipSampler, step: int, n: int, part: tuple[int, int] = (0, 1)
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        calls.append(step)
+        if len(calls) == call:
+            action()
+        return real(self, step, n, part)
+
+    monkeypatch.setattr(frvsr_train.ClipSampler, "batch_with_affines", batch)
+
+
+def _crash() -> None:
+    raise KeyboardInterrupt
+
+
 def test_training_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _recipe(tmp_path, iters=4)
     whole = load_file(str(train_frvsr(cfg, tmp_path / "whole", progress=False)))
 
-    real_batch = ClipSampler.batch_with_affines
-
-    def crash_at_3(self: ClipSampler, step: int, n: int, part: tuple[int, int]
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if step == 3:
-            raise KeyboardInterrupt
-        return real_batch(self, step, n, part)
-
-    monkeypatch.setattr(frvsr_train.ClipSampler, "batch_with_affines", crash_at_3)
+    _on_batch(monkeypatch, 4, _crash)  # step 3: a crash before it completes
     with pytest.raises(KeyboardInterrupt):
         train_frvsr(cfg, tmp_path / "resumed", progress=False)
     assert latest_checkpoint(tmp_path / "resumed").name == "iter_00000002.pt"
-    monkeypatch.setattr(frvsr_train.ClipSampler, "batch_with_affines", real_batch)
+    monkeypatch.undo()
     weights = train_frvsr(cfg, tmp_path / "resumed", progress=False)
     resumed = load_file(str(weights))
     assert whole.keys() == resumed.keys()
@@ -320,20 +330,11 @@ def test_an_existing_run_needs_resume_and_ctrl_c_checkpoints(tmp_path: Path, mon
     whole = load_file(str(train_frvsr(cfg, tmp_path / "whole", progress=False)))
     with pytest.raises(SubpixelError, match="--resume"):  # a finished run is not silently trained again
         train_frvsr(cfg, tmp_path / "whole", resume=False, progress=False)
-    real_batch, calls = ClipSampler.batch_with_affines, []
-
-    def ctrl_c_at_3(self: ClipSampler, step: int, n: int, part: tuple[int, int]
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        calls.append(step)
-        if len(calls) == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # mid-step: the step completes and is checkpointed
-        return real_batch(self, step, n, part)
-
-    monkeypatch.setattr(frvsr_train.ClipSampler, "batch_with_affines", ctrl_c_at_3)
+    _on_batch(monkeypatch, 3, lambda: os.kill(os.getpid(), signal.SIGINT))  # Ctrl-C mid-step 3: it completes
     with pytest.raises(KeyboardInterrupt):
         train_frvsr(cfg, tmp_path / "cut", progress=False)
     assert latest_checkpoint(tmp_path / "cut").name == "iter_00000003.pt"
-    monkeypatch.setattr(frvsr_train.ClipSampler, "batch_with_affines", real_batch)
+    monkeypatch.undo()
     resumed = load_file(str(train_frvsr(cfg, tmp_path / "cut", progress=False)))
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
 
