@@ -148,10 +148,15 @@ def test_recursive_run_mirrors_subfolders_and_refuses_collisions(tmp_path: Path)
     assert not (tmp_path / "c_out").exists()
     res = _entry("upscale", str(tmp_path / "c" / "rgb.png"), "-s", "2", "-m", "bicubic", "--suffix", "",
                  "--overwrite")
-    assert res.returncode == 1 and "replace this input" in res.stderr
-    big = _img(tmp_path / "c" / "rgb_x2.png")  # an input that another input's output would overwrite
-    res = _entry("upscale", str(tmp_path / "c" / "rgb.png"), str(big), "-s", "2", "-m", "bicubic", "--overwrite")
-    assert res.returncode == 1 and "replace this input" in res.stderr
+    assert res.returncode == 1 and "replace the input" in res.stderr
+    # a rerun over a folder that holds the first run's outputs redoes them, and does not upscale them again
+    (tmp_path / "d").mkdir()
+    _img(tmp_path / "d" / "p.png")
+    for _ in range(2):
+        res = _entry("upscale", str(tmp_path / "d"), "-s", "2", "-m", "bicubic", "--overwrite", "--json")
+        assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["p.png", "p_x2.png"]
+    assert json.loads(res.stdout)["skipped_outputs_of_other_inputs"] == [str(tmp_path / "d" / "p_x2.png")]
 
 
 def test_output_arguments_are_checked_before_work(tmp_path: Path) -> None:

@@ -82,15 +82,23 @@ def output_path(job: Job, out: Path | None, many: bool, suffix: str, fmt: str | 
     return folder / f"{src.stem}{suffix}{ext}"
 
 
+def drop_outputs_of_others(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
+    """(kept, dropped): an input that is another input's output in this run (say an earlier run's
+    ``photo_x2.png`` beside ``photo.png``) is left out, so rerunning over a folder redoes its outputs
+    (with --overwrite) instead of upscaling them again."""
+    outputs = {job.dst.resolve(): job for job in jobs if job.dst is not None}
+    dropped = [job for job in jobs if outputs.get(job.src.resolve(), job) is not job]
+    return [job for job in jobs if job not in dropped], dropped
+
+
 def check_distinct(jobs: list[Job]) -> None:
     """Refuse, before any work, two inputs writing one output or an output replacing its own input."""
     seen: dict[Path, Path] = {}
-    inputs = {job.src.resolve(): job.src for job in jobs}
     for job in jobs:
         assert job.dst is not None
         dst = job.dst.resolve()
-        if dst in inputs:
-            raise SubpixelError(f"{inputs[dst]}: an output would replace this input; choose another -o or --suffix")
+        if dst == job.src.resolve():
+            raise SubpixelError(f"{job.src}: the output would replace the input; choose another -o or --suffix")
         if dst in seen:
             raise SubpixelError(f"{seen[dst]} and {job.src} would both be written to {job.dst}; "
                                 "use -o with a folder (sub-folders are mirrored), --suffix or --format")
@@ -144,7 +152,11 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path
         raise SubpixelError(f"{output} is a file; with several inputs -o must be a folder")
     for job in jobs:
         job.dst = output_path(job, output, many, suffix, fmt)
+    jobs, skipped = drop_outputs_of_others(jobs)
     check_distinct(jobs)
+    if skipped and not (quiet or as_json):
+        click.echo(f"note: left out {len(skipped)} input(s) that this run writes as outputs "
+                   f"(e.g. {skipped[0].src}); --overwrite redoes them", err=True)
     for folder in sorted({j.dst.parent for j in jobs if j.dst is not None and output is not None}):
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -161,7 +173,8 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path
                    "device": str(upscaler.device), "precision": getattr(upscaler.engine, "precision", "fp32"),
                    "outputs": [{"input": str(j.src), "output": str(j.dst), "seconds": round(j.seconds, 3), **j.extra}
                                for j in done],
-                   "failures": [{"input": str(j.src), "error": j.error} for j in jobs_failed]})
+                   "failures": [{"input": str(j.src), "error": j.error} for j in jobs_failed],
+                   "skipped_outputs_of_other_inputs": [str(j.src) for j in skipped]})
     elif not quiet:
         for j in done:
             click.echo(f"wrote {j.dst} ({upscaler.name} x{scale}, {j.seconds:.2f} s)")
