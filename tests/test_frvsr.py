@@ -498,6 +498,8 @@ def test_recipe_validation(tmp_path: Path) -> None:
     with pytest.raises(SubpixelError, match="iters must be int"):
         FRVSRConfig.from_dict({"data": ["x"], "iters": "many"})
     assert np.isclose(FRVSRConfig.from_dict({"data": ["x"], "lr": "2e-4"}).lr, 2e-4)
+    with pytest.raises(SubpixelError, match="lr must be > 0"):
+        FRVSRConfig.from_dict({"data": ["x"], "lr": -1})
 
 
 @pytest.mark.parametrize("export", ["elsewhere/model.safetensors", "run/frvsr_x2.safetensors"])

@@ -190,7 +190,8 @@ class ClipSampler:
             self.stills.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous().to(self.device))
             self.paths.append(path)
         if not self.stills:
-            raise SubpixelError(f"no still in {', '.join(map(str, sources))} is large enough for {size}px crops")
+            raise SubpixelError(f"no still in {', '.join(map(str, sources))} is large enough for {size}px HR crops "
+                                f"(patch {size // scale} LR pixels x{scale})")
 
     def _draw(self, g: torch.Generator, attempts: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
         """A random still and the affines of a camera move that fits in it (redrawn when it does not)."""
@@ -200,7 +201,7 @@ class ClipSampler:
                 return still, clip_affines((still.shape[1], still.shape[2]), self.frames, self.size, self.motion, g)
             except ValueError:
                 continue
-        raise SubpixelError(f"stills are too small for {self.size}px crops with this much motion; "
+        raise SubpixelError(f"stills are too small for {self.size}px HR crops with this much motion; "
                             "reduce the crop size, the clip length or the motion")
 
     def batch(self, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
