@@ -545,6 +545,24 @@ def test_missing_tensorboard_is_a_warning(tmp_path: Path, monkeypatch: pytest.Mo
     assert not (tmp_path / "tb").exists()
 
 
+def test_a_resumed_session_hides_what_an_earlier_one_logged_after_its_start(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    first = ScalarLog(tmp_path / "tb")
+    for step in range(1, 11):  # a run killed at step 10 after checkpointing at 5
+        first.scalar("loss", 1.0, step)
+    first.close()
+    resumed = ScalarLog(tmp_path / "tb", start=5)
+    for step in range(6, 9):
+        resumed.scalar("loss", 0.5, step)
+    resumed.close()
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    steps = [(e.step, e.value) for e in events.Scalars("loss")]
+    assert steps == [(s, 1.0) for s in range(1, 6)] + [(s, 0.5) for s in range(6, 9)]
+
+
 # --- DDP -----------------------------------------------------------------------------------------------------
 
 

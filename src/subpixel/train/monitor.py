@@ -136,10 +136,12 @@ def record_session(path: Path, record: dict) -> dict:
 class ScalarLog:
     """TensorBoard scalars under ``folder`` (``None``: log nothing, as on ranks other than 0).
 
-    Without the ``tensorboard`` package a warning says so and nothing is logged.
+    Without the ``tensorboard`` package a warning says so and nothing is logged. ``start``: the step
+    this session begins at; TensorBoard hides what earlier sessions logged after it (a run killed
+    after its last checkpoint), so a resumed run's curves do not overlap.
     """
 
-    def __init__(self, folder: Path | None) -> None:
+    def __init__(self, folder: Path | None, start: int = 0) -> None:
         self.writer = None
         if folder is None:
             return
@@ -149,7 +151,7 @@ class ScalarLog:
             warnings.warn("TensorBoard logging is off: install the 'tensorboard' package "
                           "(pip install 'subpixel[train]')", stacklevel=2)
             return
-        self.writer = SummaryWriter(log_dir=str(folder))
+        self.writer = SummaryWriter(log_dir=str(folder), purge_step=start + 1 if start else None)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         """Record ``value`` under ``tag`` at iteration ``step``."""

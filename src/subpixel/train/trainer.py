@@ -271,7 +271,7 @@ class Trainer:
         started, first = time.perf_counter(), self.iteration
         stop = t.iters if until is None else min(until, t.iters)
         timer = StepTimer(self.info.device)
-        log = ScalarLog(self.run_dir / "tb" if main else None)
+        log = ScalarLog(self.run_dir / "tb" if main else None, start=self.iteration)
         bar = tqdm(total=t.iters, initial=self.iteration, disable=self.quiet or not main, unit="it",
                    dynamic_ncols=True, desc=f"{self.cfg.model.name} x{self.cfg.model.scale}")
         loss_sum = torch.zeros((), device=self.info.device)
@@ -387,7 +387,10 @@ def train(cfg: Config, run_dir: Path, *, device: str = "auto", resume: bool = Fa
             trainer.drop_stale_best()
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "recipe.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-            if not quiet:
+            if not quiet and trainer.iteration >= cfg.train.iters:
+                tqdm.write(f"{run_dir} is already at train.iters ({cfg.train.iters}); nothing to train"
+                           f"{', exporting' if export is not None else ''}")
+            elif not quiet:
                 tqdm.write(f"{'resuming from ' + last.name if last else 'training'} into {run_dir}: "
                            f"{trainer.sampler.num_images} training images, {len(trainer.val_pairs)} held out, "
                            f"{trainer.net.num_parameters():,} parameters on {info.device}"
