@@ -49,20 +49,30 @@ class IterationBudget:
     _started: float = field(default=0.0, init=False, repr=False)
     _mark: tuple[int, float] | None = field(default=None, init=False, repr=False)  # (iteration, time) measured from
     _measured: list[float] = field(default_factory=lambda: [0.0, 0.0], init=False, repr=False)  # steps, seconds
+    _last: float | None = field(default=None, init=False, repr=False)  # the clock at the last update or pause
+    _paused: list[float] = field(default_factory=lambda: [0, 0.0], init=False, repr=False)  # pauses, seconds
+    _first: int = field(default=0, init=False, repr=False)  # the iteration this call started at
 
     def start(self, iteration: int) -> None:
         """Start the clock at ``iteration`` (the first step of this call), unless ``origin`` was given."""
-        self._started = self.clock()
+        self._started = self._last = self.clock()
         self._t0 = self._started if self.origin is None else self.origin
-        self._mark = None
+        self._mark, self._first, self._paused = None, iteration, [0, 0.0]
 
     def pause(self) -> None:
-        """The time since the last step went to other work (validation, a checkpoint): measure afresh."""
-        self._mark = None
+        """The time since the last step went to other work (validation, a checkpoint): it is left out of
+        the speed measurement, which goes on (so frequent checkpoints do not keep it from ever fitting);
+        once pauses recur, their time per step so far is expected of the later steps too."""
+        now = self.clock()
+        if self._last is not None:
+            self._paused = [self._paused[0] + 1, self._paused[1] + now - self._last]  # count, seconds
+            if self._mark is not None:
+                self._mark = (self._mark[0], self._mark[1] + now - self._last)
+        self._last = now
 
     def update(self, iteration: int, total: int) -> int | None:
         """After a step: the new total when it changes, else None."""
-        now = self.clock()
+        now = self._last = self.clock()
         if self.follow is not None:
             return self._follow(iteration, total, now)
         if self._mark is None:
@@ -78,11 +88,17 @@ class IterationBudget:
         self._measured[0] += iteration - it0
         self._measured[1] += elapsed
         left = self._t0 + self.seconds - now
-        new = max(iteration + 1, iteration + int(rate * left * self.margin))
-        if not self.fits or (iteration + rate * left < total and new < total):
+        # validation/checkpoint seconds per step so far, once they recur (a single pause is no pattern)
+        overhead = self._paused[1] / max(1, iteration - self._first) if self._paused[0] >= 2 else 0.0
+
+        def steps(speed: float, share: float = 1.0) -> int:
+            return int(left * share / (1 / speed + overhead))
+
+        new = max(iteration + 1, iteration + steps(rate, self.margin))
+        if not self.fits or (iteration + steps(rate) < total and new < total):
             return self._set(iteration, new)
         mean = self._measured[0] / self._measured[1]  # growth needs the mean speed too: no flapping on noise
-        grown = iteration + int(min(rate, mean) * left * self.margin)
+        grown = iteration + steps(min(rate, mean), self.margin)
         return self._set(iteration, grown) if grown > total * (1 + self.grow) else None
 
     def _follow(self, iteration: int, total: int, now: float) -> int | None:
