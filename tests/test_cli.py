@@ -145,6 +145,10 @@ def test_recursive_run_mirrors_subfolders_and_refuses_collisions(tmp_path: Path)
     res = _entry("upscale", str(tmp_path / "c"), "-s", "2", "-m", "bicubic", "--format", "png", "-o",
                  str(tmp_path / "c_out"), "--overwrite")
     assert res.returncode == 1 and "both be written" in res.stderr and "Traceback" not in res.stderr
+    twice = CliRunner().invoke(cli, ["upscale", str(tmp_path / "c" / "rgb.png"), str(tmp_path / "c"), "-s", "2", "-m",
+                                     "bicubic", "-o", str(tmp_path / "twice"), "-q"])  # rgb.png named twice runs once
+    assert twice.exit_code == 0, twice.output
+    assert sorted(p.name for p in (tmp_path / "twice").iterdir()) == ["rgb_x2.jpg", "rgb_x2.png"]
     assert not (tmp_path / "c_out").exists()
     res = _entry("upscale", str(tmp_path / "c" / "rgb.png"), "-s", "2", "-m", "bicubic", "--suffix", "",
                  "--overwrite")

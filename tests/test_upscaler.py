@@ -72,6 +72,7 @@ def test_load_refuses_bad_scales_and_devices() -> None:
     for scale in ("2", 2.5, 0, -2, True):
         with pytest.raises(SubpixelError, match="scale"):
             subpixel.load("bicubic", scale=scale)  # type: ignore[arg-type]
+    assert subpixel.load("bicubic", scale=np.int64(2)).scale == subpixel.load("bicubic", scale=2.0).scale == 2
     with pytest.raises(SubpixelError, match="device"):
         subpixel.load("bicubic", scale=2, device="tpu")
 

@@ -67,7 +67,8 @@ def expand_inputs(inputs: tuple[str, ...], recursive: bool) -> tuple[list[Job], 
             jobs += [Job(m) for m in matches]
         else:
             failed.append(Job(p, error="no such file or folder"))
-    return jobs, failed, many or len(jobs) > 1
+    unique = list({job.src.resolve(): job for job in reversed(jobs)}.values())[::-1]  # a file named twice runs once
+    return unique, failed, many or len(unique) > 1
 
 
 def output_path(job: Job, out: Path | None, many: bool, suffix: str, fmt: str | None) -> Path:
@@ -100,8 +101,8 @@ def check_distinct(jobs: list[Job]) -> None:
         if dst == job.src.resolve():
             raise SubpixelError(f"{job.src}: the output would replace the input; choose another -o or --suffix")
         if dst in seen:
-            raise SubpixelError(f"{seen[dst]} and {job.src} would both be written to {job.dst}; "
-                                "use -o with a folder (sub-folders are mirrored), --suffix or --format")
+            raise SubpixelError(f"{seen[dst]} and {job.src} would both be written to {job.dst}; rename one, or "
+                                "keep each extension (no --format); folder inputs with -r and -o keep sub-folders")
         seen[dst] = job.src
 
 

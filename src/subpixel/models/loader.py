@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,10 @@ def load(
     """
     from subpixel.engine import make_engine
 
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 1):
-        raise SubpixelError(f"scale must be a positive whole number, got {scale!r}")
+    if scale is not None:
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or scale != int(scale) or scale < 1:
+            raise SubpixelError(f"scale must be a positive whole number, got {scale!r}")
+        scale = int(scale)  # 2.0 or numpy.int64(2) are fine
     path = Path(name_or_path)
     if path.suffix == ".safetensors":
         if not path.is_file():
