@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import sys
 import warnings
 
@@ -57,6 +58,7 @@ def main() -> None:
     """Console entry point: user errors become one line on stderr (and ``{"error": ...}`` on stdout
     with ``--json``) and exit status 1; warnings are one line, without the source line that raised them."""
     warnings.formatwarning = _one_line_warning
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")  # the library's log warnings
     try:
         code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 import torch
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from subpixel.commands.options import emit_json, output_options, runtime_options
 from subpixel.commands.upscale import default_model
@@ -58,7 +59,8 @@ def video(input_path: Path, output: Path, scale: int | None, model: str, batch: 
                            segment_frames=segment_frames, deinterlace=deinterlace, tile=tile, resume=resume,
                            overwrite=overwrite, progress=not (quiet or as_json))
     try:
-        summary = upscale_video(input_path, output, upscaler, options)
+        with logging_redirect_tqdm():  # warnings on their own lines, not after the progress bar
+            summary = upscale_video(input_path, output, upscaler, options)
     except KeyboardInterrupt:
         _say_resumable(output)
         raise
