@@ -296,7 +296,7 @@ def test_cli_png_sequence_with_json_summary(clip: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["video", str(clip), "-o", str(folder), "-s", "2", "-m", "bicubic",
                                       "--batch", "8", "--segment-frames", "16", "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)  # warnings go to stderr
     assert summary["codec"] == "png" and summary["frames"] == 50 and summary["segments"] == 4
     files = sorted(folder.glob("frame_*.png"))
     assert len(files) == 50
@@ -376,7 +376,7 @@ def test_damaged_frames_are_counted_and_reported(up: subpixel.Upscaler, tmp_path
         result = CliRunner().invoke(cli, ["video", str(damaged), "-o", str(tmp_path / "o.mp4"), "-s", "2",
                                           "-m", "bicubic", "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)  # warnings go to stderr
     assert summary["frames"] == 18 and summary["damaged_frames"] == 2
     assert any("2 damaged frames could not be decoded" in r.getMessage() for r in caplog.records)
 
