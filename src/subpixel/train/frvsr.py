@@ -12,11 +12,11 @@ the same batches for the same iterations (and so without FNet or its loss). ``em
 exponential moving average of the weights, which is what gets exported.
 
 A run directory holds ``checkpoints/iter_*.pt`` (atomic; read with ``weights_only=True``),
-``log.jsonl``, ``throughput.json`` (iterations/s and data-wait share per session) and, at the
-end, ``<name>_x<scale>.safetensors`` with its model card. Batches
-depend only on ``(seed, iteration)``, so a resumed run ends with the weights an uninterrupted
-one would have, and ``torchrun`` ranks can split each batch and average their gradients into the
-single-process step.
+``recipe.yaml``, ``log.jsonl`` (and the same figures as TensorBoard scalars in ``tb/``),
+``throughput.json`` (iterations/s and data-wait share per session) and, at the end,
+``<name>_x<scale>.safetensors`` with its model card. Batches depend only on ``(seed, iteration)``,
+so a resumed run ends with the weights an uninterrupted one would have, and ``torchrun`` ranks can
+split each batch and average their gradients into the single-process step.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import yaml
 from tqdm import tqdm
 
 from subpixel.data.clips import ClipSampler, Motion, exact_flow
@@ -47,7 +48,14 @@ from subpixel.train.config import resolve_data_folder
 from subpixel.train.distributed import DistInfo, any_rank, average_gradients, barrier, distributed
 from subpixel.train.ema import EMA
 from subpixel.train.interrupt import deferred_interrupt
-from subpixel.train.monitor import THROUGHPUT_FILE, StepTimer, overall_throughput, read_sessions, record_session
+from subpixel.train.monitor import (
+    THROUGHPUT_FILE,
+    ScalarLog,
+    StepTimer,
+    overall_throughput,
+    read_sessions,
+    record_session,
+)
 from subpixel.train.provenance import environment
 from subpixel.train.trainer import AMP_DTYPES, amp_dtype
 from subpixel.train.warm_start import warm_start
@@ -292,11 +300,13 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
     net.train()
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "recipe.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     barrier(info)
     timer = StepTimer(device)
     if budget is not None:
         budget.start(start)
     with (open(run_dir / "log.jsonl", "a") if main else contextlib.nullcontext()) as log, \
+            contextlib.closing(ScalarLog(run_dir / "tb" if main else None, start=start)) as board, \
             tqdm(total=cfg.iters, initial=start, desc="frvsr" if cfg.recurrent else "frvsr-norec",
                  disable=not (progress and main)) as bar, deferred_interrupt(info.world == 1) as interrupted:
         it = start
@@ -328,10 +338,12 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
                 bar.write(f"iteration budget: iters set to {total} at iteration {done}")
             if main and (done % cfg.log_every == 0 or done == cfg.iters):  # rank 0's share of the batch
                 bar.set_postfix(loss=f"{loss.item():.4f}")
-                log.write(json.dumps({"iteration": done, "loss": loss.item(),
-                                      **{k: v.item() for k, v in parts.items()},
-                                      "lr": opt.param_groups[0]["lr"]}) + "\n")
+                record = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()},
+                          "lr": opt.param_groups[0]["lr"]}
+                log.write(json.dumps({"iteration": done, **record}) + "\n")
                 log.flush()
+                for key, value in record.items():
+                    board.scalar(f"train/{key}", value, done)
             out_of_time = time_limit is not None and done % cfg.log_every == 0 and any_rank(
                 time.perf_counter() - started > time_limit, info)
             stopping = interrupted()  # Ctrl-C: this step is complete, so the checkpoint resumes exactly
