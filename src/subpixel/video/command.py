@@ -50,6 +50,7 @@ def video(input_path: Path, output: Path, scale: int | None, model: str, batch: 
           segment_frames: int, resume: bool, overwrite: bool, tile: int | None, device: str, precision: str,
           engine: str, quiet: bool, as_json: bool) -> None:
     """Upscale a video: audio and subtitles are copied, timestamps and colour tags kept."""
+    os.environ.setdefault("SVT_LOG", "2")  # SVT-AV1: warnings and errors, not ~40 info lines per segment
     name = default_model(scale or 4) if model == "auto" else model
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         # leave a core to the decode and encode threads: oversubscribed torch threads stall badly
