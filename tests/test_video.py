@@ -458,6 +458,14 @@ def test_avi_from_a_late_start_is_not_padded(up: subpixel.Upscaler, tmp_path: Pa
         assert b.streams.video[0].frames == 10  # no empty frames for the second before the first one
 
 
+def test_mpeg4_from_a_90khz_stream_keeps_its_frame_times(up: subpixel.Upscaler, tmp_path: Path) -> None:
+    """MPEG-4 part 2 caps the time base at 1/65535: its segments run at one tick per frame instead."""
+    src = make_clip(tmp_path / "in.ts", n=10, audio=None)  # MPEG-TS: 1/90000
+    out = tmp_path / "out.mkv"
+    upscale_video(src, out, up, VideoOptions(codec="mpeg4", bitrate="1M", segment_frames=4))
+    assert np.allclose(frame_times(out), frame_times(src), atol=1e-3)
+
+
 def png_chunks(path: Path) -> dict[bytes, bytes]:
     data, pos, chunks = path.read_bytes(), 8, {}
     while pos < len(data):

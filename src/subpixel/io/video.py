@@ -43,6 +43,7 @@ DEINTERLACERS = ("yadif", "bwdif")
 _ALIASES = {"h264": ("libx264",), "avc": ("libx264",), "x264": ("libx264",), "h265": ("libx265",),
             "hevc": ("libx265",), "x265": ("libx265",), "vp9": ("libvpx-vp9",),
             "av1": ("libsvtav1", "libaom-av1", "librav1e")}
+_SHORT_TIME_BASE = {"mpeg4", "h263", "h263p", "msmpeg4", "msmpeg4v2", "flv"}  # time base denominator <= 65535
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 30, "libsvtav1": 30, "libaom-av1": 30}
 CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libsvtav1": (0, 63), "libaom-av1": (0, 63)}
 
@@ -412,10 +413,22 @@ def _check_crf(encoder: str, crf: int) -> None:
         raise SubpixelError(f"--crf {crf} is out of range for {encoder} ({low}-{high}; lower is better quality)")
 
 
+def encoder_time_base(codec: str, info: VideoInfo) -> Fraction:
+    """The stream's time base, unless ``codec`` (MPEG-4 part 2 and H.263 kin) caps its denominator at
+    65535 and the stream's exceeds it (MPEG-TS: 1/90000): then one frame at the nominal rate."""
+    tb = info.time_base
+    if av.Codec(codec, "w").name not in _SHORT_TIME_BASE or tb.denominator <= 65535:
+        return tb
+    if info.rate and (1 / info.rate).denominator <= 65535:
+        return 1 / info.rate
+    return Fraction(1, 1000)
+
+
 def check_encoder(spec: EncoderSpec, width: int, height: int, info: VideoInfo) -> None:
     """Open the encoder once with the real settings so bad options fail before any work is done."""
     ctx = av.CodecContext.create(spec.codec, "w")
-    ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = width, height, spec.pix_fmt, info.time_base
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, spec.pix_fmt
+    ctx.time_base = encoder_time_base(spec.codec, info)
     if info.rate:
         ctx.framerate = info.rate
     ctx.options = dict(spec.options)
@@ -452,10 +465,11 @@ class SegmentEncoder:
         self.container = av.open(str(path), "w", format=segment_format(spec))
         stream = self.container.add_stream(spec.codec, rate=info.rate or None)
         stream.width, stream.height, stream.pix_fmt = width, height, spec.pix_fmt
-        stream.time_base = info.time_base
+        tb = encoder_time_base(spec.codec, info)
+        stream.time_base = tb
         cc = stream.codec_context
         cc.thread_type = "AUTO"  # frame threads where the encoder has them (x264's scale better than slices)
-        cc.time_base = info.time_base
+        cc.time_base = tb
         cc.colorspace, cc.color_range = color.colorspace, color.color_range
         cc.color_primaries, cc.color_trc = color.primaries, color.trc
         if info.sar:
@@ -463,11 +477,14 @@ class SegmentEncoder:
         if spec.bit_rate is not None:
             cc.bit_rate = spec.bit_rate
         cc.options = dict(spec.options)
-        self.stream, self.time_base = stream, info.time_base
+        self.stream, self.time_base, self.source_time_base = stream, tb, info.time_base
+        self._last: int | None = None
 
     def write(self, frame: av.VideoFrame, pts: int) -> None:
         """Encode ``frame``, already in the output's size and pixel format (``ColorInfo.from_rgb``)."""
-        frame.pts, frame.time_base = pts - self.start_pts, self.time_base
+        t = round((pts - self.start_pts) * self.source_time_base / self.time_base)
+        t = t if self._last is None or t > self._last else self._last + 1  # a coarser time base: keep order
+        frame.pts, frame.time_base, self._last = t, self.time_base, t
         self.container.mux(self.stream.encode(frame))
 
     def close(self) -> None:
