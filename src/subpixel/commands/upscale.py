@@ -67,8 +67,10 @@ def expand_inputs(inputs: tuple[str, ...], recursive: bool) -> tuple[list[Job], 
             jobs += [Job(m) for m in matches]
         else:
             failed.append(Job(p, error="no such file or folder"))
-    unique = list({job.src.resolve(): job for job in reversed(jobs)}.values())[::-1]  # a file named twice runs once
-    return unique, failed, many or len(unique) > 1
+    unique: dict[Path, Job] = {}
+    for job in jobs:  # a file named twice (a path and its folder, say) runs once
+        unique.setdefault(job.src.resolve(), job)
+    return list(unique.values()), failed, many or len(unique) > 1
 
 
 def output_path(job: Job, out: Path | None, many: bool, suffix: str, fmt: str | None) -> Path:

@@ -29,10 +29,10 @@ class IterationBudget:
     total shrinks if the run would overrun, and grows back when a fit at both the recent speed and
     the mean speed of all measured steps exceeds it by more than ``grow`` (a slowdown that passed,
     e.g. another job on the machine); :meth:`pause` keeps the time a validation or checkpoint takes
-    out of those measurements. With ``follow`` (another run folder) the total is that run's latest
-    fitted total instead. ``origin``: the clock reading the budget
-    counts from (a command's start, so data loading counts too; default: :meth:`start`).
-    ``clock`` is injectable for tests.
+    out of those measurements (recurring pauses count as an overhead per step instead). With
+    ``follow`` (another run folder) the total is that run's latest fitted total instead. ``origin``:
+    the clock reading the budget counts from (a command's start, so data loading counts too;
+    default: :meth:`start`). ``clock`` is injectable for tests.
     """
 
     seconds: float

@@ -207,14 +207,14 @@ def _same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def _card(net: FRVSR, cfg: FRVSRConfig, name: str, throughput: dict[str, Any] | None,
-          budget: IterationBudget | None, info: DistInfo, stills: list[Path], data_sha: str) -> dict[str, Any]:
+          budget: IterationBudget | None, info: DistInfo, stills: int, data_sha: str) -> dict[str, Any]:
     arch_args = {**cfg.arch, "recurrent": cfg.recurrent}
     card = {
         "name": name, "architecture": "frvsr", "arch_args": arch_args, "scale": cfg.scale,
         "params": net.num_parameters(),
         "training": {
             "recipe": cfg.to_dict(), "iterations": cfg.iters, "seed": cfg.seed, **environment(info.device, info.world),
-            "data": {"folders": list(cfg.data), "stills": len(stills), "sha256": data_sha,
+            "data": {"folders": list(cfg.data), "stills": stills, "sha256": data_sha,
                      "clips": f"synthetic {cfg.frames}-frame clips from these stills (camera motion only, "
                               "BI degradation)"},
             "loss": _loss_text(cfg),
@@ -370,7 +370,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
     speed = _record_speed(run_dir, timer, start, cfg.iters, cfg, info)
     net = (ema.net if ema is not None else net).eval()
     name = "frvsr" if cfg.recurrent else "frvsr-norec"
-    card = _card(net, cfg, name, speed, budget, info, sampler.paths, data_sha)
+    card = _card(net, cfg, name, speed, budget, info, len(sampler.paths), data_sha)
     if init is not None:
         card["training"]["init"] = init
     if cfg.evaluate:
