@@ -274,6 +274,13 @@ def test_stopped_and_resumed_run_equals_a_straight_run(tmp_path: Path) -> None:
     assert [p.name for p in list_checkpoints(tmp_path / "a")] == ["iter_00000014.pt", "iter_00000020.pt"]
 
 
+def test_the_progress_bar_ends_showing_the_final_validation(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = parse_config(_recipe(_images(tmp_path / "data"), iters=10, log_every=10, val_every=10))
+    result = train(cfg, tmp_path / "run", device="cpu")  # step 10 logs, then validates for the first time
+    assert result.best is not None
+    assert f"best={result.best['psnr']:.2f}dB" in capsys.readouterr().err.split("\r")[-1]
+
+
 def test_ctrl_c_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     data = _images(tmp_path / "data")

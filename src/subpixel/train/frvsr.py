@@ -26,7 +26,6 @@ import dataclasses
 import inspect
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,11 +42,11 @@ from subpixel.models.frvsr import FRVSR, warp
 from subpixel.models.registry import build
 from subpixel.models.weights import save_weights
 from subpixel.train.budget import IterationBudget
-from subpixel.train.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune, save_atomic
+from subpixel.train.checkpoint import checkpoint_path, load_checkpoint, prune, save_atomic
 from subpixel.train.config import resolve_data_folder
-from subpixel.train.distributed import DistInfo, any_rank, average_gradients, barrier, distributed
+from subpixel.train.control import RunControl, check_resume_point, existing_checkpoint
+from subpixel.train.distributed import DistInfo, average_gradients, barrier, distributed
 from subpixel.train.ema import EMA
-from subpixel.train.interrupt import deferred_interrupt
 from subpixel.train.monitor import (
     THROUGHPUT_FILE,
     ScalarLog,
@@ -256,10 +255,8 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
 
 def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progress: bool,
            time_limit: float | None, budget: IterationBudget | None) -> Path | None:
-    started = time.perf_counter()
+    control = RunControl(info, budget, time_limit)  # the time limit counts data loading too
     device, main = info.device, info.is_main
-    if info.world > 1 and budget is not None:
-        raise SubpixelError("an iteration budget needs a single process (it would differ between ranks)")
     if cfg.batch % info.world:
         raise SubpixelError(f"FRVSR recipe: batch {cfg.batch} does not split evenly over {info.world} processes")
     if device.type == "cuda":
@@ -273,9 +270,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
     ema = EMA(net, cfg.ema) if cfg.ema > 0 else None
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     start = 0
-    last = latest_checkpoint(run_dir)
-    if last is not None and not resume:
-        raise SubpixelError(f"{run_dir} already has checkpoints; pass --resume to continue it or choose another --out")
+    last = existing_checkpoint(run_dir, resume)
     if last is not None:
         ckpt = load_checkpoint(last)
         if not _same_recipe(ckpt["config"], cfg.to_dict()):
@@ -287,9 +282,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         start = int(ckpt["iteration"])
-        if start > cfg.iters:
-            raise SubpixelError(f"{last.name} is at iteration {start}, past iters {cfg.iters}; raise iters "
-                                "or use a new run folder")
+        check_resume_point(last, start, cfg.iters, "iters")
     sources = [resolve_data_folder(d) for d in cfg.data]
     sampler = ClipSampler(sources, cfg.frames, cfg.patch * cfg.scale, cfg.scale, Motion(**cfg.motion), cfg.seed,
                           device)
@@ -303,12 +296,10 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
         (run_dir / "recipe.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     barrier(info)
     timer = StepTimer(device)
-    if budget is not None:
-        budget.start(start)
     with (open(run_dir / "log.jsonl", "a") if main else contextlib.nullcontext()) as log, \
             contextlib.closing(ScalarLog(run_dir / "tb" if main else None, start=start)) as board, \
             tqdm(total=cfg.iters, initial=start, desc="frvsr" if cfg.recurrent else "frvsr-norec",
-                 disable=not (progress and main)) as bar, deferred_interrupt(info.world == 1) as interrupted:
+                 disable=not (progress and main)) as bar, control.session(start):
         it = start
         while it < cfg.iters:
             timer.begin()
@@ -331,11 +322,13 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
                 ema.update(net, done)
             timer.end()
             bar.update(1)
-            total = budget.update(done, cfg.iters) if budget is not None else None
+            total = control.refit(done, cfg.iters)
             if total is not None:
+                assert budget is not None
                 cfg.iters = bar.total = total
                 budget.write(run_dir)
-                bar.write(f"iteration budget: iters set to {total} at iteration {done}")
+                if progress:
+                    bar.write(f"iteration budget: iters set to {total} at iteration {done}")
             if main and (done % cfg.log_every == 0 or done == cfg.iters):  # rank 0's share of the batch
                 bar.set_postfix(loss=f"{loss.item():.4f}")
                 record = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()},
@@ -344,9 +337,8 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
                 log.flush()
                 for key, value in record.items():
                     board.scalar(f"train/{key}", value, done)
-            out_of_time = time_limit is not None and done % cfg.log_every == 0 and any_rank(
-                time.perf_counter() - started > time_limit, info)
-            stopping = interrupted()  # Ctrl-C: this step is complete, so the checkpoint resumes exactly
+            out_of_time = done % cfg.log_every == 0 and control.out_of_time()
+            stopping = control.interrupted()  # this step is complete, so the checkpoint resumes exactly
             if main and ((cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.iters or out_of_time
                          or stopping):
                 save_atomic({"iteration": done, "model": net.state_dict(), "optim": opt.state_dict(),
@@ -354,15 +346,16 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
                              "scaler": scaler.state_dict(), "config": cfg.to_dict(), "data_sha256": data_sha},
                             checkpoint_path(run_dir, done))
                 prune(run_dir, cfg.keep_last)
-                if budget is not None:
-                    budget.pause()
+                control.paused()
             if stopping:
-                bar.write(f"interrupted: checkpoint at iteration {done}; continue with --resume")
+                if main and progress:
+                    bar.write(f"interrupted: checkpoint at iteration {done}; continue with --resume")
                 raise KeyboardInterrupt
             if out_of_time and done < cfg.iters:
                 if main:
                     _record_speed(run_dir, timer, start, done, cfg, info)
-                    bar.write(f"time limit reached at iteration {done}: checkpointed; continue with --resume")
+                    if progress:
+                        bar.write(f"time limit reached at iteration {done}: checkpointed; continue with --resume")
                 return None
             it = done
     if not main:

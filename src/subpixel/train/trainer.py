@@ -9,7 +9,6 @@ a new process, so equality there is to float rounding).
 
 from __future__ import annotations
 
-import contextlib
 import time
 import warnings
 from dataclasses import dataclass
@@ -34,16 +33,15 @@ from subpixel.train.checkpoint import (
     BEST,
     CHECKPOINT_DIR,
     checkpoint_path,
-    latest_checkpoint,
     load_checkpoint,
     prune,
     save_atomic,
 )
 from subpixel.train.config import Config, ConfigError, config_to_dict, parse_config, resolve_data_folder
+from subpixel.train.control import RunControl, check_resume_point, existing_checkpoint
 from subpixel.train.distributed import DistInfo, all_gather_cpu, any_rank, barrier, distributed
 from subpixel.train.ema import EMA
 from subpixel.train.export import export_best
-from subpixel.train.interrupt import deferred_interrupt
 from subpixel.train.losses import build_loss
 from subpixel.train.monitor import THROUGHPUT_FILE, ScalarLog, StepTimer, Throughput, record_session
 from subpixel.train.optim import build_optimizer, learning_rate
@@ -148,6 +146,7 @@ class Trainer:
         self.best: dict[str, float] | None = None
         self._wall_before = 0.0
         self._clock = time.perf_counter()
+        self._postfix: dict[str, str] = {}  # the progress bar's
 
     @property
     def eval_net(self) -> SRNet:
@@ -167,9 +166,7 @@ class Trainer:
         if blocking:
             raise ConfigError(f"the recipe differs from the checkpoint {path.name} in {', '.join(blocking)}; "
                               "restore those values or train into another --out folder")
-        if ckpt["iteration"] > self.cfg.train.iters:
-            raise ConfigError(f"checkpoint {path.name} is at iteration {ckpt['iteration']}, past train.iters "
-                              f"{self.cfg.train.iters}; raise it or train into another --out folder")
+        check_resume_point(path, ckpt["iteration"], self.cfg.train.iters, "train.iters")
         before = ckpt["meta"].get("data", {}).get("sha256") if self.info.is_main else None
         if any_rank(before is not None and before != self.meta["data"]["sha256"], self.info):  # rank 0 knows
             raise ConfigError(f"the training images differ from those of checkpoint {path.name} (files added, "
@@ -230,6 +227,8 @@ class Trainer:
                          "weights": state_dict_on_cpu(self.eval_net), "config": config_to_dict(self.cfg),
                          "meta": self.meta, "wall_seconds": self._wall_seconds()},
                         self.run_dir / CHECKPOINT_DIR / BEST)
+            self._postfix["best"] = f"{psnr:.2f}dB"
+            bar.set_postfix(self._postfix, refresh=False)
         if not self.quiet:
             note = " (best)" if improved else ""
             bar.write(f"iter {self.iteration}: val Y-PSNR {psnr:.3f} dB, SSIM {ssim:.4f}{note}")
@@ -266,9 +265,8 @@ class Trainer:
         ``budget`` resets ``train.iters`` from the measured speed so the run ends within its seconds.
         """
         t, main = self.cfg.train, self.info.is_main
-        if budget is not None and self.info.world > 1:
-            raise ConfigError("an iteration budget needs a single process (it would differ between ranks)")
-        started, first = time.perf_counter(), self.iteration
+        control = RunControl(self.info, budget, time_limit)
+        first = self.iteration
         stop = t.iters if until is None else min(until, t.iters)
         timer = StepTimer(self.info.device)
         log = ScalarLog(self.run_dir / "tb" if main else None, start=self.iteration)
@@ -277,48 +275,43 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.info.device)
         losses = 0
         self._clock = time.perf_counter()
-        if budget is not None:
-            budget.start(self.iteration)
-        guard = contextlib.ExitStack()
-        interrupted = guard.enter_context(deferred_interrupt(self.info.world == 1))
         try:
-            while self.iteration < stop:
-                timer.begin()
-                batch = self.sampler.sample()
-                timer.data_ready()
-                loss_sum += self._step(*batch)
-                timer.end()
-                losses += 1
-                bar.update()
-                it = self.iteration
-                total = budget.update(it, t.iters) if budget is not None else None
-                if total is not None:
-                    stop = self._set_total(total, until, bar, budget)
-                if it % t.log_every == 0 or it == stop:
-                    loss, losses = loss_sum.item() / losses, 0
-                    loss_sum.zero_()
-                    self._log(log, bar, loss, timer.window())
-                    if time_limit is not None and it < stop and any_rank(
-                            time.perf_counter() - started > time_limit, self.info):
-                        stop = it
-                        if main:
-                            bar.write(f"time limit reached at iteration {it}: checkpointing; continue with --resume")
-                if main and self.val_pairs and (it == t.iters or (t.val_every and it % t.val_every == 0)):
-                    self._validate_and_keep_best(log, bar)
-                    if budget is not None:
-                        budget.pause()
-                if it == stop or (t.ckpt_every and it % t.ckpt_every == 0):
-                    self.save()
-                    if budget is not None:
-                        budget.pause()
-                if interrupted():  # Ctrl-C: this step is complete, so the checkpoint resumes exactly
-                    if not checkpoint_path(self.run_dir, it).is_file():
+            with control.session(self.iteration):
+                while self.iteration < stop:
+                    timer.begin()
+                    batch = self.sampler.sample()
+                    timer.data_ready()
+                    loss_sum += self._step(*batch)
+                    timer.end()
+                    losses += 1
+                    bar.update()
+                    it = self.iteration
+                    total = control.refit(it, t.iters)
+                    if total is not None:
+                        assert budget is not None
+                        stop = self._set_total(total, until, bar, budget)
+                    if it % t.log_every == 0 or it == stop:
+                        loss, losses = loss_sum.item() / losses, 0
+                        loss_sum.zero_()
+                        self._log(log, bar, loss, timer.window())
+                        if it < stop and control.out_of_time():
+                            stop = it
+                            if main and not self.quiet:
+                                bar.write(f"time limit reached at iteration {it}: checkpointing; "
+                                          "continue with --resume")
+                    if main and self.val_pairs and (it == t.iters or (t.val_every and it % t.val_every == 0)):
+                        self._validate_and_keep_best(log, bar)
+                        control.paused()
+                    if it == stop or (t.ckpt_every and it % t.ckpt_every == 0):
                         self.save()
-                    if main and not self.quiet:
-                        bar.write(f"interrupted: checkpoint at iteration {it}; continue with --resume")
-                    raise KeyboardInterrupt
+                        control.paused()
+                    if control.interrupted():  # this step is complete, so the checkpoint resumes exactly
+                        if not checkpoint_path(self.run_dir, it).is_file():
+                            self.save()
+                        if main and not self.quiet:
+                            bar.write(f"interrupted: checkpoint at iteration {it}; continue with --resume")
+                        raise KeyboardInterrupt
         finally:
-            guard.close()
             self._wall_before = self._wall_seconds()
             self._clock = time.perf_counter()
             bar.close()
@@ -344,7 +337,7 @@ class Trainer:
         it = self.iteration
         log.scalar("train/loss", loss, it)
         log.scalar("train/lr", self.optimizer.param_groups[0]["lr"], it)
-        postfix = {"loss": f"{loss:.4g}"}
+        postfix = self._postfix = {"loss": f"{loss:.4g}"}
         if speed is not None:
             log.scalar("perf/iters_per_s", speed[0], it)
             log.scalar("perf/data_wait_share", speed[1], it)
@@ -376,10 +369,7 @@ def train(cfg: Config, run_dir: Path, *, device: str = "auto", resume: bool = Fa
     """
     run_dir = Path(run_dir)
     with distributed(device) as info:
-        last = latest_checkpoint(run_dir)
-        if last is not None and not resume:
-            raise SubpixelError(f"{run_dir} already has checkpoints; pass --resume to continue it "
-                                "or choose another --out")
+        last = existing_checkpoint(run_dir, resume)
         trainer = Trainer(cfg, run_dir, info, quiet=quiet)
         if last is not None:
             trainer.resume(last)

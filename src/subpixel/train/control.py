@@ -1,0 +1,80 @@
+"""When a training loop stops, for both trainers: the iteration total a budget refits, a time limit, Ctrl-C.
+
+The loop asks after each step (:meth:`RunControl.refit`), on its logging steps
+(:meth:`RunControl.out_of_time`, collective under ``torchrun``) and at the end of each step
+(:meth:`RunControl.interrupted`: the first Ctrl-C lets the step finish so its checkpoint resumes
+exactly). Resume checks both trainers share live here too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from subpixel.errors import SubpixelError
+from subpixel.train.budget import IterationBudget
+from subpixel.train.checkpoint import latest_checkpoint
+from subpixel.train.config import ConfigError
+from subpixel.train.distributed import DistInfo, any_rank
+from subpixel.train.interrupt import deferred_interrupt
+
+__all__ = ["RunControl", "existing_checkpoint", "check_resume_point"]
+
+
+class RunControl:
+    """A training session's stopping rules; ``time_limit`` counts seconds from construction."""
+
+    def __init__(self, info: DistInfo, budget: IterationBudget | None = None,
+                 time_limit: float | None = None) -> None:
+        if budget is not None and info.world > 1:
+            raise SubpixelError("an iteration budget needs a single process (it would differ between ranks)")
+        self.info, self.budget, self.time_limit = info, budget, time_limit
+        self._started = time.perf_counter()
+        self._pending = lambda: False
+
+    @contextmanager
+    def session(self, iteration: int) -> Iterator[RunControl]:
+        """Training from ``iteration``: starts the budget's clock and defers Ctrl-C (one process only)."""
+        if self.budget is not None:
+            self.budget.start(iteration)
+        with deferred_interrupt(self.info.world == 1) as pending:
+            self._pending = pending
+            try:
+                yield self
+            finally:
+                self._pending = lambda: False
+
+    def refit(self, done: int, total: int) -> int | None:
+        """After step ``done``: the budget's new total iterations when it changes, else None."""
+        return self.budget.update(done, total) if self.budget is not None else None
+
+    def paused(self) -> None:
+        """The time since the last step went to validation or a checkpoint, not training."""
+        if self.budget is not None:
+            self.budget.pause()
+
+    def out_of_time(self) -> bool:
+        """Whether the time limit has passed on any rank (call on the same steps on every rank)."""
+        return self.time_limit is not None and any_rank(time.perf_counter() - self._started > self.time_limit,
+                                                        self.info)
+
+    def interrupted(self) -> bool:
+        """Whether Ctrl-C arrived: checkpoint the finished step, then raise ``KeyboardInterrupt``."""
+        return self._pending()
+
+
+def existing_checkpoint(run_dir: Path, resume: bool) -> Path | None:
+    """The run's newest checkpoint; one without ``resume`` is an error (its run would be overwritten)."""
+    last = latest_checkpoint(run_dir)
+    if last is not None and not resume:
+        raise SubpixelError(f"{run_dir} already has checkpoints; pass --resume to continue it or choose another --out")
+    return last
+
+
+def check_resume_point(path: Path, iteration: int, total: int, key: str) -> None:
+    """Refuse a checkpoint already past the recipe's total iterations (recipe key ``key``)."""
+    if iteration > total:
+        raise ConfigError(f"checkpoint {path.name} is at iteration {iteration}, past {key} {total}; "
+                            "raise it or train into another --out folder")
