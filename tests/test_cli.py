@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,10 +26,10 @@ def _img(path: Path, size: tuple[int, int] = (12, 10), mode: str = "RGB") -> Pat
     return path
 
 
-def _entry(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def _entry(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the installed console entry point (real exit codes and stderr)."""
     return subprocess.run([sys.executable, "-c", "from subpixel.cli import main; main()", *args],
-                          capture_output=True, text=True, cwd=cwd)
+                          capture_output=True, text=True, cwd=cwd, env=env)
 
 
 def test_upscale_sample_writes_file_and_prints_path(tmp_path: Path) -> None:
@@ -211,6 +212,49 @@ def test_eval_update_card_and_all_refuse_contradicting_options(tmp_path: Path) -
         assert res.exit_code == 2 and "--update-card" in res.output, (extra, res.output)
     res = CliRunner().invoke(cli, ["eval", "--all", "-m", "espcn"])
     assert res.exit_code == 2 and "--all" in res.output
+
+
+def test_eval_sets_are_told_apart_and_json_stays_strict(tmp_path: Path) -> None:
+    for sub in ("a", "b"):
+        (tmp_path / sub / "imgs").mkdir(parents=True)
+    _img(tmp_path / "a" / "imgs" / "x.png", size=(32, 32))
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(tmp_path / "b" / "imgs" / "flat.png")
+    a, b = str(tmp_path / "a" / "imgs"), str(tmp_path / "b" / "imgs")
+    res = _entry("eval", "-s", "2", "-d", a, "-d", b, "-d", a, "--json")  # same folder name twice, one set twice
+    assert res.returncode == 0, res.stderr
+    row = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))[0]
+    assert np.isfinite(row[a]["psnr"]) and row[b]["psnr"] is None and row[b]["ssim"] == 1.0  # identical: no noise
+    assert set(row) == {"model", "scale", "params", "macs", a, b}
+    (tmp_path / "small").mkdir()
+    _img(tmp_path / "small" / "s.png", size=(18, 18))  # 10 px left after shaving 4 per border: no SSIM window
+    res = _entry("eval", "-s", "4", "-d", str(tmp_path / "small"))
+    assert res.returncode == 1 and "too small" in res.stderr and "Traceback" not in res.stderr
+    res = _entry("eval", "-d", "Set5", env={**os.environ, "SUBPIXEL_DATA": str(tmp_path / "nowhere")})
+    assert res.returncode == 1 and "SUBPIXEL_DATA" in res.stderr
+
+
+def test_eval_option_conflicts_are_refused_before_work(tmp_path: Path) -> None:
+    for args in (["-m", "bicubic", "-s", "2", "--update-card", "-d", "Set5"],
+                 ["-m", "espcn", "-s", "2", "--update-card", "-d", "Set5", "--precision", "bf16"],
+                 ["--all", "--protocol", "legacy-y"], ["--video", "Vid4", "--rgb"], ["--video", "Vid4", "-d", "Set5"],
+                 ["--markdown", "--json"]):
+        res = CliRunner().invoke(cli, ["eval", *args])
+        assert res.exit_code == 2, (args, res.output)
+
+
+def test_a_set_name_means_the_shared_set_even_beside_a_local_folder_of_that_name(
+        tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "Set5").mkdir()
+    _img(tmp_path / "Set5" / "mine.png", size=(40, 40))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SUBPIXEL_DATA", str(shared_data))
+    res = CliRunner().invoke(cli, ["eval", "-s", "4", "-d", "Set5", "--json"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)[0]["Set5"]["images"]) == 5
+    res = CliRunner().invoke(cli, ["eval", "-s", "4", "-d", "./Set5", "--json"])  # the local one, as a path
+    assert res.exit_code == 0 and [i["name"] for i in json.loads(res.stdout)[0]["Set5"]["images"]] == ["mine"]
+    res = CliRunner().invoke(cli, ["eval", "-m", "espcn", "-s", "4", "-d", "./Set5", "--update-card"])
+    assert res.exit_code == 2 and "shared standard sets" in res.output
 
 
 def test_json_errors_reach_stdout_and_model_names_ignore_case(tmp_path: Path) -> None:

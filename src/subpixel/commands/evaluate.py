@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -10,17 +11,17 @@ from tqdm import tqdm
 
 from subpixel.commands.options import emit_json, output_options, runtime_options
 from subpixel.errors import SubpixelError
-from subpixel.eval.datasets import STANDARD_SETS, dataset_images, resolve_dataset
+from subpixel.eval.datasets import STANDARD_SETS, dataset_images, resolve_dataset, standard_set
 from subpixel.eval.protocol import PROTOCOLS, SetResult, evaluate
 from subpixel.models.loader import load
 from subpixel.models.weights import card_path, shipped_models
 from subpixel.upscaler import Upscaler
 
 
-def run_sets(model: Upscaler, sets: list[str], protocol: str, channel: str, ensemble: bool, quiet: bool
+def run_sets(model: Upscaler, sets: list[Path], protocol: str, channel: str, ensemble: bool, quiet: bool
              ) -> list[SetResult]:
-    """Evaluate ``model`` on each set with a progress bar over all images."""
-    total = sum(len(dataset_images(resolve_dataset(d))) for d in sets)
+    """Evaluate ``model`` on each set folder with a progress bar over all images."""
+    total = sum(len(dataset_images(d)) for d in sets)
     results = []
     with tqdm(total=total, unit="img", disable=quiet, dynamic_ncols=True, desc=f"{model.name} x{model.scale}") as bar:
         for d in sets:
@@ -67,8 +68,8 @@ def write_card_metrics(weights: Path, results: list[SetResult]) -> None:
 @click.option("-m", "--model", "model_name", default=None, help="Model name or .safetensors path [default: bicubic].")
 @click.option("-s", "--scale", type=click.IntRange(1, 16), default=None,
               help="Scale [default: a weights file's own scale, else 4].")
-@click.option("-d", "--data", "sets", multiple=True, help="Set name (Set5, Set14, B100, Urban100) or folder; "
-              "repeatable [default: all four].")
+@click.option("-d", "--data", "sets", multiple=True, help="Set name (Set5, Set14, B100, Urban100: the shared copy) "
+              "or folder of HR images (./Set5 for a local folder of that name); repeatable [default: all four].")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default="default", show_default=True,
               help="legacy-y: the SRCNN-era Y-only protocol of published bicubic rows.")
 @click.option("--rgb", is_flag=True, help="Score RGB instead of Y.")
@@ -85,16 +86,19 @@ def evaluate_cmd(model_name: str | None, scale: int | None, sets: tuple[str, ...
     """Score a model with the field's protocol (Y of BT.601, scale pixels shaved, MATLAB bicubic LR)."""
     if all_models and (model_name is not None or scale is not None):
         raise click.UsageError("--all evaluates every shipped model at its own scale; drop -m/-s")
-    if update_card and (rgb or self_ensemble or protocol != "default"):
-        raise click.UsageError("--update-card records the default protocol's Y figures only "
-                               "(no --rgb, --self-ensemble or --protocol)")
-    if update_card and any(d not in STANDARD_SETS for d in sets):
-        raise click.UsageError(f"--update-card records the standard sets only ({', '.join(STANDARD_SETS)})")
-    model_name = model_name or "bicubic"
+    if markdown and as_json:
+        raise click.UsageError("choose one of --markdown and --json")
     if video_set is not None:
-        _video_eval(model_name, scale, video_set, device, precision, engine, quiet, as_json)
+        _check_video_options(sets, protocol, rgb, self_ensemble, all_models, markdown, update_card)
+        _video_eval(model_name or "bicubic", scale, video_set, device, precision, engine, quiet, as_json)
         return
-    names = list(sets) or list(STANDARD_SETS)
+    if all_models and protocol == "legacy-y":
+        raise click.UsageError("--protocol legacy-y scores interpolation (-m bicubic) only, not --all")
+    names, folders = _sets(sets or STANDARD_SETS)
+    labels = _labels(names, folders)
+    model_name = model_name or "bicubic"
+    if update_card:
+        _check_update_card(model_name, all_models, names, folders, protocol, rgb, self_ensemble, precision, engine)
     channel = "rgb" if rgb else "y"
     if all_models:
         targets = [("bicubic", s) for s in sorted({m.scale for m in shipped_models()} or {4})]
@@ -105,25 +109,25 @@ def evaluate_cmd(model_name: str | None, scale: int | None, sets: tuple[str, ...
     for name, s in targets:
         model = load(name, scale=s, device=device, precision=precision, engine=engine)
         s = model.scale
-        results = run_sets(model, names, protocol, channel, self_ensemble, quiet or as_json)
-        if update_card:
-            path = Path(name) if name.endswith(".safetensors") else next(
-                (m.weights for m in shipped_models() if m.name == name.lower() and m.scale == s), None)
-            if path is None:
-                raise SubpixelError(f"--update-card needs a model with weights, not {name!r}")
-            write_card_metrics(path, results)
+        results = run_sets(model, folders, protocol, channel, self_ensemble, quiet or as_json)
+        weights = _weights_file(name, s)
+        if update_card and weights is None and not all_models:
+            raise SubpixelError(f"--update-card: no weights file behind {name!r} at x{s}")
+        if update_card and weights is not None:
+            write_card_metrics(weights, results)
             if not (quiet or as_json):
-                click.echo(f"updated {card_path(path)}", err=True)
+                click.echo(f"updated {card_path(weights)}", err=True)
         params, macs = complexity(model)
         rows.append({"model": model.name, "scale": s, "params": params, "macs": macs,
-                     **{r.dataset: r for r in results}})
-    labels = [resolve_dataset(d).name for d in names]
+                     **{label: r for label, r in zip(labels, results)}})
     if as_json:
         emit_json([{k: (v.to_dict() if isinstance(v, SetResult) else v) for k, v in r.items()} for r in rows])
     elif markdown or all_models:
         click.echo(markdown_table(rows, labels))
-        click.echo(f"\n{channel.upper()}-PSNR (dB) / SSIM, protocol {protocol}{', x8 self-ensemble' * self_ensemble}; "
-                   "Set14 includes grayscale bridge as R=G=B (about 0.09 dB kinder than legacy tables).")
+        grey = ("; Set14 includes grayscale bridge as R=G=B (about 0.09 dB kinder than legacy tables)"
+                if any(f == standard_set("Set14") for f in folders) else "")
+        click.echo(f"\n{channel.upper()}-PSNR (dB) / SSIM, protocol {protocol}"
+                   f"{', x8 self-ensemble' * self_ensemble}{grey}.")
     else:
         for r in rows:
             for d in labels:
@@ -131,6 +135,57 @@ def evaluate_cmd(model_name: str | None, scale: int | None, sets: tuple[str, ...
                 click.echo(f"{res.model} x{res.scale} {d:<9} PSNR {res.psnr:.4f} dB  SSIM {res.ssim:.5f}  "
                            f"({res.channel.upper()}, {res.protocol}{', x8 self-ensemble' * self_ensemble}, "
                            f"{len(res.images)} images)")
+
+
+def _sets(given: tuple[str, ...]) -> tuple[list[str], list[Path]]:
+    """The sets as named and their folders, each folder once."""
+    names, folders = [], []
+    for name in given:
+        folder = resolve_dataset(name)
+        if folder.resolve() not in {f.resolve() for f in folders}:
+            names.append(name)
+            folders.append(folder)
+    return names, folders
+
+
+def _labels(names: list[str], folders: list[Path]) -> list[str]:
+    """Each set's column: its folder's name, or the path as given where two folders share a name."""
+    counts = Counter(f.name for f in folders)
+    return [f.name if counts[f.name] == 1 else name for name, f in zip(names, folders)]
+
+
+def _weights_file(name: str, scale: int) -> Path | None:
+    """The weights behind a model name (a file path, or a shipped model), None for interpolation."""
+    if name.endswith(".safetensors"):
+        return Path(name)
+    return next((m.weights for m in shipped_models() if m.name == name.lower() and m.scale == scale), None)
+
+
+def _check_update_card(model_name: str, all_models: bool, names: list[str], folders: list[Path], protocol: str,
+                       rgb: bool, self_ensemble: bool, precision: str, engine: str) -> None:
+    """``--update-card`` records fp32 default-protocol Y figures on the shared standard sets only, and
+    needs weights: checked before any work."""
+    if rgb or self_ensemble or protocol != "default":
+        raise click.UsageError("--update-card records the default protocol's Y figures only "
+                               "(no --rgb, --self-ensemble or --protocol)")
+    if precision != "fp32" or engine not in ("auto", "torch"):
+        raise click.UsageError("--update-card records fp32 figures of the torch engine (no --precision/--engine)")
+    for name, folder in zip(names, folders):
+        if name not in STANDARD_SETS or folder != standard_set(name):
+            raise click.UsageError(f"--update-card records the shared standard sets only ({', '.join(STANDARD_SETS)}), "
+                                   f"not {folder.resolve()}")
+    if not all_models and model_name.lower() in ("bicubic", "lanczos"):
+        raise click.UsageError(f"--update-card needs a model with weights, not {model_name!r}")
+
+
+def _check_video_options(sets: tuple[str, ...], protocol: str, rgb: bool, self_ensemble: bool, all_models: bool,
+                         markdown: bool, update_card: bool) -> None:
+    """``--video`` scores Y per clip with bicubic alongside: options of image sets do not apply."""
+    given = [flag for flag, on in (("-d", bool(sets)), ("--protocol", protocol != "default"), ("--rgb", rgb),
+                                   ("--self-ensemble", self_ensemble), ("--all", all_models),
+                                   ("--markdown", markdown), ("--update-card", update_card)) if on]
+    if given:
+        raise click.UsageError(f"--video does not take {', '.join(given)}")
 
 
 def _video_eval(model_name: str, scale: int | None, video_set: str, device: str, precision: str, engine: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,17 @@ def output_options(f: F) -> F:
 
 
 def emit_json(obj: Any) -> None:
-    """Write ``obj`` as JSON on stdout."""
-    json.dump(obj, sys.stdout, indent=2, default=str)
+    """Write ``obj`` as strict JSON on stdout: infinite or NaN numbers (the PSNR of identical images)
+    become null, which every parser reads."""
+    json.dump(_finite(obj), sys.stdout, indent=2, default=str, allow_nan=False)
     sys.stdout.write("\n")
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

@@ -7,36 +7,50 @@ from pathlib import Path
 
 from subpixel.errors import SubpixelError
 
-__all__ = ["STANDARD_SETS", "resolve_dataset", "dataset_images", "shared_data_root"]
+__all__ = ["STANDARD_SETS", "resolve_dataset", "standard_set", "dataset_images", "shared_data_root"]
 
 STANDARD_SETS = ("Set5", "Set14", "B100", "Urban100")
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 def shared_data_root() -> Path | None:
-    """The ``shared/data`` folder: ``$SUBPIXEL_DATA``, else ``../shared/data`` beside the cwd or repo."""
+    """The ``shared/data`` folder: ``$SUBPIXEL_DATA`` (an error when it is not a folder), else
+    ``../shared/data`` beside the cwd or the repository."""
     env = os.environ.get("SUBPIXEL_DATA")
-    candidates = [Path(env)] if env else []
-    candidates += [Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[4] / "shared" / "data"]
-    for c in candidates:
+    if env:
+        if not Path(env).is_dir():
+            raise SubpixelError(f"SUBPIXEL_DATA={env} is not a folder")
+        return Path(env)
+    for c in (Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[4] / "shared" / "data"):
         if c.is_dir():
             return c
     return None
 
 
+def standard_set(name: str) -> Path | None:
+    """The shared folder of a standard set (``Set5``...) or video set (``Vid4``) named exactly ``name``."""
+    root = shared_data_root()
+    if root is None or not name or Path(name).name != name or name in (".", ".."):
+        return None
+    for sub in ("benchmarks", "video", "."):
+        cand = root / sub / name
+        if cand.is_dir():
+            return cand
+    return None
+
+
 def resolve_dataset(name_or_path: str | Path) -> Path:
-    """A folder path as is, or a standard set name (``Set5``...) under ``shared/data/benchmarks``."""
+    """A set name (``Set5``...: the shared copy under ``shared/data/benchmarks``) or a folder path
+    (``./Set5`` for a local folder that shares a standard set's name)."""
+    if isinstance(name_or_path, str):
+        shared = standard_set(name_or_path)
+        if shared is not None:
+            return shared
     path = Path(name_or_path)
     if path.is_dir():
         return path
-    root = shared_data_root()
-    if root is not None:
-        for sub in ("benchmarks", "video", "."):
-            cand = root / sub / str(name_or_path)
-            if cand.is_dir():
-                return cand
-    hint = "" if root else " (no shared/data found: set SUBPIXEL_DATA or pass a folder)"
-    raise SubpixelError(f"dataset {name_or_path!r} not found{hint}")
+    hint = "" if shared_data_root() else " (no shared/data found: set SUBPIXEL_DATA or pass a folder)"
+    raise SubpixelError(f"dataset {str(name_or_path)!r} not found{hint}")
 
 
 def dataset_images(folder: Path) -> list[Path]:

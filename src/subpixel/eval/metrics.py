@@ -8,7 +8,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["psnr", "ssim", "shave"]
+__all__ = ["psnr", "ssim", "shave", "SSIM_WINDOW"]
+
+SSIM_WINDOW = 11  # the Gaussian window's side
 
 
 def shave(img: np.ndarray, border: int) -> np.ndarray:
@@ -29,7 +31,7 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
 
 
 @lru_cache(maxsize=4)
-def _gaussian_1d(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def _gaussian_1d(size: int = SSIM_WINDOW, sigma: float = 1.5) -> torch.Tensor:
     ax = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(ax**2) / (2 * sigma**2))
     return g / g.sum()

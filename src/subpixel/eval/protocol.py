@@ -23,7 +23,7 @@ from PIL import Image
 
 from subpixel.errors import SubpixelError
 from subpixel.eval.datasets import dataset_images, resolve_dataset
-from subpixel.eval.metrics import psnr, shave, ssim
+from subpixel.eval.metrics import SSIM_WINDOW, psnr, shave, ssim
 from subpixel.models.interp import _Interpolation
 from subpixel.ops.color import rgb_to_y
 from subpixel.ops.resize import imresize_np
@@ -89,10 +89,12 @@ def load_hr(path: Path) -> np.ndarray:
 
 
 def _check_size(path: Path, shape: tuple[int, ...], scale: int) -> None:
-    """Scoring shaves ``scale`` pixels per border: the modcropped image must keep some pixels."""
-    if min(shape[:2]) <= 2 * scale:
-        raise SubpixelError(f"{path}: too small to evaluate at x{scale} (each side needs more than {2 * scale} "
-                            "pixels after cropping to a multiple of the scale)")
+    """Scoring shaves ``scale`` pixels per border and SSIM needs one whole 11x11 window in what is left."""
+    need = 2 * scale + SSIM_WINDOW
+    if min(shape[:2]) < need:
+        raise SubpixelError(f"{path}: too small to evaluate at x{scale} (each side needs at least {need} pixels "
+                            f"after cropping to a multiple of the scale: {scale} shaved per border, SSIM's "
+                            f"{SSIM_WINDOW}x{SSIM_WINDOW} window)")
 
 
 def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
