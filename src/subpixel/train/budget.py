@@ -23,16 +23,16 @@ BUDGET_FILE = "budget.json"
 class IterationBudget:
     """Chooses ``total`` iterations so that training ends within ``seconds`` of :meth:`start`.
 
-    After ``warmup`` seconds (autotuning, allocator growth, other jobs starting) the speed is
-    measured over ``window`` seconds and the total set to end ``margin`` of the remaining time
-    from now. Every ``recheck`` seconds the recent speed is compared with the deadline: the
-    total shrinks if the run would overrun, and grows back when a fit at both the recent speed and
-    the mean speed of all measured steps exceeds it by more than ``grow`` (a slowdown that passed,
-    e.g. another job on the machine); :meth:`pause` keeps the time a validation or checkpoint takes
-    out of those measurements (recurring pauses count as an overhead per step instead). With
-    ``follow`` (another run folder) the total is that run's latest fitted total instead. ``origin``:
-    the clock reading the budget counts from (a command's start, so data loading counts too;
-    default: :meth:`start`). ``clock`` is injectable for tests.
+    After ``warmup`` seconds (autotuning, allocator growth, other jobs starting) the speed is measured over
+    ``window`` seconds and the total set to end ``margin`` of the remaining time from now. Every ``recheck``
+    seconds the recent speed (over the last ``smooth`` of the budget, at least two rechecks, so that a load that
+    comes and goes does not make the total flap) is compared with the deadline: the total shrinks if the run
+    would overrun, and grows back when a fit at both the recent speed and the mean speed of all measured steps
+    exceeds it by more than ``grow`` (a slowdown that passed, e.g. another job on the machine); :meth:`pause`
+    keeps the time a validation or checkpoint takes out of those measurements (recurring pauses count as an
+    overhead per step instead). With ``follow`` (another run folder) the total is that run's latest fitted total
+    instead. ``origin``: the clock reading the budget counts from (a command's start, so data loading counts
+    too; default: :meth:`start`). ``clock`` is injectable for tests.
     """
 
     seconds: float
@@ -41,13 +41,14 @@ class IterationBudget:
     margin: float = 0.93
     recheck: float = 20.0
     grow: float = 0.1
+    smooth: float = 0.1
     follow: Path | None = None
     origin: float | None = None
     clock: Any = time.perf_counter
     fits: list[list[int]] = field(default_factory=list)  # [iteration, total] per change
     _t0: float = field(default=0.0, init=False, repr=False)  # the deadline is _t0 + seconds
     _started: float = field(default=0.0, init=False, repr=False)
-    _mark: tuple[int, float] | None = field(default=None, init=False, repr=False)  # (iteration, time) measured from
+    _marks: list[list[float]] = field(default_factory=list, init=False, repr=False)  # [iteration, time], oldest first
     _measured: list[float] = field(default_factory=lambda: [0.0, 0.0], init=False, repr=False)  # steps, seconds
     _last: float | None = field(default=None, init=False, repr=False)  # the clock at the last update or pause
     _paused: list[float] = field(default_factory=lambda: [0, 0.0], init=False, repr=False)  # pauses, seconds
@@ -57,7 +58,7 @@ class IterationBudget:
         """Start the clock at ``iteration`` (the first step of this call), unless ``origin`` was given."""
         self._started = self._last = self.clock()
         self._t0 = self._started if self.origin is None else self.origin
-        self._mark, self._first, self._paused = None, iteration, [0, 0.0]
+        self._marks, self._first, self._paused = [], iteration, [0, 0.0]
 
     def pause(self) -> None:
         """The time since the last step went to other work (validation, a checkpoint): it is left out of
@@ -66,8 +67,8 @@ class IterationBudget:
         now = self.clock()
         if self._last is not None:
             self._paused = [self._paused[0] + 1, self._paused[1] + now - self._last]  # count, seconds
-            if self._mark is not None:
-                self._mark = (self._mark[0], self._mark[1] + now - self._last)
+            for mark in self._marks:
+                mark[1] += now - self._last
         self._last = now
 
     def update(self, iteration: int, total: int) -> int | None:
@@ -75,18 +76,20 @@ class IterationBudget:
         now = self._last = self.clock()
         if self.follow is not None:
             return self._follow(iteration, total, now)
-        if self._mark is None:
+        if not self._marks:
             if now - self._started >= self.warmup:
-                self._mark = (iteration, now)
+                self._marks = [[iteration, now]]
             return None
-        it0, t0 = self._mark
+        it0, t0 = self._marks[-1]
         elapsed = now - t0
         if elapsed < (self.window if not self.fits else self.recheck) or iteration <= it0:
             return None
-        rate = (iteration - it0) / elapsed
-        self._mark = (iteration, now)
         self._measured[0] += iteration - it0
         self._measured[1] += elapsed
+        horizon = max(2 * self.recheck, self.smooth * self.seconds)
+        self._marks = [m for m in self._marks if m[1] >= now - horizon] or self._marks[-1:]
+        self._marks.append([iteration, now])
+        rate = (iteration - self._marks[0][0]) / (now - self._marks[0][1])
         left = self._t0 + self.seconds - now
         # validation/checkpoint seconds per step so far, once they recur (a single pause is no pattern)
         overhead = self._paused[1] / max(1, iteration - self._first) if self._paused[0] >= 2 else 0.0
@@ -102,9 +105,9 @@ class IterationBudget:
         return self._set(iteration, grown) if grown > total * (1 + self.grow) else None
 
     def _follow(self, iteration: int, total: int, now: float) -> int | None:
-        if self._mark is not None and now - self._mark[1] < min(self.recheck, 5.0):
+        if self._marks and now - self._marks[-1][1] < min(self.recheck, 5.0):
             return None
-        self._mark = (iteration, now)
+        self._marks = [[iteration, now]]
         assert self.follow is not None
         try:
             leader = int(json.loads((self.follow / BUDGET_FILE).read_text())["total"])
