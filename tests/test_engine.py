@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from click.testing import CliRunner
@@ -17,6 +21,7 @@ from subpixel.engine.select import clear_choices
 from subpixel.errors import SubpixelError
 from subpixel.models import build
 from subpixel.models.base import SRNet
+from subpixel.models.loader import load
 from subpixel.models.weights import shipped_models
 from tests.conftest import TinyConvNet
 
@@ -71,7 +76,71 @@ def test_export_fails_and_removes_the_file_when_parity_fails(tiny_net, tmp_path,
     monkeypatch.setattr(onnx_export, "_max_abs_error", lambda net, path: 0.5)
     with pytest.raises(SubpixelError, match="parity"):
         onnx_export.export_onnx(tiny_net, tmp_path / "bad.onnx")
-    assert not (tmp_path / "bad.onnx").exists()
+    assert not list(tmp_path.iterdir())  # no temporary file left either
+
+
+def test_failed_export_keeps_an_existing_output_which_needs_overwrite(tmp_path) -> None:
+    keep = tmp_path / "keep.onnx"
+    keep.write_text("precious")
+    args = ["export", "espcn", "-s", "2", "--random-weights", "-o", str(keep)]
+    refused = CliRunner().invoke(cli, args)
+    assert isinstance(refused.exception, SubpixelError) and "exists (use --overwrite)" in str(refused.exception)
+    failed = CliRunner().invoke(cli, [*args, "--overwrite", "--opset", "99"])
+    assert isinstance(failed.exception, SubpixelError) and "99" in str(failed.exception)
+    assert keep.read_text() == "precious" and list(tmp_path.iterdir()) == [keep]
+    assert CliRunner().invoke(cli, [*args, "--overwrite"]).exit_code == 0
+    onnx.checker.check_model(str(keep))
+    assert list(tmp_path.iterdir()) == [keep]
+
+
+def test_exporter_console_output_is_captured_and_logged_on_failure(tiny_net, tmp_path, monkeypatch, capfd,
+                                                                    caplog) -> None:
+    def noisy_export(*args: object, **kwargs: object) -> None:
+        os.write(1, b"native stdout noise\n")
+        os.write(2, b"native stderr noise\n")
+        print("python noise")
+        raise RuntimeError("unsupported thing\nwith a long explanation")
+
+    monkeypatch.setattr(torch.onnx, "export", noisy_export)
+    with caplog.at_level(logging.DEBUG, logger=onnx_export.__name__), \
+            pytest.raises(SubpixelError) as err:
+        onnx_export.export_onnx(tiny_net, tmp_path / "t.onnx")
+    assert str(err.value) == "ONNX export of TinyConvNet failed: unsupported thing"
+    assert capfd.readouterr() == ("", "")
+    assert all(s in caplog.text for s in ("native stdout noise", "native stderr noise", "python noise"))
+
+
+def test_failed_export_with_json_prints_one_json_object(tmp_path) -> None:
+    res = subprocess.run([sys.executable, "-c", "from subpixel.cli import main; main()", "export", "espcn", "-s",
+                          "2", "--random-weights", "-o", str(tmp_path / "k.onnx"), "--opset", "99", "--json"],
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 1
+    assert "opset" in json.loads(res.stdout)["error"]  # stdout is exactly one JSON document
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: ONNX export of ESPCN failed")
+
+
+def test_export_refuses_random_weights_with_a_weights_file(tmp_path) -> None:
+    weights = next(m for m in shipped_models() if m.name == "espcn").weights
+    res = CliRunner().invoke(cli, ["export", str(weights), "--random-weights", "-o", str(tmp_path / "w.onnx")])
+    assert res.exit_code == 2 and "--random-weights" in res.output and not list(tmp_path.iterdir())
+
+
+def test_loading_an_onnx_or_pickle_file_explains_what_loads(tmp_path) -> None:
+    with pytest.raises(SubpixelError, match="ONNX files are not loadable as models; pass the .safetensors"):
+        load(tmp_path / "exported.onnx", engine="torch")
+    (tmp_path / "model.pth").write_bytes(b"not unpickled")
+    with pytest.raises(SubpixelError, match=r"only \.safetensors weights with a \.json card.*never pickled"):
+        load(tmp_path / "model.pth", engine="torch")
+    with pytest.raises(SubpixelError, match="unknown model 'espnc'"):
+        load("espnc", engine="torch")
+
+
+def test_exporting_a_recurrent_model_warns_that_only_its_first_frame_path_is_exported(tmp_path, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        res = CliRunner().invoke(cli, ["export", "frvsr", "-s", "2", "--random-weights", "-o",
+                                       str(tmp_path / "f.onnx")])
+    assert res.exit_code == 0, res.output
+    assert "frvsr is recurrent" in caplog.text and "single-frame path only" in caplog.text
 
 
 def test_export_refuses_interpolation_and_old_opsets(tiny_net, tmp_path) -> None:
@@ -88,7 +157,7 @@ def test_export_command_reports_parity(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output[result.output.index("{"):])
     assert out.is_file() and doc["max_abs_error"] < 1e-3 and doc["opset"] == 17
-    text = CliRunner().invoke(cli, ["export", "espcn", "-s", "2", "--random-weights", "-o", str(out)])
+    text = CliRunner().invoke(cli, ["export", "espcn", "-s", "2", "--random-weights", "-o", str(out), "--overwrite"])
     assert text.exit_code == 0 and "max abs error" in text.output
     failed = CliRunner().invoke(cli, ["export", "bicubic", "-o", str(tmp_path / "b.onnx")])
     assert isinstance(failed.exception, SubpixelError)

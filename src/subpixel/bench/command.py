@@ -21,6 +21,16 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+def _names(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    """``--models``/``--peers`` entries: ``default`` when not given, none for 'none'; names (not
+    ``.safetensors`` files) lower-cased, as ``subpixel.load`` takes them."""
+    if value is None:
+        return default
+    if value.strip().lower() == "none":
+        return ()
+    return tuple(v if v.endswith(".safetensors") else v.lower() for v in _split(value))
+
+
 def _command_line(ctx: click.Context) -> str:
     """The options given on the command line, as one shell-quoted string."""
     parts = ["subpixel", "bench"]
@@ -79,12 +89,11 @@ def bench(ctx: click.Context, models: str | None, peers: str | None, engines: st
 
     dev = resolve_device(device)
     known = architectures()
-    model_list = (tuple(m for m in DEFAULT_MODELS if m in known) if models is None
-                  else () if models == "none" else _split(models))
+    model_list = _names(models, tuple(m for m in DEFAULT_MODELS if m in known))
     for m in model_list:
         if not m.endswith(".safetensors") and m not in known:
             raise SubpixelError(f"unknown model {m!r}; known: {', '.join(sorted(known))}")
-    peer_list = PEERS if peers is None else () if peers == "none" else _split(peers)
+    peer_list = _names(peers, PEERS)
     for p in peer_list:
         if p not in PEERS:
             raise SubpixelError(f"unknown peer {p!r}; choose from {', '.join(PEERS)}")
@@ -104,11 +113,13 @@ def bench(ctx: click.Context, models: str | None, peers: str | None, engines: st
         peers_dir=peers_dir or default_peers_dir(), data_dir=data_dir, quality=quality, cited=cite,
     )
     result = run_bench(cfg, _command_line(ctx), echo=lambda msg: click.echo(msg, err=True))
+    if not result.rows and not any(q.origin == "measured" for q in result.quality):
+        raise SubpixelError("nothing was measured: every item was skipped (see the notes above); no report written")
     paths = write_reports(result, out)
     if as_json:
         emit_json(result.to_dict() | {"files": {k: str(v) for k, v in paths.items()}})
         return
-    click.echo(speed_table(result.rows) if result.rows else "nothing was measured")
+    click.echo(speed_table(result.rows) if result.rows else "nothing was timed")
     for note in result.notes:
         click.echo(f"note: {note}")
     for kind, path in paths.items():

@@ -19,6 +19,9 @@ __all__ = ["QualityFigure", "QUALITY_SETS", "QUALITY_SCALE", "measure_quality", 
 QUALITY_SETS = ("Set5", "Urban100")
 QUALITY_SCALE = 4
 MEASURED_SOURCE = "subpixel.eval default protocol: Y-PSNR, bicubic LR, scale px shaved"
+_CITED_SHAPE = ('{"figures": [{"name": string, "dataset": string, "scale": integer, "psnr_y": number, '
+                '"source": string}, ...]}')
+_CITED_TYPES = {"name": (str,), "dataset": (str,), "scale": (int,), "psnr_y": (int, float), "source": (str,)}
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,19 @@ class QualityFigure:
         return asdict(self)
 
 
+def _first_line(err: Exception) -> str:
+    """The first line of ``err``'s message (CUDA errors run to several)."""
+    return str(err).partition("\n")[0]
+
+
 def measure_quality(models: list[tuple[str, Callable[[], Any]]], data_dir: Path | None,
                     echo: Callable[[str], None] = lambda _: None) -> tuple[list[QualityFigure], list[str]]:
     """Y-PSNR on :data:`QUALITY_SETS` of each ``(name, make_upscaler)``, plus notes on what was skipped.
 
     ``make_upscaler()`` returns an :class:`~subpixel.upscaler.Upscaler`. Sets are looked up under
     ``data_dir`` or, without it, by name (``subpixel.eval`` finds ``shared/data``). A missing set,
-    or a missing evaluation package, is a note rather than an error.
+    a model or set that fails (a SubpixelError, or a RuntimeError such as out of memory, as in the
+    speed phase), or a missing evaluation package, is a note rather than an error.
     """
     try:
         from subpixel.eval.protocol import evaluate
@@ -51,13 +60,17 @@ def measure_quality(models: list[tuple[str, Callable[[], Any]]], data_dir: Path 
         return [], [f"quality not measured: subpixel.eval is unavailable ({err})"]
     figures, notes = [], []
     for name, make_upscaler in models:
-        upscaler = make_upscaler()
+        try:
+            upscaler = make_upscaler()
+        except (SubpixelError, RuntimeError) as err:
+            notes.append(f"{name}: quality not measured: {_first_line(err)}")
+            continue
         for dataset in QUALITY_SETS:
             echo(f"{name}: {dataset} quality ...")
             try:
                 result = evaluate(upscaler, data_dir / dataset if data_dir else dataset)
-            except SubpixelError as err:
-                notes.append(f"{name}: {dataset} quality not measured: {err}")
+            except (SubpixelError, RuntimeError) as err:
+                notes.append(f"{name}: {dataset} quality not measured: {_first_line(err)}")
                 continue
             figures.append(QualityFigure(name, dataset, upscaler.scale, round(float(result.psnr), 2), "measured",
                                          MEASURED_SOURCE, result.seconds_per_image))
@@ -65,23 +78,25 @@ def measure_quality(models: list[tuple[str, Callable[[], Any]]], data_dir: Path 
 
 
 def load_cited(path: Path) -> list[QualityFigure]:
-    """Read cited figures: ``{"figures": [{"name", "dataset", "scale", "psnr_y", "source"}, ...]}``."""
+    """Read cited figures, shaped as ``_CITED_SHAPE`` says, each with a non-empty ``source``."""
     try:
         doc = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise SubpixelError(f"cited figures file not found: {path}") from None
     except json.JSONDecodeError as err:
         raise SubpixelError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("figures"), list):
+        raise SubpixelError(f"{path}: expected an object with a \"figures\" list: {_CITED_SHAPE}")
     figures = []
-    for i, entry in enumerate(doc.get("figures", []) if isinstance(doc, dict) else []):
-        try:
-            name, dataset, source = (str(entry[k]) for k in ("name", "dataset", "source"))
-            scale, value = int(entry["scale"]), float(entry["psnr_y"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise SubpixelError(f"{path}: figure {i} needs name, dataset, scale, psnr_y and source ({err})") from None
-        if not source.strip():
-            raise SubpixelError(f"{path}: figure {i} ({name} {dataset}) has an empty source")
-        figures.append(QualityFigure(name, dataset, scale, value, "cited", source))
+    for i, entry in enumerate(doc["figures"]):
+        bad = [k for k, t in _CITED_TYPES.items() if not isinstance(entry, dict) or type(entry.get(k)) not in t]
+        if bad:
+            raise SubpixelError(f"{path}: figure {i} needs {', '.join(bad)} (missing or of the wrong type); "
+                                f"expected {_CITED_SHAPE}")
+        if not entry["source"].strip():
+            raise SubpixelError(f"{path}: figure {i} ({entry['name']} {entry['dataset']}) has an empty source")
+        figures.append(QualityFigure(entry["name"], entry["dataset"], entry["scale"], float(entry["psnr_y"]),
+                                     "cited", entry["source"]))
     return figures
 
 

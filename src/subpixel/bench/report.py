@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
+import os
 import re
+import secrets
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from subpixel.bench.quality import QUALITY_SCALE, QUALITY_SETS, QualityFigure
 from subpixel.bench.runner import BenchResult, SpeedRow
@@ -77,7 +82,7 @@ def _markdown(result: BenchResult, plot_name: str | None) -> str:
         "## Speed",
         f"{s['throughput'].capitalize()}. Peak memory: {s['memory']}{host_memory}. "
         f"GMACs: {s['macs']}. Iterations {s['iters']}, warm-up {s['warmup']}.",
-        speed_table(result.rows) if result.rows else "Nothing was measured.",
+        speed_table(result.rows) if result.rows else "Nothing was timed.",
     ]
     if result.quality:
         parts += ["## Quality", f"{s['quality']}.", quality_table(result.quality)]
@@ -97,11 +102,11 @@ def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return front
 
 
-def plot_pareto(result: BenchResult, path: Path) -> str | None:
-    """Plot x4 quality against ms per image (the fastest engine of each model at the first x4 job).
+def plot_pareto(result: BenchResult, path: Path | BinaryIO) -> str | None:
+    """Plot x4 quality against ms per image (the fastest engine of each model at the first x4 job) as PNG.
 
-    Returns a note instead of plotting when matplotlib, an x4 job or quality figures are missing.
-    Cited figures are hollow markers.
+    Returns a note instead of plotting when matplotlib, a timed x4 job or a quality figure for a
+    model timed there is missing. Cited figures are hollow markers.
     """
     try:
         import matplotlib
@@ -110,9 +115,12 @@ def plot_pareto(result: BenchResult, path: Path) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return "plot skipped: matplotlib is not installed (pip install 'subpixel[bench]')"
-    jobs = [r.job for r in result.rows if r.job.endswith(f"x{QUALITY_SCALE}")]
+    requested = [j for j in result.settings["jobs"] if j.endswith(f"x{QUALITY_SCALE}")]
+    jobs = [r.job for r in result.rows if r.job in requested]
+    if not requested:
+        return f"plot skipped: no x{QUALITY_SCALE} job was asked for (--jobs)"
     if not jobs:
-        return f"plot skipped: no x{QUALITY_SCALE} job was timed"
+        return f"plot skipped: every item at {', '.join(requested)} was skipped (see the notes)"
     if not result.quality:
         return "plot skipped: no quality figures (use --quality and/or --cite)"
     job = jobs[0]
@@ -120,6 +128,8 @@ def plot_pareto(result: BenchResult, path: Path) -> str | None:
     for r in result.rows:
         if r.job == job and r.fps > 0:
             ms[r.name] = min(ms.get(r.name, float("inf")), 1e3 / r.fps)
+    if not any(q.name in ms and q.scale == QUALITY_SCALE for q in result.quality):
+        return f"plot skipped: no model timed at {job} has an x{QUALITY_SCALE} quality figure"
     fig, axes = plt.subplots(1, len(QUALITY_SETS), figsize=(6 * len(QUALITY_SETS), 4.5), squeeze=False)
     for ax, dataset in zip(axes[0], QUALITY_SETS):
         figures = [q for q in result.quality if q.dataset == dataset and q.scale == QUALITY_SCALE and q.name in ms]
@@ -147,22 +157,46 @@ def plot_pareto(result: BenchResult, path: Path) -> str | None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
     return None
 
 
+def _unused_stem(out_dir: Path, stem: str) -> str:
+    """``stem``, else ``stem-2``, ``stem-3`` ...: the first that no file in ``out_dir`` has (never overwrite)."""
+    candidates = itertools.chain([stem], (f"{stem}-{n}" for n in itertools.count(2)))
+    return next(c for c in candidates if not any(out_dir.glob(f"{c}.*")))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a hidden temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_reports(result: BenchResult, out_dir: Path) -> dict[str, Path]:
-    """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` (when plottable) under ``out_dir``."""
+    """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` (when plottable) under ``out_dir``, each atomically.
+
+    The stem is :func:`report_stem`, with a ``-2``, ``-3`` ... suffix when an earlier report has it.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = report_stem(result)
+    plot = io.BytesIO()
+    note = plot_pareto(result, plot)  # rendered first, so the name is picked just before the files are written
+    if note is not None:
+        result.notes.append(note)
+    stem = _unused_stem(out_dir, report_stem(result))
     paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md"}
-    note = plot_pareto(result, out_dir / f"{stem}.png")
     if note is None:
         paths["plot"] = out_dir / f"{stem}.png"
-    else:
-        result.notes.append(note)
-    paths["markdown"].write_text(_markdown(result, paths["plot"].name if "plot" in paths else None))
+        _write_atomic(paths["plot"], plot.getvalue())
+    _write_atomic(paths["markdown"], _markdown(result, paths["plot"].name if "plot" in paths else None).encode())
     doc = result.to_dict() | {"files": {k: str(v) for k, v in paths.items()}}
-    paths["json"].write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    _write_atomic(paths["json"], (json.dumps(doc, indent=2, default=str) + "\n").encode())
     return paths

@@ -107,6 +107,15 @@ def _display_name(name: str) -> str:
     return Path(name).stem if name.endswith(".safetensors") else name
 
 
+def _check_weights(models: tuple[str, ...]) -> None:
+    """Refuse, before anything is timed, a ``.safetensors`` entry that cannot load (missing, no card, bad tensors)."""
+    for name in models:
+        if name.endswith(".safetensors"):
+            if not Path(name).is_file():
+                raise SubpixelError(f"weights file not found: {name}")
+            load_net(Path(name))
+
+
 def _has_quality_weights(name: str) -> bool:
     if name.endswith(".safetensors"):
         return int(read_card(Path(name))["scale"]) == QUALITY_SCALE
@@ -184,7 +193,12 @@ class _Runner:
 
         candidates = []
         for name in [*self.cfg.models, *(p for p in self.cfg.peers if p in ENGINE_PEERS)]:
-            if _has_quality_weights(name):
+            try:
+                usable = _has_quality_weights(name)
+            except SubpixelError as err:  # e.g. its card went away during the run
+                self.note(f"{_display_name(name)}: quality not measured: {err}")
+                continue
+            if usable:
                 candidates.append((_display_name(name), lambda name=name: load(name, QUALITY_SCALE,
                                                                                 device=self.cfg.device,
                                                                                 engine="torch")))
@@ -218,7 +232,8 @@ def run_bench(cfg: BenchConfig, command: str, echo: Callable[[str], None] = lamb
     """Measure everything ``cfg`` asks for; ``command`` is recorded as given."""
     result = BenchResult(command, datetime.now().astimezone().isoformat(timespec="seconds"),
                          environment(cfg.device, cfg.threads), _settings(cfg))
-    cited = load_cited(cfg.cited) if cfg.cited else []  # a bad file fails before anything is timed
+    _check_weights(cfg.models)  # bad weights or cited files fail before anything is timed
+    cited = load_cited(cfg.cited) if cfg.cited else []
     runner = _Runner(cfg, echo)
     with _process_settings(cfg):
         for name in cfg.models:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
 
 from subpixel.commands.options import emit_json
 from subpixel.engine.onnx_export import DEFAULT_OPSET, MIN_OPSET, export_onnx
+from subpixel.errors import SubpixelError
+
+log = logging.getLogger(__name__)
 
 
 @click.command()
@@ -17,23 +21,32 @@ from subpixel.engine.onnx_export import DEFAULT_OPSET, MIN_OPSET, export_onnx
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file [default: <model>_x<scale>.onnx].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--opset", type=click.IntRange(min=MIN_OPSET), default=DEFAULT_OPSET, show_default=True)
 @click.option("--random-weights", is_flag=True, help="Export the architecture untrained (no weights needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON summary.")
-def export(model: str, scale: int | None, fmt: str, output: Path | None, opset: int, random_weights: bool,
-           as_json: bool) -> None:
+def export(model: str, scale: int | None, fmt: str, output: Path | None, overwrite: bool, opset: int,
+           random_weights: bool, as_json: bool) -> None:
     """Export MODEL (a name or a .safetensors file) for ONNX Runtime and other runtimes.
 
     The file is run by ONNX Runtime at two input sizes and compared with eager PyTorch; a max abs
-    error of 1e-3 or more fails the export.
+    error of 1e-3 or more fails the export. Recurrent models (FRVSR) export their single-frame path.
     """
     from subpixel.models.loader import load
 
+    if random_weights and Path(model).suffix == ".safetensors":
+        raise click.UsageError("--random-weights exports an untrained architecture; it contradicts a weights "
+                               "file (pass an architecture name instead)")
     upscaler = load(model, scale=scale, device="cpu", engine="torch", pretrained=not random_weights)
     scale = upscaler.scale
     output = output or Path(f"{upscaler.name}_x{scale}.{fmt}")
     if output.suffix.lower() != f".{fmt}":
         raise click.BadParameter(f"must end in .{fmt}", param_hint="--output")
+    if output.exists() and not overwrite:
+        raise SubpixelError(f"output {output} exists (use --overwrite)")
+    if getattr(upscaler.net, "recurrent", False):
+        log.warning("%s is recurrent: the export holds its single-frame path only (every frame is treated as "
+                    "the first of a sequence, without the previous estimate)", upscaler.name)
     report = export_onnx(upscaler.net, output, opset=opset)
     if as_json:
         emit_json({"model": upscaler.name, "scale": scale, "format": fmt, **report.to_dict()})

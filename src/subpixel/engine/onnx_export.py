@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import logging
+import os
+import secrets
+import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,6 +25,8 @@ from subpixel.models.base import SRNet
 from subpixel.models.interp import _Interpolation
 
 __all__ = ["ExportReport", "export_onnx", "DEFAULT_OPSET", "MIN_OPSET", "PARITY_TOLERANCE", "PARITY_SHAPES"]
+
+log = logging.getLogger(__name__)
 
 MIN_OPSET = 17
 DEFAULT_OPSET = 17
@@ -65,7 +75,9 @@ def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET,
 
     Input ``lr`` ``(N, 3, H, W)`` and output ``sr`` ``(N, 3, sH, sW)`` have dynamic N, H and W. The
     file is validated with ``onnx.checker`` and run by ONNX Runtime at two shapes; a max abs
-    error >= ``tolerance`` against eager PyTorch deletes it and raises :class:`SubpixelError`.
+    error >= ``tolerance`` against eager PyTorch raises :class:`SubpixelError`. It is written under a
+    temporary name beside ``path`` and renamed over it only once it passes, so a failure leaves ``path``
+    as it was. The exporter's console output is captured (logged at debug level on failure).
     """
     if isinstance(net, _Interpolation):
         raise SubpixelError(f"{type(net).__name__.lower()} is interpolation, not a network: nothing to export")
@@ -73,7 +85,28 @@ def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET,
         raise SubpixelError(f"ONNX opset must be >= {MIN_OPSET}, got {opset}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     model = copy.deepcopy(net).to("cpu", torch.float32).to(memory_format=torch.contiguous_format).eval()
+    captured = io.StringIO()
+    try:
+        with _captured_output(captured):
+            error = _export_and_compare(model, tmp, opset)
+        if not error < tolerance:
+            raise SubpixelError(f"ONNX export of {type(net).__name__} failed the parity check: max abs error "
+                                f"{error:.3g} vs eager PyTorch (must be < {tolerance:g})")
+        os.replace(tmp, path)
+    except SubpixelError:
+        if captured.getvalue().strip():
+            log.debug("ONNX exporter output:\n%s", captured.getvalue())
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportReport(str(path), opset, error, tolerance, [list(s) for s in PARITY_SHAPES])
+
+
+def _export_and_compare(model: SRNet, path: Path, opset: int) -> float:
+    """Export ``model`` to ``path``, validate the file and return :func:`_max_abs_error`."""
+    name = type(model).__name__
     axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
             OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}}
     try:
@@ -85,15 +118,35 @@ def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET,
                               do_constant_folding=True)
         onnx.checker.check_model(str(path))
     except Exception as err:  # the exporter raises many types for unsupported operators
-        path.unlink(missing_ok=True)
-        raise SubpixelError(f"ONNX export of {type(net).__name__} failed: {err}") from err
+        raise SubpixelError(f"ONNX export of {name} failed: {_first_line(err)}") from err
     try:
-        err = _max_abs_error(model, path)
+        return _max_abs_error(model, path)
     except Exception as exc:  # ONNX Runtime's own exception types
-        path.unlink(missing_ok=True)
-        raise SubpixelError(f"ONNX Runtime cannot run the export of {type(net).__name__}: {exc}") from exc
-    if not err < tolerance:
-        path.unlink(missing_ok=True)
-        raise SubpixelError(f"ONNX export of {type(net).__name__} failed the parity check: max abs error "
-                            f"{err:.3g} vs eager PyTorch (must be < {tolerance:g})")
-    return ExportReport(str(path), opset, err, tolerance, [list(s) for s in PARITY_SHAPES])
+        raise SubpixelError(f"ONNX Runtime cannot run the export of {name}: {_first_line(exc)}") from exc
+
+
+def _first_line(err: Exception) -> str:
+    """The first non-blank line of ``err``'s message (else its type's name)."""
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+
+
+@contextlib.contextmanager
+def _captured_output(sink: io.StringIO) -> Iterator[None]:
+    """Send stdout and stderr, Python's and native code's alike (file descriptors 1 and 2), to ``sink``."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as spool:
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(spool.fileno(), 1)
+            os.dup2(spool.fileno(), 2)
+            with contextlib.redirect_stdout(spool), contextlib.redirect_stderr(spool):
+                yield
+        finally:
+            spool.flush()
+            for fd, copy_of in zip((1, 2), saved):
+                os.dup2(copy_of, fd)
+                os.close(copy_of)
+            spool.seek(0)
+            sink.write(spool.read())

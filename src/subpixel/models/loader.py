@@ -72,8 +72,19 @@ def load(
             raise SubpixelError(f"architecture {name!r} has no shipped weights; train it (subpixel train) "
                                 "or pass a .safetensors path")
         else:
-            known = sorted({m.name for m in shipped_models()} | set(architectures()))
-            raise SubpixelError(f"unknown model {name!r}; known: {', '.join(known)}")
+            raise SubpixelError(_not_a_model(path, name))
     net = net.deploy()
     runtime = make_engine(net, engine=engine, device=device, precision=precision)
     return Upscaler(net, name=name, card=card, engine=runtime)
+
+
+def _not_a_model(path: Path, name: str) -> str:
+    """Why ``name`` loads nothing: an ONNX file, another file (only .safetensors are read, never pickles), a typo."""
+    if path.suffix.lower() == ".onnx":
+        return (f"{path}: ONNX files are not loadable as models; pass the .safetensors weights file it was "
+                "exported from, with its .json card (--engine onnx exports its own ONNX)")
+    if path.is_file():
+        return (f"{path}: not a model file; subpixel loads only .safetensors weights with a .json card beside them "
+                "(never pickled .pt/.pth files)")
+    known = sorted({m.name for m in shipped_models()} | set(architectures()))
+    return f"unknown model {name!r}; known: {', '.join(known)}"
