@@ -494,3 +494,25 @@ def test_tifffile_layout_note_is_not_copied_as_a_caption(tmp_path: Path) -> None
     with tifffile.TiffFile(out) as tif:
         assert tif.series[0].shape == (2 * data.height, 2 * data.width, 3)
         assert '"shape"' not in (tif.pages[0].description or "")
+
+
+def test_atomic_writes_replace_whole_files_or_leave_the_old_one(tmp_path: Path) -> None:
+    from subpixel.io.atomic import write_atomic
+
+    target = tmp_path / "card.json"
+    write_atomic(target, "old\n")
+    assert target.read_text() == "old\n"
+
+    def half_then_fail(f) -> None:
+        f.write(b"half")
+        raise KeyboardInterrupt  # Ctrl-C mid-write
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, half_then_fail)
+    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["card.json"]
+    old_umask = os.umask(0o022)
+    try:
+        write_atomic(target, b"new")
+    finally:
+        os.umask(old_umask)
+    assert target.read_bytes() == b"new" and target.stat().st_mode & 0o777 == 0o644

@@ -5,15 +5,14 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import os
 import re
-import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from subpixel.bench.quality import QUALITY_SCALE, QUALITY_SETS, QualityFigure
 from subpixel.bench.runner import BenchResult, SpeedRow
+from subpixel.io.atomic import write_atomic
 
 __all__ = ["write_reports", "speed_table", "quality_table", "plot_pareto", "report_stem"]
 
@@ -168,19 +167,6 @@ def _unused_stem(out_dir: Path, stem: str) -> str:
     return next(c for c in candidates if not any(out_dir.glob(f"{c}.*")))
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a hidden temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_reports(result: BenchResult, out_dir: Path) -> dict[str, Path]:
     """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` (when plottable) under ``out_dir``, each atomically.
 
@@ -195,8 +181,8 @@ def write_reports(result: BenchResult, out_dir: Path) -> dict[str, Path]:
     paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md"}
     if note is None:
         paths["plot"] = out_dir / f"{stem}.png"
-        _write_atomic(paths["plot"], plot.getvalue())
-    _write_atomic(paths["markdown"], _markdown(result, paths["plot"].name if "plot" in paths else None).encode())
+        write_atomic(paths["plot"], plot.getvalue())
+    write_atomic(paths["markdown"], _markdown(result, paths["plot"].name if "plot" in paths else None).encode())
     doc = result.to_dict() | {"files": {k: str(v) for k, v in paths.items()}}
-    _write_atomic(paths["json"], (json.dumps(doc, indent=2, default=str) + "\n").encode())
+    write_atomic(paths["json"], (json.dumps(doc, indent=2, default=str) + "\n").encode())
     return paths

@@ -13,6 +13,7 @@ from subpixel.commands.options import emit_json, output_options, runtime_options
 from subpixel.errors import SubpixelError
 from subpixel.eval.datasets import STANDARD_SETS, dataset_images, resolve_dataset, standard_set
 from subpixel.eval.protocol import PROTOCOLS, SetResult, evaluate
+from subpixel.io.atomic import write_atomic
 from subpixel.models.loader import load
 from subpixel.models.weights import card_path, shipped_models
 from subpixel.upscaler import Upscaler
@@ -59,9 +60,7 @@ def write_card_metrics(weights: Path, results: list[SetResult]) -> None:
     for r in results:
         metrics[r.dataset] = {"psnr": round(r.psnr, 4), "ssim": round(r.ssim, 5), "protocol": r.protocol,
                               "channel": r.channel}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    tmp.replace(path)  # atomic: a failed write leaves the card as it was
+    write_atomic(path, json.dumps(card, indent=2) + "\n")  # a failed write leaves the card as it was
 
 
 @click.command("eval")

@@ -7,7 +7,6 @@ import copy
 import io
 import logging
 import os
-import secrets
 import sys
 import tempfile
 import warnings
@@ -21,6 +20,7 @@ import onnxruntime as ort
 import torch
 
 from subpixel.errors import SubpixelError
+from subpixel.io.atomic import replacing
 from subpixel.models.base import SRNet
 from subpixel.models.interp import _Interpolation
 
@@ -85,22 +85,19 @@ def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET,
         raise SubpixelError(f"ONNX opset must be >= {MIN_OPSET}, got {opset}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     model = copy.deepcopy(net).to("cpu", torch.float32).to(memory_format=torch.contiguous_format).eval()
     captured = io.StringIO()
     try:
-        with _captured_output(captured):
-            error = _export_and_compare(model, tmp, opset)
-        if not error < tolerance:
-            raise SubpixelError(f"ONNX export of {type(net).__name__} failed the parity check: max abs error "
-                                f"{error:.3g} vs eager PyTorch (must be < {tolerance:g})")
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            with _captured_output(captured):
+                error = _export_and_compare(model, tmp, opset)
+            if not error < tolerance:
+                raise SubpixelError(f"ONNX export of {type(net).__name__} failed the parity check: max abs error "
+                                    f"{error:.3g} vs eager PyTorch (must be < {tolerance:g})")
     except SubpixelError:
         if captured.getvalue().strip():
             log.debug("ONNX exporter output:\n%s", captured.getvalue())
         raise
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportReport(str(path), opset, error, tolerance, [list(s) for s in PARITY_SHAPES])
 
 

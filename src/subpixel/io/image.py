@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import secrets
 import threading
 import warnings
 import zlib
@@ -29,6 +28,7 @@ from numpy.typing import DTypeLike
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from subpixel.errors import SubpixelError
+from subpixel.io.atomic import write_atomic
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -526,19 +526,8 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 
 def _atomic_save(path: Path, save: Callable[[BinaryIO], object]) -> None:
     """Call ``save`` on a hidden temporary file beside ``path``, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        # O_EXCL: never clobber another file; mode 0o666 lets the umask apply as for a normal file.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                save(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomic(path, save)
     except (OSError, ValueError, png.Error) as e:
         raise ImageWriteError(f"{path}: cannot write image ({e})") from e
 

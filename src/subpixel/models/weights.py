@@ -7,8 +7,6 @@ add ``params``, ``training`` and ``metrics``. Loading uses safetensors only: not
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from subpixel.errors import SubpixelError
+from subpixel.io.atomic import write_atomic
 from subpixel.models.base import SRNet
 from subpixel.models.registry import build
 
@@ -85,14 +84,8 @@ def save_weights(net: SRNet, path: Path, card: dict[str, Any]) -> None:
     """Write ``path`` (.safetensors) and its card atomically, with the permissions of any new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    for target, data in ((path, save(state)), (card_path(path), (json.dumps(card, indent=2) + "\n").encode())):
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:  # umask applies
-                f.write(data)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+    write_atomic(path, save(state))
+    write_atomic(card_path(path), json.dumps(card, indent=2) + "\n")
 
 
 def state_dict_on_cpu(net: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from subpixel.io.atomic import write_atomic
+
 __all__ = ["IterationBudget", "BUDGET_FILE"]
 
 BUDGET_FILE = "budget.json"
@@ -131,6 +133,4 @@ class IterationBudget:
     def write(self, run_dir: Path) -> None:
         """``budget.json`` in ``run_dir`` (atomic: a follower may read it at any time)."""
         path = Path(run_dir) / BUDGET_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.record()) + "\n")
-        tmp.replace(path)
+        write_atomic(path, json.dumps(self.record()) + "\n")

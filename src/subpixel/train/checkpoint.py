@@ -7,14 +7,13 @@ read with ``torch.load(weights_only=True)``: tensors and plain Python values onl
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from subpixel.errors import SubpixelError
+from subpixel.io.atomic import write_atomic
 
 __all__ = ["CHECKPOINT_DIR", "BEST", "checkpoint_path", "list_checkpoints", "latest_checkpoint", "save_atomic",
            "prune", "load_checkpoint"]
@@ -45,16 +44,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def prune(run_dir: Path, keep: int) -> None:

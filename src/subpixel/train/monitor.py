@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from subpixel.io.atomic import write_atomic
+
 __all__ = ["THROUGHPUT_FILE", "StepTimer", "Throughput", "ScalarLog", "read_sessions", "record_session",
            "overall_throughput"]
 
@@ -127,9 +129,7 @@ def record_session(path: Path, record: dict) -> dict:
     sessions = read_sessions(path)
     sessions.append(record)
     content = {"overall": overall_throughput(sessions), "sessions": sessions}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(content, indent=2) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(content, indent=2) + "\n")
     return content
 
 

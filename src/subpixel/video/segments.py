@@ -10,7 +10,6 @@ other options is refused instead of producing a mixed file.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from subpixel.errors import SubpixelError
+from subpixel.io.atomic import write_atomic
 
 __all__ = ["Segment", "Manifest", "WorkDir", "input_identity", "open_workdir"]
 
@@ -112,12 +112,7 @@ class WorkDir:
 
     def save(self, manifest: Manifest) -> None:
         """Replace the manifest atomically (write, fsync, rename)."""
-        tmp = self.manifest_path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(manifest.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.manifest_path)
+        write_atomic(self.manifest_path, manifest.to_json())
 
     def load(self) -> Manifest:
         try:

@@ -1,0 +1,43 @@
+"""Atomic file writes: a hidden temporary file beside the target, renamed over it only once complete.
+
+A reader (a player, a follower run, a second process) sees the old file or the new one, never half
+of one; an error or Ctrl-C leaves the old file as it was and no temporary file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["replacing", "write_atomic"]
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A fresh temporary path beside ``path`` to write; renamed over ``path`` when the block succeeds,
+    removed when it raises."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: bytes | str | Callable[[BinaryIO], object]) -> None:
+    """Write ``data`` (bytes, text as UTF-8, or a function writing to the open binary file) to ``path``
+    atomically and durably (flushed to disk before the rename). The file gets the permissions of any new
+    file (the umask applies)."""
+    with replacing(path) as tmp:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
