@@ -507,8 +507,10 @@ def test_cli_trains_frvsr_recipes_and_exports(tmp_path: Path, export: str) -> No
     raw = _recipe(tmp_path, iters=2).to_dict()
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
     args = ["train", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run"), "--export", str(tmp_path / export)]
-    result = CliRunner().invoke(cli, [*args, "--quiet"])
+    result = CliRunner().invoke(cli, [*args, "--json"])
     assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["iteration"], summary["complete"], summary["export"]) == (2, True, str(tmp_path / export))
     net, card = load_net(tmp_path / export)  # the run's own weights path too (what tools/device/train.sh asks)
     assert isinstance(net, FRVSR) and card["training"]["recipe"]["iters"] == 2
 

@@ -475,8 +475,11 @@ def test_cli_trains_resumes_and_exports(tmp_path: Path, monkeypatch: pytest.Monk
     raw = _recipe(Path("data"), iters=50, val_every=3, ckpt_every=3)  # relative folder: found from the cwd
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
     runner = CliRunner()
-    first = runner.invoke(cli, ["train", "r.yaml", "--out", "run", "--max-iters", "4", "--quiet"])
+    first = runner.invoke(cli, ["train", "r.yaml", "--out", "run", "--max-iters", "4", "--json"])
     assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)  # nothing but the summary on stdout
+    assert (summary["iteration"], summary["iters"], summary["complete"], summary["export"]) == (4, 4, True, None)
+    assert summary["best_validation"]["iteration"] in (3, 4) and summary["throughput"]["iterations"] >= 1
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["iter_00000003.pt", "iter_00000004.pt"]
     assert yaml.safe_load((tmp_path / "run/recipe.yaml").read_text())["train"]["iters"] == 4
     with pytest.warns(UserWarning, match="train.iters changed from 4 to 8"):

@@ -15,8 +15,8 @@ import torch
 from subpixel.errors import SubpixelError
 from subpixel.io.atomic import write_atomic
 
-__all__ = ["CHECKPOINT_DIR", "BEST", "checkpoint_path", "list_checkpoints", "latest_checkpoint", "save_atomic",
-           "prune", "load_checkpoint"]
+__all__ = ["CHECKPOINT_DIR", "BEST", "checkpoint_path", "checkpoint_iteration", "list_checkpoints", "latest_checkpoint",
+           "save_atomic", "prune", "load_checkpoint"]
 
 CHECKPOINT_DIR = "checkpoints"
 BEST = "best.pt"
@@ -28,11 +28,16 @@ def checkpoint_path(run_dir: Path, iteration: int) -> Path:
     return run_dir / CHECKPOINT_DIR / f"{_PREFIX}{iteration:08d}.pt"
 
 
+def checkpoint_iteration(path: Path) -> int:
+    """The step a training-state checkpoint was written after, from its name."""
+    return int(path.stem[len(_PREFIX):])
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Training-state checkpoints of a run, oldest first."""
     folder = run_dir / CHECKPOINT_DIR
     found = [p for p in folder.glob(f"{_PREFIX}*.pt") if p.stem[len(_PREFIX):].isdigit()]
-    return sorted(found, key=lambda p: int(p.stem[len(_PREFIX):]))
+    return sorted(found, key=checkpoint_iteration)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -6,10 +6,13 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
+from subpixel.commands.options import emit_json
 from subpixel.train.budget import IterationBudget
+from subpixel.train.checkpoint import checkpoint_iteration, latest_checkpoint
 from subpixel.train.config import load_config, read_recipe
 
 
@@ -31,8 +34,11 @@ from subpixel.train.config import load_config, read_recipe
               help="At the end, write the best (EMA) weights and a model card to this .safetensors file.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summaries.")
+@click.option("--json", "as_json", is_flag=True, help="No progress bar; print a JSON summary at the end (where the run "
+              "stands, best validation, speed, exported file).")
 def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, time_limit: float | None,
-          budget: float | None, follow: Path | None, export_path: Path | None, device: str, quiet: bool) -> None:
+          budget: float | None, follow: Path | None, export_path: Path | None, device: str, quiet: bool,
+          as_json: bool) -> None:
     """Train a model from RECIPE (YAML).
 
     Multi-GPU: torchrun --nproc_per_node N --no-python subpixel train RECIPE (data.batch is
@@ -41,6 +47,7 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
     from subpixel.train.trainer import train as run
 
     run_dir = out if out is not None else Path("runs") / recipe.stem
+    quiet = quiet or as_json
     time_limit = None if time_limit is None else 60 * time_limit  # seconds
     if export_path is not None:
         _check_writable(export_path)
@@ -51,14 +58,22 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
     fit = None if budget is None else _budget(60 * budget, follow)
     raw = read_recipe(recipe)
     if isinstance(raw, dict) and raw.get("model") == "frvsr":
-        _train_video(raw, run_dir, resume, max_iters, time_limit, fit, export_path, device, quiet)
+        summary = _train_video(raw, run_dir, resume, max_iters, time_limit, fit, export_path, device, quiet)
+        if as_json:
+            emit_json({"recipe": str(recipe), **summary})
         return
     cfg = load_config(recipe, raw)
     if max_iters is not None:
         cfg.train.iters = max_iters
     result = run(cfg, run_dir, device=device, resume=resume, quiet=quiet, time_limit=time_limit, export=export_path,
                  budget=fit)
-    if export_path is not None and not quiet and result.iteration >= cfg.train.iters and export_path.is_file():
+    complete = result.iteration >= cfg.train.iters
+    if as_json:
+        emit_json({"recipe": str(recipe), "run_dir": str(run_dir), "iteration": result.iteration,
+                   "iters": cfg.train.iters, "complete": complete, "best_validation": result.best,
+                   "throughput": result.throughput.to_dict() if result.throughput else None,
+                   "export": str(export_path) if export_path is not None and complete else None})
+    elif export_path is not None and not quiet and complete and export_path.is_file():
         click.echo(f"wrote {export_path}")
 
 
@@ -82,8 +97,9 @@ def _budget(seconds: float, follow: Path | None) -> IterationBudget:
 
 
 def _train_video(raw: dict, run_dir: Path, resume: bool, max_iters: int | None, time_limit: float | None,
-                 budget: IterationBudget | None, export_path: Path | None, device: str, quiet: bool) -> None:
-    """FRVSR recipes (``model: frvsr``) go to the clip trainer (:mod:`subpixel.train.frvsr`)."""
+                 budget: IterationBudget | None, export_path: Path | None, device: str, quiet: bool
+                 ) -> dict[str, Any]:
+    """FRVSR recipes (``model: frvsr``) go to the clip trainer (:mod:`subpixel.train.frvsr`); returns a summary."""
     from subpixel.models.weights import card_path
     from subpixel.train.frvsr import FRVSRConfig, train_frvsr
 
@@ -93,11 +109,15 @@ def _train_video(raw: dict, run_dir: Path, resume: bool, max_iters: int | None, 
         raw = {**raw, "device": device}
     weights = train_frvsr(FRVSRConfig.from_dict(raw), run_dir, resume=resume, progress=not quiet,
                           time_limit=time_limit, budget=budget)
+    last = latest_checkpoint(run_dir)
+    summary = {"run_dir": str(run_dir), "iteration": checkpoint_iteration(last) if last else 0,
+               "complete": weights is not None, "export": None}
     if weights is None:
-        return
+        return summary
     if export_path is not None and export_path.resolve() != weights.resolve():
         export_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(card_path(weights), card_path(export_path))
         shutil.copyfile(weights, export_path)
     if not quiet:
         click.echo(f"wrote {export_path or weights}")
+    return {**summary, "export": str(export_path or weights)}
