@@ -264,6 +264,14 @@ def test_16bit_colour_truncated_raises(tmp_path: Path, ext: str) -> None:
         read_image(tmp_path / f"t{ext}")
 
 
+@pytest.mark.parametrize("compression", ["lzw", "zstd", "packbits"])
+def test_16bit_tiff_from_scanners_keeps_16_bits(tmp_path: Path, compression: str) -> None:
+    tifffile.imwrite(tmp_path / "scan.tif", _wide(), photometric="rgb", compression=compression)  # imagecodecs
+    data = read_image(tmp_path / "scan.tif")
+    assert data.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(data.pixels, _wide())
+
+
 def test_16bit_tiff_without_codec_falls_back_to_8bit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tifffile.imwrite(tmp_path / "t.tif", _wide(), photometric="rgb", compression="zlib")
     monkeypatch.setattr(tifffile.TIFF, "DECOMPRESSORS", {1: tifffile.TIFF.DECOMPRESSORS[1]})  # as without imagecodecs

@@ -196,9 +196,9 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
     RGBA and grey-plus-alpha PNG are decoded with pypng and 16-bit RGB/RGBA TIFF with tifffile,
     with the same orientation, ICC, EXIF and size-limit handling. pypng is pure Python: PNG
     written with row filters (as most encoders do) decodes at only a few seconds per megapixel.
-    A 16-bit colour TIFF whose compression tifffile can decode only with the optional
-    ``imagecodecs`` package (LZW, JPEG, ...) is decoded by Pillow at 8 bits instead, with a
-    warning. 16-bit signed, CMYK or YCbCr TIFF is read by Pillow as before.
+    Compressed 16-bit colour TIFF (LZW, ZSTD, JPEG... from scanners) needs the ``imagecodecs``
+    package, a dependency; where it is missing (no wheel for the platform) such a file is decoded by
+    Pillow at 8 bits instead, with a warning. 16-bit signed, CMYK or YCbCr TIFF is read by Pillow as before.
 
     Images with more than ``max_pixels`` pixels raise :class:`ImageTooLargeError` (checked
     from the header, before decoding); ``max_pixels=None`` disables the limit. Reading holds a
