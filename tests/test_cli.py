@@ -92,6 +92,25 @@ def test_bad_input_is_one_line_error_with_nonzero_exit(tmp_path: Path, case: str
         assert (tmp_path / "o.png").read_bytes() == b"keep me"
 
 
+def test_existing_outputs_are_refused_before_work_or_skipped(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    for n in ("a", "b", "c"):
+        _img(tmp_path / "in" / f"{n}.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b_x2.png").write_bytes(b"keep me")
+    base = ["upscale", str(tmp_path / "in"), "-s", "2", "-m", "bicubic", "-o", str(out)]
+    res = _entry(*base)
+    assert res.returncode == 1 and "--skip-existing" in res.stderr and "100%" not in res.stderr, res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["b_x2.png"]  # nothing was written
+    res = _entry(*base, "--skip-existing", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["skipped_existing_outputs"] == [str(out / "b_x2.png")]
+    assert (out / "b_x2.png").read_bytes() == b"keep me"
+    assert sorted(p.name for p in out.iterdir()) == ["a_x2.png", "b_x2.png", "c_x2.png"]
+    assert _entry(*base, "--skip-existing", "--overwrite").returncode == 2
+
+
 def test_overwrite_replaces(tmp_path: Path) -> None:
     good = _img(tmp_path / "g.png")
     out = tmp_path / "o.png"
@@ -240,6 +259,24 @@ def test_eval_option_conflicts_are_refused_before_work(tmp_path: Path) -> None:
                  ["--markdown", "--json"]):
         res = CliRunner().invoke(cli, ["eval", *args])
         assert res.exit_code == 2, (args, res.output)
+
+
+@pytest.mark.parametrize("opencv", [True, False])
+def test_eval_video_scores_clips_and_without_opencv_skips_only_the_warping_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opencv: bool) -> None:
+    if opencv:
+        pytest.importorskip("cv2")
+    monkeypatch.setattr("subpixel.commands.evaluate._has_opencv", lambda: opencv)
+    for clip in ("one", "two"):
+        (tmp_path / "vid" / clip).mkdir(parents=True)
+        for t in range(3):
+            _img(tmp_path / "vid" / clip / f"{t:03d}.png", size=(40, 32))
+    res = CliRunner().invoke(cli, ["eval", "--video", str(tmp_path / "vid"), "-m", "bicubic", "-s", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    (report,) = json.loads(res.stdout)  # bicubic alongside itself: one report
+    assert len(report["clips"]) == 2 and np.isfinite(report["psnr"])
+    assert (report["warp_error"] is not None) == opencv
+    assert ("warping error is not measured" in res.stderr) != opencv
 
 
 def test_a_set_name_means_the_shared_set_even_beside_a_local_folder_of_that_name(

@@ -31,3 +31,11 @@ def test_set5_matches_card(model, shared_data: Path) -> None:
     res = evaluate(subpixel.load(model.weights, device="cpu", engine="torch"), shared_data / "benchmarks" / "Set5")
     assert abs(res.psnr - card["psnr"]) <= 0.01, (res.psnr, card["psnr"])
     assert abs(res.ssim - card["ssim"]) <= 0.0005, (res.ssim, card["ssim"])
+
+
+def test_auto_loads_the_best_shipped_model_at_the_scale() -> None:
+    for scale in sorted({m.scale for m in SHIPPED}):
+        at_scale = [m for m in SHIPPED if m.scale == scale]
+        best = max(at_scale, key=lambda m: m.card["metrics"]["Set5"]["psnr"])
+        assert subpixel.load("auto", scale=scale, device="cpu", engine="torch").name == best.name
+    assert subpixel.load("AUTO", scale=7, device="cpu").name == "bicubic"  # nothing ships at x7

@@ -519,6 +519,15 @@ def test_cli_trains_resumes_and_exports(tmp_path: Path, monkeypatch: pytest.Monk
     assert training["validation"]["psnr_y"] == pytest.approx(best["psnr"])
 
 
+def test_cli_amp_overrides_the_recipe_and_is_recorded(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(_recipe(_images(tmp_path / "data"), iters=2, amp="bf16")))
+    res = CliRunner().invoke(cli, ["train", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run"), "--amp", "off",
+                                   "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]["amp"] == "off"
+    assert _state(tmp_path / "run/checkpoints/iter_00000002.pt")["config"]["train"]["amp"] == "off"
+
+
 def test_cli_errors(tmp_path: Path) -> None:
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({**_recipe(tmp_path / "missing"), "extra": 1}))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -187,17 +189,25 @@ def _check_video_options(sets: tuple[str, ...], protocol: str, rgb: bool, self_e
         raise click.UsageError(f"--video does not take {', '.join(given)}")
 
 
+def _has_opencv() -> bool:
+    return importlib.util.find_spec("cv2") is not None
+
+
 def _video_eval(model_name: str, scale: int | None, video_set: str, device: str, precision: str, engine: str,
                 quiet: bool, as_json: bool) -> None:
-    """``--video``: Y-PSNR/SSIM per clip and warping error, with bicubic alongside."""
+    """``--video``: Y-PSNR/SSIM per clip and warping error (needs OpenCV), with bicubic alongside."""
     from subpixel.eval.video import evaluate_video, format_video_report
 
     root = resolve_dataset(video_set)
+    temporal = _has_opencv()
+    if not temporal:
+        warnings.warn("the warping error is not measured: it needs OpenCV (pip install 'subpixel[bench]')",
+                      stacklevel=2)
     reports = []
     for name in dict.fromkeys([model_name, "bicubic"]):
         model = load(name, scale=scale if name == model_name else reports[0].scale, device=device,
                      precision=precision, engine=engine)
-        reports.append(evaluate_video(model, root, scale=model.scale, name=model.name,
+        reports.append(evaluate_video(model, root, scale=model.scale, name=model.name, temporal=temporal,
                                       progress=not (quiet or as_json)))
     if as_json:
         emit_json([r.to_dict() for r in reports])

@@ -21,7 +21,6 @@ from subpixel.io.image import (
     write_image,
 )
 from subpixel.models.loader import load
-from subpixel.models.weights import shipped_models
 from subpixel.upscaler import Upscaler
 
 MIN_TILE = 16  # smaller tiles are mostly padding: thousands of calls for little memory saved
@@ -108,18 +107,6 @@ def check_distinct(jobs: list[Job]) -> None:
         seen[dst] = job.src
 
 
-def default_model(scale: int) -> str:
-    """The shipped network with the best Set5 figure at ``scale``; bicubic when none ships."""
-    best, best_psnr = "bicubic", float("-inf")
-    for m in shipped_models():
-        if m.scale != scale:
-            continue
-        value = m.card.get("metrics", {}).get("Set5", {}).get("psnr", float("-inf"))
-        if value > best_psnr:
-            best, best_psnr = m.name, value
-    return best
-
-
 @click.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-s", "--scale", type=click.IntRange(1, 16), default=None,
@@ -132,6 +119,7 @@ def default_model(scale: int) -> str:
 @click.option("--tile", type=click.IntRange(min=0), default=None,
               help=f"LR tile side in pixels (>= {MIN_TILE}); 0 = no tiling [default: from memory].")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--skip-existing", is_flag=True, help="Leave out inputs whose output exists (continue a batch).")
 @click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders.")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
 @click.option("--max-pixels", type=click.IntRange(min=0), default=DEFAULT_MAX_PIXELS, show_default=True,
@@ -139,16 +127,15 @@ def default_model(scale: int) -> str:
 @runtime_options
 @output_options
 def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path | None, suffix: str | None,
-            fmt: str | None, tile: int | None, overwrite: bool, recursive: bool, quality: int, max_pixels: int,
-            device: str, precision: str, engine: str, quiet: bool, as_json: bool) -> None:
+            fmt: str | None, tile: int | None, overwrite: bool, skip_existing: bool, recursive: bool, quality: int,
+            max_pixels: int, device: str, precision: str, engine: str, quiet: bool, as_json: bool) -> None:
     """Upscale images (files, folders, globs) by --scale."""
     if tile is not None and 0 < tile < MIN_TILE:
         raise click.BadParameter(f"must be 0 (no tiling) or at least {MIN_TILE}", param_hint="--tile")
     jobs, jobs_failed, many = expand_inputs(inputs, recursive)
     if many and output is not None and not output.exists() and output.suffix.lower().lstrip(".") in FORMAT_EXT:
         raise SubpixelError(f"several inputs need an output folder, not the file name {output}")
-    name = default_model(scale or 4) if model == "auto" else model
-    upscaler = load(name, scale=scale, device=device, precision=precision, engine=engine)
+    upscaler = load(model, scale=scale, device=device, precision=precision, engine=engine)
     scale = upscaler.scale
     suffix = f"_x{scale}" if suffix is None else suffix
     if output is not None and output.exists() and not output.is_dir() and many:
@@ -157,6 +144,7 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path
         job.dst = output_path(job, output, many, suffix, fmt)
     jobs, skipped = drop_outputs_of_others(jobs)
     check_distinct(jobs)
+    jobs, kept = _existing_outputs(jobs, overwrite, skip_existing)
     if skipped and not (quiet or as_json):
         click.echo(f"note: left out {len(skipped)} input(s) that this run writes as outputs "
                    f"(e.g. {skipped[0].src}); --overwrite redoes them", err=True)
@@ -165,7 +153,7 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise SubpixelError(f"cannot create the output folder {folder}: {err.strerror or err}") from None
-    bar = tqdm(jobs, unit="img", disable=quiet or as_json or not jobs, dynamic_ncols=True)
+    bar = tqdm(jobs, unit="img", disable=quiet or as_json or len(jobs) < 2, dynamic_ncols=True)
     for job in bar:
         bar.set_postfix_str(job.src.name)
         _run_job(job, upscaler, tile, overwrite, quality, max_pixels or None)
@@ -177,11 +165,14 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path
                    "outputs": [{"input": str(j.src), "output": str(j.dst), "seconds": round(j.seconds, 3), **j.extra}
                                for j in done],
                    "failures": [{"input": str(j.src), "error": j.error} for j in jobs_failed],
-                   "skipped_outputs_of_other_inputs": [str(j.src) for j in skipped]})
+                   "skipped_outputs_of_other_inputs": [str(j.src) for j in skipped],
+                   "skipped_existing_outputs": [str(j.dst) for j in kept]})
     elif not quiet:
         for j in done:
             click.echo(f"wrote {j.dst} ({upscaler.name} x{scale}, {j.seconds:.2f} s)")
-        if name == "bicubic" and model == "auto":
+        if kept:
+            click.echo(f"note: kept {len(kept)} existing output(s) (--skip-existing)", err=True)
+        if upscaler.name == "bicubic" and model == "auto":
             click.echo(f"note: no trained x{scale} model ships yet; used bicubic", err=True)
     for j in jobs_failed:
         msg = j.error if j.error and str(j.src) in j.error else f"{j.src}: {j.error}"
@@ -190,13 +181,26 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path
         raise SystemExit(1)
 
 
+def _existing_outputs(jobs: list[Job], overwrite: bool, skip_existing: bool) -> tuple[list[Job], list[Job]]:
+    """Jobs to run and jobs left out because their output exists (``--skip-existing``); existing outputs
+    without either flag are refused before any work."""
+    if overwrite and skip_existing:
+        raise click.UsageError("choose one of --overwrite and --skip-existing")
+    existing = [j for j in jobs if j.dst is not None and j.dst.exists()]
+    if not existing or overwrite:
+        return jobs, []
+    if skip_existing:
+        return [j for j in jobs if j not in existing], existing
+    more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+    raise OutputExistsError(f"output {existing[0].dst}{more} exist{'s' * (not more)} "
+                            "(use --overwrite, or --skip-existing to continue a batch)")
+
+
 def _run_job(job: Job, upscaler: Upscaler, tile: int | None, overwrite: bool, quality: int,
              max_pixels: int | None) -> None:
     assert job.dst is not None
     start = time.perf_counter()
     try:
-        if job.dst.exists() and not overwrite:
-            raise OutputExistsError(f"output {job.dst} exists (use --overwrite)")
         image = read_image(job.src, max_pixels=max_pixels)
         check_output_size(job.dst, image.width * upscaler.scale, image.height * upscaler.scale,
                           alpha=image.pixels.shape[2] == 4)

@@ -241,7 +241,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise ImageTooLargeError(
             f"{path}: image is over the limit of {max_pixels:,} pixels (decompression-bomb guard); "
-            "pass a larger max_pixels, or max_pixels=None to disable it (CLI: --max-pixels)"
+            "pass a larger max_pixels, or None for no limit (CLI: --max-pixels N, or --max-pixels 0 for no limit)"
         ) from e
     except UnidentifiedImageError as e:
         raise ImageReadError(

@@ -13,7 +13,7 @@ from subpixel.models.registry import architectures, build, get_spec
 from subpixel.models.weights import load_net, shipped_models
 from subpixel.upscaler import Upscaler
 
-__all__ = ["load", "available_scales"]
+__all__ = ["load", "available_scales", "best_shipped"]
 
 
 def available_scales(name: str) -> list[int] | None:
@@ -22,6 +22,16 @@ def available_scales(name: str) -> list[int] | None:
     if spec is not None and spec.interpolation:
         return None
     return sorted(m.scale for m in shipped_models() if m.name == name)
+
+
+def best_shipped(scale: int) -> str:
+    """The shipped network with the best Set5 figure on its card at ``scale``; bicubic when none ships."""
+    best, best_psnr = "bicubic", float("-inf")
+    for m in shipped_models():
+        value = m.card.get("metrics", {}).get("Set5", {}).get("psnr", float("-inf"))
+        if m.scale == scale and value > best_psnr:
+            best, best_psnr = m.name, value
+    return best
 
 
 def load(
@@ -35,8 +45,9 @@ def load(
 ) -> Upscaler:
     """Load a model ready to upscale.
 
-    ``name_or_path``: a built-in (``bicubic``, ``lanczos``), a shipped model (``espcn`` ...), or
-    a ``.safetensors`` file with its JSON card beside it. ``pretrained=False`` builds a
+    ``name_or_path``: a built-in (``bicubic``, ``lanczos``), a shipped model (``espcn`` ...),
+    ``auto`` (the shipped model with the best Set5 figure at the scale, else bicubic), or a
+    ``.safetensors`` file with its JSON card beside it. ``pretrained=False`` builds a
     registered architecture with random weights (for speed benchmarks and training).
     ``scale``: required to match a weights file's scale; ``None`` takes the file's (else 4).
     ``engine``: ``auto``, ``torch``, ``torch-compile`` or ``onnx`` (see :mod:`subpixel.engine`).
@@ -58,6 +69,8 @@ def load(
     else:
         name = str(name_or_path).lower()
         scale = 4 if scale is None else scale
+        if name == "auto":
+            name = best_shipped(scale)
         spec = get_spec(name) if name in architectures() else None
         shipped = [m for m in shipped_models() if m.name == name]
         if spec is not None and (spec.interpolation or not pretrained):

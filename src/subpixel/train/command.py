@@ -33,12 +33,14 @@ from subpixel.train.config import load_config, read_recipe
 @click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="At the end, write the best (EMA) weights and a model card to this .safetensors file.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default=None,
+              help="Override the recipe's mixed precision (e.g. off on a CPU without native bf16).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summaries.")
 @click.option("--json", "as_json", is_flag=True, help="No progress bar; print a JSON summary at the end (where the run "
               "stands, best validation, speed, exported file).")
 def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, time_limit: float | None,
-          budget: float | None, follow: Path | None, export_path: Path | None, device: str, quiet: bool,
-          as_json: bool) -> None:
+          budget: float | None, follow: Path | None, export_path: Path | None, device: str, amp: str | None,
+          quiet: bool, as_json: bool) -> None:
     """Train a model from RECIPE (YAML).
 
     Multi-GPU: torchrun --nproc_per_node N --no-python subpixel train RECIPE (data.batch is
@@ -58,6 +60,7 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
     fit = None if budget is None else _budget(60 * budget, follow)
     raw = read_recipe(recipe)
     if isinstance(raw, dict) and raw.get("model") == "frvsr":
+        raw = raw if amp is None else {**raw, "amp": amp}
         summary = _train_video(raw, run_dir, resume, max_iters, time_limit, fit, export_path, device, quiet)
         if as_json:
             emit_json({"recipe": str(recipe), **summary})
@@ -65,6 +68,8 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
     cfg = load_config(recipe, raw)
     if max_iters is not None:
         cfg.train.iters = max_iters
+    if amp is not None:
+        cfg.train.amp = amp
     result = run(cfg, run_dir, device=device, resume=resume, quiet=quiet, time_limit=time_limit, export=export_path,
                  budget=fit)
     complete = result.iteration >= cfg.train.iters

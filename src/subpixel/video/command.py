@@ -10,7 +10,6 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from subpixel.commands.options import emit_json, output_options, runtime_options
-from subpixel.commands.upscale import default_model
 from subpixel.errors import SubpixelError
 from subpixel.io.video import DEINTERLACERS
 from subpixel.models.loader import load
@@ -51,11 +50,10 @@ def video(input_path: Path, output: Path, scale: int | None, model: str, batch: 
           engine: str, quiet: bool, as_json: bool) -> None:
     """Upscale a video: audio and subtitles are copied, timestamps and colour tags kept."""
     os.environ.setdefault("SVT_LOG", "2")  # SVT-AV1: warnings and errors, not ~40 info lines per segment
-    name = default_model(scale or 4) if model == "auto" else model
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         # leave a core to the decode and encode threads: oversubscribed torch threads stall badly
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-    upscaler = load(name, scale=scale, device=device, precision=precision, engine=engine)
+    upscaler = load(model, scale=scale, device=device, precision=precision, engine=engine)
     options = VideoOptions(codec=codec, crf=crf, bitrate=bitrate, preset=preset, pix_fmt=pix_fmt, batch=batch,
                            segment_frames=segment_frames, deinterlace=deinterlace, tile=tile, resume=resume,
                            overwrite=overwrite, progress=not (quiet or as_json))
@@ -72,7 +70,7 @@ def video(input_path: Path, output: Path, scale: int | None, model: str, batch: 
         click.echo(f"wrote {output} ({upscaler.name} x{summary['scale']}, {summary['engine']}): {summary['frames']} "
                    f"frames{resumed}, {summary['width']}x{summary['height']} {summary['codec']} {summary['pix_fmt']}, "
                    f"{summary['fps']} frames/s")
-        if name == "bicubic" and model == "auto":
+        if upscaler.name == "bicubic" and model == "auto":
             click.echo(f"note: no trained x{summary['scale']} model ships yet; used bicubic", err=True)
 
 

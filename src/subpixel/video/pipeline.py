@@ -370,6 +370,7 @@ class _Job:
                    self._spawn(self._convert, "convert")]
         try:
             self._encode(bar)
+            bar.total = bar.n  # the container's frame count is an estimate: end at 100%
         except _Stopped:
             raise self.errors[0] from None
         finally:
