@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import subpixel
 from subpixel.cli import cli
 from subpixel.models.weights import save_weights
 
@@ -292,6 +293,23 @@ def test_a_set_name_means_the_shared_set_even_beside_a_local_folder_of_that_name
     assert res.exit_code == 0 and [i["name"] for i in json.loads(res.stdout)[0]["Set5"]["images"]] == ["mine"]
     res = CliRunner().invoke(cli, ["eval", "-m", "espcn", "-s", "4", "-d", "./Set5", "--update-card"])
     assert res.exit_code == 2 and "shared standard sets" in res.output
+    (tmp_path / "train").mkdir()  # a bare name that is no benchmark or video set: the local folder wins
+    _img(tmp_path / "train" / "t.png", size=(40, 40))
+    res = CliRunner().invoke(cli, ["eval", "-s", "4", "-d", "train", "--json"])
+    assert res.exit_code == 0 and [i["name"] for i in json.loads(res.stdout)[0]["train"]["images"]] == ["t"]
+    monkeypatch.setenv("SUBPIXEL_DATA", str(tmp_path / "nowhere"))  # a path does not consult SUBPIXEL_DATA
+    assert CliRunner().invoke(cli, ["eval", "-s", "4", "-d", "./train", "-q"]).exit_code == 0
+
+
+def test_update_card_of_auto_writes_the_card_of_the_model_it_chose(
+        shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    written = []
+    monkeypatch.setattr("subpixel.commands.evaluate.write_card_metrics", lambda path, results: written.append(path))
+    monkeypatch.setenv("SUBPIXEL_DATA", str(shared_data))
+    res = CliRunner().invoke(cli, ["eval", "-m", "auto", "-s", "4", "-d", "Set5", "--update-card", "-q"])
+    assert res.exit_code == 0, res.output
+    best = subpixel.load("auto", scale=4, device="cpu", engine="torch")
+    assert [p.name for p in written] == [f"{best.name}_x4.safetensors"]
 
 
 def test_json_errors_reach_stdout_and_model_names_ignore_case(tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ def test_exporter_console_output_is_captured_and_logged_on_failure(tiny_net, tmp
     monkeypatch.setattr(torch.onnx, "export", noisy_export)
     with caplog.at_level(logging.DEBUG, logger=onnx_export.__name__), \
             pytest.raises(SubpixelError) as err:
-        onnx_export.export_onnx(tiny_net, tmp_path / "t.onnx")
+        onnx_export.export_onnx(tiny_net, tmp_path / "t.onnx", capture=True)
     assert str(err.value) == "ONNX export of TinyConvNet failed: unsupported thing"
     assert capfd.readouterr() == ("", "")
     assert all(s in caplog.text for s in ("native stdout noise", "native stderr noise", "python noise"))

@@ -510,7 +510,9 @@ def test_cli_trains_frvsr_recipes_and_exports(tmp_path: Path, export: str) -> No
     result = CliRunner().invoke(cli, [*args, "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert (summary["iteration"], summary["complete"], summary["export"]) == (2, True, str(tmp_path / export))
+    assert (summary["iteration"], summary["iters"], summary["complete"], summary["export"]) == (
+        2, 2, True, str(tmp_path / export))
+    assert summary["throughput"]["to_iteration"] == 2 and summary["best_validation"] is None
     net, card = load_net(tmp_path / export)  # the run's own weights path too (what tools/device/train.sh asks)
     assert isinstance(net, FRVSR) and card["training"]["recipe"]["iters"] == 2
 

@@ -1,5 +1,7 @@
 """Exception types: every error a user can cause is a SubpixelError with a one-line message."""
 
+__all__ = ["SubpixelError", "NotResumableError", "first_line"]
+
 
 class SubpixelError(Exception):
     """Base class for errors reported to the user without a traceback."""
@@ -8,3 +10,8 @@ class SubpixelError(Exception):
 class NotResumableError(SubpixelError):
     """An error a rerun of the same job would meet again (e.g. an input whose frame size changes): work
     kept for resuming it is useless and may be removed."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-blank line of ``err``'s message, else its type's name (CUDA and exporter errors run long)."""
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from subpixel.errors import SubpixelError
+from subpixel.errors import SubpixelError, first_line
 
 __all__ = ["QualityFigure", "QUALITY_SETS", "QUALITY_SCALE", "measure_quality", "load_cited", "add_cited"]
 
@@ -40,11 +40,6 @@ class QualityFigure:
         return asdict(self)
 
 
-def _first_line(err: Exception) -> str:
-    """The first line of ``err``'s message (CUDA errors run to several)."""
-    return str(err).partition("\n")[0]
-
-
 def measure_quality(models: list[tuple[str, Callable[[], Any]]], data_dir: Path | None,
                     echo: Callable[[str], None] = lambda _: None) -> tuple[list[QualityFigure], list[str]]:
     """Y-PSNR on :data:`QUALITY_SETS` of each ``(name, make_upscaler)``, plus notes on what was skipped.
@@ -63,14 +58,14 @@ def measure_quality(models: list[tuple[str, Callable[[], Any]]], data_dir: Path 
         try:
             upscaler = make_upscaler()
         except (SubpixelError, RuntimeError) as err:
-            notes.append(f"{name}: quality not measured: {_first_line(err)}")
+            notes.append(f"{name}: quality not measured: {first_line(err)}")
             continue
         for dataset in QUALITY_SETS:
             echo(f"{name}: {dataset} quality ...")
             try:
                 result = evaluate(upscaler, data_dir / dataset if data_dir else dataset)
             except (SubpixelError, RuntimeError) as err:
-                notes.append(f"{name}: {dataset} quality not measured: {_first_line(err)}")
+                notes.append(f"{name}: {dataset} quality not measured: {first_line(err)}")
                 continue
             figures.append(QualityFigure(name, dataset, upscaler.scale, round(float(result.psnr), 2), "measured",
                                          MEASURED_SOURCE, result.seconds_per_image))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
 import re
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import BinaryIO
 
 from subpixel.bench.quality import QUALITY_SCALE, QUALITY_SETS, QualityFigure
 from subpixel.bench.runner import BenchResult, SpeedRow
+from subpixel.commands.options import json_text
 from subpixel.io.atomic import write_atomic
 
 __all__ = ["write_reports", "speed_table", "quality_table", "plot_pareto", "report_stem"]
@@ -184,5 +184,5 @@ def write_reports(result: BenchResult, out_dir: Path) -> dict[str, Path]:
         write_atomic(paths["plot"], plot.getvalue())
     write_atomic(paths["markdown"], _markdown(result, paths["plot"].name if "plot" in paths else None).encode())
     doc = result.to_dict() | {"files": {k: str(v) for k, v in paths.items()}}
-    write_atomic(paths["json"], (json.dumps(doc, indent=2, default=str) + "\n").encode())
+    write_atomic(paths["json"], json_text(doc))
     return paths

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import warnings
 from collections import Counter
 from pathlib import Path
 
 import click
 from tqdm import tqdm
 
-from subpixel.commands.options import emit_json, output_options, runtime_options
+from subpixel.commands.options import emit_json, json_text, output_options, runtime_options
 from subpixel.errors import SubpixelError
 from subpixel.eval.datasets import STANDARD_SETS, dataset_images, resolve_dataset, standard_set
 from subpixel.eval.protocol import PROTOCOLS, SetResult, evaluate
@@ -62,7 +60,7 @@ def write_card_metrics(weights: Path, results: list[SetResult]) -> None:
     for r in results:
         metrics[r.dataset] = {"psnr": round(r.psnr, 4), "ssim": round(r.ssim, 5), "protocol": r.protocol,
                               "channel": r.channel}
-    write_atomic(path, json.dumps(card, indent=2) + "\n")  # a failed write leaves the card as it was
+    write_atomic(path, json_text(card))  # a failed write leaves the card as it was
 
 
 @click.command("eval")
@@ -95,11 +93,14 @@ def evaluate_cmd(model_name: str | None, scale: int | None, sets: tuple[str, ...
         return
     if all_models and protocol == "legacy-y":
         raise click.UsageError("--protocol legacy-y scores interpolation (-m bicubic) only, not --all")
-    names, folders = _sets(sets or STANDARD_SETS)
-    labels = _labels(names, folders)
     model_name = model_name or "bicubic"
     if update_card:
-        _check_update_card(model_name, all_models, names, folders, protocol, rgb, self_ensemble, precision, engine)
+        _check_update_card(model_name, all_models, protocol, rgb, self_ensemble, precision, engine)
+        engine = "torch"  # the figures a card records: eager PyTorch fp32, never another runtime's
+    names, folders = _sets(sets or STANDARD_SETS)
+    if update_card:
+        _check_standard_sets(names, folders)
+    labels = _labels(names, folders)
     channel = "rgb" if rgb else "y"
     if all_models:
         targets = [("bicubic", s) for s in sorted({m.scale for m in shipped_models()} or {4})]
@@ -111,7 +112,7 @@ def evaluate_cmd(model_name: str | None, scale: int | None, sets: tuple[str, ...
         model = load(name, scale=s, device=device, precision=precision, engine=engine)
         s = model.scale
         results = run_sets(model, folders, protocol, channel, self_ensemble, quiet or as_json)
-        weights = _weights_file(name, s)
+        weights = Path(name) if name.endswith(".safetensors") else _shipped_weights(model.name, s)
         if update_card and weights is None and not all_models:
             raise SubpixelError(f"--update-card: no weights file behind {name!r} at x{s}")
         if update_card and weights is not None:
@@ -126,7 +127,7 @@ def evaluate_cmd(model_name: str | None, scale: int | None, sets: tuple[str, ...
     elif markdown or all_models:
         click.echo(markdown_table(rows, labels))
         grey = ("; Set14 includes grayscale bridge as R=G=B (about 0.09 dB kinder than legacy tables)"
-                if any(f == standard_set("Set14") for f in folders) else "")
+                if any(f.name == "Set14" for f in folders) else "")
         click.echo(f"\n{channel.upper()}-PSNR (dB) / SSIM, protocol {protocol}"
                    f"{', x8 self-ensemble' * self_ensemble}{grey}.")
     else:
@@ -139,11 +140,11 @@ def evaluate_cmd(model_name: str | None, scale: int | None, sets: tuple[str, ...
 
 
 def _sets(given: tuple[str, ...]) -> tuple[list[str], list[Path]]:
-    """The sets as named and their folders, each folder once."""
+    """The sets as named and their folders (absolute, so they are paths, not names, from here on), each once."""
     names, folders = [], []
     for name in given:
-        folder = resolve_dataset(name)
-        if folder.resolve() not in {f.resolve() for f in folders}:
+        folder = resolve_dataset(name).resolve()
+        if folder not in folders:
             names.append(name)
             folders.append(folder)
     return names, folders
@@ -155,28 +156,31 @@ def _labels(names: list[str], folders: list[Path]) -> list[str]:
     return [f.name if counts[f.name] == 1 else name for name, f in zip(names, folders)]
 
 
-def _weights_file(name: str, scale: int) -> Path | None:
-    """The weights behind a model name (a file path, or a shipped model), None for interpolation."""
-    if name.endswith(".safetensors"):
-        return Path(name)
-    return next((m.weights for m in shipped_models() if m.name == name.lower() and m.scale == scale), None)
+def _shipped_weights(name: str, scale: int) -> Path | None:
+    """The weights file of a shipped model (a loaded model's name), None for interpolation."""
+    return next((m.weights for m in shipped_models() if m.name == name and m.scale == scale), None)
 
 
-def _check_update_card(model_name: str, all_models: bool, names: list[str], folders: list[Path], protocol: str,
-                       rgb: bool, self_ensemble: bool, precision: str, engine: str) -> None:
-    """``--update-card`` records fp32 default-protocol Y figures on the shared standard sets only, and
-    needs weights: checked before any work."""
+def _check_update_card(model_name: str, all_models: bool, protocol: str, rgb: bool, self_ensemble: bool,
+                       precision: str, engine: str) -> None:
+    """``--update-card`` records fp32 default-protocol Y figures of eager PyTorch and needs weights:
+    checked before any work (and before the sets are looked up)."""
     if rgb or self_ensemble or protocol != "default":
         raise click.UsageError("--update-card records the default protocol's Y figures only "
                                "(no --rgb, --self-ensemble or --protocol)")
     if precision != "fp32" or engine not in ("auto", "torch"):
         raise click.UsageError("--update-card records fp32 figures of the torch engine (no --precision/--engine)")
-    for name, folder in zip(names, folders):
-        if name not in STANDARD_SETS or folder != standard_set(name):
-            raise click.UsageError(f"--update-card records the shared standard sets only ({', '.join(STANDARD_SETS)}), "
-                                   f"not {folder.resolve()}")
     if not all_models and model_name.lower() in ("bicubic", "lanczos"):
         raise click.UsageError(f"--update-card needs a model with weights, not {model_name!r}")
+
+
+def _check_standard_sets(names: list[str], folders: list[Path]) -> None:
+    """``--update-card`` records the shared standard sets only (not local folders of those names)."""
+    for name, folder in zip(names, folders):
+        shared = standard_set(name)
+        if name not in STANDARD_SETS or shared is None or folder != shared.resolve():
+            raise click.UsageError(f"--update-card records the shared standard sets only ({', '.join(STANDARD_SETS)}), "
+                                   f"not {folder.resolve()}")
 
 
 def _check_video_options(sets: tuple[str, ...], protocol: str, rgb: bool, self_ensemble: bool, all_models: bool,
@@ -190,7 +194,11 @@ def _check_video_options(sets: tuple[str, ...], protocol: str, rgb: bool, self_e
 
 
 def _has_opencv() -> bool:
-    return importlib.util.find_spec("cv2") is not None
+    try:
+        import cv2  # noqa: F401
+    except ImportError:  # missing, or installed without its system libraries
+        return False
+    return True
 
 
 def _video_eval(model_name: str, scale: int | None, video_set: str, device: str, precision: str, engine: str,
@@ -200,9 +208,9 @@ def _video_eval(model_name: str, scale: int | None, video_set: str, device: str,
 
     root = resolve_dataset(video_set)
     temporal = _has_opencv()
-    if not temporal:
-        warnings.warn("the warping error is not measured: it needs OpenCV (pip install 'subpixel[bench]')",
-                      stacklevel=2)
+    if not temporal and not quiet:
+        click.echo("note: the warping error is not measured: it needs OpenCV (pip install 'subpixel[bench]')",
+                   err=True)
     reports = []
     for name in dict.fromkeys([model_name, "bicubic"]):
         model = load(name, scale=scale if name == model_name else reports[0].scale, device=device,

@@ -34,10 +34,14 @@ def output_options(f: F) -> F:
 
 
 def emit_json(obj: Any) -> None:
-    """Write ``obj`` as strict JSON on stdout: infinite or NaN numbers (the PSNR of identical images)
-    become null, which every parser reads."""
-    json.dump(_finite(obj), sys.stdout, indent=2, default=str, allow_nan=False)
-    sys.stdout.write("\n")
+    """Write ``obj`` as :func:`json_text` on stdout."""
+    sys.stdout.write(json_text(obj))
+
+
+def json_text(obj: Any) -> str:
+    """``obj`` as strict, indented JSON text ending in a newline: infinite or NaN numbers (the PSNR of
+    identical images) become null, which every parser reads; other objects become strings."""
+    return json.dumps(_finite(obj), indent=2, default=str, allow_nan=False) + "\n"
 
 
 def _finite(obj: Any) -> Any:

@@ -47,7 +47,7 @@ def export(model: str, scale: int | None, fmt: str, output: Path | None, overwri
     if getattr(upscaler.net, "recurrent", False):
         log.warning("%s is recurrent: the export holds its single-frame path only (every frame is treated as "
                     "the first of a sequence, without the previous estimate)", upscaler.name)
-    report = export_onnx(upscaler.net, output, opset=opset)
+    report = export_onnx(upscaler.net, output, opset=opset, capture=True)
     if as_json:
         emit_json({"model": upscaler.name, "scale": scale, "format": fmt, **report.to_dict()})
     else:

@@ -19,7 +19,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from subpixel.errors import SubpixelError
+from subpixel.errors import SubpixelError, first_line
 from subpixel.io.atomic import replacing
 from subpixel.models.base import SRNet
 from subpixel.models.interp import _Interpolation
@@ -70,14 +70,16 @@ def _max_abs_error(net: SRNet, path: Path) -> float:
 
 
 def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET,
-                tolerance: float = PARITY_TOLERANCE) -> ExportReport:
+                tolerance: float = PARITY_TOLERANCE, capture: bool = False) -> ExportReport:
     """Write ``net`` (fp32, CPU copy; ``net`` itself is untouched) to ``path`` as ONNX.
 
     Input ``lr`` ``(N, 3, H, W)`` and output ``sr`` ``(N, 3, sH, sW)`` have dynamic N, H and W. The
     file is validated with ``onnx.checker`` and run by ONNX Runtime at two shapes; a max abs
     error >= ``tolerance`` against eager PyTorch raises :class:`SubpixelError`. It is written under a
     temporary name beside ``path`` and renamed over it only once it passes, so a failure leaves ``path``
-    as it was. The exporter's console output is captured (logged at debug level on failure).
+    as it was. ``capture`` (for command-line use) takes the exporter's console output off the terminal,
+    at the file-descriptor level, so for the whole process while it runs; it is logged at debug level
+    on failure.
     """
     if isinstance(net, _Interpolation):
         raise SubpixelError(f"{type(net).__name__.lower()} is interpolation, not a network: nothing to export")
@@ -89,7 +91,7 @@ def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET,
     captured = io.StringIO()
     try:
         with replacing(path) as tmp:
-            with _captured_output(captured):
+            with _captured_output(captured) if capture else contextlib.nullcontext():
                 error = _export_and_compare(model, tmp, opset)
             if not error < tolerance:
                 raise SubpixelError(f"ONNX export of {type(net).__name__} failed the parity check: max abs error "
@@ -115,16 +117,11 @@ def _export_and_compare(model: SRNet, path: Path, opset: int) -> float:
                               do_constant_folding=True)
         onnx.checker.check_model(str(path))
     except Exception as err:  # the exporter raises many types for unsupported operators
-        raise SubpixelError(f"ONNX export of {name} failed: {_first_line(err)}") from err
+        raise SubpixelError(f"ONNX export of {name} failed: {first_line(err)}") from err
     try:
         return _max_abs_error(model, path)
     except Exception as exc:  # ONNX Runtime's own exception types
-        raise SubpixelError(f"ONNX Runtime cannot run the export of {name}: {_first_line(exc)}") from exc
-
-
-def _first_line(err: Exception) -> str:
-    """The first non-blank line of ``err``'s message (else its type's name)."""
-    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise SubpixelError(f"ONNX Runtime cannot run the export of {name}: {first_line(exc)}") from exc
 
 
 @contextlib.contextmanager

@@ -28,29 +28,36 @@ def shared_data_root() -> Path | None:
 
 
 def standard_set(name: str) -> Path | None:
-    """The shared folder of a standard set (``Set5``...) or video set (``Vid4``) named exactly ``name``."""
-    root = shared_data_root()
-    if root is None or not name or Path(name).name != name or name in (".", ".."):
+    """The shared folder of a benchmark set (``Set5``...) or video set (``Vid4``) named exactly ``name``."""
+    if not name or Path(name).name != name or name in (".", ".."):
         return None
-    for sub in ("benchmarks", "video", "."):
-        cand = root / sub / name
-        if cand.is_dir():
+    root = shared_data_root()
+    for sub in ("benchmarks", "video"):
+        cand = root / sub / name if root is not None else None
+        if cand is not None and cand.is_dir():
             return cand
     return None
 
 
 def resolve_dataset(name_or_path: str | Path) -> Path:
-    """A set name (``Set5``...: the shared copy under ``shared/data/benchmarks``) or a folder path
-    (``./Set5`` for a local folder that shares a standard set's name)."""
-    if isinstance(name_or_path, str):
-        shared = standard_set(name_or_path)
+    """A set's folder. A bare name (``Set5``, ``Vid4``) means the shared copy under ``shared/data``
+    (``benchmarks/``, ``video/``), else a folder of that name here, else one directly under
+    ``shared/data``; a path (``./Set5``, ``/data/mine``) is that folder, without looking at
+    ``shared/data`` (nor ``$SUBPIXEL_DATA``)."""
+    text = str(name_or_path)
+    explicit = text.startswith(".") or any(sep in text for sep in ("/", os.sep))
+    if not explicit:
+        shared = standard_set(text)
         if shared is not None:
             return shared
     path = Path(name_or_path)
     if path.is_dir():
         return path
-    hint = "" if shared_data_root() else " (no shared/data found: set SUBPIXEL_DATA or pass a folder)"
-    raise SubpixelError(f"dataset {str(name_or_path)!r} not found{hint}")
+    root = None if explicit else shared_data_root()
+    if root is not None and (root / text).is_dir():
+        return root / text
+    hint = "" if explicit or root else " (no shared/data found: set SUBPIXEL_DATA or pass a folder)"
+    raise SubpixelError(f"dataset {text!r} not found{hint}")
 
 
 def dataset_images(folder: Path) -> list[Path]:

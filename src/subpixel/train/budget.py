@@ -89,7 +89,8 @@ class IterationBudget:
         self._measured[0] += iteration - it0
         self._measured[1] += elapsed
         horizon = max(2 * self.recheck, self.smooth * self.seconds)
-        self._marks = [m for m in self._marks if m[1] >= now - horizon] or self._marks[-1:]
+        while len(self._marks) > 1 and self._marks[1][1] <= now - horizon:  # keep the newest mark before it
+            self._marks.pop(0)
         self._marks.append([iteration, now])
         rate = (iteration - self._marks[0][0]) / (now - self._marks[0][1])
         left = self._t0 + self.seconds - now

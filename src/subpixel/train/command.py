@@ -12,7 +12,6 @@ import click
 
 from subpixel.commands.options import emit_json
 from subpixel.train.budget import IterationBudget
-from subpixel.train.checkpoint import checkpoint_iteration, latest_checkpoint
 from subpixel.train.config import load_config, read_recipe
 
 
@@ -34,10 +33,11 @@ from subpixel.train.config import load_config, read_recipe
               help="At the end, write the best (EMA) weights and a model card to this .safetensors file.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default=None,
-              help="Override the recipe's mixed precision (e.g. off on a CPU without native bf16).")
+              help="Override the recipe's mixed precision (e.g. off on a CPU without native bf16); recorded with "
+                   "the run, so pass it again with --resume.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summaries.")
 @click.option("--json", "as_json", is_flag=True, help="No progress bar; print a JSON summary at the end (where the run "
-              "stands, best validation, speed, exported file).")
+              "stands, best validation, this session's speed, the weights file written; rank 0 only).")
 def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, time_limit: float | None,
           budget: float | None, follow: Path | None, export_path: Path | None, device: str, amp: str | None,
           quiet: bool, as_json: bool) -> None:
@@ -62,7 +62,7 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
     if isinstance(raw, dict) and raw.get("model") == "frvsr":
         raw = raw if amp is None else {**raw, "amp": amp}
         summary = _train_video(raw, run_dir, resume, max_iters, time_limit, fit, export_path, device, quiet)
-        if as_json:
+        if as_json and _rank0():
             emit_json({"recipe": str(recipe), **summary})
         return
     cfg = load_config(recipe, raw)
@@ -73,13 +73,18 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
     result = run(cfg, run_dir, device=device, resume=resume, quiet=quiet, time_limit=time_limit, export=export_path,
                  budget=fit)
     complete = result.iteration >= cfg.train.iters
-    if as_json:
+    if as_json and _rank0():
         emit_json({"recipe": str(recipe), "run_dir": str(run_dir), "iteration": result.iteration,
                    "iters": cfg.train.iters, "complete": complete, "best_validation": result.best,
                    "throughput": result.throughput.to_dict() if result.throughput else None,
                    "export": str(export_path) if export_path is not None and complete else None})
     elif export_path is not None and not quiet and complete and export_path.is_file():
         click.echo(f"wrote {export_path}")
+
+
+def _rank0() -> bool:
+    """Whether this process prints the run's summary (rank 0 under ``torchrun``, or the only process)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _check_writable(path: Path) -> None:
@@ -106,17 +111,21 @@ def _train_video(raw: dict, run_dir: Path, resume: bool, max_iters: int | None, 
                  ) -> dict[str, Any]:
     """FRVSR recipes (``model: frvsr``) go to the clip trainer (:mod:`subpixel.train.frvsr`); returns a summary."""
     from subpixel.models.weights import card_path
+    from subpixel.train.checkpoint import checkpoint_iteration, latest_checkpoint
     from subpixel.train.frvsr import FRVSRConfig, train_frvsr
+    from subpixel.train.monitor import THROUGHPUT_FILE, read_sessions
 
     if max_iters is not None:
         raw = {**raw, "iters": max_iters}
     if device != "auto":
         raw = {**raw, "device": device}
-    weights = train_frvsr(FRVSRConfig.from_dict(raw), run_dir, resume=resume, progress=not quiet,
-                          time_limit=time_limit, budget=budget)
+    cfg = FRVSRConfig.from_dict(raw)
+    weights = train_frvsr(cfg, run_dir, resume=resume, progress=not quiet, time_limit=time_limit, budget=budget)
     last = latest_checkpoint(run_dir)
-    summary = {"run_dir": str(run_dir), "iteration": checkpoint_iteration(last) if last else 0,
-               "complete": weights is not None, "export": None}
+    sessions = read_sessions(run_dir / THROUGHPUT_FILE)
+    summary = {"run_dir": str(run_dir), "iteration": checkpoint_iteration(last) if last else 0, "iters": cfg.iters,
+               "complete": weights is not None, "best_validation": None,  # FRVSR validates on Vid4 at the end only
+               "throughput": sessions[-1] if sessions else None, "export": None}
     if weights is None:
         return summary
     if export_path is not None and export_path.resolve() != weights.resolve():

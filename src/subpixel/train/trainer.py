@@ -164,8 +164,8 @@ class Trainer:
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
         blocking = [k for k in changed if k not in _RESUMABLE_CHANGES]
         if blocking:
-            raise ConfigError(f"the recipe differs from the checkpoint {path.name} in {', '.join(blocking)}; "
-                              "restore those values or train into another --out folder")
+            raise ConfigError(f"the recipe (with any --amp override) differs from the checkpoint {path.name} in "
+                              f"{', '.join(blocking)}; restore those values or train into another --out folder")
         check_resume_point(path, ckpt["iteration"], self.cfg.train.iters, "train.iters")
         before = ckpt["meta"].get("data", {}).get("sha256") if self.info.is_main else None
         if any_rank(before is not None and before != self.meta["data"]["sha256"], self.info):  # rank 0 knows
