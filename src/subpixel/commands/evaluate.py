@@ -179,8 +179,8 @@ def _check_standard_sets(names: list[str], folders: list[Path]) -> None:
     for name, folder in zip(names, folders):
         shared = standard_set(name)
         if name not in STANDARD_SETS or shared is None or folder != shared.resolve():
-            raise click.UsageError(f"--update-card records the shared standard sets only ({', '.join(STANDARD_SETS)}), "
-                                   f"not {folder.resolve()}")
+            raise click.UsageError(f"--update-card records the shared standard sets only, named as such "
+                                   f"({', '.join(STANDARD_SETS)}), not {name}")
 
 
 def _check_video_options(sets: tuple[str, ...], protocol: str, rgb: bool, self_ensemble: bool, all_models: bool,
