@@ -32,11 +32,8 @@ def standard_set(name: str) -> Path | None:
     if not name or Path(name).name != name or name in (".", ".."):
         return None
     root = shared_data_root()
-    for sub in ("benchmarks", "video"):
-        cand = root / sub / name if root is not None else None
-        if cand is not None and cand.is_dir():
-            return cand
-    return None
+    found = [root / sub / name for sub in ("benchmarks", "video")] if root is not None else []
+    return next((cand for cand in found if cand.is_dir()), None)
 
 
 def resolve_dataset(name_or_path: str | Path) -> Path:
