@@ -161,6 +161,10 @@ def test_cited_file_of_the_wrong_shape_is_refused(tmp_path) -> None:
         bad.write_text(json.dumps({"figures": [good | wrong]}))
         with pytest.raises(SubpixelError, match=rf"bad\.json: figure 0 needs {next(iter(wrong))} "):
             load_cited(bad)
+    for wrong in ({"psnr_y": float("nan")}, {"psnr_y": float("inf")}, {"scale": 0}):
+        bad.write_text(json.dumps({"figures": [good | wrong]}))  # Python writes NaN/Infinity, as some tools do
+        with pytest.raises(SubpixelError, match=r"needs a finite psnr_y and a positive scale"):
+            load_cited(bad)
     bad.write_text(json.dumps({"figures": [good]}))
     assert load_cited(bad) == [QualityFigure("x", "Set5", 4, 30.0, "cited", "s")]
 

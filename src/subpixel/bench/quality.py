@@ -7,6 +7,7 @@ output; they are never mixed up with measured ones.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -90,6 +91,9 @@ def load_cited(path: Path) -> list[QualityFigure]:
                                 f"expected {_CITED_SHAPE}")
         if not entry["source"].strip():
             raise SubpixelError(f"{path}: figure {i} ({entry['name']} {entry['dataset']}) has an empty source")
+        if not math.isfinite(entry["psnr_y"]) or entry["scale"] < 1:
+            raise SubpixelError(f"{path}: figure {i} ({entry['name']} {entry['dataset']}) needs a finite psnr_y "
+                                "and a positive scale")
         figures.append(QualityFigure(entry["name"], entry["dataset"], entry["scale"], float(entry["psnr_y"]),
                                      "cited", entry["source"]))
     return figures
