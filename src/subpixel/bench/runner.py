@@ -23,7 +23,7 @@ from subpixel.models.base import SRNet
 from subpixel.models.complexity import count_macs, count_params
 from subpixel.models.interp import _Interpolation
 from subpixel.models.registry import architectures, build
-from subpixel.models.weights import load_net, read_card, shipped_models
+from subpixel.models.weights import find_shipped, load_net, read_card
 
 __all__ = ["BenchConfig", "SpeedRow", "BenchResult", "run_bench", "DEFAULT_MODELS"]
 
@@ -97,9 +97,9 @@ def _network(name: str, scale: int) -> tuple[SRNet, str]:
     net = build(name, scale)
     if isinstance(net, _Interpolation):
         return net, "none"
-    shipped = [m for m in shipped_models() if m.name == name and m.scale == scale]
-    if shipped:
-        return load_net(shipped[0].weights, shipped[0].card)[0].deploy(), "shipped"
+    shipped = find_shipped(name, scale)
+    if shipped is not None:
+        return load_net(shipped.weights, shipped.card)[0].deploy(), "shipped"
     return net.deploy(), "random"
 
 
@@ -122,7 +122,7 @@ def _has_quality_weights(name: str) -> bool:
     spec = architectures().get(name)
     if spec is not None and spec.interpolation:
         return True
-    return any(m.name == name and m.scale == QUALITY_SCALE for m in shipped_models())
+    return find_shipped(name, QUALITY_SCALE) is not None
 
 
 def _free(device: torch.device) -> None:

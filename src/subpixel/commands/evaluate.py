@@ -15,7 +15,7 @@ from subpixel.eval.datasets import STANDARD_SETS, dataset_images, resolve_datase
 from subpixel.eval.protocol import PROTOCOLS, SetResult, evaluate
 from subpixel.io.atomic import write_atomic
 from subpixel.models.loader import load
-from subpixel.models.weights import card_path, shipped_models
+from subpixel.models.weights import card_path, find_shipped, shipped_models
 from subpixel.upscaler import Upscaler
 
 
@@ -112,7 +112,8 @@ def evaluate_cmd(model_name: str | None, scale: int | None, sets: tuple[str, ...
         model = load(name, scale=s, device=device, precision=precision, engine=engine)
         s = model.scale
         results = run_sets(model, folders, protocol, channel, self_ensemble, quiet or as_json)
-        weights = Path(name) if name.endswith(".safetensors") else _shipped_weights(model.name, s)
+        shipped = find_shipped(model.name, s)
+        weights = Path(name) if name.endswith(".safetensors") else shipped.weights if shipped else None
         if update_card and weights is None and not all_models:
             raise SubpixelError(f"--update-card: no weights file behind {name!r} at x{s}")
         if update_card and weights is not None:
@@ -154,11 +155,6 @@ def _labels(names: list[str], folders: list[Path]) -> list[str]:
     """Each set's column: its folder's name, or the path as given where two folders share a name."""
     counts = Counter(f.name for f in folders)
     return [f.name if counts[f.name] == 1 else name for name, f in zip(names, folders)]
-
-
-def _shipped_weights(name: str, scale: int) -> Path | None:
-    """The weights file of a shipped model (a loaded model's name), None for interpolation."""
-    return next((m.weights for m in shipped_models() if m.name == name and m.scale == scale), None)
 
 
 def _check_update_card(model_name: str, all_models: bool, protocol: str, rgb: bool, self_ensemble: bool,

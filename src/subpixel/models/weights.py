@@ -20,8 +20,8 @@ from subpixel.io.atomic import write_atomic
 from subpixel.models.base import SRNet
 from subpixel.models.registry import build
 
-__all__ = ["ShippedModel", "shipped_models", "card_path", "read_card", "load_net", "save_weights", "state_dict_on_cpu",
-           "WEIGHTS_DIR"]
+__all__ = ["ShippedModel", "shipped_models", "find_shipped", "card_path", "read_card", "load_net", "save_weights",
+           "state_dict_on_cpu", "WEIGHTS_DIR"]
 
 WEIGHTS_DIR = Path(str(resources.files("subpixel") / "weights"))
 
@@ -63,6 +63,11 @@ def shipped_models() -> list[ShippedModel]:
         card = read_card(w)
         found.append(ShippedModel(card.get("name", w.stem.rsplit("_x", 1)[0]), int(card["scale"]), w, card))
     return found
+
+
+def find_shipped(name: str, scale: int) -> ShippedModel | None:
+    """The shipped model ``name`` at ``scale``, if the package has it."""
+    return next((m for m in shipped_models() if m.name == name and m.scale == scale), None)
 
 
 def load_net(weights: Path, card: dict[str, Any] | None = None) -> tuple[SRNet, dict[str, Any]]:
