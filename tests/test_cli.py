@@ -320,3 +320,19 @@ def test_json_errors_reach_stdout_and_model_names_ignore_case(tmp_path: Path) ->
     assert res.returncode == 2 and "--tile" in json.loads(res.stdout)["error"]
     res = CliRunner().invoke(cli, ["upscale", str(good), "-m", "ESPCN", "-s", "2", "-q"])
     assert res.exit_code == 0 and (tmp_path / "g_x2.png").is_file()
+
+
+@pytest.mark.parametrize("raised, expected", [("KeyboardInterrupt", "\ninterrupted\n"),
+                                               ("Interrupted", "\n")])
+def test_ctrl_c_in_a_command_says_interrupted_once(raised: str, expected: str) -> None:
+    """A command's Ctrl-C ends with one message and exit status 130; a command that already said what was
+    kept and how to continue (``Interrupted``) is not followed by a second word."""
+    code = ("import sys, click, subpixel.cli as c, subpixel.errors as e\n"
+            f"def boom(): raise {'e.' if raised == 'Interrupted' else ''}{raised}\n"
+            "cmd = click.Command('boom', callback=boom)\n"
+            "c.LAZY_COMMANDS['boom'] = '__main__:cmd'\n"
+            "sys.argv = ['subpixel', 'boom']\n"
+            "c.main()\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 130
+    assert res.stderr == expected

@@ -10,7 +10,7 @@ import warnings
 
 import click
 
-from subpixel.errors import SubpixelError
+from subpixel.errors import Interrupted, SubpixelError
 
 # name -> "module:attribute" of a click command, imported only when used
 LAZY_COMMANDS = {
@@ -61,8 +61,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")  # the library's log warnings
     try:
         code = cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as err:  # click turns a Ctrl-C inside a command into Abort
+        if not isinstance(err.__cause__, Interrupted):
+            click.echo("interrupted" if isinstance(err.__cause__, KeyboardInterrupt) else "aborted", err=True)
         sys.exit(130)
     except click.ClickException as err:
         err.show()
@@ -72,7 +73,8 @@ def main() -> None:
         click.echo(f"error: {err}", err=True)
         _json_error(str(err))
         sys.exit(1)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+    except KeyboardInterrupt as err:
+        if not isinstance(err, Interrupted):
+            click.echo("interrupted", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

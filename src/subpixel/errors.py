@@ -1,6 +1,6 @@
 """Exception types: every error a user can cause is a SubpixelError with a one-line message."""
 
-__all__ = ["SubpixelError", "NotResumableError", "first_line"]
+__all__ = ["SubpixelError", "NotResumableError", "Interrupted", "first_line"]
 
 
 class SubpixelError(Exception):
@@ -10,6 +10,10 @@ class SubpixelError(Exception):
 class NotResumableError(SubpixelError):
     """An error a rerun of the same job would meet again (e.g. an input whose frame size changes): work
     kept for resuming it is useless and may be removed."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C that has already told the user what was kept and how to continue (no second message)."""
 
 
 def first_line(err: BaseException) -> str:

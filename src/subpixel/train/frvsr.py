@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from subpixel.data.clips import ClipSampler, Motion, exact_flow
 from subpixel.data.pairs import fingerprint
-from subpixel.errors import SubpixelError
+from subpixel.errors import Interrupted, SubpixelError
 from subpixel.models.frvsr import FRVSR, warp
 from subpixel.models.registry import build
 from subpixel.models.weights import save_weights
@@ -350,6 +350,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
             if stopping:
                 if main and progress:
                     bar.write(f"interrupted: checkpoint at iteration {done}; continue with --resume")
+                    raise Interrupted
                 raise KeyboardInterrupt
             if out_of_time and done < cfg.iters:
                 if main:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from subpixel.data.pairs import fingerprint, load_pairs, split_images
 from subpixel.data.patches import PatchSampler
 from subpixel.engine.device import cpu_has_native_bf16
-from subpixel.errors import SubpixelError
+from subpixel.errors import Interrupted, SubpixelError
 from subpixel.models.base import SRNet
 from subpixel.models.registry import build
 from subpixel.models.weights import state_dict_on_cpu
@@ -310,6 +310,7 @@ class Trainer:
                             self.save()
                         if main and not self.quiet:
                             bar.write(f"interrupted: checkpoint at iteration {it}; continue with --resume")
+                            raise Interrupted
                         raise KeyboardInterrupt
         finally:
             self._wall_before = self._wall_seconds()

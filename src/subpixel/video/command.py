@@ -10,7 +10,7 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from subpixel.commands.options import emit_json, output_options, runtime_options
-from subpixel.errors import SubpixelError
+from subpixel.errors import Interrupted, SubpixelError
 from subpixel.io.video import DEINTERLACERS
 from subpixel.models.loader import load
 from subpixel.video.pipeline import VideoOptions, upscale_video
@@ -61,7 +61,8 @@ def video(input_path: Path, output: Path, scale: int | None, model: str, batch: 
         with logging_redirect_tqdm():  # warnings on their own lines, not after the progress bar
             summary = upscale_video(input_path, output, upscaler, options)
     except KeyboardInterrupt:
-        _say_resumable(output)
+        if _say_resumable(output):
+            raise Interrupted from None
         raise
     if as_json:
         emit_json(summary)
@@ -74,13 +75,14 @@ def video(input_path: Path, output: Path, scale: int | None, model: str, batch: 
             click.echo(f"note: no trained x{summary['scale']} model ships yet; used bicubic", err=True)
 
 
-def _say_resumable(output: Path) -> None:
-    """After Ctrl-C: where the finished segments wait and how to continue."""
+def _say_resumable(output: Path) -> bool:
+    """After Ctrl-C: where the finished segments wait and how to continue; whether there were any."""
     work = WorkDir(output)
     try:
         frames = work.load().frames_done
     except SubpixelError:  # no work folder (interrupted before it was made, or after the output was done)
-        return
+        return False
     if frames:
         click.echo(f"interrupted: {frames} finished frames of {output} are kept in {work.path}; "
                    "rerun with --resume to continue", err=True)
+    return bool(frames)
