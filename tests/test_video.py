@@ -590,3 +590,177 @@ def test_resume_refusal_for_a_changed_input_is_readable(up: subpixel.Upscaler, t
     was = datetime.fromtimestamp(1_700_000_000).isoformat(sep=" ")
     assert (f"cannot resume {out}: the input file changed since the unfinished job started "
             f"(modified {was}, was 20") in str(err.value)
+
+
+def test_truncated_input_warns_of_the_frames_it_lacks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A faststart MP4 cut short still lists all its frames: the output holds what could be read, with a warning."""
+    src = make_clip(tmp_path / "src.mp4", n=30, audio=None)
+    fast = tmp_path / "fast.mp4"
+    with av.open(str(src)) as c, av.open(str(fast), "w", options={"movflags": "faststart"}) as out:
+        v = c.streams.video[0]
+        o = out.add_stream_from_template(v, opaque=True)
+        for p in c.demux(v):
+            if p.size:
+                p.stream = o
+                out.mux(p)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(fast.read_bytes()[: fast.stat().st_size * 6 // 10])
+    with caplog.at_level("WARNING"):
+        result = CliRunner().invoke(cli, ["video", str(cut), "-o", str(tmp_path / "o.mp4"), "-s", "2",
+                                          "-m", "bicubic", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert 0 < summary["frames"] < 29 and summary["expected_frames"] == 30
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{cut}: only {summary['frames']} of the 30 frames the container lists could be read (truncated file?); "
+        "the output holds those"]
+    assert len(frame_times(tmp_path / "o.mp4")) == summary["frames"]
+
+
+def test_png_output_over_an_existing_file_is_refused_up_front(clip: Path, up: subpixel.Upscaler,
+                                                              tmp_path: Path) -> None:
+    taken = tmp_path / "frames"
+    taken.write_bytes(b"keep me")
+    counting = Counting(up)
+    for overwrite in (False, True):
+        with pytest.raises(SubpixelError, match="frames is a file, not a folder for the PNG sequence"):
+            upscale_video(clip, taken, counting, VideoOptions(overwrite=overwrite))
+    assert counting.frames == 0 and taken.read_bytes() == b"keep me" and os.listdir(tmp_path) == ["frames"]
+
+
+def test_an_output_under_a_file_is_a_clear_error(clip: Path, up: subpixel.Upscaler, tmp_path: Path) -> None:
+    with pytest.raises(SubpixelError, match=r"cannot write .*clip\.mp4/out\.mp4: Not a directory$"):
+        upscale_video(clip, clip / "out.mp4", up)
+
+
+def test_a_full_disk_is_a_clear_error_and_keeps_finished_segments(clip: Path, up: subpixel.Upscaler, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from subpixel.video import pipeline
+
+    real_close, closed = pipeline.SegmentEncoder.close, []
+
+    def close(self) -> None:
+        closed.append(self)
+        if len(closed) == 2:  # as FFmpeg reports a failed write of the second segment's trailer
+            raise av.error.OSError(28, "No space left on device")
+        real_close(self)
+
+    monkeypatch.setattr(pipeline.SegmentEncoder, "close", close)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(SubpixelError, match=f"^cannot write {out}: No space left on device; 20 finished frames are "
+                                            "kept for --resume$"):
+        upscale_video(clip, out, up, VideoOptions(segment_frames=20))
+    assert sorted(p.name for p in (tmp_path / ".out.mp4.parts").iterdir()) == ["manifest.json", "segment_000000.mp4"]
+    summary = upscale_video(clip, out, up, VideoOptions(segment_frames=20, resume=True))
+    assert summary["resumed_frames"] == 20 and len(frame_times(out)) == 50
+
+
+def test_resume_with_other_weights_is_refused(up: subpixel.Upscaler, tmp_path: Path) -> None:
+    import copy
+
+    from subpixel.models.espcn import ESPCN
+
+    torch.manual_seed(0)
+    net_a = ESPCN(2)
+    a, a_again, b = (subpixel.Upscaler(net, "espcn", device="cpu") for net in (net_a, copy.deepcopy(net_a), ESPCN(2)))
+    src = make_clip(tmp_path / "in.mp4", n=20, audio=None)
+    out = tmp_path / "out.mp4"
+
+    def stop(segment) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(src, out, a, VideoOptions(segment_frames=10, on_segment=stop))
+    with pytest.raises(SubpixelError, match=r"cannot resume .*: option weights was '[0-9a-f]{16}', now '[0-9a-f]{16}'"):
+        upscale_video(src, out, b, VideoOptions(segment_frames=10, resume=True))
+    summary = upscale_video(src, out, a_again, VideoOptions(segment_frames=10, batch=3, resume=True))
+    assert summary["resumed_frames"] == 10 and summary["frames"] == 20
+
+
+def test_an_interrupted_png_move_is_finished_by_resume(up: subpixel.Upscaler, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Into an existing folder the frames move one by one: a move cut short is completed, stale frames removed."""
+    src = make_clip(tmp_path / "in.mp4", n=20, audio=None)
+    dst = tmp_path / "seq"
+    dst.mkdir()
+    for i in range(25):
+        (dst / f"frame_{i:06d}.png").write_bytes(b"old")
+    real_replace, moved = os.replace, []
+
+    def flaky(a: Path, b: Path) -> None:
+        if Path(b).parent == dst:
+            moved.append(b)
+            if len(moved) == 6:
+                raise KeyboardInterrupt
+        real_replace(a, b)
+
+    def interrupted_run() -> None:
+        moved.clear()
+        monkeypatch.setattr(os, "replace", flaky)
+        with pytest.raises(KeyboardInterrupt):
+            upscale_video(src, dst, up, VideoOptions(segment_frames=8, overwrite=True))
+        monkeypatch.setattr(os, "replace", real_replace)
+
+    interrupted_run()
+    summary = upscale_video(src, dst, up, VideoOptions(segment_frames=8, resume=True))
+    files = sorted(dst.iterdir())
+    assert summary["frames"] == len(files) == 20 and [f.name for f in files][-1] == "frame_000019.png"
+    assert all(f.read_bytes() != b"old" for f in files) and not (tmp_path / ".seq.parts").exists()
+
+    for f in files:
+        f.unlink()
+    interrupted_run()  # a frame lost from the work folder: refused rather than counted
+    (tmp_path / ".seq.parts" / "frames" / "frame_000012.png").unlink()
+    with pytest.raises(SubpixelError, match="frame_000012.png is missing .*--overwrite"):
+        upscale_video(src, dst, up, VideoOptions(segment_frames=8, resume=True))
+
+
+def test_a_trailing_slash_makes_a_folder(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "in.mp4", n=3, audio=None)
+    result = CliRunner().invoke(cli, ["video", str(src), "-o", f"{tmp_path / 'seq.x2'}/", "-s", "2", "-m", "bicubic",
+                                      "-q"])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "seq.x2").glob("frame_*.png"))) == 3
+
+
+def test_interrupt_before_the_first_segment_keeps_no_work_folder(clip: Path, up: subpixel.Upscaler,
+                                                                  tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(clip, out, Failing(up, 0, KeyboardInterrupt()), VideoOptions(segment_frames=10))
+    assert not list(tmp_path.iterdir())
+    assert upscale_video(clip, out, up, VideoOptions(segment_frames=10))["frames"] == 50  # no --resume needed
+
+
+@pytest.mark.parametrize(("codec", "pix_fmt", "output", "message"), [
+    ("png", "gray", "seq", r"png cannot encode pixel format 'gray'; it takes rgb24, rgb48be"),
+    ("rawvideo", "foo", "o.mkv", r"unknown pixel format 'foo'"),
+])
+def test_pixel_formats_the_writer_cannot_honour_are_refused(codec: str, pix_fmt: str, output: str, message: str,
+                                                            clip: Path, up: subpixel.Upscaler, tmp_path: Path) -> None:
+    with pytest.raises(SubpixelError, match=message):
+        upscale_video(clip, tmp_path / output, up, VideoOptions(codec=codec, pix_fmt=pix_fmt))
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("suffix", "codec", "hint"), [(".mkv", "libx264", False), (".avi", "mpeg4", True)])
+def test_container_hint_suggests_mkv_only_when_it_is_not_mkv(suffix: str, codec: str, hint: bool,
+                                                            tmp_path: Path) -> None:
+    from subpixel.io.video import check_container, resolve_encoder
+
+    src = tmp_path / "in.mp4"
+    with av.open(str(src), "w") as out:  # a video frame and an MP4 text subtitle (mov_text: no Matroska codec ID)
+        v = out.add_stream("libx264", rate=FPS)
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        subs = out.add_mux_stream("mov_text")
+        subs.time_base = Fraction(1, 1000)
+        frame = av.VideoFrame.from_ndarray(_pattern(0), format="rgb24").reformat(format="yuv420p")
+        out.mux(v.encode(frame))
+        out.mux(v.encode(None))
+        packet = av.Packet(struct.pack(">H", 2) + b"hi")
+        packet.pts = packet.dts = 0
+        packet.duration, packet.time_base, packet.stream = 400, Fraction(1, 1000), subs
+        out.mux(packet)
+    with pytest.raises(SubpixelError, match=r"cannot hold input stream #1 \(subtitle, mov_text\)") as err:
+        check_container(tmp_path / f"o{suffix}", resolve_encoder(codec, bitrate="1M"), probe(src))
+    assert str(err.value).endswith("pick another output extension" + " (.mkv takes most)" * hint)

@@ -44,6 +44,7 @@ _ALIASES = {"h264": ("libx264",), "avc": ("libx264",), "x264": ("libx264",), "h2
             "hevc": ("libx265",), "x265": ("libx265",), "vp9": ("libvpx-vp9",),
             "av1": ("libsvtav1", "libaom-av1", "librav1e")}
 _SHORT_TIME_BASE = {"mpeg4", "h263", "h263p", "msmpeg4", "msmpeg4v2", "flv"}  # time base denominator <= 65535
+_PNG_FORMATS = ("rgb24", "rgb48be")  # what PngEncoder writes: 8 or 16 bits per channel
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 30, "libsvtav1": 30, "libaom-av1": 30}
 CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libsvtav1": (0, 63), "libaom-av1": (0, 63)}
 
@@ -129,6 +130,7 @@ class VideoInfo:
     color: ColorInfo
     copy_streams: tuple[int, ...]  # audio and subtitle streams, copied untouched
     dropped_streams: tuple[int, ...] = ()  # the rest (more video, data, attachments): not in the output
+    listed_frames: int = 0  # the container's own frame count, not an estimate (0: it lists none)
 
     @property
     def frame_step(self) -> int:
@@ -193,7 +195,7 @@ def probe(path: str | Path) -> VideoInfo:
             time_base=tb, rate=rate, frames=frames, duration=duration,
             sar=stream.sample_aspect_ratio or None, display_matrix=matrix,
             rotation=first.rotation if matrix else 0.0, field_order=_FIELD_ORDER.get(cc.field_order),
-            color=ColorInfo.of_frame(first), copy_streams=copy, dropped_streams=dropped)
+            color=ColorInfo.of_frame(first), copy_streams=copy, dropped_streams=dropped, listed_frames=stream.frames)
 
 
 def _decoded(container: av.container.InputContainer, stream: av.video.VideoStream, stats: DecodeStats
@@ -376,11 +378,15 @@ def resolve_encoder(codec: str, pix_fmt: str | None = None, crf: int | None = No
     """
     enc = _find_encoder(codec)
     formats = [f.name for f in enc.video_formats or ()]
+    if enc.name == "png":
+        formats = [f for f in _PNG_FORMATS if f in formats]
     if pix_fmt is None:
         wanted = ("rgb48be", "rgb24") if enc.name == "png" else ("yuv420p10le", "yuv420p")
         pix_fmt = next((f for f in wanted[0 if deep_input else 1:] if not formats or f in formats),
                        formats[0] if formats else "yuv420p")
-    elif formats and pix_fmt not in formats:
+    elif not formats:
+        _check_pix_fmt(pix_fmt)
+    elif pix_fmt not in formats:
         raise SubpixelError(f"{enc.name} cannot encode pixel format {pix_fmt!r}; it takes {', '.join(formats)}")
     private = {o.name for o in av.CodecContext.create(enc.name, "w").supported_options.private}
     options: dict[str, str] = {}
@@ -405,6 +411,14 @@ def resolve_encoder(codec: str, pix_fmt: str | None = None, crf: int | None = No
             raise SubpixelError(f"{enc.name} has no preset option")
         options[key] = str(preset)
     return EncoderSpec(enc.name, pix_fmt, options, bit_rate)
+
+
+def _check_pix_fmt(name: str) -> None:
+    """Refuse a name that is no FFmpeg pixel format (for encoders that list none of their own)."""
+    try:
+        av.VideoFormat(name)
+    except ValueError:
+        raise SubpixelError(f"unknown pixel format {name!r} (FFmpeg names such as yuv420p, yuv444p, rgb24)") from None
 
 
 def _check_crf(encoder: str, crf: int) -> None:
@@ -522,7 +536,12 @@ class PngEncoder:
         src = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(rgb[:h, :w], self.turns)),
                                          format="rgb48le" if rgb.dtype == np.uint16 else "rgb24")
         data = b"".join(bytes(p) for p in self.ctx.encode(src.reformat(format=self.ctx.pix_fmt)))
-        (self.folder / f"frame_{index:06d}.png").write_bytes(_with_phys(data, self.phys))
+        (self.folder / self.file_name(index)).write_bytes(_with_phys(data, self.phys))
+
+    @staticmethod
+    def file_name(index: int) -> str:
+        """The name of frame ``index``'s file."""
+        return f"frame_{index:06d}.png"
 
 
 def _phys_chunk(sar: Fraction) -> bytes:
@@ -566,9 +585,10 @@ def check_container(path: Path, spec: EncoderSpec, info: VideoInfo) -> None:
             try:
                 out.add_stream_from_template(s, opaque=True)
             except ValueError:
+                most = "" if out.format.name == "matroska" else " (.mkv takes most)"
                 raise SubpixelError(f"the {out.format.name} container cannot hold input stream #{index} "
                                     f"({s.type}, {s.codec_context.name}) without re-encoding; "
-                                    "pick another output extension (.mkv takes most)") from None
+                                    f"pick another output extension{most}") from None
 
 
 def _rescale(value: int | None, src: Fraction, dst: Fraction) -> int | None:

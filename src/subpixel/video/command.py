@@ -19,7 +19,7 @@ from subpixel.video.segments import WorkDir
 
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--output", required=True, type=click.Path(path_type=str),  # str: keeps a trailing slash
               help="Output video file, or a folder for a PNG sequence.")
 @click.option("-s", "--scale", type=click.IntRange(1, 16), default=None,
               help="Upscaling factor [default: a weights file's own scale, else 4].")
@@ -44,7 +44,7 @@ from subpixel.video.segments import WorkDir
 @click.option("--tile", type=int, default=None, help="LR tile side in pixels; 0 = no tiling [default: from memory].")
 @runtime_options
 @output_options
-def video(input_path: Path, output: Path, scale: int | None, model: str, batch: int, codec: str | None,
+def video(input_path: Path, output: str, scale: int | None, model: str, batch: int, codec: str | None,
           crf: int | None, bitrate: str | None, preset: str | None, pix_fmt: str | None, deinterlace: str | None,
           segment_frames: int, resume: bool, overwrite: bool, tile: int | None, device: str, precision: str,
           engine: str, quiet: bool, as_json: bool) -> None:
@@ -61,7 +61,7 @@ def video(input_path: Path, output: Path, scale: int | None, model: str, batch: 
         with logging_redirect_tqdm():  # warnings on their own lines, not after the progress bar
             summary = upscale_video(input_path, output, upscaler, options)
     except KeyboardInterrupt:
-        if _say_resumable(output):
+        if _say_resumable(Path(output)):
             raise Interrupted from None
         raise
     if as_json:

@@ -16,6 +16,8 @@ are copied in untouched, and the result replaces the output atomically.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 import queue
@@ -192,19 +194,53 @@ def _warn_ignored_by_recurrent(model: Upscaler, tile: int | None) -> None:
                     "are" if len(ignored) > 1 else "is")
 
 
-def _is_folder(path: Path) -> bool:
-    return path.is_dir() or str(path).endswith(("/", os.sep)) or not path.suffix
+def _is_folder(output: str | Path) -> bool:
+    """Whether ``output`` names a folder: an existing one, one written with a trailing slash, or no extension."""
+    path = Path(output)
+    return path.is_dir() or str(output).endswith(("/", os.sep)) or not path.suffix
 
 
-def _check_output_free(dst: Path, png: bool, overwrite: bool) -> None:
+def _check_output_free(dst: Path, png: bool, overwrite: bool, finishing: bool) -> None:
+    """Refuse an output in the way (``overwrite`` replaces it); ``finishing``: the PNG frames in ``dst`` may be
+    this job's own, moved there by a final step that was cut short."""
+    if png and dst.exists() and not dst.is_dir():
+        raise SubpixelError(f"{dst} is a file, not a folder for the PNG sequence; pick another output path")
     if overwrite:
         if not png and dst.is_dir():
             raise SubpixelError(f"{dst} is a folder; give a file name for a video output")
         return
-    if png and dst.is_dir() and any(dst.glob("frame_*.png")):
+    if png and not finishing and dst.is_dir() and any(dst.glob("frame_*.png")):
         raise SubpixelError(f"{dst} already holds frame_*.png files (use --overwrite)")
     if not png and dst.exists():
         raise SubpixelError(f"output {dst} exists (use --overwrite)")
+
+
+def _frames_all_done(dst: Path, resume: bool) -> bool:
+    """Whether ``resume`` continues a job whose frames are all encoded (only its final step is left)."""
+    try:
+        return resume and WorkDir(dst).load().complete
+    except SubpixelError:  # no (readable) work folder: open_workdir has the say
+        return False
+
+
+def _weights_digest(model: Upscaler | FrameProcessor) -> str | None:
+    """SHA-256 (first 16 hex digits) of the network weights in key order; None without weights (bicubic)."""
+    net = getattr(getattr(model, "upscaler", model), "net", None)  # an Upscaler's, an UpscalerProcessor's
+    state = net.state_dict() if isinstance(net, torch.nn.Module) else {}
+    if not state:
+        return None
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key} {tensor.dtype} {tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _cannot_write(output: Path, err: OSError | av.FFmpegError, kept: int) -> SubpixelError:
+    """The error for a failed write (a full disk, a missing folder), saying what ``--resume`` can continue."""
+    resumable = f"; {kept} finished frames are kept for --resume" if kept else ""
+    return SubpixelError(f"cannot write {output}: {err.strerror or err}{resumable}")
 
 
 def _streams(indexes: tuple[int, ...]) -> str:
@@ -238,7 +274,7 @@ class _Job:
         self.decode_stats = DecodeStats()
         self.stages = {"decode": _Stage(), "sr": _Stage(), "convert": _Stage(), "encode": _Stage(), "mux": _Stage()}
         self.writer: _VideoSegment | _PngSegment | None = None
-        self.png_encoder = (PngEncoder(work.path / "frames", *size, self.deep, info.rotation, info.sar)
+        self.png_encoder = (PngEncoder(work.path / "frames", *size, spec.deep, info.rotation, info.sar)
                             if png else None)
 
     # -- stages ---------------------------------------------------------------------------------
@@ -310,6 +346,13 @@ class _Job:
         self.converted.put(None)
 
     def _encode(self, bar: tqdm) -> None:
+        """Write the converted frames into segments; a failed write keeps the finished ones."""
+        try:
+            self._write_segments(bar)
+        except (av.FFmpegError, OSError) as err:
+            raise _cannot_write(self.work.output, err, self.manifest.frames_done) from None
+
+    def _write_segments(self, bar: tqdm) -> None:
         stage, seg = self.stages["encode"], self.opts.segment_frames
         while (batch := self.converted.get()) is not None:
             t0 = time.perf_counter()
@@ -382,22 +425,40 @@ class _Job:
             bar.close()
 
     def finalize(self, dst: Path) -> None:
-        """Put the finished output in place and remove the work folder."""
+        """Put the finished output in place and remove the work folder; a failure keeps it for ``--resume``."""
         t0 = time.perf_counter()
-        if self.png:
-            dst.mkdir(parents=True, exist_ok=True)
-            for old in dst.glob("frame_*.png"):
-                old.unlink()
-            for frame in sorted((self.work.path / "frames").glob("frame_*.png")):
-                os.replace(frame, dst / frame.name)
-        else:
-            tmp = self.work.path / f"output{dst.suffix}"
-            segments = [(self.work.path / s.file, s.start_pts) for s in self.manifest.segments]
-            mux_output(tmp, segments, self.info, shown=dst, drift=self.decode_stats.drift)
-            os.replace(tmp, dst)
+        try:
+            if self.png:
+                self._place_frames(dst)
+            else:
+                tmp = self.work.path / f"output{dst.suffix}"
+                segments = [(self.work.path / s.file, s.start_pts) for s in self.manifest.segments]
+                mux_output(tmp, segments, self.info, shown=dst, drift=self.decode_stats.drift)
+                os.replace(tmp, dst)
+        except OSError as err:
+            raise _cannot_write(dst, err, self.manifest.frames_done) from None
         self.work.remove()
         self.stages["mux"].seconds = time.perf_counter() - t0
         self.stages["mux"].frames = self.manifest.frames_done
+
+    def _place_frames(self, dst: Path) -> None:
+        """Move the PNG frames into ``dst``: a new folder by one rename; into an existing one frame by frame,
+        then remove the frame files there that are not this job's. A move cut short is finished by ``--resume``."""
+        frames = self.work.path / "frames"
+        if not dst.exists():
+            os.replace(frames, dst)
+            return
+        names = [PngEncoder.file_name(i) for i in range(self.manifest.frames_done)]
+        for name in names:
+            if (frames / name).exists():
+                os.replace(frames / name, dst / name)
+            elif not (dst / name).exists():
+                raise SubpixelError(f"cannot finish {dst}: {name} is missing from {frames}; start again with "
+                                    "--overwrite")
+        ours = set(names)
+        for old in dst.glob("frame_*.png"):
+            if old.name not in ours:
+                old.unlink()
 
 
 class _OpenSegment:
@@ -440,7 +501,8 @@ class _VideoSegment(_OpenSegment):
 
     def abort(self) -> None:
         if self.encoder is not None:
-            self.encoder.abort()
+            with contextlib.suppress(av.FFmpegError, OSError):  # e.g. a full disk: the file is dropped anyway
+                self.encoder.abort()
         self.partial.unlink(missing_ok=True)
 
 
@@ -466,6 +528,7 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
                   options: VideoOptions | None = None) -> dict[str, Any]:
     """Upscale the video ``input`` into ``output`` (a video file, or a folder for a PNG sequence).
 
+    ``output`` is a folder when it exists as one, ends with a slash or has no extension.
     ``model``: an :class:`Upscaler` (run frame-wise) or any :class:`FrameProcessor`. Returns a
     summary: frame counts, wall time and per-stage busy time and throughput (decode, sr,
     encode, mux). Raises :class:`SubpixelError` for unreadable input, an existing output
@@ -483,17 +546,18 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
     if info.dropped_streams:
         log.warning("%s: only video stream #%d is upscaled; input %s not copied", src, info.stream,
                     _streams(info.dropped_streams))
-    png = opts.codec == "png" or (opts.codec is None and _is_folder(dst))
-    if png and not _is_folder(dst):
+    folder = _is_folder(output)  # before Path() drops a trailing slash
+    png = opts.codec == "png" or (opts.codec is None and folder)
+    if png and not folder:
         raise SubpixelError(f"a PNG sequence goes into a folder; {dst} looks like a file")
-    if not png and _is_folder(dst):
+    if not png and folder:
         raise SubpixelError(f"{dst} is a folder: video output needs a file name (or use --codec png)")
     spec = resolve_encoder("png" if png else opts.codec or "libx264", opts.pix_fmt, opts.crf, opts.bitrate,
                            opts.preset, deep_input=info.bit_depth > 8)
     size = spec.crop(info.width * processor.scale, info.height * processor.scale)
     if dst.resolve() == src.resolve():
         raise SubpixelError("the output would overwrite the input; pick another output path")
-    _check_output_free(dst, png, opts.overwrite)
+    _check_output_free(dst, png, opts.overwrite, _frames_all_done(dst, opts.resume))
     if not png:
         check_encoder(spec, *size, info)
         check_container(dst, spec, info)
@@ -501,6 +565,7 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
         log.warning("%s: a PNG sequence holds no audio or subtitles; input %s not copied", src,
                     _streams(info.copy_streams))
     fingerprint = {"model": getattr(processor, "name", type(processor).__qualname__), "scale": processor.scale,
+                   "weights": _weights_digest(model),
                    "codec": spec.codec, "pix_fmt": spec.pix_fmt, "bit_rate": spec.bit_rate,
                    **{f"encoder.{k}": v for k, v in sorted(spec.options.items())},
                    "segment_frames": opts.segment_frames, "deinterlace": opts.deinterlace,
@@ -510,19 +575,25 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
     job = _Job(info, processor, opts, spec, size, work, manifest, png)
     try:
         job.run()
-    except NotResumableError:  # a rerun would fail the same way: nothing for --resume to continue
-        work.remove()
+    except BaseException as err:
+        if isinstance(err, NotResumableError) or not manifest.frames_done:  # nothing for --resume to continue
+            work.remove()
         raise
     job.finalize(dst)  # a failed final mux (e.g. a full disk) keeps the finished segments for --resume
     damaged = job.decode_stats.damaged
     if damaged:
         log.warning("%s: %d damaged frames could not be decoded and were skipped", src, damaged)
+    listed = info.listed_frames
+    if listed and manifest.frames_done + damaged < listed - 1:  # a container's count may be one off
+        log.warning("%s: only %d of the %d frames the container lists could be read (truncated file?); "
+                    "the output holds those", src, manifest.frames_done, listed)
     seconds = time.perf_counter() - started
     processed = job.stages["sr"].frames
     return {"input": str(src), "output": str(dst), "model": fingerprint["model"],
             "engine": getattr(processor, "engine", None), "scale": processor.scale,
             "codec": spec.codec, "pix_fmt": spec.pix_fmt, "encoder_options": spec.options,
             "width": size[0], "height": size[1], "frames": manifest.frames_done, "processed_frames": processed,
-            "resumed_frames": resumed, "damaged_frames": damaged, "segments": len(manifest.segments),
+            "resumed_frames": resumed, "damaged_frames": damaged, "expected_frames": listed or None,
+            "segments": len(manifest.segments),
             "seconds": round(seconds, 3), "fps": round(processed / seconds, 2) if seconds > 0 else None,
             "stages": {k: v.report() for k, v in job.stages.items()}, "source": info.summary()}

@@ -144,7 +144,11 @@ def open_workdir(output: Path, input_id: dict[str, Any], options: dict[str, Any]
             raise SubpixelError(f"an unfinished job for {output} is in {work.path}: pass --resume to continue "
                                 "it or --overwrite to start again")
         work.remove()
-    work.path.mkdir(parents=True)
     manifest = Manifest(input=input_id, options=options)
-    work.save(manifest)
+    try:
+        work.path.mkdir(parents=True)
+        work.save(manifest)
+    except OSError as err:  # e.g. a file where a folder should be, no permission, a full disk
+        work.remove()
+        raise SubpixelError(f"cannot write {output}: {err.strerror or err}") from None
     return work, manifest
