@@ -336,3 +336,75 @@ def test_ctrl_c_in_a_command_says_interrupted_once(raised: str, expected: str) -
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 130
     assert res.stderr == expected
+
+
+def test_no_order_of_arguments_lets_an_output_replace_an_input(tmp_path: Path) -> None:
+    _img(tmp_path / "photo.jpg", size=(12, 10))
+    _img(tmp_path / "photo.png", size=(9, 7))
+    original = (tmp_path / "photo.png").read_bytes()
+    for first, second in (("photo.jpg", "photo.png"), ("photo.png", "photo.jpg")):
+        res = CliRunner().invoke(cli, ["upscale", str(tmp_path / first), str(tmp_path / second), "--format", "png",
+                                       "--suffix", "", "-m", "bicubic", "-s", "2", "--overwrite", "-q"])
+        assert res.exit_code == 1 and "replace the input" in str(res.exception), (first, res.output)
+        assert (tmp_path / "photo.png").read_bytes() == original
+
+
+def test_out_of_memory_fails_that_image_and_the_batch_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("a", "b", "c"):
+        _img(tmp_path / f"{name}.png")
+    real = subpixel.Upscaler.upscale
+    errors = {"a.png": RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+                                    "allocate memory: you tried to allocate 8192000000 bytes."),
+              "b.png": MemoryError()}
+
+    def upscale(self, image, tile=None, progress=None):
+        if errors:
+            raise errors.pop(min(errors))
+        return real(self, image, tile, progress)
+
+    monkeypatch.setattr(subpixel.Upscaler, "upscale", upscale)
+    res = CliRunner().invoke(cli, ["upscale", str(tmp_path), "-m", "bicubic", "-s", "2", "-o", str(tmp_path / "o"),
+                                   "--json"])
+    assert res.exit_code == 1, res.output
+    summary = json.loads(res.stdout)
+    assert [Path(o["input"]).name for o in summary["outputs"]] == ["c.png"]
+    assert [Path(f["input"]).name for f in summary["failures"]] == ["a.png", "b.png"]
+    assert all("out of memory" in f["error"] and "--tile" in f["error"] and "\n" not in f["error"]
+               for f in summary["failures"])
+    errors["a.png"] = RuntimeError("shape mismatch")  # any other error is a bug, not a failing image
+    res = CliRunner().invoke(cli, ["upscale", str(tmp_path / "a.png"), "-m", "bicubic", "-s", "2", "-o",
+                                   str(tmp_path / "o"), "--overwrite", "-q"])
+    assert isinstance(res.exception, RuntimeError) and "shape mismatch" in str(res.exception)
+
+
+def test_json_tile_is_the_tile_each_image_used(tmp_path: Path) -> None:
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[:, :20] = 255  # alpha that varies: run through the float path
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    _img(tmp_path / "b.png", size=(12, 10))  # within one tile
+    _img(tmp_path / "c.png", size=(40, 40))  # exact interpolation, tiled too
+    res = CliRunner().invoke(cli, ["upscale", str(tmp_path), "-m", "bicubic", "-s", "2", "--tile", "16", "-o",
+                                   str(tmp_path / "o"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert {Path(o["input"]).name: o["tile"] for o in json.loads(res.stdout)["outputs"]} == \
+        {"a.png": 16, "b.png": None, "c.png": 16}
+
+
+def test_one_tiled_image_shows_tile_progress(tmp_path: Path) -> None:
+    image = _img(tmp_path / "a.png", size=(40, 40))
+    base = ["upscale", str(image), "-m", "bicubic", "-s", "2", "--tile", "16", "--overwrite"]
+    res = CliRunner().invoke(cli, base)
+    assert res.exit_code == 0 and "9/9" in res.stderr and "tile" in res.stderr, res.stderr
+    assert "9/9" not in CliRunner().invoke(cli, [*base, "-q"]).stderr
+
+
+def test_a_folder_without_images_is_an_error_unless_other_inputs_have_some(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    res = CliRunner().invoke(cli, ["upscale", str(tmp_path / "empty"), "-m", "bicubic", "-s", "2"])
+    assert res.exit_code == 1 and f"no images found in {tmp_path / 'empty'}" in str(res.exception)
+    image = _img(tmp_path / "a.png")
+    res = CliRunner().invoke(cli, ["upscale", str(tmp_path / "empty"), str(image), "-m", "bicubic", "-s", "2",
+                                   "-o", str(tmp_path / "o")])
+    assert res.exit_code == 0 and "warning: no images found in" in res.stderr, res.output
+    assert (tmp_path / "o" / "a_x2.png").is_file()

@@ -11,7 +11,7 @@ import numpy as np
 import png
 import pytest
 import tifffile
-from PIL import Image, ImageCms, ImageFile
+from PIL import Image, ImageCms, ImageFile, PngImagePlugin
 
 from subpixel.errors import SubpixelError
 from subpixel.io import (
@@ -524,3 +524,44 @@ def test_atomic_writes_replace_whole_files_or_leave_the_old_one(tmp_path: Path) 
     finally:
         os.umask(old_umask)
     assert target.read_bytes() == b"new" and target.stat().st_mode & 0o777 == 0o644
+
+
+def test_16bit_grey_with_a_transparent_value_reads_as_grey_plus_alpha(tmp_path: Path) -> None:
+    grey = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000).astype(np.uint16)  # 0 is the transparent value
+    with open(tmp_path / "g.png", "wb") as f:
+        png.Writer(4, 3, greyscale=True, bitdepth=16, transparent=0).write(f, grey.tolist())
+    data = read_image(tmp_path / "g.png")
+    assert data.mode_hint == "RGBA" and data.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(data.pixels[..., :3], np.repeat(grey[..., None], 3, axis=2))
+    np.testing.assert_array_equal(data.pixels[..., 3], np.where(grey == 0, 0, 65535))
+    again = read_image(write_image(tmp_path / "o.png", data.pixels, like=data))
+    np.testing.assert_array_equal(again.pixels, data.pixels)
+
+
+XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>'
+
+
+@pytest.mark.parametrize("src_ext", [".png", ".jpg", ".tif"])
+def test_dpi_and_xmp_are_carried_unchanged(tmp_path: Path, src_ext: str) -> None:
+    png_info = PngImagePlugin.PngInfo()
+    png_info.add_itxt("XML:com.adobe.xmp", XMP)
+    xmp = {".png": {"pnginfo": png_info}, ".jpg": {"xmp": XMP}, ".tif": {"tiffinfo": {700: XMP}}}[src_ext]
+    Image.fromarray(_rgb()).save(tmp_path / f"s{src_ext}", dpi=(300, 300), **xmp)
+    data = read_image(tmp_path / f"s{src_ext}")
+    assert data.dpi == pytest.approx((300, 300), abs=0.01) and data.xmp == XMP
+    for ext, dtype in ((".png", np.uint8), (".png", np.uint16), (".jpg", np.uint8), (".tif", np.uint8),
+                       (".tif", np.uint16), (".webp", np.uint8)):
+        pixels = np.repeat(np.repeat(data.pixels, 2, 0), 2, 1).astype(dtype) * (257 if dtype == np.uint16 else 1)
+        out = read_image(write_image(tmp_path / f"o{ext}", pixels, like=data, overwrite=True))
+        assert out.xmp == XMP, (ext, dtype)
+        if ext == ".webp":  # WebP has no resolution
+            assert out.dpi is None
+        else:  # the same resolution, not 2x: the picture is twice as large
+            assert out.dpi == pytest.approx((300, 300), abs=0.01), (ext, dtype)
+
+
+def test_missing_resolution_stays_missing(tmp_path: Path) -> None:
+    Image.fromarray(_rgb()).save(tmp_path / "s.tif")  # Pillow would read it as 1 dpi
+    data = read_image(tmp_path / "s.tif")
+    assert data.dpi is None and data.xmp is None
+    assert "dpi" not in _open(write_image(tmp_path / "o.png", data.pixels, like=data)).info

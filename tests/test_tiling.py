@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
+import subpixel
 from subpixel.ops.tiling import tile_size_for_budget, tiled_forward
 from subpixel.upscaler import Upscaler
 
@@ -59,3 +62,19 @@ def test_upscaler_tiles_large_inputs_and_matches(tiny_net) -> None:
     tiled = model.upscale_tensor(x, tile=32)
     assert model.last_tile_info is not None and model.last_tile_info.tiles_run == 9
     assert (full - tiled).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("name", ["bicubic", "lanczos"])
+@pytest.mark.parametrize("scale", [2, 3])
+def test_exact_interpolation_is_tiled_with_the_untiled_pixels(name: str, scale: int) -> None:
+    model = subpixel.load(name, scale=scale)
+    rng = np.random.default_rng(scale)
+    for image in (rng.integers(0, 256, (37, 50, 3), dtype=np.uint8), rng.integers(0, 65536, (41, 19), np.uint16)):
+        whole = model.upscale(image, tile=0)
+        assert model.last_tile_info is not None and model.last_tile_info.tiles_run == 1
+        calls: list[tuple[int, int]] = []
+        tiled = model.upscale(image, tile=16, progress=lambda done, total, seen=calls: seen.append((done, total)))
+        assert model.last_tile_info.tile == 16 and model.last_tile_info.tiles_run == 3 * (4 if image.ndim == 3 else 2)
+        assert calls[-1] == (model.last_tile_info.tiles_run,) * 2
+        assert tiled.dtype == whole.dtype and tiled.flags.c_contiguous
+        np.testing.assert_array_equal(tiled, whole)  # bit for bit

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import png
 import pytest
 import torch
 from PIL import Image
@@ -100,3 +103,47 @@ def test_precision_falls_back_to_fp32_when_unsupported(tiny_net) -> None:
     out = m.upscale(np.zeros((6, 6, 3), np.uint8))
     assert out.shape == (12, 12, 3)
     assert m.engine.precision in ("fp16", "fp32")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_constant_alpha_is_kept_exactly_and_varying_alpha_is_upscaled(dtype: type) -> None:
+    m = subpixel.load("espcn", scale=2, device="cpu", engine="torch")
+    top = 1.0 if dtype == np.float32 else np.iinfo(dtype).max
+    rgb = (np.random.default_rng(4).random((48, 48, 3)) * top).astype(dtype)
+    for value in (top, 0):  # opaque, and fully transparent
+        out = m.upscale(np.concatenate([rgb, np.full((48, 48, 1), value, dtype)], axis=2))
+        assert out.dtype == dtype and (out[..., 3] == value).all()
+        np.testing.assert_array_equal(out[..., :3], m.upscale(rgb))
+    rgba = np.concatenate([rgb, np.zeros((48, 48, 1), dtype)], axis=2)
+    rgba[:, :24, 3] = top  # an edge: the model upscales the alpha, clamped to the valid range
+    alpha = m.upscale(rgba)[..., 3].astype(np.float64)
+    assert alpha.min() >= 0 and alpha.max() <= top and alpha[:, 8:40].max() == top
+    assert 0 < alpha[:, 47:49].mean() < top
+
+
+def test_float_arrays_and_pil_f_images_come_back_within_0_1() -> None:
+    m = subpixel.load("espcn", scale=2, device="cpu", engine="torch")
+    noise = np.random.default_rng(5).random((16, 16, 3)).astype(np.float32)
+    out = m.upscale(noise)
+    assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
+    f = np.asarray(m.upscale(Image.fromarray(noise[..., 0])))
+    assert f.min() >= 0 and f.max() <= 1
+    t = m.upscale(torch.from_numpy(noise).permute(2, 0, 1))
+    assert t.min() < 0 or t.max() > 1  # tensors stay unclamped, as documented
+
+
+def test_architecture_arguments_are_refused_with_weights() -> None:
+    weights = Path(subpixel.__file__).parent / "weights" / "espcn_x2.safetensors"
+    for name in ("espcn", weights):
+        with pytest.raises(SubpixelError, match="foo.*pretrained=False"):
+            subpixel.load(name, scale=2, foo=1)
+
+
+def test_pil_16_bit_grey_with_a_transparent_value_keeps_it(tmp_path: Path) -> None:
+    grey = np.tile(np.arange(0, 65535, 4096, dtype=np.uint16), (4, 1))  # 0 is the transparent value
+    with open(tmp_path / "g.png", "wb") as f:
+        png.Writer(16, 4, greyscale=True, bitdepth=16, transparent=0).write(f, grey.tolist())
+    with Image.open(tmp_path / "g.png") as im:
+        out = subpixel.load("bicubic", scale=2).upscale(im)
+    assert out.mode == "RGBA" and out.size == (32, 8)
+    assert np.asarray(out)[:, 0, 3].max() == 0 and np.asarray(out)[:, 8:, 3].min() == 255

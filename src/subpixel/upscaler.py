@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from subpixel.engine.torch_engine import TorchEngine
 from subpixel.io.image import pil_to_array
 from subpixel.models.base import SRNet
 from subpixel.models.interp import _Interpolation
-from subpixel.ops.tiling import TileInfo, tile_size_for_budget, tiled_forward
+from subpixel.ops.tiling import MIN_TILE, TileInfo, tile_size_for_budget, tiled_forward, tiled_imresize
 
 __all__ = ["Upscaler", "CPU_TILE_BUDGET"]
 
@@ -44,12 +45,14 @@ def _to_chw_float(arr: np.ndarray) -> tuple[torch.Tensor, np.dtype]:
 
 
 def _from_chw_float(t: torch.Tensor, dtype: np.dtype, channels: int) -> np.ndarray:
-    """``(1, C, H, W)`` float -> ``(H, W, channels)`` of ``dtype``; consumes ``t`` (in-place ops)."""
+    """``(1, C, H, W)`` float -> ``(H, W, channels)`` of ``dtype``, clamped to its range (float: [0, 1]);
+    consumes ``t`` (in-place ops)."""
     if channels == 1 and t.shape[1] != 1:
         t = t.mean(dim=1, keepdim=True)
+    t = t.clamp_(0, 1)
     if dtype == np.uint8 or dtype == np.uint16:
         peak = 255.0 if dtype == np.uint8 else 65535.0
-        t = t.clamp_(0, 1).mul_(peak).add_(0.5).floor_().to(torch.uint8 if dtype == np.uint8 else torch.int32)
+        t = t.mul_(peak).add_(0.5).floor_().to(torch.uint8 if dtype == np.uint8 else torch.int32)
     arr = t[0].permute(1, 2, 0).contiguous().numpy()
     return arr.astype(dtype, copy=False)
 
@@ -57,9 +60,11 @@ def _from_chw_float(t: torch.Tensor, dtype: np.dtype, channels: int) -> np.ndarr
 class Upscaler:
     """A loaded model bound to a runtime; ``upscale`` accepts NumPy arrays, PIL images or tensors.
 
-    Arrays keep their dtype (uint8, uint16 or float in [0, 1]) and channel count: grayscale is
-    run as RGB and averaged back, RGBA has its colour premultiplied by alpha and the alpha
-    upscaled on its own, so transparent pixels never bleed colour into edges.
+    Arrays keep their dtype (uint8, uint16 or float, returned clamped to [0, 1]) and channel count:
+    grayscale is run as RGB and averaged back. RGBA whose alpha is one value throughout (opaque, say)
+    has its colour upscaled as RGB and that alpha reproduced exactly, without running the model on it;
+    any other alpha is upscaled by the model on its own (sharper edges than bicubic), clamped to the
+    valid range, with the colour premultiplied by it, so transparent pixels never bleed colour into edges.
     """
 
     def __init__(self, net: SRNet, name: str, card: dict[str, Any] | None = None, engine: Any = None,
@@ -89,7 +94,8 @@ class Upscaler:
         Tensors are float in [0, 1] (returned unclamped, in their dtype) or uint8 (returned uint8).
         PIL images keep their depth: 16-bit grayscale comes back 16-bit, 32-bit integer grayscale
         comes back 'I' (its values clipped to 16 bits, as :func:`~subpixel.io.read_image` reads it), 'F'
-        (float in [0, 1]) comes back 'F', '1' comes back 'L', other modes RGB or RGBA.
+        (float in [0, 1]) comes back 'F' clamped to [0, 1], '1' comes back 'L', other modes RGB or RGBA
+        (16-bit grayscale with a transparent value too, at 8 bits: PIL has no 16-bit RGBA).
         ``tile``: LR tile side; ``None`` picks one from the memory budget, ``0`` disables tiling.
         Returns the same kind of object as given.
         """
@@ -141,8 +147,10 @@ class Upscaler:
     def _upscale_array(self, arr: np.ndarray, tile: int | None, progress: Progress | None) -> np.ndarray:
         _check_array(arr)
         channels = 1 if arr.ndim == 2 else arr.shape[2]
+        if channels == 4 and arr.size and (arr[..., 3] == arr[0, 0, 3]).all():
+            return self._upscale_constant_alpha(arr, tile, progress)
         if isinstance(self.net, _Interpolation) and channels in (1, 3) and not np.issubdtype(arr.dtype, np.floating):
-            return self._interpolate_exact(arr, progress)
+            return self._interpolate_exact(arr, tile, progress)
         x, dtype = _to_chw_float(arr)
         if channels == 4:
             rgb, alpha = x[:, :3] * x[:, 3:], x[:, 3:]
@@ -155,15 +163,35 @@ class Upscaler:
         result = _from_chw_float(out, dtype, channels)
         return result[:, :, 0] if arr.ndim == 2 else result
 
-    def _interpolate_exact(self, arr: np.ndarray, progress: Progress | None) -> np.ndarray:
-        """Integer images through MATLAB's own integer path (rounding after each 1-D pass)."""
+    def _upscale_constant_alpha(self, arr: np.ndarray, tile: int | None, progress: Progress | None) -> np.ndarray:
+        """RGBA with one alpha value: the colour upscaled as RGB, the alpha copied exactly."""
+        rgb = self._upscale_array(np.ascontiguousarray(arr[..., :3]), tile, progress)
+        return np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), arr[0, 0, 3], arr.dtype)], axis=2)
+
+    def _interpolate_exact(self, arr: np.ndarray, tile: int | None, progress: Progress | None) -> np.ndarray:
+        """Integer images through MATLAB's own integer path (rounding after each 1-D pass).
+
+        Tiled as the networks are (``tile``: LR side, ``None`` from the CPU budget, 0 none), with the
+        same pixels: each tile uses the whole image's kernel taps.
+        """
         t = torch.from_numpy(np.require(arr, requirements=["C", "W"]))  # a copy if read-only (e.g. from PIL)
         t = t[None] if arr.ndim == 2 else t.permute(2, 0, 1)
-        out = torch.stack([self.net.resize_exact(c) for c in t])  # one channel at a time bounds memory
-        if progress is not None:
-            progress(1, 1)
+        h, w = arr.shape[:2]
+        tile = self._exact_tile(t.shape[0]) if tile is None else tile
+        if tile <= 0 or (h <= tile and w <= tile) or self.scale == 1:
+            out = torch.stack([self.net.resize_exact(c) for c in t])  # one channel at a time bounds memory
+            self.last_tile_info = TileInfo(tile=max(h, w), tiles_run=1)
+            if progress is not None:
+                progress(1, 1)
+        else:
+            out, self.last_tile_info = tiled_imresize(t, self.scale, self.net.kernel, tile, progress)
         out = out[0] if arr.ndim == 2 else out.permute(1, 2, 0)
         return out.contiguous().numpy()
+
+    def _exact_tile(self, channels: int) -> int:
+        """LR tile side for :meth:`_interpolate_exact` within the CPU budget (float64 passes and temporaries)."""
+        per_pixel = 32 * channels * (self.scale + 1) ** 2
+        return max(MIN_TILE, math.isqrt(CPU_TILE_BUDGET // per_pixel))
 
 
 def _from_pil(img: Image.Image) -> np.ndarray:
@@ -176,6 +204,8 @@ def _from_pil(img: Image.Image) -> np.ndarray:
 
 def _to_pil(arr: np.ndarray, mode: str) -> Image.Image:
     """The upscaled pixels as a PIL image of the input's kind (32-bit integer grayscale back to 'I')."""
+    if arr.dtype == np.uint16 and arr.ndim == 3:  # 16-bit grey with a transparent value: RGBA, 8-bit in PIL
+        return Image.fromarray(((arr.astype(np.uint32) + 128) // 257).astype(np.uint8))
     if mode == "I":
         return Image.fromarray(arr.astype(np.int32))
     return Image.fromarray(arr)

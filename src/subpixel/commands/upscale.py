@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from subpixel.io.image import (
     write_image,
 )
 from subpixel.models.loader import load
+from subpixel.ops.tiling import is_oom_error
 from subpixel.upscaler import Upscaler
 
 MIN_TILE = 16  # smaller tiles are mostly padding: thousands of calls for little memory saved
@@ -40,22 +42,26 @@ class Job:
     subfolder: Path = Path()
 
 
-def expand_inputs(inputs: tuple[str, ...], recursive: bool) -> tuple[list[Job], list[Job], bool]:
+def expand_inputs(inputs: tuple[str, ...], recursive: bool) -> tuple[list[Job], list[Job], bool, list[Path]]:
     """Jobs for the files of paths, folders and globs; missing ones become failed jobs.
 
-    Returns (jobs, failures, many) where ``many`` says the output must be a folder. A file found
-    under a folder input keeps its sub-folder (``-r``), which its output mirrors under ``-o``.
+    Returns (jobs, failures, many, empty) where ``many`` says the output must be a folder and ``empty``
+    lists the folders without images. A file found under a folder input keeps its sub-folder (``-r``),
+    which its output mirrors under ``-o``.
     """
     jobs: list[Job] = []
     failed: list[Job] = []
+    empty: list[Path] = []
     many = len(inputs) > 1
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             many = True
             pattern = "**/*" if recursive else "*"
-            jobs += [Job(f, subfolder=f.parent.relative_to(p))
+            found = [Job(f, subfolder=f.parent.relative_to(p))
                      for f in sorted(p.glob(pattern)) if f.is_file() and is_image_path(f)]
+            jobs += found
+            empty += [] if found else [p]
         elif p.is_file():
             jobs.append(Job(p))
         elif glob.has_magic(item):
@@ -69,7 +75,7 @@ def expand_inputs(inputs: tuple[str, ...], recursive: bool) -> tuple[list[Job], 
     unique: dict[Path, Job] = {}
     for job in jobs:  # a file named twice (a path and its folder, say) runs once
         unique.setdefault(job.src.resolve(), job)
-    return list(unique.values()), failed, many or len(unique) > 1
+    return list(unique.values()), failed, many or len(unique) > 1, empty
 
 
 def output_path(job: Job, out: Path | None, many: bool, suffix: str, fmt: str | None) -> Path:
@@ -84,6 +90,16 @@ def output_path(job: Job, out: Path | None, many: bool, suffix: str, fmt: str | 
     return folder / f"{src.stem}{suffix}{ext}"
 
 
+def check_not_own_input(jobs: list[Job]) -> None:
+    """Refuse, before any work, an output replacing its own input. Run before
+    :func:`drop_outputs_of_others`: an input that is also another input's output would be left out and
+    then overwritten, whatever the order of the arguments."""
+    for job in jobs:
+        assert job.dst is not None
+        if job.dst.resolve() == job.src.resolve():
+            raise SubpixelError(f"{job.src}: the output would replace the input; choose another -o or --suffix")
+
+
 def drop_outputs_of_others(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
     """(kept, dropped): an input that is another input's output in this run (say an earlier run's
     ``photo_x2.png`` beside ``photo.png``) is left out, so rerunning over a folder redoes its outputs
@@ -94,13 +110,11 @@ def drop_outputs_of_others(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
 
 
 def check_distinct(jobs: list[Job]) -> None:
-    """Refuse, before any work, two inputs writing one output or an output replacing its own input."""
+    """Refuse, before any work, two inputs writing one output."""
     seen: dict[Path, Path] = {}
     for job in jobs:
         assert job.dst is not None
         dst = job.dst.resolve()
-        if dst == job.src.resolve():
-            raise SubpixelError(f"{job.src}: the output would replace the input; choose another -o or --suffix")
         if dst in seen:
             raise SubpixelError(f"{seen[dst]} and {job.src} would both be written to {job.dst}; rename one, or "
                                 "keep each extension (no --format); folder inputs with -r and -o keep sub-folders")
@@ -132,7 +146,11 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path
     """Upscale images (files, folders, globs) by --scale."""
     if tile is not None and 0 < tile < MIN_TILE:
         raise click.BadParameter(f"must be 0 (no tiling) or at least {MIN_TILE}", param_hint="--tile")
-    jobs, jobs_failed, many = expand_inputs(inputs, recursive)
+    jobs, jobs_failed, many, empty = expand_inputs(inputs, recursive)
+    if empty and not jobs:
+        raise SubpixelError(f"no images found in {', '.join(map(str, empty))}")
+    if empty and not (quiet or as_json):
+        click.echo(f"warning: no images found in {', '.join(map(str, empty))}", err=True)
     if many and output is not None and not output.exists() and output.suffix.lower().lstrip(".") in FORMAT_EXT:
         raise SubpixelError(f"several inputs need an output folder, not the file name {output}")
     upscaler = load(model, scale=scale, device=device, precision=precision, engine=engine)
@@ -142,6 +160,7 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path
         raise SubpixelError(f"{output} is a file; with several inputs -o must be a folder")
     for job in jobs:
         job.dst = output_path(job, output, many, suffix, fmt)
+    check_not_own_input(jobs)
     jobs, skipped = drop_outputs_of_others(jobs)
     check_distinct(jobs)
     jobs, kept = _existing_outputs(jobs, overwrite, skip_existing)
@@ -154,9 +173,12 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path
         except OSError as err:
             raise SubpixelError(f"cannot create the output folder {folder}: {err.strerror or err}") from None
     bar = tqdm(jobs, unit="img", disable=quiet or as_json or len(jobs) < 2, dynamic_ncols=True)
+    tiles = _TileBar() if len(jobs) == 1 and not (quiet or as_json) else None
     for job in bar:
         bar.set_postfix_str(job.src.name)
-        _run_job(job, upscaler, tile, overwrite, quality, max_pixels or None)
+        _run_job(job, upscaler, tile, overwrite, quality, max_pixels or None, tiles)
+    if tiles is not None:
+        tiles.close()
     jobs_failed += [j for j in jobs if j.error]
     done = [j for j in jobs if not j.error]
     if as_json:
@@ -196,19 +218,52 @@ def _existing_outputs(jobs: list[Job], overwrite: bool, skip_existing: bool) -> 
                             "(use --overwrite, or --skip-existing to continue a batch)")
 
 
+class _TileBar:
+    """Tile progress of one image (a run of one image has no batch bar), shown from its second tile on."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < 2:
+            return
+        if self.bar is None or self.bar.total != total:  # first tile, or the tile was halved and restarted
+            self.close()
+            self.bar = tqdm(total=total, unit="tile", dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is memory running out: Python's MemoryError or an allocator's RuntimeError (CPU, CUDA)."""
+    text = str(err).lower()
+    return isinstance(err, MemoryError) or is_oom_error(err) or (
+        isinstance(err, RuntimeError) and any(s in text for s in ("allocate memory", "failed to allocate")))
+
+
 def _run_job(job: Job, upscaler: Upscaler, tile: int | None, overwrite: bool, quality: int,
-             max_pixels: int | None) -> None:
+             max_pixels: int | None, progress: Callable[[int, int], None] | None = None) -> None:
+    """Upscale one file into ``job``; what goes wrong with this image (not the run) becomes ``job.error``."""
     assert job.dst is not None
     start = time.perf_counter()
     try:
         image = read_image(job.src, max_pixels=max_pixels)
         check_output_size(job.dst, image.width * upscaler.scale, image.height * upscaler.scale,
                           alpha=image.pixels.shape[2] == 4)
-        result = upscaler.upscale(image.pixels, tile=tile)
+        result = upscaler.upscale(image.pixels, tile=tile, progress=progress)
         write_image(job.dst, result, like=image, quality=quality, overwrite=overwrite)
         info = upscaler.last_tile_info
         job.extra = {"size": [int(result.shape[1]), int(result.shape[0])],
                      "tile": info.tile if info and info.tiles_run > 1 else None}  # None: one whole-image call
     except (SubpixelError, OSError) as err:
         job.error = str(err) if isinstance(err, SubpixelError) else f"{type(err).__name__}: {err}"
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        job.error = (f"{job.src}: out of memory; try a smaller --tile (e.g. --tile 128), or --max-pixels "
+                     "to refuse images this large")
     job.seconds = time.perf_counter() - start

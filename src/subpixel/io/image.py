@@ -1,7 +1,7 @@
 """Still images: read and write PNG, JPEG, WebP, TIFF and BMP as HxWxC numpy arrays.
 
 Reading applies EXIF orientation, keeps 8/16-bit depth and grayscale, and refuses
-decompression bombs; writing is atomic and carries ICC profile and EXIF across.
+decompression bombs; writing is atomic and carries ICC profile, EXIF, XMP and resolution (dpi) across.
 
 Pillow does the work, except for 16-bit colour (RGB, RGBA, grey plus alpha), which Pillow
 decodes at 8 bits and cannot write: PNG goes through pypng and TIFF through tifffile. Written
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import struct
 import threading
 import warnings
 import zlib
@@ -25,7 +26,7 @@ import numpy as np
 import png
 import tifffile
 from numpy.typing import DTypeLike
-from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from subpixel.errors import SubpixelError
 from subpixel.io.atomic import write_atomic
@@ -83,6 +84,10 @@ _ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
 }
 _PNG_COLOUR_TYPES = frozenset({2, 4, 6})  # RGB, grey + alpha, RGBA: what Pillow reads at 8 bits
 _PNG_EXIF_PREFIX = b"Exif\x00\x00"  # Pillow's EXIF bytes start with this; an eXIf chunk does not
+_PNG_XMP_KEY = b"XML:com.adobe.xmp"  # the iTXt keyword of XMP in PNG
+_JPEG_MAX_XMP = 65504  # bytes of XMP one JPEG APP1 marker holds (larger, "extended" XMP is left out)
+_TIFF_XMP, _TIFF_X_RESOLUTION = 700, 282
+_INCH = 0.0254  # metres: PNG's pHYs counts pixels per metre
 # A TIFF's "EXIF" is its whole header; only these descriptive IFD0 tags are carried over.
 _TIFF_EXIF_TAGS = frozenset(
     {
@@ -131,7 +136,8 @@ class ImageData:
 
     ``pixels`` is HxWxC (C = 1, 3 or 4) uint8 or uint16. ``mode_hint`` ('L', 'RGB' or 'RGBA')
     records the source layout, so an output passed ``like=`` this is written back as
-    grayscale even if the pixels were expanded to RGB for processing.
+    grayscale even if the pixels were expanded to RGB for processing. ``dpi`` is the file's
+    (x, y) resolution in dots per inch, ``xmp`` its XMP packet, each None when absent.
     """
 
     pixels: np.ndarray
@@ -140,6 +146,8 @@ class ImageData:
     exif: bytes | None = None
     format: str | None = None
     path: Path | None = None
+    dpi: tuple[float, float] | None = None
+    xmp: bytes | None = None
 
     @property
     def bit_depth(self) -> int:
@@ -190,7 +198,8 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
     Grayscale ('1', 'L', 16-bit 'I;16', 32-bit 'I' clipped to 16 bits) stays one channel;
     anything with alpha or transparency (palette, 'LA', ...) becomes RGBA; other modes
     (palette, CMYK, YCbCr, ...) become RGB. An ICC profile that no longer matches the
-    converted colours (e.g. a CMYK profile) is dropped. The returned EXIF has orientation 1.
+    converted colours (e.g. a CMYK profile) is dropped. The returned EXIF has orientation 1;
+    the resolution (dpi) and XMP packet are returned as the file gives them.
 
     8-bit images stay uint8 and 16-bit PNG and TIFF stay uint16, colour included: 16-bit RGB,
     RGBA and grey-plus-alpha PNG are decoded with pypng and 16-bit RGB/RGBA TIFF with tifffile,
@@ -237,6 +246,8 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
                 exif=exif.tobytes() if exif else None,
                 format=im.format,
                 path=path,
+                dpi=_read_dpi(im),
+                xmp=_read_xmp(im),
             )
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise ImageTooLargeError(
@@ -335,6 +346,23 @@ def _header_exif(im: ImageFile.ImageFile, path: Path) -> Image.Exif:
     return Image.Image.getexif(im)  # the base method: PngImageFile's would decode the pixels first
 
 
+def _read_dpi(im: ImageFile.ImageFile) -> tuple[float, float] | None:
+    """The (x, y) dots per inch the file states; None for none (Pillow reads a TIFF without any as 1 dpi)."""
+    dpi = im.info.get("dpi")
+    if not dpi or (im.format == "TIFF" and _TIFF_X_RESOLUTION not in im.tag_v2):
+        return None
+    x, y = float(dpi[0]), float(dpi[1])
+    return (x, y) if 0 < x < float("inf") and 0 < y < float("inf") else None
+
+
+def _read_xmp(im: ImageFile.ImageFile) -> bytes | None:
+    """The XMP packet as Pillow finds it (PNG iTXt, JPEG APP1, TIFF tag 700, WebP chunk), else None."""
+    xmp = im.info.get("xmp")
+    if isinstance(xmp, str):
+        xmp = xmp.encode()
+    return xmp if isinstance(xmp, bytes) and xmp else None
+
+
 def _descriptive_tiff_exif(tags: Image.Exif) -> Image.Exif:
     """The descriptive tags and EXIF/GPS sub-IFDs of a TIFF header, without layout tags."""
     kept = Image.Exif()
@@ -348,9 +376,15 @@ def _descriptive_tiff_exif(tags: Image.Exif) -> Image.Exif:
 
 def pil_to_array(im: Image.Image) -> tuple[np.ndarray, str]:
     """Pixels of a PIL image (any mode but 'F') as HxWxC uint8/uint16 and the matching mode hint:
-    grayscale stays one channel (16-bit and 32-bit integer as uint16), alpha or transparency gives RGBA."""
+    grayscale stays one channel (16-bit and 32-bit integer as uint16), alpha or transparency gives RGBA
+    (16-bit grey with a transparent value: the grey three times and a uint16 alpha, 0 at that value)."""
     if im.mode.startswith("I;16") or im.mode == "I":
-        return np.clip(np.asarray(im), 0, 65535).astype(np.uint16)[..., None], "L"
+        grey = np.asarray(im)
+        pixels = np.clip(grey, 0, 65535).astype(np.uint16)[..., None]
+        if not isinstance(im.info.get("transparency"), int):
+            return pixels, "L"
+        alpha = (grey != im.info["transparency"]).astype(np.uint16)[..., None] * np.uint16(65535)
+        return np.concatenate([pixels, pixels, pixels, alpha], axis=2), "RGBA"
     has_alpha = im.mode in _ALPHA_MODES or "transparency" in im.info
     if im.mode in ("1", "L") and not has_alpha:
         return np.array(im.convert("L"))[..., None], "L"
@@ -405,13 +439,16 @@ def write_image(
 ) -> Path:
     """Write HxWxC (or HxW) uint8/uint16 ``pixels`` atomically and return the path.
 
-    The format comes from ``format`` or the extension. ``like`` supplies the ICC profile and
-    EXIF (copied for PNG, JPEG, WebP and TIFF) and, when its ``mode_hint`` is 'L', turns 3-channel
-    pixels back into grayscale (BT.601 luma). uint16 is written as 16-bit to PNG and TIFF, grayscale
-    and colour alike, and converted to 8-bit for JPEG, WebP and BMP. 16-bit colour is written by
-    pypng (PNG, unfiltered, so larger than Pillow's files; ICC profile and EXIF are carried) and
-    tifffile (uncompressed TIFF; the ICC profile, orientation and the descriptive IFD0 tags such as
-    Make, Model, Artist, Copyright and DateTime are carried, the EXIF and GPS sub-IFDs are not).
+    The format comes from ``format`` or the extension. ``like`` supplies the ICC profile, EXIF and
+    XMP (copied for PNG, JPEG, WebP and TIFF; XMP over 64 KB not to JPEG) and the resolution (dpi, for
+    PNG, JPEG and TIFF; WebP has none), and, when its ``mode_hint`` is 'L', turns 3-channel pixels back
+    into grayscale (BT.601 luma). The dpi is kept as it is, not multiplied by the upscaling factor: the
+    image gets physically larger at the same resolution, as GIMP's "Scale Image" does. uint16 is
+    written as 16-bit to PNG and TIFF, grayscale and colour alike, and converted to 8-bit for JPEG,
+    WebP and BMP. 16-bit colour is written by pypng (PNG, unfiltered, so larger than Pillow's files;
+    ICC profile, EXIF, XMP and dpi are carried) and tifffile (uncompressed TIFF; the ICC profile, XMP,
+    dpi, orientation and the descriptive IFD0 tags such as Make, Model, Artist, Copyright and DateTime
+    are carried, the EXIF and GPS sub-IFDs are not).
     ``quality`` applies to JPEG (written without chroma subsampling) and WebP. The file is written
     to a temporary file in the same folder and moved into place, so on failure an existing file is
     untouched.
@@ -441,28 +478,53 @@ def write_image(
         pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if fmt == "WEBP" and pixels.shape[2] == 1:  # WebP has no grayscale; a gray ICC profile would not fit
         pixels = np.repeat(pixels, 3, axis=2)
-    icc = exif = None
+    meta = _Metadata()
     if like is not None and fmt in _METADATA_FORMATS:
-        icc = _matching_icc(like.icc_profile, pixels.shape[2])
-        exif = like.exif or None
+        meta = _Metadata(icc=_matching_icc(like.icc_profile, pixels.shape[2]), exif=like.exif or None,
+                         dpi=like.dpi if fmt != "WEBP" else None,
+                         xmp=like.xmp if fmt != "JPEG" or len(like.xmp or b"") <= _JPEG_MAX_XMP else None)
 
     if pixels.dtype == np.uint16 and pixels.shape[2] > 1:  # 16-bit colour: Pillow would drop to 8 bits
         write16 = _write_png16 if fmt == "PNG" else _write_tiff16
-        _atomic_save(path, lambda f: write16(f, pixels, icc, exif))
+        _atomic_save(path, lambda f: write16(f, pixels, meta))
         return path
 
     im = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
-    params: dict[str, object] = {}
+    params = _pillow_params(fmt, meta)
     if fmt in ("JPEG", "WEBP"):
         params["quality"] = quality
     if fmt == "JPEG":
         params["subsampling"] = 0
-    if icc:
-        params["icc_profile"] = icc
-    if exif:
-        params["exif"] = exif
     _atomic_save(path, lambda f: im.save(f, format=fmt, **params))
     return path
+
+
+@dataclass(frozen=True)
+class _Metadata:
+    """What an output carries over from its input (each None when absent or unsupported by the format)."""
+
+    icc: bytes | None = None
+    exif: bytes | None = None
+    dpi: tuple[float, float] | None = None
+    xmp: bytes | None = None
+
+
+def _pillow_params(fmt: str, meta: _Metadata) -> dict[str, object]:
+    """Pillow ``save`` arguments carrying ``meta`` to ``fmt``: XMP is an iTXt chunk in PNG and tag 700 in TIFF."""
+    params: dict[str, object] = {"icc_profile": meta.icc, "exif": meta.exif, "dpi": meta.dpi}
+    if meta.xmp and fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt(_PNG_XMP_KEY, meta.xmp)
+        params["pnginfo"] = info
+    elif meta.xmp and fmt == "TIFF":  # Pillow's TIFF writer takes XMP only as a tag beside the EXIF ones
+        tags = Image.Exif()
+        if meta.exif:
+            tags.load(meta.exif)
+        tags[_TIFF_XMP] = meta.xmp
+        params["exif"] = tags
+    elif meta.xmp:
+        params["xmp"] = meta.xmp
+    return {key: value for key, value in params.items() if value}
 
 
 class _PngWriter(png.Writer):
@@ -478,25 +540,31 @@ class _PngWriter(png.Writer):
             png.write_chunk(outfile, kind, data)
 
 
-def _write_png16(f: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
+def _write_png16(f: BinaryIO, pixels: np.ndarray, meta: _Metadata) -> None:
     """Write HxWx3/4 uint16 as a 16-bit RGB/RGBA PNG with pypng."""
     height, width, channels = pixels.shape
     chunks = []
-    if icc:  # profile name, NUL, compression method 0 (zlib), compressed profile
-        chunks.append((b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
-    if exif:
-        chunks.append((b"eXIf", exif.removeprefix(_PNG_EXIF_PREFIX)))
+    if meta.icc:  # profile name, NUL, compression method 0 (zlib), compressed profile
+        chunks.append((b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(meta.icc)))
+    if meta.exif:
+        chunks.append((b"eXIf", meta.exif.removeprefix(_PNG_EXIF_PREFIX)))
+    if meta.dpi:  # pixels per metre, unit 1 (metre), rounded as Pillow does
+        chunks.append((b"pHYs", struct.pack(">IIB", *(int(d / _INCH + 0.5) for d in meta.dpi), 1)))
+    if meta.xmp:  # keyword, NUL, uncompressed, method 0, no language, no translated keyword
+        chunks.append((b"iTXt", _PNG_XMP_KEY + b"\x00\x00\x00\x00\x00" + meta.xmp))
     writer = _PngWriter(width, height, greyscale=False, alpha=channels == 4, bitdepth=16, extra_chunks=chunks)
     # Rows as big-endian bytes, one at a time (no full-size copy).
     writer.write_packed(f, (pixels[y].astype(">u2").tobytes() for y in range(height)))
 
 
-def _write_tiff16(f: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
+def _write_tiff16(f: BinaryIO, pixels: np.ndarray, meta: _Metadata) -> None:
     """Write HxWx3/4 uint16 as an uncompressed 16-bit RGB/RGBA TIFF with tifffile."""
     tags: list[tuple[int, str, int, object, bool]] = []
-    if exif:
+    if meta.xmp:
+        tags.append((_TIFF_XMP, "B", len(meta.xmp), meta.xmp, True))
+    if meta.exif:
         loaded = Image.Exif()
-        loaded.load(exif)
+        loaded.load(meta.exif)
         for tag in sorted(_TIFF16_ASCII_TAGS & loaded.keys()):
             value = loaded[tag]
             if isinstance(value, str):
@@ -511,7 +579,9 @@ def _write_tiff16(f: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: byte
         photometric="rgb",
         planarconfig="contig",
         extrasamples=("unassalpha",) if pixels.shape[2] == 4 else None,
-        iccprofile=icc,
+        iccprofile=meta.icc,
+        resolution=meta.dpi,
+        resolutionunit="INCH" if meta.dpi else None,
         metadata=None,  # no JSON shape description
         software=False,
         extratags=tags,

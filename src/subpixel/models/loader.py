@@ -51,6 +51,8 @@ def load(
     registered architecture with random weights (for speed benchmarks and training).
     ``scale``: required to match a weights file's scale; ``None`` takes the file's (else 4).
     ``engine``: ``auto``, ``torch``, ``torch-compile`` or ``onnx`` (see :mod:`subpixel.engine`).
+    ``arch_args`` (architecture arguments) apply only with ``pretrained=False`` or to interpolation models;
+    with weights, whose card fixes the architecture, they raise :class:`SubpixelError`.
     """
     from subpixel.engine import make_engine
 
@@ -62,6 +64,7 @@ def load(
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise SubpixelError(f"weights file not found: {path}")
+        _refuse_arch_args(arch_args, path.name)
         net, card = load_net(path)
         name = card.get("name", path.stem)
         if scale is not None and scale != net.scale:
@@ -76,6 +79,7 @@ def load(
         if spec is not None and (spec.interpolation or not pretrained):
             net, card = build(name, scale, **arch_args), {"name": name, "architecture": name, "scale": scale}
         elif shipped:
+            _refuse_arch_args(arch_args, f"the shipped {name!r} weights")
             match = [m for m in shipped if m.scale == scale]
             if not match:
                 have = ", ".join(f"x{m.scale}" for m in shipped)
@@ -89,6 +93,14 @@ def load(
     net = net.deploy()
     runtime = make_engine(net, engine=engine, device=device, precision=precision)
     return Upscaler(net, name=name, card=card, engine=runtime)
+
+
+def _refuse_arch_args(arch_args: dict[str, Any], weights: str) -> None:
+    """Raise if architecture arguments were given for ``weights``, whose card fixes the architecture."""
+    if arch_args:
+        names = ", ".join(sorted(arch_args))
+        raise SubpixelError(f"unexpected argument(s) {names} for {weights}: architecture arguments apply only "
+                            "with pretrained=False or to interpolation models")
 
 
 def _not_a_model(path: Path, name: str) -> str:
