@@ -91,6 +91,15 @@ def test_split_by_names(tmp_path: Path) -> None:
         split_images(folders, val_count=6)
 
 
+def test_split_refuses_a_folder_or_a_validation_image_given_twice(tmp_path: Path) -> None:
+    a = _write_images(tmp_path / "a", [(8, 8)] * 3)
+    with pytest.raises(SubpixelError, match=r"^data.train lists .*a twice$"):
+        split_images([tmp_path / "a", tmp_path / "a" / ".." / "a"], val_count=1)
+    with pytest.raises(SubpixelError, match=r"^data.val_names: 'a/img01.png' names img01.png again$"):
+        split_images([tmp_path / "a"], val_names=["img01", "a/img01.png"])
+    assert split_images([tmp_path / "a"], val_names=["img01", "img02"]).val == a[1:]
+
+
 def test_fingerprint_covers_names_and_bytes(tmp_path: Path) -> None:
     paths = _write_images(tmp_path, [(8, 8), (8, 8)])
     first = fingerprint(paths)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -502,6 +504,46 @@ def test_recipe_validation(tmp_path: Path) -> None:
         FRVSRConfig.from_dict({"data": ["x"], "lr": -1})
 
 
+@pytest.mark.parametrize(("bad", "message"), [
+    ({"lr": float("inf")}, "lr must be a finite number, got inf"),
+    ({"lr": "nan"}, "lr must be a finite number, got 'nan'"),
+    ({"min_lr": "-inf"}, "min_lr must be a finite number"),
+    ({"flow_weight": float("nan")}, "flow_weight must be a finite number"),
+    ({"seed": 2**64}, "seed must be in [0, 2**63)"),
+    ({"seed": -1}, "seed must be in [0, 2**63)"),
+    ({"motion": {"speed": "fast"}}, "motion.speed must be a finite number >= 0, got 'fast'"),
+    ({"motion": {"zoom": -0.1}}, "motion.zoom must be a finite number >= 0"),
+    ({"motion": {"sped": 1}}, "unknown motion setting 'sped'"),
+    ({"arch": {"channels": "8"}}, "arch.channels must be a positive integer, got '8'"),
+    ({"arch": {"blocks": 0}}, "arch.blocks must be a positive integer, got 0"),
+    ({"arch": {"flow_channels": [4, 0]}}, "arch.flow_channels must be a non-empty list of positive integers"),
+    ({"arch": {"max_flow": float("inf")}}, "arch.max_flow must be a positive number"),
+    ({"arch": {"lk_levels": -1}}, "arch.lk_levels must be an integer >= 0"),
+])
+def test_bad_values_are_one_line_recipe_errors(bad: dict, message: str) -> None:
+    with pytest.raises(SubpixelError, match=f"^FRVSR recipe: {re.escape(message)}"):
+        FRVSRConfig.from_dict({"data": ["x"], **bad})
+
+
+def test_every_arch_argument_is_checked_and_motion_reads_as_floats() -> None:
+    assert set(frvsr_train._ARCH_RULES) == frvsr_train._ARCH_KEYS
+    assert FRVSRConfig.from_dict({"data": ["x"], "motion": {"zoom": "5e-3", "speed": 2}}).motion == {
+        "zoom": 0.005, "speed": 2.0}
+
+
+def test_a_key_or_a_folder_given_twice_is_refused(tmp_path: Path) -> None:
+    raw = _recipe(tmp_path, iters=2).to_dict()
+    text = yaml.safe_dump(raw)
+    (tmp_path / "r.yaml").write_text(text + "lr: 1.0\n")  # the second would silently win
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run")])
+    assert isinstance(result.exception, SubpixelError) and not (tmp_path / "run").exists()
+    line = len(text.splitlines()) + 1
+    assert str(result.exception).endswith(f"r.yaml: key 'lr' given twice (again on line {line})")
+    with pytest.raises(SubpixelError, match="^training data lists .*stills twice$"):
+        train_frvsr(FRVSRConfig.from_dict({**raw, "data": [raw["data"][0], raw["data"][0] + "/"]}), tmp_path / "run",
+                    progress=False)
+
+
 @pytest.mark.parametrize("export", ["elsewhere/model.safetensors", "run/frvsr_x2.safetensors"])
 def test_cli_trains_frvsr_recipes_and_exports(tmp_path: Path, export: str) -> None:
     raw = _recipe(tmp_path, iters=2).to_dict()
@@ -515,6 +557,60 @@ def test_cli_trains_frvsr_recipes_and_exports(tmp_path: Path, export: str) -> No
     assert summary["throughput"]["to_iteration"] == 2 and summary["best_validation"] is None
     net, card = load_net(tmp_path / export)  # the run's own weights path too (what tools/device/train.sh asks)
     assert isinstance(net, FRVSR) and card["training"]["recipe"]["iters"] == 2
+
+
+def test_a_failed_export_leaves_the_earlier_one_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(_recipe(tmp_path, iters=1).to_dict()))
+    export = tmp_path / "out" / "m.safetensors"
+    export.parent.mkdir()
+    export.write_bytes(b"old weights")
+    export.with_suffix(".json").write_text("old card")
+    replace = os.replace
+
+    def full_disk(src: Path, dst: Path) -> None:
+        if Path(dst).parent == export.parent:
+            raise OSError(28, "No space left on device")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    args = ["train", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run"), "--export", str(export), "--resume"]
+    assert isinstance(CliRunner().invoke(cli, args).exception, OSError)
+    assert export.read_bytes() == b"old weights" and export.with_suffix(".json").read_text() == "old card"
+    assert sorted(p.name for p in export.parent.iterdir()) == ["m.json", "m.safetensors"]  # no temporary file
+    monkeypatch.undo()
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert export.read_bytes() == (tmp_path / "run/frvsr_x2.safetensors").read_bytes()
+    assert read_card(export) == read_card(tmp_path / "run/frvsr_x2.safetensors")
+
+
+def test_a_resumed_run_keeps_its_provenance_and_wall_time(tmp_path: Path) -> None:
+    base = {**_recipe(tmp_path, iters=2).to_dict(), "ckpt_every": 0}
+    ablation = train_frvsr(FRVSRConfig.from_dict({**base, "recurrent": False}), tmp_path / "norec", progress=False)
+    sha = hashlib.sha256(ablation.read_bytes()).hexdigest()
+    ticks = iter(range(10**6))
+    budget = IterationBudget(40.0, warmup=1, window=2, margin=1.0, clock=lambda: float(next(ticks)))
+    cfg = FRVSRConfig.from_dict({**base, "init": str(ablation), "iters": 100, "log_every": 5})
+    assert train_frvsr(cfg, tmp_path / "run", progress=False, time_limit=0.0, budget=budget) is None
+    ckpt_file = latest_checkpoint(tmp_path / "run")
+    ckpt = torch.load(ckpt_file, weights_only=True)
+    assert ckpt_file.name == "iter_00000005.pt" and ckpt["meta"]["wall_seconds"] > 0
+    ckpt["meta"]["wall_seconds"] = 600.0  # as if the first session had trained for ten minutes
+    torch.save(ckpt, ckpt_file)
+    ablation.unlink()  # not needed to resume
+    weights = train_frvsr(FRVSRConfig.from_dict({**base, "init": str(ablation), "iters": budget.fits[-1][1],
+                                                 "log_every": 5}), tmp_path / "run", progress=False)
+    training = read_card(weights)["training"]
+    assert training["init"]["sha256"] == sha and training["budget"] == budget.record()
+    assert 10 < training["wall_minutes"] < 11
+
+
+def test_a_diverging_run_stops_before_checkpointing_non_finite_weights(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(frvsr_train, "_cosine_lr", lambda cfg, it: float("inf") if it >= 2 else 1e-3)
+    cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=6).to_dict(), "log_every": 3})
+    with pytest.raises(SubpixelError, match="^training diverged: the weights are not finite after iteration 3 "):
+        train_frvsr(cfg, tmp_path / "run", progress=False)
+    assert latest_checkpoint(tmp_path / "run").name == "iter_00000002.pt"
 
 
 def test_budget_and_an_ablation_that_follows_it_train_the_same_iterations(tmp_path: Path) -> None:

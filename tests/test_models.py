@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -241,6 +243,25 @@ def test_bad_arguments_are_user_errors() -> None:
         build("sesr-m5", 2, mode="rgba")
     with pytest.raises(SubpixelError):
         build("sprint", 2, mixer_kernel=4)
+    with pytest.raises(SubpixelError, match="mixer_kernel must be odd"):
+        build("sprint", 2, mixer_kernel="7")
+
+
+@pytest.mark.parametrize(("name", "kwargs", "message"), [
+    ("sprint", {"channels": 0}, "sprint: channels must be a positive integer, got 0"),
+    ("sprint", {"blocks": -1}, "sprint: blocks must be a positive integer, got -1"),
+    ("sprint-s", {"channels": "abc"}, "sprint-s: channels must be a positive integer, got 'abc'"),
+    ("rlfn", {"esa_channels": 0}, "rlfn: esa_channels must be"),
+    ("rlfn-plain", {"blocks": True}, "rlfn-plain: blocks must be"),
+    ("sesr-m5", {"expansion": 0}, "sesr-m5: expansion must be"),
+    ("frvsr", {"flow_channels": []}, "frvsr: flow_channels must be a non-empty list of positive integers, got"),
+    ("frvsr", {"flow_channels": [4, 0]}, "frvsr: flow_channels must be a non-empty list"),
+])
+def test_channel_and_layer_counts_must_be_positive_integers(name: str, kwargs: dict, message: str) -> None:
+    from subpixel.errors import SubpixelError
+
+    with pytest.raises(SubpixelError, match=f"^{re.escape(message)}"):
+        build(name, 2, **kwargs)
 
 
 def test_sesr_variants_are_sesr() -> None:

@@ -19,6 +19,7 @@ import torch.multiprocessing as mp
 import yaml
 from click.testing import CliRunner
 from PIL import Image
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from subpixel.cli import cli
@@ -35,7 +36,7 @@ from subpixel.train import evaluate_pairs, export_best, parse_config, train
 from subpixel.train import trainer as trainer_module
 from subpixel.train.budget import BUDGET_FILE, IterationBudget
 from subpixel.train.checkpoint import list_checkpoints, load_checkpoint, save_atomic
-from subpixel.train.config import ConfigError, config_to_dict, load_config
+from subpixel.train.config import ConfigError, config_to_dict, load_config, read_recipe
 from subpixel.train.distributed import DistInfo
 from subpixel.train.losses import CharbonnierLoss, build_loss
 from subpixel.train.monitor import ScalarLog, read_sessions, record_session
@@ -119,14 +120,12 @@ def _assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
 
 
 def test_every_shipped_recipe_validates() -> None:
-    import yaml
-
     from subpixel.train.frvsr import FRVSRConfig
 
     recipes = sorted((REPO / "recipes").glob("*.yaml"))
     assert len(recipes) >= 4
     for path in recipes:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_recipe(path)
         if raw.get("model") == "frvsr":
             assert FRVSRConfig.from_dict(raw).scale in (2, 4)
             continue
@@ -149,7 +148,7 @@ def test_config_round_trips(tmp_path: Path) -> None:
     (None, {"trian": {}}, "unknown key 'trian' in the recipe's top level"),
     ("train", {"iters": 1.5}, "train.iters: expected an integer, got float 1.5"),
     ("train", {"iters": True}, "train.iters: expected an integer"),
-    ("optim", {"lr": "fast"}, "optim.lr: expected a number, got str 'fast'"),
+    ("optim", {"lr": "fast"}, "optim.lr: expected a finite number, got str 'fast'"),
     ("optim", {"betas": [0.9]}, "optim.betas: expected a list of 2 values"),
     ("optim", {"name": "sgd"}, "optim.name: expected one of adam, adamw, got 'sgd'"),
     ("train", {"amp": "fp8"}, "train.amp: expected one of off, bf16, fp16"),
@@ -161,6 +160,12 @@ def test_config_round_trips(tmp_path: Path) -> None:
     ("schedule", {"milestones": [5]}, "schedule.milestones: must be empty unless name is multistep"),
     ("schedule", {"name": "multistep", "milestones": [5, 3]}, "schedule.milestones: must be increasing"),
     ("data", {"batch": 0}, "data.batch: must be >= 1"),
+    ("optim", {"lr": float("inf")}, "optim.lr: expected a finite number, got float inf"),
+    ("optim", {"weight_decay": "nan"}, "optim.weight_decay: expected a finite number, got str 'nan'"),
+    ("schedule", {"min_lr": "-inf"}, "schedule.min_lr: expected a finite number"),
+    ("train", {"grad_clip": 10**400}, "train.grad_clip: expected a finite number"),
+    (None, {"seed": 2**64}, "seed: must be in [0, 2**63)"),
+    (None, {"seed": -1}, "seed: must be in [0, 2**63)"),
 ])
 def test_config_errors_name_the_key(tmp_path: Path, section: str | None, patch: dict, message: str) -> None:
     raw = _recipe(tmp_path)
@@ -190,6 +195,55 @@ def test_config_missing_and_file_errors(tmp_path: Path) -> None:
     assert parse_config(raw).train.amp == "off"
 
 
+def test_a_schedule_longer_than_the_run_is_refused_unless_a_budget_cut_it(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _images(tmp_path / "data")
+    raw = _recipe(Path("data"), iters=20)
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(cli, ["train", "r.yaml", "--out", "run", "--max-iters", "3", "--quiet"])
+    assert isinstance(res.exception, ConfigError) and not (tmp_path / "run").exists()
+    assert str(res.exception) == ("schedule.warmup 3 is not below train.iters 3: the learning rate never leaves "
+                                  "warmup")
+    raw["schedule"] = {"name": "multistep", "milestones": [5, 20]}
+    with pytest.raises(ConfigError, match=r"^schedule.milestones \[20\] are not below train.iters 20"):
+        train(parse_config(raw), tmp_path / "run", device="cpu", quiet=True)
+    # a budget's short fit keeps its deadline: a warning, not an error
+    ticks = iter(range(10**6))
+    budget = IterationBudget(20.0, warmup=3, window=5, margin=1.0, clock=lambda: float(next(ticks)))  # 1 s a step
+    raw = _recipe(Path("data"), iters=500, val_every=0)
+    raw["schedule"]["warmup"] = 100
+    with pytest.warns(UserWarning, match="iteration budget: schedule.warmup 100 is not below train.iters"):
+        result = train(parse_config(raw), tmp_path / "b", device="cpu", quiet=True, budget=budget,
+                       export=tmp_path / "b.safetensors")
+    assert result.iteration == budget.fits[-1][1] < 100 and (tmp_path / "b.safetensors").is_file()
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    text = yaml.safe_dump(_recipe(tmp_path), sort_keys=False)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text + "optim: {name: adam, lr: 5.0e-2}\n")  # a second section would replace the first
+    line = len(text.splitlines()) + 1
+    with pytest.raises(ConfigError, match=rf"r.yaml: key 'optim' given twice \(again on line {line}\)$"):
+        load_config(recipe)
+    recipe.write_text(text.replace("  lr: 2e-3\n", "  lr: 2e-3\n  lr: 1e-3\n"))
+    with pytest.raises(ConfigError, match="key 'lr' given twice"):
+        load_config(recipe)
+    recipe.write_text("base: &b {lr: 1.0e-3, name: adam}\nother: {<<: *b, lr: 2.0e-3}\n")  # a merge key may override
+    assert read_recipe(recipe)["other"] == {"lr": 2e-3, "name": "adam"}
+
+
+def test_bad_model_arguments_are_one_line_config_errors(tmp_path: Path) -> None:
+    cpu = DistInfo(0, 1, 0, torch.device("cpu"))
+    for model, message in [
+        ({"name": ARCH, "scale": 2, "args": {"width": 2.5}}, "model.args do not fit 'tiny-train-test': out_channels"),
+        ({"name": "sprint", "scale": 2, "args": {"blocks": -1}}, "model: sprint: blocks must be a positive integer"),
+        ({"name": "espcn", "scale": 5}, "model: espcn supports scales 2, 3, 4, not x5"),
+    ]:
+        with pytest.raises(ConfigError, match=f"^{message}"):  # before any data is read
+            Trainer(parse_config({**_recipe(tmp_path / "absent"), "model": model}), tmp_path / "run", cpu)
+
+
 # --- schedule, losses, validation ----------------------------------------------------------------------------
 
 
@@ -203,6 +257,7 @@ def test_learning_rate_schedules(tmp_path: Path) -> None:
     assert learning_rate(54, 104, 1e-2, s) == pytest.approx((1e-2 + 1e-4) / 2)
     assert learning_rate(104, 104, 1e-2, s) == pytest.approx(1e-4)
     raw["schedule"] = {"name": "multistep", "milestones": [10, 20], "gamma": 0.1}
+    raw["train"]["iters"] = 30
     s = parse_config(raw).schedule
     assert [learning_rate(i, 30, 1.0, s) for i in (9, 10, 19, 20)] == pytest.approx([1, 0.1, 0.1, 0.01])
 
@@ -215,6 +270,19 @@ def test_losses() -> None:
     assert CharbonnierLoss(1e-3)(hr, hr).item() == pytest.approx(1e-3)
     with pytest.raises(SubpixelError, match="loss.args for 'l1'"):
         build_loss("l1", {"eps": 1})
+
+
+@pytest.mark.parametrize(("name", "args", "message"), [
+    ("charbonnier", {"eps": "abc"}, "could not convert string to float"),
+    ("charbonnier", {"eps": float("inf")}, "must be a finite scalar, got inf"),
+    ("l1", {"reduction": "none"}, r"must be a finite scalar, got shape \(1, [13], 2, 2\)"),
+    ("mse", {"reduction": "bogus"}, "bogus is not a valid value"),
+])
+def test_loss_arguments_that_break_the_loss_are_config_errors(name: str, args: dict, message: str) -> None:
+    for channels in ("rgb", "y"):
+        with pytest.raises(ConfigError, match=rf"^loss.args for '{name}': .*{message}"):
+            build_loss(name, args, channels)
+    assert build_loss("l1", {"reduction": "sum"})(torch.zeros(1, 3, 2, 2), torch.ones(1, 3, 2, 2)).item() == 12
 
 
 def test_luma_loss_sees_luma_and_ignores_chroma() -> None:
@@ -342,6 +410,7 @@ def test_bf16_amp_and_multistep_train_on_cpu(tmp_path: Path, monkeypatch: pytest
 
 def test_bf16_on_a_cpu_without_native_bf16_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     raw = _recipe(_images(tmp_path / "data"), iters=1, amp="bf16", val_every=0, ckpt_every=0)
+    raw["schedule"]["warmup"] = 0
     monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
     with pytest.warns(UserWarning, match="emulated"):
         train(parse_config(raw), tmp_path / "a", device="cpu", quiet=True)
@@ -394,6 +463,46 @@ def test_warm_start_begins_from_earlier_weights_and_records_them(tmp_path: Path)
     raw["model"]["init"] = str(tmp_path / "bad.safetensors")
     with pytest.raises(ConfigError, match="not readable safetensors"):
         train(parse_config(raw), tmp_path / "third", device="cpu", quiet=True)
+
+
+def test_a_resumed_run_keeps_the_provenance_of_its_start(tmp_path: Path) -> None:
+    data = _images(tmp_path / "data")
+    raw = _recipe(data, iters=4, val_every=0)
+    train(parse_config(copy.deepcopy(raw)), tmp_path / "first", device="cpu", quiet=True)
+    init = export_best(tmp_path / "first", tmp_path / "init.safetensors")
+    sha = hashlib.sha256(init.read_bytes()).hexdigest()
+    raw["model"]["init"] = str(init)
+    train(parse_config(copy.deepcopy(raw)), tmp_path / "run", device="cpu", quiet=True, until=2)
+    save_file({k: v + 1 for k, v in load_file(str(init)).items()}, str(init))  # other weights under the same name
+    with pytest.warns(UserWarning, match="model.init .* has changed since this run started from it"):
+        train(parse_config(copy.deepcopy(raw)), tmp_path / "run", device="cpu", quiet=True, resume=True, until=3)
+    init.unlink()  # not needed to resume
+    train(parse_config(copy.deepcopy(raw)), tmp_path / "run", device="cpu", quiet=True, resume=True,
+          export=tmp_path / "m.safetensors")
+    assert read_card(tmp_path / "m.safetensors")["training"]["init"]["sha256"] == sha
+    # a budget run stopped early and resumed without --budget (at the fitted train.iters) keeps its budget
+    ticks = iter(range(10**6))
+    budget = IterationBudget(40.0, warmup=3, window=5, margin=1.0, clock=lambda: float(next(ticks)))
+    train(parse_config(_recipe(data, iters=500, val_every=0)), tmp_path / "bud", device="cpu", quiet=True,
+          budget=budget, until=12)
+    assert budget.fits and list_checkpoints(tmp_path / "bud")[-1].name == "iter_00000012.pt"
+    fitted = parse_config(yaml.safe_load((tmp_path / "bud/recipe.yaml").read_text()))
+    train(fitted, tmp_path / "bud", device="cpu", quiet=True, resume=True, export=tmp_path / "b.safetensors")
+    assert read_card(tmp_path / "b.safetensors")["training"]["budget"] == budget.record()
+
+
+@pytest.mark.parametrize(("log_every", "ckpt_every", "first_bad_step"), [(4, 2, 5), (3, 4, 4)])  # a save, a log first
+def test_a_diverging_run_stops_before_checkpointing_non_finite_weights(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_every: int, ckpt_every: int, first_bad_step: int) -> None:
+    real = trainer_module.learning_rate
+    monkeypatch.setattr(trainer_module, "learning_rate",
+                        lambda step, *args: float("inf") if step >= first_bad_step else real(step, *args))
+    cfg = parse_config(_recipe(_images(tmp_path / "data"), iters=20, log_every=log_every, ckpt_every=ckpt_every,
+                               val_every=0))
+    with pytest.raises(SubpixelError, match="^training diverged: the weights are not finite after iteration 6 "):
+        train(cfg, tmp_path / "run", device="cpu", quiet=True)
+    last = list_checkpoints(tmp_path / "run")[-1]
+    assert last.name == "iter_00000004.pt" and all(torch.isfinite(v).all() for v in _state(last)["model"].values())
 
 
 def test_warm_start_checks_the_card_before_the_tensors(tmp_path: Path) -> None:
@@ -520,7 +629,9 @@ def test_cli_trains_resumes_and_exports(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_cli_amp_overrides_the_recipe_and_is_recorded(tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(yaml.safe_dump(_recipe(_images(tmp_path / "data"), iters=2, amp="bf16")))
+    raw = _recipe(_images(tmp_path / "data"), iters=2, amp="bf16")
+    raw["schedule"]["warmup"] = 0
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
     res = CliRunner().invoke(cli, ["train", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run"), "--amp", "off",
                                    "--quiet"])
     assert res.exit_code == 0, res.output
@@ -542,7 +653,7 @@ def test_cli_errors(tmp_path: Path) -> None:
 
 def test_export_without_validation_uses_last_ema(tmp_path: Path) -> None:
     raw = _recipe(_images(tmp_path / "data"), iters=3, val_every=0)
-    raw["data"]["val_count"] = 0
+    raw["data"]["val_count"], raw["schedule"]["warmup"] = 0, 0
     train(parse_config(raw), tmp_path / "run", device="cpu", quiet=True)
     out = export_best(tmp_path / "run", tmp_path / "m.safetensors")
     net, card = load_net(out)

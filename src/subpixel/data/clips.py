@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from subpixel.data.pairs import refuse_repeats
 from subpixel.errors import SubpixelError
 from subpixel.ops.resize import imresize
 
@@ -152,6 +153,8 @@ def exact_flow(affines: torch.Tensor, lr_size: int, scale: int) -> torch.Tensor:
 
 
 def _list_stills(sources: list[Path]) -> list[Path]:
+    """The stills of folders and files, in order; one listed twice is an error."""
+    refuse_repeats(sources, "training data")
     files: list[Path] = []
     for src in sources:
         if src.is_dir():

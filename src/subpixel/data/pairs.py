@@ -16,7 +16,7 @@ from subpixel.errors import SubpixelError
 from subpixel.eval.datasets import dataset_images
 from subpixel.eval.protocol import load_hr, make_lr, modcrop
 
-__all__ = ["Pair", "ImageSplit", "load_pair", "load_pairs", "split_images", "fingerprint"]
+__all__ = ["Pair", "ImageSplit", "load_pair", "load_pairs", "split_images", "fingerprint", "refuse_repeats"]
 
 
 class Pair(NamedTuple):
@@ -58,20 +58,34 @@ def _matches(path: Path, name: str) -> bool:
     return name in (path.name, path.stem, f"{path.parent.name}/{path.name}", f"{path.parent.name}/{path.stem}")
 
 
+def refuse_repeats(paths: Sequence[Path], key: str) -> None:
+    """Refuse a folder or file listed twice in ``paths`` (the same once resolved): its images would count twice."""
+    seen: set[Path] = set()
+    for path in paths:
+        real = Path(path).resolve()
+        if real in seen:
+            raise SubpixelError(f"{key} lists {real} twice")
+        seen.add(real)
+
+
 def split_images(folders: Sequence[Path], val_count: int = 0, val_names: Sequence[str] = ()) -> ImageSplit:
     """All images of ``folders`` (in folder order, then by name) with a deterministic validation slice.
 
     ``val_names`` (file name, stem, or ``folder/name``) picks the held-out images; otherwise
-    ``val_count`` images evenly spaced over the whole list are held out.
+    ``val_count`` images evenly spaced over the whole list are held out. A folder listed twice, and
+    an image named twice in ``val_names``, are errors.
     """
+    refuse_repeats(folders, "data.train")
     files = [p for folder in folders for p in dataset_images(folder)]
     if val_names:
-        val = []
+        val: list[Path] = []
         for name in val_names:
             hits = [p for p in files if _matches(p, name)]
             if len(hits) != 1:
                 why = "matches no training image" if not hits else f"is ambiguous ({len(hits)} images)"
                 raise SubpixelError(f"data.val_names: {name!r} {why}")
+            if hits[0] in val:
+                raise SubpixelError(f"data.val_names: {name!r} names {hits[0].name} again")
             val.append(hits[0])
     else:
         if val_count >= len(files):

@@ -93,7 +93,8 @@ class Sprint(SRNet):
     def __init__(self, scale: int, channels: int = 48, blocks: int = 6, mixer_kernel: int = 7,
                  reparameterized: bool = False) -> None:
         super().__init__(scale)
-        if mixer_kernel < 3 or mixer_kernel % 2 == 0:
+        if not isinstance(mixer_kernel, int) or isinstance(mixer_kernel, bool) or mixer_kernel < 3 \
+                or mixer_kernel % 2 == 0:
             raise SubpixelError(f"mixer_kernel must be odd and >= 3, got {mixer_kernel}")
         self.arch_args = {"channels": channels, "blocks": blocks, "mixer_kernel": mixer_kernel,
                           "reparameterized": reparameterized}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -56,11 +57,31 @@ def get_spec(name: str) -> ArchSpec:
         raise SubpixelError(f"unknown architecture {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
 
 
+# constructor arguments that count channels or layers, in every architecture that takes them (a list: per level)
+_COUNT_ARGS = ("channels", "blocks", "expansion", "esa_channels", "flow_channels")
+
+
+def _check_counts(spec: ArchSpec, kwargs: dict[str, object]) -> None:
+    """Refuse a channel or layer count the builder takes that is not a positive integer (or a non-empty list
+    of them); arguments it does not take are left to its own error."""
+    takes = inspect.signature(spec.builder).parameters
+    for key in _COUNT_ARGS:
+        if key not in kwargs or key not in takes:
+            continue
+        value = kwargs[key]
+        many = isinstance(value, (list, tuple))
+        items = list(value) if many else [value]
+        if not items or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items):
+            what = "a non-empty list of positive integers" if many else "a positive integer"
+            raise SubpixelError(f"{spec.name}: {key} must be {what}, got {value!r}")
+
+
 def build(name: str, scale: int, **kwargs: object) -> SRNet:
-    """Instantiate architecture ``name`` for ``scale``."""
+    """Instantiate architecture ``name`` for ``scale``; channel and layer counts must be positive integers."""
     spec = get_spec(name)
     if spec.scales is not None and scale not in spec.scales:
         raise SubpixelError(f"{name} supports scales {', '.join(map(str, spec.scales))}, not x{scale}")
+    _check_counts(spec, kwargs)
     return spec.builder(scale=scale, **kwargs)
 
 

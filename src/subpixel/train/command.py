@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import click
 
 from subpixel.commands.options import emit_json
+from subpixel.io.atomic import write_atomic
 from subpixel.train.budget import IterationBudget
 from subpixel.train.config import load_config, read_recipe
 
@@ -130,8 +130,8 @@ def _train_video(raw: dict, run_dir: Path, resume: bool, max_iters: int | None, 
         return summary
     if export_path is not None and export_path.resolve() != weights.resolve():
         export_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(card_path(weights), card_path(export_path))
-        shutil.copyfile(weights, export_path)
+        for src, dst in ((weights, export_path), (card_path(weights), card_path(export_path))):  # as save_weights
+            write_atomic(dst, src.read_bytes())
     if not quiet:
         click.echo(f"wrote {export_path or weights}")
     return {**summary, "export": str(export_path or weights)}

@@ -1,14 +1,15 @@
 """Training recipes: typed dataclasses read from YAML, with every key and type checked.
 
-Unknown keys, missing required keys, wrong types and out-of-range values are all
-:class:`ConfigError` naming the offending ``section.key``. Floats may be written as YAML
-strings such as ``1e-3`` (which PyYAML does not read as a number), and a bare ``off`` (read as
-``false``) is accepted where ``"off"`` is a choice.
+Unknown keys, missing required keys, a key given twice, wrong types, non-finite numbers and
+out-of-range values are all :class:`ConfigError` naming the offending ``section.key``. Floats may
+be written as YAML strings such as ``1e-3`` (which PyYAML does not read as a number), and a bare
+``off`` (read as ``false``) is accepted where ``"off"`` is a choice.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from subpixel.errors import SubpixelError
 __all__ = [
     "ConfigError", "ModelConfig", "DataConfig", "LossConfig", "OptimConfig", "ScheduleConfig", "TrainConfig",
     "Config", "parse_config", "load_config", "config_to_dict", "resolve_data_folder", "resolve_weights_file",
-    "REPO_ROOT",
+    "REPO_ROOT", "RecipeLoader", "schedule_problem", "finite_float",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -124,6 +125,17 @@ def _kind(value: Any) -> str:
         f"{type(value).__name__} {value!r}"
 
 
+def finite_float(value: Any) -> float | None:
+    """``value`` as a finite float (numbers and numeric strings such as ``1e-3``), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # not a number, or an integer beyond float range
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """``value`` checked against (and converted to) the type ``hint``."""
     origin = get_origin(hint)
@@ -148,14 +160,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {_kind(value)}")
         return value
     if hint is float:
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {_kind(value)}")
-        return float(value)
+        number = finite_float(value)
+        if number is None:
+            raise ConfigError(f"{where}: expected a finite number, got {_kind(value)}")
+        return number
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {_kind(value)}")
@@ -194,10 +202,25 @@ def _require(ok: bool, where: str, what: str, value: Any) -> None:
         raise ConfigError(f"{where}: must be {what}, got {value!r}")
 
 
+def schedule_problem(cfg: ScheduleConfig, iters: int) -> str | None:
+    """Why the learning-rate schedule ``cfg`` cannot run its course in ``iters`` steps (None: it can).
+
+    Not part of :func:`parse_config`: a checkpoint's recipe may hold a total an iteration budget fitted
+    below the warmup (:func:`subpixel.train.trainer.train` refuses such a total unless a budget set it).
+    """
+    if cfg.warmup and cfg.warmup >= iters:
+        return f"schedule.warmup {cfg.warmup} is not below train.iters {iters}: the learning rate never leaves warmup"
+    late = [m for m in cfg.milestones if m >= iters]
+    if late:
+        return f"schedule.milestones {late} are not below train.iters {iters}: the learning rate never drops there"
+    return None
+
+
 def _check(cfg: Config) -> None:
     """Ranges and cross-field rules that types cannot express."""
     from subpixel.train.losses import LOSSES
 
+    _require(0 <= cfg.seed < 2**63, "seed", "in [0, 2**63)", cfg.seed)
     _require(cfg.model.scale >= 1, "model.scale", "a positive integer", cfg.model.scale)
     d = cfg.data
     _require(len(d.train) > 0, "data.train", "a non-empty list of folders", d.train)
@@ -235,14 +258,36 @@ def parse_config(raw: Any) -> Config:
     return cfg
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last one silently,
+    so a second ``optim:`` would replace the whole first section)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: overriding merged keys is allowed
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                repeated = key in seen
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if repeated:
+                raise ConfigError(f"key {key!r} given twice (again on line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_recipe(path: Path) -> Any:
-    """The parsed YAML of a recipe file; unreadable files and bad YAML are :class:`ConfigError`."""
+    """The parsed YAML of a recipe file; unreadable files, bad YAML and repeated keys are :class:`ConfigError`."""
     try:
-        return yaml.safe_load(Path(path).read_text())
+        return yaml.load(Path(path).read_text(), Loader=RecipeLoader)
     except OSError as err:
         raise ConfigError(f"cannot read recipe {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
 
 
 _UNREAD = object()
@@ -250,8 +295,9 @@ _UNREAD = object()
 
 def load_config(path: Path, raw: Any = _UNREAD) -> Config:
     """Validate the recipe at ``path`` (``raw``: its already parsed YAML); errors name the file."""
+    raw = read_recipe(path) if raw is _UNREAD else raw
     try:
-        return parse_config(read_recipe(path) if raw is _UNREAD else raw)
+        return parse_config(raw)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
 

@@ -3,7 +3,7 @@
 The loop asks after each step (:meth:`RunControl.refit`), on its logging steps
 (:meth:`RunControl.out_of_time`, collective under ``torchrun``) and at the end of each step
 (:meth:`RunControl.interrupted`: the first Ctrl-C lets the step finish so its checkpoint resumes
-exactly). Resume checks both trainers share live here too.
+exactly). Resume checks and the divergence check both trainers share live here too.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+from torch import nn
+
 from subpixel.errors import SubpixelError
 from subpixel.train.budget import IterationBudget
 from subpixel.train.checkpoint import latest_checkpoint
@@ -20,7 +23,7 @@ from subpixel.train.config import ConfigError
 from subpixel.train.distributed import DistInfo, any_rank
 from subpixel.train.interrupt import deferred_interrupt
 
-__all__ = ["RunControl", "existing_checkpoint", "check_resume_point"]
+__all__ = ["RunControl", "existing_checkpoint", "check_resume_point", "check_finite"]
 
 
 class RunControl:
@@ -78,3 +81,12 @@ def check_resume_point(path: Path, iteration: int, total: int, key: str) -> None
     if iteration > total:
         raise ConfigError(f"checkpoint {path.name} is at iteration {iteration}, past {key} {total}; "
                             "raise it or train into another --out folder")
+
+
+def check_finite(net: nn.Module, iteration: int) -> None:
+    """Stop a diverged run (non-finite weights after step ``iteration``) before they are checkpointed: the
+    checkpoints written so far stay as they were."""
+    params = [p.detach() for p in net.parameters()]
+    if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+        raise SubpixelError(f"training diverged: the weights are not finite after iteration {iteration} "
+                            "(lower the learning rate or clip gradients); the earlier checkpoints are kept")

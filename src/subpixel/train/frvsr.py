@@ -26,6 +26,8 @@ import dataclasses
 import inspect
 import json
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,8 +45,8 @@ from subpixel.models.registry import build
 from subpixel.models.weights import save_weights
 from subpixel.train.budget import IterationBudget
 from subpixel.train.checkpoint import checkpoint_path, load_checkpoint, prune, save_atomic
-from subpixel.train.config import resolve_data_folder
-from subpixel.train.control import RunControl, check_resume_point, existing_checkpoint
+from subpixel.train.config import finite_float, resolve_data_folder
+from subpixel.train.control import RunControl, check_finite, check_resume_point, existing_checkpoint
 from subpixel.train.distributed import DistInfo, average_gradients, barrier, distributed
 from subpixel.train.ema import EMA
 from subpixel.train.monitor import (
@@ -57,7 +59,7 @@ from subpixel.train.monitor import (
 )
 from subpixel.train.provenance import environment
 from subpixel.train.trainer import AMP_DTYPES, amp_dtype
-from subpixel.train.warm_start import warm_start
+from subpixel.train.warm_start import warm_start, warn_if_init_changed
 
 __all__ = ["FRVSRConfig", "train_frvsr", "frvsr_loss"]
 
@@ -65,6 +67,22 @@ __all__ = ["FRVSRConfig", "train_frvsr", "frvsr_loss"]
 _RUNTIME_KEYS = ("iters", "ckpt_every", "keep_last", "log_every", "device", "evaluate")
 _CONTAINERS = {"data": list, "arch": dict, "motion": dict}
 _ARCH_KEYS = set(inspect.signature(FRVSR.__init__).parameters) - {"self", "scale", "recurrent"}
+
+
+def _count(value: Any, low: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+# each ``arch`` key's check and what it asks for
+_ARCH_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "channels": (_count, "a positive integer"),
+    "blocks": (_count, "a positive integer"),
+    "flow_channels": (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(map(_count, v)),
+                      "a non-empty list of positive integers"),
+    "max_flow": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf,
+                 "a positive number"),
+    "lk_levels": (lambda v: _count(v, 0), "an integer >= 0"),
+}
 
 
 @dataclass
@@ -119,15 +137,15 @@ class FRVSRConfig:
         for name, value in raw.items():
             default = known[name].default
             expected = _CONTAINERS.get(name, type(default))
-            if expected is float and isinstance(value, (int, str)) and not isinstance(value, bool):
-                try:
-                    values[name] = float(value)
-                except ValueError:
-                    raise SubpixelError(f"FRVSR recipe: {name} must be a number, got {value!r}") from None
+            if expected is float:
+                values[name] = finite_float(value)
+                if values[name] is None:
+                    raise SubpixelError(f"FRVSR recipe: {name} must be a finite number, got {value!r}")
             elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
                 raise SubpixelError(f"FRVSR recipe: {name} must be {expected.__name__}, got {value!r}")
         if not values["data"] or not all(isinstance(v, str) for v in values["data"]):
             raise SubpixelError(f"FRVSR recipe: data must be a non-empty list of folders, got {values['data']!r}")
+        values["motion"] = _motion(values.get("motion", {}))
         cfg = cls(**values)
         cfg.check()
         return cfg
@@ -138,6 +156,7 @@ class FRVSRConfig:
                  (self.frames >= 2, "frames must be >= 2"),
                  (self.patch >= 8, "patch must be >= 8"), (self.batch >= 1, "batch must be >= 1"),
                  (self.iters >= 1, "iters must be >= 1"), (self.lr > 0, "lr must be > 0"),
+                 (0 <= self.seed < 2**63, "seed must be in [0, 2**63)"),
                  (0 <= self.min_lr <= self.lr, "need 0 <= min_lr <= lr"),
                  (0 <= self.ema < 1, "ema must be in [0, 1)"),
                  (self.amp in AMP_DTYPES, "amp must be off, bf16 or fp16"),
@@ -152,13 +171,27 @@ class FRVSRConfig:
         for ok, why in rules:
             if not ok:
                 raise SubpixelError(f"FRVSR recipe: {why}")
-        try:
-            Motion(**self.motion)
-        except TypeError as err:
-            raise SubpixelError(f"FRVSR recipe: bad motion settings: {err}") from None
+        for key, value in self.arch.items():
+            valid, what = _ARCH_RULES[key]
+            if not valid(value):
+                raise SubpixelError(f"FRVSR recipe: arch.{key} must be {what}, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _motion(raw: dict[str, Any]) -> dict[str, float]:
+    """``motion`` settings as floats: :class:`~subpixel.data.clips.Motion` fields, finite and >= 0."""
+    known = [f.name for f in dataclasses.fields(Motion)]
+    out = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise SubpixelError(f"FRVSR recipe: unknown motion setting {key!r} (known: {', '.join(known)})")
+        number = finite_float(value)
+        if number is None or number < 0:
+            raise SubpixelError(f"FRVSR recipe: motion.{key} must be a finite number >= 0, got {value!r}")
+        out[key] = number
+    return out
 
 
 def frvsr_loss(net: FRVSR, lr: torch.Tensor, hr: torch.Tensor, flow_weight: float, sr_weight: float = 1.0,
@@ -205,25 +238,26 @@ def _same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
         {k: v for k, v in b.items() if k not in _RUNTIME_KEYS}
 
 
-def _card(net: FRVSR, cfg: FRVSRConfig, name: str, throughput: dict[str, Any] | None,
-          budget: IterationBudget | None, info: DistInfo, stills: int, data_sha: str) -> dict[str, Any]:
+def _card(net: FRVSR, cfg: FRVSRConfig, name: str, throughput: dict[str, Any] | None, meta: dict[str, Any],
+          info: DistInfo, stills: int, data_sha: str) -> dict[str, Any]:
+    """The model card; ``meta``: the checkpoints' ``wall_seconds`` and provenance (``init``, ``budget``)."""
     arch_args = {**cfg.arch, "recurrent": cfg.recurrent}
     card = {
         "name": name, "architecture": "frvsr", "arch_args": arch_args, "scale": cfg.scale,
         "params": net.num_parameters(),
         "training": {
-            "recipe": cfg.to_dict(), "iterations": cfg.iters, "seed": cfg.seed, **environment(info.device, info.world),
+            "recipe": cfg.to_dict(), "iterations": cfg.iters, "wall_minutes": round(meta["wall_seconds"] / 60, 2),
+            "seed": cfg.seed, **environment(info.device, info.world),
             "data": {"folders": list(cfg.data), "stills": stills, "sha256": data_sha,
                      "clips": f"synthetic {cfg.frames}-frame clips from these stills (camera motion only, "
                               "BI degradation)"},
             "loss": _loss_text(cfg),
             "ema": cfg.ema > 0,
             "throughput": throughput,
+            **{k: meta[k] for k in ("init", "budget") if k in meta},
         },
         "metrics": {},
     }
-    if budget is not None and budget.fits:
-        card["training"]["budget"] = budget.record()
     return card
 
 
@@ -265,12 +299,16 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
     torch.manual_seed(cfg.seed)
     net = build("frvsr", cfg.scale, recurrent=cfg.recurrent, **cfg.arch).to(device)
     assert isinstance(net, FRVSR)
-    init = warm_start(net, cfg.init, fresh=("fnet.",), key="FRVSR recipe: init", arch="frvsr") if cfg.init else None
+    last = existing_checkpoint(run_dir, resume)
+    # what the card records beside the weights, kept in every checkpoint: the wall seconds of training and
+    # where the weights started (``init``) and the budget that set ``iters``, which a resumed run keeps
+    meta: dict[str, Any] = {"wall_seconds": 0.0}
+    if cfg.init and last is None:
+        meta["init"] = warm_start(net, cfg.init, fresh=("fnet.",), key="FRVSR recipe: init", arch="frvsr")
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     ema = EMA(net, cfg.ema) if cfg.ema > 0 else None
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     start = 0
-    last = existing_checkpoint(run_dir, resume)
     if last is not None:
         ckpt = load_checkpoint(last)
         if not _same_recipe(ckpt["config"], cfg.to_dict()):
@@ -283,6 +321,9 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
             scaler.load_state_dict(ckpt["scaler"])
         start = int(ckpt["iteration"])
         check_resume_point(last, start, cfg.iters, "iters")
+        meta.update(ckpt.get("meta", {}))
+        if cfg.init and main:
+            warn_if_init_changed(cfg.init, meta.get("init"), "FRVSR recipe: init")
     sources = [resolve_data_folder(d) for d in cfg.data]
     sampler = ClipSampler(sources, cfg.frames, cfg.patch * cfg.scale, cfg.scale, Motion(**cfg.motion), cfg.seed,
                           device)
@@ -296,6 +337,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
         (run_dir / "recipe.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     barrier(info)
     timer = StepTimer(device)
+    wall_before, clock = meta["wall_seconds"], time.perf_counter()
     with (open(run_dir / "log.jsonl", "a") if main else contextlib.nullcontext()) as log, \
             contextlib.closing(ScalarLog(run_dir / "tb" if main else None, start=start)) as board, \
             tqdm(total=cfg.iters, initial=start, desc="frvsr" if cfg.recurrent else "frvsr-norec",
@@ -326,6 +368,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
             if total is not None:
                 assert budget is not None
                 cfg.iters = bar.total = total
+                meta["budget"] = budget.record()
                 budget.write(run_dir)
                 if progress:
                     bar.write(f"iteration budget: iters set to {total} at iteration {done}")
@@ -339,12 +382,15 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
                     board.scalar(f"train/{key}", value, done)
             out_of_time = done % cfg.log_every == 0 and control.out_of_time()
             stopping = control.interrupted()  # this step is complete, so the checkpoint resumes exactly
-            if main and ((cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.iters or out_of_time
-                         or stopping):
+            saving = (cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.iters or out_of_time or stopping
+            if saving or done % cfg.log_every == 0:
+                check_finite(net, done)
+            if main and saving:
+                meta["wall_seconds"] = wall_before + time.perf_counter() - clock
                 save_atomic({"iteration": done, "model": net.state_dict(), "optim": opt.state_dict(),
                              "ema": ema.net.state_dict() if ema is not None else None,
-                             "scaler": scaler.state_dict(), "config": cfg.to_dict(), "data_sha256": data_sha},
-                            checkpoint_path(run_dir, done))
+                             "scaler": scaler.state_dict(), "config": cfg.to_dict(), "data_sha256": data_sha,
+                             "meta": meta}, checkpoint_path(run_dir, done))
                 prune(run_dir, cfg.keep_last)
                 control.paused()
             if stopping:
@@ -364,9 +410,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
     speed = _record_speed(run_dir, timer, start, cfg.iters, cfg, info)
     net = (ema.net if ema is not None else net).eval()
     name = "frvsr" if cfg.recurrent else "frvsr-norec"
-    card = _card(net, cfg, name, speed, budget, info, len(sampler.paths), data_sha)
-    if init is not None:
-        card["training"]["init"] = init
+    card = _card(net, cfg, name, speed, meta, info, len(sampler.paths), data_sha)
     if cfg.evaluate:
         from subpixel.eval.video import evaluate_vid4
         from subpixel.video.recurrent import RecurrentProcessor

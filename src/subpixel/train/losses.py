@@ -12,8 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from subpixel.errors import SubpixelError
+from subpixel.errors import SubpixelError, first_line
 from subpixel.ops.color import BT601_MATRIX
+from subpixel.train.config import ConfigError
 
 __all__ = ["CharbonnierLoss", "LumaLoss", "LOSSES", "build_loss"]
 
@@ -52,7 +53,8 @@ LOSSES: dict[str, Callable[..., nn.Module]] = {
 
 
 def build_loss(name: str, args: dict[str, Any], channels: str = "rgb") -> nn.Module:
-    """Instantiate loss ``name`` with ``args`` on ``channels`` (``rgb`` or ``y``); bad arguments are user errors."""
+    """Instantiate loss ``name`` with ``args`` on ``channels`` (``rgb`` or ``y``); bad arguments, and arguments
+    that make it anything but a finite scalar, are :class:`ConfigError`."""
     try:
         factory = LOSSES[name]
     except KeyError:
@@ -61,6 +63,19 @@ def build_loss(name: str, args: dict[str, Any], channels: str = "rgb") -> nn.Mod
         raise SubpixelError(f"loss channels must be 'rgb' or 'y', not {channels!r}")
     try:
         loss = factory(**args)
-    except TypeError as err:
-        raise SubpixelError(f"loss.args for {name!r}: {err}") from None
-    return LumaLoss(loss) if channels == "y" else loss
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"loss.args for {name!r}: {err}") from None
+    loss = LumaLoss(loss) if channels == "y" else loss
+    _check_scalar(loss, name)
+    return loss
+
+
+def _check_scalar(loss: nn.Module, name: str) -> None:
+    """Refuse arguments that make ``loss`` anything but a finite scalar (e.g. ``reduction: none``, ``eps: .inf``)."""
+    try:
+        value = loss(torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5))
+    except (TypeError, ValueError, RuntimeError) as err:  # arguments the factory stores without checking
+        raise ConfigError(f"loss.args for {name!r}: {first_line(err)}") from None
+    if value.dim() != 0 or not torch.isfinite(value):
+        got = f"shape {tuple(value.shape)}" if value.dim() else f"{value.item()}"
+        raise ConfigError(f"loss.args for {name!r}: the loss must be a finite scalar, got {got}")

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from subpixel.data.pairs import fingerprint, load_pairs, split_images
 from subpixel.data.patches import PatchSampler
 from subpixel.engine.device import cpu_has_native_bf16
-from subpixel.errors import Interrupted, SubpixelError
+from subpixel.errors import Interrupted, SubpixelError, first_line
 from subpixel.models.base import SRNet
 from subpixel.models.registry import build
 from subpixel.models.weights import state_dict_on_cpu
@@ -37,8 +37,15 @@ from subpixel.train.checkpoint import (
     prune,
     save_atomic,
 )
-from subpixel.train.config import Config, ConfigError, config_to_dict, parse_config, resolve_data_folder
-from subpixel.train.control import RunControl, check_resume_point, existing_checkpoint
+from subpixel.train.config import (
+    Config,
+    ConfigError,
+    config_to_dict,
+    parse_config,
+    resolve_data_folder,
+    schedule_problem,
+)
+from subpixel.train.control import RunControl, check_finite, check_resume_point, existing_checkpoint
 from subpixel.train.distributed import DistInfo, all_gather_cpu, any_rank, barrier, distributed
 from subpixel.train.ema import EMA
 from subpixel.train.export import export_best
@@ -48,7 +55,7 @@ from subpixel.train.optim import build_optimizer, learning_rate
 from subpixel.train.provenance import environment
 from subpixel.train.rng import capture_rng, restore_rng, seed_everything
 from subpixel.train.validate import evaluate_pairs
-from subpixel.train.warm_start import warm_start
+from subpixel.train.warm_start import warm_start, warn_if_init_changed
 
 __all__ = ["AMP_DTYPES", "Trainer", "TrainResult", "train", "THROUGHPUT_FILE", "amp_dtype"]
 
@@ -96,9 +103,14 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class Trainer:
-    """One rank's training state, built from a validated recipe."""
+    """One rank's training state, built from a validated recipe.
 
-    def __init__(self, cfg: Config, run_dir: Path, info: DistInfo, *, quiet: bool = False) -> None:
+    ``resuming``: :meth:`resume` follows, whose checkpoint holds the weights and their provenance, so
+    ``model.init`` is not read (it may have changed or gone since).
+    """
+
+    def __init__(self, cfg: Config, run_dir: Path, info: DistInfo, *, quiet: bool = False,
+                 resuming: bool = False) -> None:
         self.cfg, self.run_dir, self.info, self.quiet = cfg, Path(run_dir), info, quiet
         d, m, t = cfg.data, cfg.model, cfg.train
         dev = info.device
@@ -112,9 +124,11 @@ class Trainer:
         seed_everything(cfg.seed)
         try:
             self.net = build(m.name, m.scale, **m.args).to(dev)
-        except TypeError as err:
-            raise ConfigError(f"model.args do not fit {m.name!r}: {err}") from None
-        init = warm_start(self.net, m.init, arch=m.name) if m.init else None
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model.args do not fit {m.name!r}: {first_line(err)}") from None
+        except SubpixelError as err:
+            raise ConfigError(f"model: {err}") from None
+        init = warm_start(self.net, m.init, arch=m.name) if m.init and not resuming else None
         params = [p for p in self.net.parameters() if p.requires_grad]
         if not params:
             raise SubpixelError(f"architecture {m.name!r} has no trainable parameters")
@@ -191,6 +205,17 @@ class Trainer:
         self.iteration = ckpt["iteration"]
         self.best = ckpt["best"]
         self._wall_before = ckpt["wall_seconds"]
+        if self.info.is_main:
+            self._keep_provenance(ckpt["meta"])
+
+    def _keep_provenance(self, meta: dict[str, Any]) -> None:
+        """Carry the checkpoint's record of the weights the run started from and of the budget that set
+        ``train.iters`` (this session may run without ``--budget``; a new fit replaces it)."""
+        for key in ("init", "budget"):
+            if key in meta:
+                self.meta[key] = meta[key]
+        if self.cfg.model.init:
+            warn_if_init_changed(self.cfg.model.init, meta.get("init"))
 
     def _step(self, lr_img: torch.Tensor, hr_img: torch.Tensor) -> torch.Tensor:
         t = self.cfg.train
@@ -242,7 +267,9 @@ class Trainer:
             self.best = None
 
     def save(self) -> None:
-        """Write the training-state checkpoint (collective: every rank must call it; rank 0 writes)."""
+        """Write the training-state checkpoint (collective: every rank must call it; rank 0 writes); diverged
+        (non-finite) weights stop the run instead."""
+        check_finite(self.net, self.iteration)
         streams = all_gather_cpu(self.sampler.get_state(), self.info)
         if not self.info.is_main:
             return
@@ -294,6 +321,7 @@ class Trainer:
                         loss, losses = loss_sum.item() / losses, 0
                         loss_sum.zero_()
                         self._log(log, bar, loss, timer.window())
+                        check_finite(self.net, it)
                         if it < stop and control.out_of_time():
                             stop = it
                             if main and not self.quiet:
@@ -323,7 +351,14 @@ class Trainer:
         return TrainResult(self.eval_net, self.iteration, self.best, speed)
 
     def _set_total(self, total: int, until: int | None, bar: tqdm, budget: IterationBudget) -> int:
-        """Apply a budget's new ``train.iters``; returns the new stopping step."""
+        """Apply a budget's new ``train.iters``; returns the new stopping step.
+
+        A total too short for the schedule (not above ``schedule.warmup`` or a milestone) is kept, with a
+        warning: the budget's deadline wins over the schedule running its course.
+        """
+        problem = schedule_problem(self.cfg.schedule, total)
+        if problem and (len(budget.fits) == 1 or not schedule_problem(self.cfg.schedule, self.cfg.train.iters)):
+            warnings.warn(f"iteration budget: {problem}", stacklevel=3)  # on its first fit, or when newly short
         self.cfg.train.iters = total
         self.meta["budget"] = budget.record()
         bar.total = total
@@ -365,13 +400,18 @@ def train(cfg: Config, run_dir: Path, *, device: str = "auto", resume: bool = Fa
     ``resume`` continues from the run's last checkpoint when there is one; without it an
     existing checkpoint is an error. ``until`` (a step) and ``time_limit`` (seconds of training)
     stop early with a checkpoint; ``budget`` fits ``train.iters`` to a wall-clock budget
-    (:mod:`subpixel.train.budget`). ``export`` writes the best weights and a model card there once
-    the run has reached ``train.iters`` (rank 0).
+    (:mod:`subpixel.train.budget`; a fit too short for ``schedule.warmup`` or a milestone warns and
+    keeps the deadline). ``export`` writes the best weights and a model card there once the run has
+    reached ``train.iters`` (rank 0). Without a budget, a ``train.iters`` (the recipe's, or
+    ``--max-iters``) not above ``schedule.warmup`` and every milestone is a :class:`ConfigError`.
     """
     run_dir = Path(run_dir)
+    problem = schedule_problem(cfg.schedule, cfg.train.iters) if budget is None else None
+    if problem:
+        raise ConfigError(problem)
     with distributed(device) as info:
         last = existing_checkpoint(run_dir, resume)
-        trainer = Trainer(cfg, run_dir, info, quiet=quiet)
+        trainer = Trainer(cfg, run_dir, info, quiet=quiet, resuming=last is not None)
         if last is not None:
             trainer.resume(last)
         if info.is_main:

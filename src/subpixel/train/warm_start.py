@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
+from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file
@@ -11,7 +13,7 @@ from subpixel.models.base import SRNet
 from subpixel.models.weights import card_path, read_card
 from subpixel.train.config import ConfigError, resolve_weights_file
 
-__all__ = ["warm_start"]
+__all__ = ["warm_start", "warn_if_init_changed"]
 
 
 # arguments that choose a form of the same function (training vs folded, recurrent vs its ablation)
@@ -65,9 +67,25 @@ def warm_start(net: SRNet, entry: str, fresh: tuple[str, ...] = (), key: str = "
         raise ConfigError(f"{key} {entry!r} does not fit the recipe's model (missing {missing[:3]}, "
                           f"unexpected {unexpected[:3]}, other shapes {mismatched[:3]}){hint}")
     net.load_state_dict(state, strict=not fresh)
-    info: dict[str, Any] = {"weights": entry, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    info: dict[str, Any] = {"weights": entry, "sha256": _sha256(path)}
     if card is not None:
         training = card.get("training", {})
         info.update({k: training[k] for k in ("iterations", "wall_minutes", "device", "git_commit", "init")
                      if k in training})
     return info
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def warn_if_init_changed(entry: str, recorded: dict[str, Any] | None, key: str = "model.init") -> None:
+    """On resume, where the weights started is the checkpoint's ``recorded`` provenance and the file is not read
+    again: warn when the file ``entry`` now holds other weights (a missing file is fine)."""
+    try:
+        path = resolve_weights_file(entry)
+    except ConfigError:
+        return
+    if recorded is not None and _sha256(path) != recorded.get("sha256"):
+        warnings.warn(f"{key} {entry!r} has changed since this run started from it; the model card keeps the "
+                      "provenance of the weights it did start from", stacklevel=3)
