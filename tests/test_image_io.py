@@ -565,3 +565,18 @@ def test_missing_resolution_stays_missing(tmp_path: Path) -> None:
     data = read_image(tmp_path / "s.tif")
     assert data.dpi is None and data.xmp is None
     assert "dpi" not in _open(write_image(tmp_path / "o.png", data.pixels, like=data)).info
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_an_applied_rotation_turns_the_resolution_and_leaves_xmp_upright(tmp_path: Path, dtype: type) -> None:
+    """EXIF orientation 6 (a quarter turn): the upright pixels' x and y resolution swap, and XMP's copy of the
+    orientation goes with EXIF's, so no viewer turns the output a second time (8-bit: Pillow; 16-bit: pypng)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    turned = XMP.replace(b"<rdf:RDF", b'<rdf:Description tiff:Orientation="6"/><rdf:RDF')
+    like = ImageData(pixels=_rgb(), mode_hint="RGB", exif=exif.tobytes(), dpi=(300.0, 150.0), xmp=turned)
+    pixels = _rgb().astype(dtype) * (257 if dtype == np.uint16 else 1)
+    data = read_image(write_image(tmp_path / "s.png", pixels, like=like))
+    assert data.pixels.shape[:2] == (8, 6) and data.pixels.dtype == dtype
+    assert data.dpi == pytest.approx((150, 300), abs=0.02)  # PNG counts pixels per metre
+    assert data.xmp is not None and b"Orientation" not in data.xmp and b"rdf:Description" in data.xmp

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import struct
 import threading
 import warnings
@@ -87,6 +88,8 @@ _PNG_EXIF_PREFIX = b"Exif\x00\x00"  # Pillow's EXIF bytes start with this; an eX
 _PNG_XMP_KEY = b"XML:com.adobe.xmp"  # the iTXt keyword of XMP in PNG
 _JPEG_MAX_XMP = 65504  # bytes of XMP one JPEG APP1 marker holds (larger, "extended" XMP is left out)
 _TIFF_XMP, _TIFF_X_RESOLUTION = 700, 282
+# XMP's copy of the EXIF orientation, as an attribute or an element (removed as ImageOps.exif_transpose does)
+_XMP_ORIENTATION = re.compile(rb'tiff:Orientation="[0-9]"|<tiff:Orientation>[0-9]</tiff:Orientation>')
 _INCH = 0.0254  # metres: PNG's pHYs counts pixels per metre
 # A TIFF's "EXIF" is its whole header; only these descriptive IFD0 tags are carried over.
 _TIFF_EXIF_TAGS = frozenset(
@@ -223,8 +226,10 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
             if im.mode == "F":
                 raise ImageReadError(f"{path}: floating-point images are not supported")
             wide = _read_16bit_colour(im, path)
+            dpi, xmp = _read_dpi(im), _read_xmp(im)
             if wide is None:
                 im.load()
+                orientation = im.getexif().get(_ORIENTATION, 1)
                 ImageOps.exif_transpose(im, in_place=True)
                 exif = im.getexif()
                 pixels, mode_hint = pil_to_array(im)
@@ -235,6 +240,9 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
                 if orientation in _ORIENT:  # as exif_transpose: transpose, then drop the tag
                     pixels = np.ascontiguousarray(_ORIENT[orientation](pixels))
                     del exif[_ORIENTATION]
+            if orientation in _ORIENT:  # the pixels are upright now: so are their resolution and XMP
+                dpi = dpi[::-1] if dpi and orientation >= 5 else dpi
+                xmp = _XMP_ORIENTATION.sub(b"", xmp) if xmp else xmp
             if im.format == "TIFF":
                 exif = _descriptive_tiff_exif(exif)
             if exif:
@@ -246,8 +254,8 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
                 exif=exif.tobytes() if exif else None,
                 format=im.format,
                 path=path,
-                dpi=_read_dpi(im),
-                xmp=_read_xmp(im),
+                dpi=dpi,
+                xmp=xmp,
             )
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise ImageTooLargeError(

@@ -17,7 +17,8 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
-from subpixel.errors import SubpixelError
+from subpixel.errors import SubpixelError, first_line
+from subpixel.io.atomic import write_atomic
 
 __all__ = [
     "ConfigError", "ModelConfig", "DataConfig", "LossConfig", "OptimConfig", "ScheduleConfig", "TrainConfig",
@@ -284,10 +285,18 @@ def read_recipe(path: Path) -> Any:
         return yaml.load(Path(path).read_text(), Loader=RecipeLoader)
     except OSError as err:
         raise ConfigError(f"cannot read recipe {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except yaml.YAMLError as err:  # one line: what is wrong and where (PyYAML's own text spans several)
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or first_line(err)
+        raise ConfigError(f"{path}: not valid YAML: {problem}{where}") from None
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+def write_recipe(run_dir: Path, recipe: dict[str, Any]) -> None:
+    """Write the run's effective recipe as ``run_dir/recipe.yaml``, atomically (a reader never sees half)."""
+    write_atomic(Path(run_dir) / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
 
 
 _UNREAD = object()

@@ -34,7 +34,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from tqdm import tqdm
 
 from subpixel.data.clips import ClipSampler, Motion, exact_flow
@@ -45,7 +44,7 @@ from subpixel.models.registry import build
 from subpixel.models.weights import save_weights
 from subpixel.train.budget import IterationBudget
 from subpixel.train.checkpoint import checkpoint_path, load_checkpoint, prune, save_atomic
-from subpixel.train.config import finite_float, resolve_data_folder
+from subpixel.train.config import finite_float, resolve_data_folder, write_recipe
 from subpixel.train.control import RunControl, check_finite, check_resume_point, existing_checkpoint
 from subpixel.train.distributed import DistInfo, average_gradients, barrier, distributed
 from subpixel.train.ema import EMA
@@ -334,7 +333,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
     net.train()
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "recipe.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        write_recipe(run_dir, cfg.to_dict())
     barrier(info)
     timer = StepTimer(device)
     wall_before, clock = meta["wall_seconds"], time.perf_counter()

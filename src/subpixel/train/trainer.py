@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -44,6 +43,7 @@ from subpixel.train.config import (
     parse_config,
     resolve_data_folder,
     schedule_problem,
+    write_recipe,
 )
 from subpixel.train.control import RunControl, check_finite, check_resume_point, existing_checkpoint
 from subpixel.train.distributed import DistInfo, all_gather_cpu, any_rank, barrier, distributed
@@ -364,7 +364,7 @@ class Trainer:
         bar.total = total
         bar.refresh()
         budget.write(self.run_dir)
-        (self.run_dir / "recipe.yaml").write_text(yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
+        write_recipe(self.run_dir, config_to_dict(self.cfg))
         if not self.quiet:
             bar.write(f"iteration budget: train.iters set to {total} at iteration {self.iteration}")
         return total if until is None else min(until, total)
@@ -417,7 +417,7 @@ def train(cfg: Config, run_dir: Path, *, device: str = "auto", resume: bool = Fa
         if info.is_main:
             trainer.drop_stale_best()
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "recipe.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+            write_recipe(run_dir, config_to_dict(cfg))
             if not quiet and trainer.iteration >= cfg.train.iters:
                 tqdm.write(f"{run_dir} is already at train.iters ({cfg.train.iters}); nothing to train"
                            f"{', exporting' if export is not None else ''}")
