@@ -575,15 +575,19 @@ def test_cli_interrupt_says_how_to_resume(clip: Path, tmp_path: Path, monkeypatc
             "rerun with --resume to continue\n") in result.stderr
 
 
-def test_resume_refusal_for_a_changed_input_is_readable(up: subpixel.Upscaler, tmp_path: Path) -> None:
-    src = make_clip(tmp_path / "in.mp4", n=20, audio=None)
-    out = tmp_path / "out.mp4"
-
+def _stop_after_first_segment(src: Path, out: Path, up: subpixel.Upscaler) -> None:
+    """A job of 10-frame segments interrupted (Ctrl-C) once its first segment is finished."""
     def stop(segment) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         upscale_video(src, out, up, VideoOptions(segment_frames=10, on_segment=stop))
+
+
+def test_resume_refusal_for_a_changed_input_is_readable(up: subpixel.Upscaler, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "in.mp4", n=20, audio=None)
+    out = tmp_path / "out.mp4"
+    _stop_after_first_segment(src, out, up)
     os.utime(src, ns=(1_700_000_000_000_000_000,) * 2)
     with pytest.raises(SubpixelError) as err:
         upscale_video(src, out, up, VideoOptions(segment_frames=10, resume=True))
@@ -665,12 +669,7 @@ def test_resume_with_other_weights_is_refused(up: subpixel.Upscaler, tmp_path: P
     a, a_again, b = (subpixel.Upscaler(net, "espcn", device="cpu") for net in (net_a, copy.deepcopy(net_a), ESPCN(2)))
     src = make_clip(tmp_path / "in.mp4", n=20, audio=None)
     out = tmp_path / "out.mp4"
-
-    def stop(segment) -> None:
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        upscale_video(src, out, a, VideoOptions(segment_frames=10, on_segment=stop))
+    _stop_after_first_segment(src, out, a)
     with pytest.raises(SubpixelError, match=r"cannot resume .*: option weights was '[0-9a-f]{16}', now '[0-9a-f]{16}'"):
         upscale_video(src, out, b, VideoOptions(segment_frames=10, resume=True))
     summary = upscale_video(src, out, a_again, VideoOptions(segment_frames=10, batch=3, resume=True))
