@@ -408,3 +408,8 @@ def test_a_folder_without_images_is_an_error_unless_other_inputs_have_some(tmp_p
                                    "-o", str(tmp_path / "o")])
     assert res.exit_code == 0 and "warning: no images found in" in res.stderr, res.output
     assert (tmp_path / "o" / "a_x2.png").is_file()
+    res = CliRunner().invoke(cli, ["upscale", str(tmp_path / "empty"), str(tmp_path / "missing.png"), "-m",
+                                   "bicubic", "-s", "2", "-o", str(tmp_path / "o2"), "--json"])
+    summary = json.loads(res.stdout)  # a missing file is still reported beside the empty folder
+    assert res.exit_code == 1 and [Path(f["input"]).name for f in summary["failures"]] == ["missing.png"]
+    assert summary["empty_folders"] == [str(tmp_path / "empty")]

@@ -20,13 +20,19 @@ def test_tiled_equals_untiled_on_1000x700(tiny_net) -> None:
     assert (tiled - full).abs().max().item() < 1e-4
 
 
-def test_simulated_oom_halves_tile_and_keeps_output(tiny_net) -> None:
+@pytest.mark.parametrize("oom", [
+    torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried "
+                 "to allocate 2147483648 bytes. Error code 12 (Cannot allocate memory)"),
+    MemoryError(),
+], ids=["cuda", "cpu-allocator", "python"])
+def test_simulated_oom_halves_tile_and_keeps_output(tiny_net, oom: BaseException) -> None:
     calls: list[int] = []
 
     def flaky(t: torch.Tensor) -> torch.Tensor:
         calls.append(max(t.shape[-2:]))
         if max(t.shape[-2:]) > 80:  # tiles above this "do not fit"
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise oom
         return tiny_net(t)
 
     x = torch.rand(1, 3, 150, 130)

@@ -143,6 +143,11 @@ def test_config_round_trips(tmp_path: Path) -> None:
     assert parse_config(yaml.safe_load(yaml.safe_dump(config_to_dict(cfg)))) == cfg
 
 
+def test_any_seed_torch_takes_is_a_valid_seed(tmp_path: Path) -> None:
+    for seed in (-1, -(2**63), 2**64 - 1):
+        assert parse_config({**_recipe(tmp_path), "seed": seed}).seed == seed
+
+
 @pytest.mark.parametrize(("section", "patch", "message"), [
     ("train", {"itres": 5}, "unknown key 'itres' in section 'train' (known: iters, amp,"),
     (None, {"trian": {}}, "unknown key 'trian' in the recipe's top level"),
@@ -164,8 +169,8 @@ def test_config_round_trips(tmp_path: Path) -> None:
     ("optim", {"weight_decay": "nan"}, "optim.weight_decay: expected a finite number, got str 'nan'"),
     ("schedule", {"min_lr": "-inf"}, "schedule.min_lr: expected a finite number"),
     ("train", {"grad_clip": 10**400}, "train.grad_clip: expected a finite number"),
-    (None, {"seed": 2**64}, "seed: must be in [0, 2**63)"),
-    (None, {"seed": -1}, "seed: must be in [0, 2**63)"),
+    (None, {"seed": 2**64}, "seed: must be in [-2**63, 2**64) (what torch.manual_seed takes)"),
+    (None, {"seed": -(2**63) - 1}, "seed: must be in [-2**63, 2**64) (what torch.manual_seed takes)"),
 ])
 def test_config_errors_name_the_key(tmp_path: Path, section: str | None, patch: dict, message: str) -> None:
     raw = _recipe(tmp_path)
@@ -196,19 +201,25 @@ def test_config_missing_and_file_errors(tmp_path: Path) -> None:
     assert parse_config(raw).train.amp == "off"
 
 
-def test_a_schedule_longer_than_the_run_is_refused_unless_a_budget_cut_it(tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_recipe_whose_schedule_outlasts_it_is_refused_and_a_short_trial_warns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     _images(tmp_path / "data")
-    raw = _recipe(Path("data"), iters=20)
+    raw = _recipe(Path("data"), iters=3)
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
-    res = CliRunner().invoke(cli, ["train", "r.yaml", "--out", "run", "--max-iters", "3", "--quiet"])
+    res = CliRunner().invoke(cli, ["train", "r.yaml", "--out", "run", "--quiet"])
     assert isinstance(res.exception, ConfigError) and not (tmp_path / "run").exists()
-    assert str(res.exception) == ("schedule.warmup 3 is not below train.iters 3: the learning rate never leaves "
-                                  "warmup")
+    assert str(res.exception) == ("r.yaml: schedule.warmup 3 is not below train.iters 3: the learning rate never "
+                                  "leaves warmup")
+    raw["train"]["iters"] = 20  # a --max-iters trial shorter than the warmup runs, with a warning
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.warns(UserWarning, match="^schedule.warmup 3 is not below train.iters 2"):
+        res = CliRunner().invoke(cli, ["train", "r.yaml", "--out", "run", "--max-iters", "2", "--quiet"],
+                                 catch_exceptions=False)
+    assert res.exit_code == 0 and list_checkpoints(tmp_path / "run")[-1].name.endswith("00000002.pt")
     raw["schedule"] = {"name": "multistep", "milestones": [5, 20]}
-    with pytest.raises(ConfigError, match=r"^schedule.milestones \[20\] are not below train.iters 20"):
-        train(parse_config(raw), tmp_path / "run", device="cpu", quiet=True)
+    with pytest.warns(UserWarning, match=r"^schedule.milestones \[20\] are not below train.iters 20"):
+        train(parse_config(raw), tmp_path / "run2", device="cpu", quiet=True, until=1)
     # a budget's short fit keeps its deadline: a warning, not an error
     ticks = iter(range(10**6))
     budget = IterationBudget(20.0, warmup=3, window=5, margin=1.0, clock=lambda: float(next(ticks)))  # 1 s a step
@@ -232,6 +243,8 @@ def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
         load_config(recipe)
     recipe.write_text("base: &b {lr: 1.0e-3, name: adam}\nother: {<<: *b, lr: 2.0e-3}\n")  # a merge key may override
     assert read_recipe(recipe)["other"] == {"lr": 2e-3, "name": "adam"}
+    recipe.write_text("base: &b {a: 1}\nd:\n  inner: &i\n    <<: *b\n    a: 2\nx:\n  <<: *i\n")  # merges of merges
+    assert read_recipe(recipe) == yaml.safe_load(recipe.read_text())
 
 
 def test_bad_model_arguments_are_one_line_config_errors(tmp_path: Path) -> None:

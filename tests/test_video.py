@@ -19,6 +19,7 @@ import subpixel
 from subpixel.cli import cli
 from subpixel.errors import NotResumableError, SubpixelError
 from subpixel.io.video import decode_frames, mux_output, probe
+from subpixel.models.espcn import ESPCN
 from subpixel.video import UpscalerProcessor, VideoOptions, upscale_video
 
 W, H, FPS = 64, 48, 25
@@ -637,22 +638,27 @@ def test_an_output_under_a_file_is_a_clear_error(clip: Path, up: subpixel.Upscal
         upscale_video(clip, clip / "out.mp4", up)
 
 
-def test_a_full_disk_is_a_clear_error_and_keeps_finished_segments(clip: Path, up: subpixel.Upscaler, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("error, message", [
+    (av.error.OSError(28, "No space left on device"), "cannot write {out}: No space left on device"),
+    (av.error.InvalidDataError(1094995529, "Invalid data found"), "encoding {out} failed: .*Invalid data found"),
+], ids=["full-disk", "encoder"])
+def test_a_failed_write_is_a_clear_error_and_keeps_finished_segments(
+        clip: Path, up: subpixel.Upscaler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception,
+        message: str) -> None:
+    """A full disk says it cannot write; an encoder failure says so (not "cannot write"); both keep segments."""
     from subpixel.video import pipeline
 
     real_close, closed = pipeline.SegmentEncoder.close, []
 
     def close(self) -> None:
         closed.append(self)
-        if len(closed) == 2:  # as FFmpeg reports a failed write of the second segment's trailer
-            raise av.error.OSError(28, "No space left on device")
+        if len(closed) == 2:  # as FFmpeg reports a failure at the second segment's trailer
+            raise error
         real_close(self)
 
     monkeypatch.setattr(pipeline.SegmentEncoder, "close", close)
     out = tmp_path / "out.mp4"
-    with pytest.raises(SubpixelError, match=f"^cannot write {out}: No space left on device; 20 finished frames are "
-                                            "kept for --resume$"):
+    with pytest.raises(SubpixelError, match=f"^{message.format(out=out)}; 20 finished frames are kept for --resume$"):
         upscale_video(clip, out, up, VideoOptions(segment_frames=20))
     assert sorted(p.name for p in (tmp_path / ".out.mp4.parts").iterdir()) == ["manifest.json", "segment_000000.mp4"]
     summary = upscale_video(clip, out, up, VideoOptions(segment_frames=20, resume=True))
@@ -662,17 +668,31 @@ def test_a_full_disk_is_a_clear_error_and_keeps_finished_segments(clip: Path, up
 def test_resume_with_other_weights_is_refused(up: subpixel.Upscaler, tmp_path: Path) -> None:
     import copy
 
-    from subpixel.models.espcn import ESPCN
-
     torch.manual_seed(0)
     net_a = ESPCN(2)
     a, a_again, b = (subpixel.Upscaler(net, "espcn", device="cpu") for net in (net_a, copy.deepcopy(net_a), ESPCN(2)))
     src = make_clip(tmp_path / "in.mp4", n=20, audio=None)
     out = tmp_path / "out.mp4"
     _stop_after_first_segment(src, out, a)
-    with pytest.raises(SubpixelError, match=r"cannot resume .*: option weights was '[0-9a-f]{16}', now '[0-9a-f]{16}'"):
+    with pytest.raises(SubpixelError, match=r"cannot resume .*: the model's weights differ from the ones the "
+                                            "unfinished job started with"):
         upscale_video(src, out, b, VideoOptions(segment_frames=10, resume=True))
     summary = upscale_video(src, out, a_again, VideoOptions(segment_frames=10, batch=3, resume=True))
+    assert summary["resumed_frames"] == 10 and summary["frames"] == 20
+
+
+def test_a_job_from_before_weights_were_recorded_still_resumes(tmp_path: Path) -> None:
+    """Manifests written before the weights digest existed lack it: such a job resumes as it did then."""
+    torch.manual_seed(0)
+    net = subpixel.Upscaler(ESPCN(2), "espcn", device="cpu")
+    src = make_clip(tmp_path / "in.mp4", n=20, audio=None)
+    out = tmp_path / "out.mp4"
+    _stop_after_first_segment(src, out, net)
+    manifest = tmp_path / ".out.mp4.parts" / "manifest.json"
+    old = json.loads(manifest.read_text())
+    del old["options"]["weights"]
+    manifest.write_text(json.dumps(old))
+    summary = upscale_video(src, out, net, VideoOptions(segment_frames=10, resume=True))
     assert summary["resumed_frames"] == 10 and summary["frames"] == 20
 
 

@@ -147,7 +147,7 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path
     if tile is not None and 0 < tile < MIN_TILE:
         raise click.BadParameter(f"must be 0 (no tiling) or at least {MIN_TILE}", param_hint="--tile")
     jobs, jobs_failed, many, empty = expand_inputs(inputs, recursive)
-    if empty and not jobs:
+    if empty and not jobs and not jobs_failed:
         raise SubpixelError(f"no images found in {', '.join(map(str, empty))}")
     if empty and not (quiet or as_json):
         click.echo(f"warning: no images found in {', '.join(map(str, empty))}", err=True)
@@ -188,7 +188,8 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path
                                for j in done],
                    "failures": [{"input": str(j.src), "error": j.error} for j in jobs_failed],
                    "skipped_outputs_of_other_inputs": [str(j.src) for j in skipped],
-                   "skipped_existing_outputs": [str(j.dst) for j in kept]})
+                   "skipped_existing_outputs": [str(j.dst) for j in kept],
+                   "empty_folders": [str(p) for p in empty]})
     elif not quiet:
         for j in done:
             click.echo(f"wrote {j.dst} ({upscaler.name} x{scale}, {j.seconds:.2f} s)")
@@ -238,13 +239,6 @@ class _TileBar:
             self.bar = None
 
 
-def _out_of_memory(err: BaseException) -> bool:
-    """Whether ``err`` is memory running out: Python's MemoryError or an allocator's RuntimeError (CPU, CUDA)."""
-    text = str(err).lower()
-    return isinstance(err, MemoryError) or is_oom_error(err) or (
-        isinstance(err, RuntimeError) and any(s in text for s in ("allocate memory", "failed to allocate")))
-
-
 def _run_job(job: Job, upscaler: Upscaler, tile: int | None, overwrite: bool, quality: int,
              max_pixels: int | None, progress: Callable[[int, int], None] | None = None) -> None:
     """Upscale one file into ``job``; what goes wrong with this image (not the run) becomes ``job.error``."""
@@ -262,7 +256,7 @@ def _run_job(job: Job, upscaler: Upscaler, tile: int | None, overwrite: bool, qu
     except (SubpixelError, OSError) as err:
         job.error = str(err) if isinstance(err, SubpixelError) else f"{type(err).__name__}: {err}"
     except (MemoryError, RuntimeError) as err:
-        if not _out_of_memory(err):
+        if not is_oom_error(err):
             raise
         job.error = (f"{job.src}: out of memory; try a smaller --tile (e.g. --tile 128), or --max-pixels "
                      "to refuse images this large")

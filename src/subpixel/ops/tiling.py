@@ -33,11 +33,14 @@ class TileInfo:
     tiles_run: int = 0
 
 
+_OOM_TEXT = ("out of memory", "allocate memory", "failed to allocate")  # CUDA/MPS; CPU allocators
+
+
 def is_oom_error(err: BaseException) -> bool:
-    """True for CUDA/MPS out-of-memory errors."""
-    if isinstance(err, torch.cuda.OutOfMemoryError):
+    """True for memory running out: CUDA/MPS out-of-memory, a CPU allocator's failure, Python's MemoryError."""
+    if isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+    return isinstance(err, RuntimeError) and any(text in str(err).lower() for text in _OOM_TEXT)
 
 
 def tile_size_for_budget(budget_bytes: int, widest_channels: int, scale: int, bytes_per_value: int = 4) -> int:

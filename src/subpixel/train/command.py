@@ -12,7 +12,7 @@ import click
 from subpixel.commands.options import emit_json
 from subpixel.io.atomic import write_atomic
 from subpixel.train.budget import IterationBudget
-from subpixel.train.config import load_config, read_recipe
+from subpixel.train.config import ConfigError, load_config, read_recipe, schedule_problem
 
 
 @click.command()
@@ -66,6 +66,9 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
             emit_json({"recipe": str(recipe), **summary})
         return
     cfg = load_config(recipe, raw)
+    problem = schedule_problem(cfg.schedule, cfg.train.iters) if budget is None else None
+    if problem:  # the recipe as written (a shorter --max-iters run only warns; a --budget's iters is a ceiling)
+        raise ConfigError(f"{recipe}: {problem}")
     if max_iters is not None:
         cfg.train.iters = max_iters
     if amp is not None:

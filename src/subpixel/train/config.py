@@ -207,7 +207,8 @@ def schedule_problem(cfg: ScheduleConfig, iters: int) -> str | None:
     """Why the learning-rate schedule ``cfg`` cannot run its course in ``iters`` steps (None: it can).
 
     Not part of :func:`parse_config`: a checkpoint's recipe may hold a total an iteration budget fitted
-    below the warmup (:func:`subpixel.train.trainer.train` refuses such a total unless a budget set it).
+    below the warmup. ``subpixel train`` refuses a recipe file that has the problem as written; a shorter
+    ``--max-iters`` trial or a fitted total only warns (:func:`subpixel.train.trainer.train`).
     """
     if cfg.warmup and cfg.warmup >= iters:
         return f"schedule.warmup {cfg.warmup} is not below train.iters {iters}: the learning rate never leaves warmup"
@@ -221,7 +222,7 @@ def _check(cfg: Config) -> None:
     """Ranges and cross-field rules that types cannot express."""
     from subpixel.train.losses import LOSSES
 
-    _require(0 <= cfg.seed < 2**63, "seed", "in [0, 2**63)", cfg.seed)
+    _require(-(2**63) <= cfg.seed < 2**64, "seed", "in [-2**63, 2**64) (what torch.manual_seed takes)", cfg.seed)
     _require(cfg.model.scale >= 1, "model.scale", "a positive integer", cfg.model.scale)
     d = cfg.data
     _require(len(d.train) > 0, "data.train", "a non-empty list of folders", d.train)
@@ -261,12 +262,24 @@ def parse_config(raw: Any) -> Config:
 
 class RecipeLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last one silently,
-    so a second ``optim:`` would replace the whole first section)."""
+    so a second ``optim:`` would replace the whole first section). Keys merged in by ``<<: *anchor`` may be
+    overridden."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """Check ``node``'s own keys once, before PyYAML copies merged keys into it (in place)."""
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            self._refuse_repeats(node)
+        super().flatten_mapping(node)
+
+    def _refuse_repeats(self, node: yaml.MappingNode) -> None:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: overriding merged keys is allowed
+            if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
             key = self.construct_object(key_node, deep=True)
             try:
@@ -276,7 +289,6 @@ class RecipeLoader(yaml.SafeLoader):
             if repeated:
                 raise ConfigError(f"key {key!r} given twice (again on line {key_node.start_mark.line + 1})")
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 def read_recipe(path: Path) -> Any:

@@ -155,7 +155,7 @@ class FRVSRConfig:
                  (self.frames >= 2, "frames must be >= 2"),
                  (self.patch >= 8, "patch must be >= 8"), (self.batch >= 1, "batch must be >= 1"),
                  (self.iters >= 1, "iters must be >= 1"), (self.lr > 0, "lr must be > 0"),
-                 (0 <= self.seed < 2**63, "seed must be in [0, 2**63)"),
+                 (0 <= self.seed < 2**64, "seed must be in [0, 2**64)"),
                  (0 <= self.min_lr <= self.lr, "need 0 <= min_lr <= lr"),
                  (0 <= self.ema < 1, "ema must be in [0, 1)"),
                  (self.amp in AMP_DTYPES, "amp must be off, bf16 or fp16"),

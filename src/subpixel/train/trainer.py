@@ -402,13 +402,13 @@ def train(cfg: Config, run_dir: Path, *, device: str = "auto", resume: bool = Fa
     stop early with a checkpoint; ``budget`` fits ``train.iters`` to a wall-clock budget
     (:mod:`subpixel.train.budget`; a fit too short for ``schedule.warmup`` or a milestone warns and
     keeps the deadline). ``export`` writes the best weights and a model card there once the run has
-    reached ``train.iters`` (rank 0). Without a budget, a ``train.iters`` (the recipe's, or
-    ``--max-iters``) not above ``schedule.warmup`` and every milestone is a :class:`ConfigError`.
+    reached ``train.iters`` (rank 0). A ``train.iters`` not above ``schedule.warmup`` and every milestone
+    warns here (``subpixel train`` refuses such a recipe as written; see :func:`schedule_problem`).
     """
     run_dir = Path(run_dir)
     problem = schedule_problem(cfg.schedule, cfg.train.iters) if budget is None else None
-    if problem:
-        raise ConfigError(problem)
+    if problem:  # a short trial run (``--max-iters``) or a total an earlier budget fitted: allowed, but said
+        warnings.warn(problem, stacklevel=2)
     with distributed(device) as info:
         last = existing_checkpoint(run_dir, resume)
         trainer = Trainer(cfg, run_dir, info, quiet=quiet, resuming=last is not None)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from subpixel.errors import NotResumableError, SubpixelError
+from subpixel.errors import NotResumableError, SubpixelError, first_line
 from subpixel.io.video import (
     DEINTERLACERS,
     ColorInfo,
@@ -238,9 +238,12 @@ def _weights_digest(model: Upscaler | FrameProcessor) -> str | None:
 
 
 def _cannot_write(output: Path, err: OSError | av.FFmpegError, kept: int) -> SubpixelError:
-    """The error for a failed write (a full disk, a missing folder), saying what ``--resume`` can continue."""
+    """The error for a failed write (a full disk, a missing folder: an OSError) or a failed encoder (another
+    FFmpeg error), saying what ``--resume`` can continue."""
     resumable = f"; {kept} finished frames are kept for --resume" if kept else ""
-    return SubpixelError(f"cannot write {output}: {err.strerror or err}{resumable}")
+    if isinstance(err, OSError):
+        return SubpixelError(f"cannot write {output}: {err.strerror or err}{resumable}")
+    return SubpixelError(f"encoding {output} failed: {first_line(err)}{resumable}")
 
 
 def _streams(indexes: tuple[int, ...]) -> str:
@@ -584,7 +587,8 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
     if damaged:
         log.warning("%s: %d damaged frames could not be decoded and were skipped", src, damaged)
     listed = info.listed_frames
-    if listed and manifest.frames_done + damaged < listed - 1:  # a container's count may be one off
+    # a container's count may be one off; a resumed job counts only this session's damaged frames
+    if listed and not resumed and manifest.frames_done + damaged < listed - 1:
         log.warning("%s: only %d of the %d frames the container lists could be read (truncated file?); "
                     "the output holds those", src, manifest.frames_done, listed)
     seconds = time.perf_counter() - started

@@ -68,10 +68,18 @@ class Manifest:
         """Why this manifest cannot be resumed with ``input_id`` and ``options`` (``None``: it can)."""
         for what, old, new in (("input", self.input, input_id), ("option", self.options, options)):
             for key in sorted(set(old) | set(new)):
-                if old.get(key) != new.get(key):
-                    return _changed_input(key, old, new) if what == "input" else (
-                        f"option {key} was {old.get(key)!r}, now {new.get(key)!r}")
+                if old.get(key) == new.get(key) or (what == "option" and key in _ADDED_OPTIONS and key not in old):
+                    continue
+                if what == "input":
+                    return _changed_input(key, old, new)
+                if key == "weights":
+                    return "the model's weights differ from the ones the unfinished job started with"
+                return f"option {key} was {old.get(key)!r}, now {new.get(key)!r}"
         return None
+
+
+# options recorded since a later version: a manifest written before has none, and resumes as it did then
+_ADDED_OPTIONS = frozenset({"weights"})
 
 
 def _changed_input(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
