@@ -22,7 +22,7 @@ from subpixel.errors import SubpixelError
 from subpixel.models import build
 from subpixel.models.base import SRNet
 from subpixel.models.loader import load
-from subpixel.models.weights import shipped_models
+from subpixel.models.weights import save_weights, shipped_models
 from tests.conftest import TinyConvNet
 
 CPU = torch.device("cpu")
@@ -38,6 +38,18 @@ class Overflowing(SRNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.up(x * self.gain) / self.gain
+
+
+class FrozenOnWideInputs(TinyConvNet):
+    """Eager output differs on inputs one pixel high (or wide, ``axis`` 3): what a trace at 24x24 freezes."""
+
+    def __init__(self, axis: int) -> None:
+        super().__init__(scale=2)
+        self.axis = axis
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        return out + 1 if x.shape[self.axis] == 1 else out
 
 
 class HalfUnsupported(TinyConvNet):
@@ -62,14 +74,57 @@ def test_onnx_export_parity_with_dynamic_shapes(tiny_net, tmp_path) -> None:
         assert (out - ref).abs().max().item() < 1e-3
 
 
-@pytest.mark.parametrize("args", [{"mode": "y", "skip": "nearest"}, {"mode": "rgb", "skip": "bicubic"}])
-def test_luma_and_bicubic_skip_networks_export_with_dynamic_shapes(args, tmp_path) -> None:
-    net = build("espcn", scale=3, **args).eval()
-    engine = OnnxEngine(onnx_export.export_onnx(net, tmp_path / "espcn.onnx").path, threads=1)
-    x = torch.rand(2, 3, 13, 19)  # bicubic chroma/skip must not bake the export's 24x24 shape in
-    with torch.inference_mode():
-        ref = net(x)
-    assert (engine(x) - ref).abs().max().item() < 1e-4
+@pytest.mark.parametrize(("name", "args"), [("espcn", {"mode": "y", "skip": "nearest"}),
+                                            ("espcn", {"mode": "rgb", "skip": "bicubic"}),
+                                            ("sesr-m5", {"mode": "y", "expansion": 4}),
+                                            ("rlfn", {"channels": 8, "blocks": 1})])
+def test_luma_bicubic_and_attention_networks_export_with_dynamic_shapes(name, args, tmp_path) -> None:
+    net = build(name, scale=3, **args).deploy().eval()
+    engine = OnnxEngine(onnx_export.export_onnx(net, tmp_path / "net.onnx").path, threads=1)
+    for shape in ((2, 3, 13, 19), (1, 3, 1, 9), (1, 3, 7, 1), (1, 3, 2, 2)):  # not baked at the export's 24x24
+        x = torch.rand(shape)
+        with torch.inference_mode():
+            ref = net(x)
+        assert (engine(x) - ref).abs().max().item() < 1e-4, shape
+
+
+@pytest.mark.parametrize("axis", [2, 3])
+def test_parity_check_covers_inputs_one_pixel_high_or_wide(axis, tmp_path) -> None:
+    with pytest.raises(SubpixelError, match="parity"):
+        onnx_export.export_onnx(FrozenOnWideInputs(axis).eval(), tmp_path / "f.onnx")
+
+
+def test_onnx_runtime_run_errors_are_one_line_user_errors(tiny_net, tmp_path) -> None:
+    engine = OnnxEngine(onnx_export.export_onnx(tiny_net, tmp_path / "t.onnx").path, threads=1)
+    with pytest.raises(SubpixelError, match=r"^ONNX Runtime cannot run an input of shape \(1, 4, 8, 8\): ") as err:
+        engine(torch.rand(1, 4, 8, 8))
+    assert "\n" not in str(err.value)
+
+
+def test_export_file_is_flushed_to_disk_before_the_rename(tiny_net, tmp_path, monkeypatch) -> None:
+    path, real_fsync, synced = tmp_path / "t.onnx", os.fsync, {}
+
+    def spy(fd: int) -> None:
+        synced[os.fstat(fd).st_ino] = path.exists()
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    onnx_export.export_onnx(tiny_net, path)
+    assert synced.get(path.stat().st_ino) is False  # the very file, synced while still under its temporary name
+
+
+def test_export_names_its_output_in_the_current_folder_whatever_the_card_says(tmp_path, monkeypatch) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for stem, name in (("evil", "../elsewhere/pwn"), ("numeric", 123)):
+        weights = tmp_path / f"{stem}.safetensors"
+        save_weights(build("espcn", 2), weights, {"name": name, "architecture": "espcn", "arch_args": {}, "scale": 2})
+        res = CliRunner().invoke(cli, ["export", str(weights), "--json"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.output[res.output.index("{"):])["model"] == stem
+    assert sorted(p.name for p in work.iterdir()) == ["evil_x2.onnx", "numeric_x2.onnx"]
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_export_fails_and_removes_the_file_when_parity_fails(tiny_net, tmp_path, monkeypatch) -> None:
@@ -225,8 +280,28 @@ def test_fp16_non_finite_on_real_data_falls_back(caplog) -> None:
     x = torch.full((1, 3, 4, 4), 100.0)  # 1e5 overflows fp16
     with caplog.at_level(logging.WARNING):
         out = engine(x)
-    assert engine.precision == "fp32" and "non-finite" in caplog.text
+    assert engine.precision == "fp32" and "fp16 output non-finite (overflowing)" in caplog.text
     assert torch.isfinite(out).all() and torch.allclose(out, torch.full((1, 3, 8, 8), 100.0))
+
+
+def test_fp16_keeps_its_precision_when_the_input_is_to_blame(caplog) -> None:
+    engine = TorchEngine(Overflowing(gain=1e3), CPU, "fp16")
+    nan_input = torch.rand(1, 3, 4, 4)
+    nan_input[0, 0, 0, 0] = float("nan")
+    with caplog.at_level(logging.WARNING):
+        for x in (nan_input, torch.full((1, 3, 4, 4), 1e36)):  # 1e39 overflows fp32 too
+            assert not torch.isfinite(engine(x)).all()
+    assert engine.precision == "fp16" and "using fp32" not in caplog.text
+
+
+def test_an_absent_cuda_device_is_refused_with_the_ones_there(monkeypatch) -> None:
+    from subpixel.engine.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(SubpixelError, match=r"^--device cuda:2: no such GPU; available: cuda:0, cuda:1$"):
+        resolve_device("cuda:2")
 
 
 def test_frame_pipeline_uint8_in_and_out(tiny_net) -> None:

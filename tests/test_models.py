@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
+from subpixel.errors import SubpixelError
 from subpixel.models import architectures, build
 from subpixel.models.base import SRNet
 from subpixel.models.complexity import count_macs, count_params
 from subpixel.models.flagship import RepConv3x3, RepDepthwise, Sprint
+from subpixel.models.loader import load
 from subpixel.models.sesr import SESR, LinearBlock
+from subpixel.models.weights import load_net, save_weights
 
 LEARNED = sorted(name for name, spec in architectures().items() if not spec.interpolation)
 
@@ -256,6 +262,8 @@ def test_bad_arguments_are_user_errors() -> None:
     ("sesr-m5", {"expansion": 0}, "sesr-m5: expansion must be"),
     ("frvsr", {"flow_channels": []}, "frvsr: flow_channels must be a non-empty list of positive integers, got"),
     ("frvsr", {"flow_channels": [4, 0]}, "frvsr: flow_channels must be a non-empty list"),
+    ("frvsr", {"flow_channels": 4}, "frvsr: flow_channels must be a non-empty list"),
+    ("sprint", {"channels": [48]}, "sprint: channels must be a positive integer, got [48]"),
 ])
 def test_channel_and_layer_counts_must_be_positive_integers(name: str, kwargs: dict, message: str) -> None:
     from subpixel.errors import SubpixelError
@@ -285,3 +293,72 @@ def test_reparameterized_sprint_exports_to_onnx_with_dynamic_size() -> None:
     got = session.run(None, {"x": x.numpy()})[0]
     assert got.shape == (1, 3, 33, 39)
     assert abs(got - expected).max() < 1e-4
+
+
+def test_rlfn_runs_inputs_under_three_pixels() -> None:
+    net = build("rlfn", 2, channels=8, blocks=1).eval()
+    for h, w in ((1, 1), (2, 5), (7, 1)):
+        with torch.no_grad():
+            out = net(torch.rand(1, 3, h, w))
+        assert out.shape == (1, 3, 2 * h, 2 * w) and torch.isfinite(out).all()
+
+
+def _espcn_file(tmp_path: Path, stem: str = "w", **card: object) -> Path:
+    """A random espcn x2 weights file whose card is updated with ``card``."""
+    path = tmp_path / f"{stem}.safetensors"
+    save_weights(build("espcn", 2), path, {"name": "mine", "architecture": "espcn", "arch_args": {}, "scale": 2,
+                                           **card})
+    return path
+
+
+@pytest.mark.parametrize(("card", "message"), [
+    (None, "must be a JSON object, not NoneType"),
+    ("espcn", "must be a JSON object, not str"),
+    ({"architecture": ["espcn"], "scale": 2}, "architecture must be one of"),
+    ({"architecture": "espcn", "scale": "two"}, "scale must be a positive integer, got 'two'"),
+    ({"architecture": "espcn", "scale": True}, "scale must be a positive integer, got True"),
+    ({"architecture": "espcn", "scale": 2, "arch_args": None}, "arch_args must be a JSON object, got None"),
+    ({"architecture": "espcn", "scale": 2, "arch_args": ["y"]}, "arch_args must be a JSON object"),
+    ({"architecture": "espcn", "scale": 2, "arch_args": {"foo": 1}}, "cannot build espcn x2: .*'foo'"),
+    ({"architecture": "sprint", "scale": 2, "arch_args": {"channels": [48]}}, "cannot build sprint x2: sprint: chan"),
+    ({"architecture": "sesr-m5", "scale": 2}, "do not fit sesr-m5 x2: tensor .* is missing"),
+    ({"architecture": "espcn", "scale": 3}, "do not fit espcn x3: tensor conv3.weight has shape"),
+    ({"architecture": "espcn", "scale": 2, "arch_args": {"mode": "y"}}, "tensor conv1.weight has shape"),
+])
+def test_malformed_cards_are_one_line_errors_naming_the_file(tmp_path, card, message) -> None:
+    weights = _espcn_file(tmp_path)
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(SubpixelError, match=message) as err:
+        load_net(weights)
+    assert "w.json" in str(err.value) or "w.safetensors" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda s: s.update({"conv1.weight": s["conv1.weight"].to(torch.bool)}), "conv1.weight is bool, not floating"),
+    (lambda s: s.update({"conv1.weight": s["conv1.weight"].to(torch.int32)}), "conv1.weight is int32, not floating"),
+    (lambda s: s["conv2.bias"].__setitem__(0, float("nan")), "conv2.bias holds non-finite values"),
+    (lambda s: s["conv2.bias"].__setitem__(0, float("inf")), "conv2.bias holds non-finite values"),
+    (lambda s: s.update({"conv1.weight": s["conv1.weight"].flatten()}), r"conv1.weight has shape \[4800\], not"),
+    (lambda s: s.pop("conv1.bias"), "tensor conv1.bias is missing"),
+    (lambda s: s.update({"extra": torch.zeros(1)}), "unexpected tensor extra"),
+])
+def test_unfit_weights_are_one_line_errors_naming_the_tensor(tmp_path, change, message) -> None:
+    weights = _espcn_file(tmp_path)
+    state = load_file(str(weights))
+    change(state)
+    save_file(state, str(weights))
+    with pytest.raises(SubpixelError, match=f"^weights {re.escape(str(weights))} do not fit espcn x2: .*{message}"):
+        load_net(weights)
+
+
+def test_a_card_name_that_is_not_a_plain_name_gives_way_to_the_file_stem(tmp_path) -> None:
+    for stem, name in (("kept", "espcn-y"), ("up", "../../x/pwn"), ("back", "a\\b"), ("num", 123), ("dots", "..")):
+        up = load(_espcn_file(tmp_path, stem, name=name), device="cpu", engine="torch")
+        assert up.name == (name if stem == "kept" else stem)
+
+
+def test_an_upper_case_safetensors_suffix_loads(tmp_path) -> None:
+    path = _espcn_file(tmp_path, "W")
+    path.rename(tmp_path / "W.SAFETENSORS")
+    assert load(tmp_path / "W.SAFETENSORS", device="cpu", engine="torch").scale == 2

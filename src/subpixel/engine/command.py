@@ -29,17 +29,17 @@ def export(model: str, scale: int | None, fmt: str, output: Path | None, overwri
            random_weights: bool, as_json: bool) -> None:
     """Export MODEL (a name or a .safetensors file) for ONNX Runtime and other runtimes.
 
-    The file is run by ONNX Runtime at two input sizes and compared with eager PyTorch; a max abs
+    The file is run by ONNX Runtime at several input sizes and compared with eager PyTorch; a max abs
     error of 1e-3 or more fails the export. Recurrent models (FRVSR) export their single-frame path.
     """
     from subpixel.models.loader import load
 
-    if random_weights and Path(model).suffix == ".safetensors":
+    if random_weights and Path(model).suffix.lower() == ".safetensors":
         raise click.UsageError("--random-weights exports an untrained architecture; it contradicts a weights "
                                "file (pass an architecture name instead)")
     upscaler = load(model, scale=scale, device="cpu", engine="torch", pretrained=not random_weights)
     scale = upscaler.scale
-    output = output or Path(f"{upscaler.name}_x{scale}.{fmt}")
+    output = output or Path(Path(f"{upscaler.name}_x{scale}.{fmt}").name)  # in the current folder, whatever the name
     if output.suffix.lower() != f".{fmt}":
         raise click.BadParameter(f"must end in .{fmt}", param_hint="--output")
     if output.exists() and not overwrite:

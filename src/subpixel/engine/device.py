@@ -27,6 +27,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise SubpixelError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SubpixelError("--device cuda asked for, but no CUDA GPU is available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        have = ", ".join(f"cuda:{i}" for i in range(torch.cuda.device_count()))
+        raise SubpixelError(f"--device {name}: no such GPU; available: {have}")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise SubpixelError("--device mps asked for, but MPS is not available")
     return dev

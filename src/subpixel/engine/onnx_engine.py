@@ -10,6 +10,7 @@ import onnxruntime as ort
 import torch
 
 from subpixel.engine.onnx_export import ExportReport, export_onnx
+from subpixel.errors import SubpixelError, first_line
 from subpixel.models.base import SRNet
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class OnnxEngine:
         if threads is not None:
             opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        opts.log_severity_level = 4  # fatal only: a run error reaches the user once, as a SubpixelError
         self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
         self.threads = threads
         self.device = torch.device("cpu")
@@ -52,5 +54,9 @@ class OnnxEngine:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        (out,) = self.session.run(None, {self._input: arr})
+        try:
+            (out,) = self.session.run(None, {self._input: arr})
+        except Exception as err:  # ONNX Runtime's own exception types, with its multi-line messages
+            raise SubpixelError(f"ONNX Runtime cannot run an input of shape {tuple(x.shape)}: "
+                                f"{first_line(err)}") from err
         return torch.from_numpy(out)

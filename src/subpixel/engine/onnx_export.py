@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 MIN_OPSET = 17
 DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-3
-# two batch sizes and two (odd, non-square) sizes, so a shape baked into the graph is caught
-PARITY_SHAPES = ((1, 3, 32, 48), (2, 3, 45, 27))
+# two batch sizes, odd non-square sizes and a side of 1 each way, so a shape baked into the graph is caught
+PARITY_SHAPES = ((1, 3, 32, 48), (2, 3, 45, 27), (1, 3, 1, 13), (1, 3, 11, 1))
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
 
 
@@ -74,7 +74,7 @@ def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET,
     """Write ``net`` (fp32, CPU copy; ``net`` itself is untouched) to ``path`` as ONNX.
 
     Input ``lr`` ``(N, 3, H, W)`` and output ``sr`` ``(N, 3, sH, sW)`` have dynamic N, H and W. The
-    file is validated with ``onnx.checker`` and run by ONNX Runtime at two shapes; a max abs
+    file is validated with ``onnx.checker`` and run by ONNX Runtime at :data:`PARITY_SHAPES`; a max abs
     error >= ``tolerance`` against eager PyTorch raises :class:`SubpixelError`. It is written under a
     temporary name beside ``path`` and renamed over it only once it passes, so a failure leaves ``path``
     as it was. ``capture`` (for command-line use) takes the exporter's console output off the terminal,

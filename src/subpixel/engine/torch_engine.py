@@ -71,8 +71,9 @@ class TorchEngine:
     ``mode``: ``eager``, ``compile`` (``torch.compile``) or ``cudagraph`` (CUDA only: one captured
     graph per input shape, see :class:`CudaGraphs`). ``channels_last`` stores weights and
     activations NHWC (not on MPS). fp16/bf16 run a reduced-precision copy of the network (the
-    fp32 weights are kept); a precision that raises or yields non-finite outputs on a probe (or
-    later on real data) falls back to fp32 for the rest of the engine's life, with a warning.
+    fp32 weights are kept); a precision that raises or yields non-finite outputs on a probe, or
+    later overflows on a finite input that fp32 computes finitely, falls back to fp32 for the rest
+    of the engine's life, with a warning (a non-finite input's output is returned as it is).
     Outputs are float32 on ``device``.
     """
 
@@ -106,7 +107,7 @@ class TorchEngine:
             self._lowp = copy.deepcopy(self.net).to(self.dtype)
         self._fn = self._wrap(self.net if self._lowp is None else self._lowp)
         if self.dtype != torch.float32 and not self._precision_works():
-            self._fallback("probe failed")
+            self._fallback(f"precision {precision} unsupported on {device} (probe failed)")
 
     def _wrap(self, module: SRNet) -> Forward:
         if self.mode == "compile":
@@ -126,13 +127,13 @@ class TorchEngine:
         return bool(torch.isfinite(out).all())
 
     def _fallback(self, why: str) -> None:
-        log.warning("precision %s unsupported on %s (%s); using fp32", self.precision, self.device, why)
+        log.warning("%s; using fp32", why)
         self.precision, self.dtype, self._lowp = "fp32", torch.float32, None
         self._fn = self._wrap(self.net)
 
-    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        return x.to(self.device, non_blocking=True).to(dtype=self.dtype, memory_format=fmt)
+        return x.to(self.device, non_blocking=True).to(dtype=dtype or self.dtype, memory_format=fmt)
 
     @torch.no_grad()  # not inference_mode: callers may update outputs in place
     def _run(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,7 +141,11 @@ class TorchEngine:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         out = self._run(x)
-        if self.dtype != torch.float32 and not bool(torch.isfinite(out).all()):
-            self._fallback("non-finite output")
-            out = self._run(x)
-        return out
+        if self.dtype == torch.float32 or bool(torch.isfinite(out).all()) or not bool(torch.isfinite(x).all()):
+            return out
+        with torch.no_grad():
+            ref = self.net(self._prepare(x, torch.float32))
+        if not bool(torch.isfinite(ref).all()):
+            return out  # fp32 overflows too: the input, not the precision, is to blame
+        self._fallback(f"{self.precision} output non-finite (overflowing) on {self.device} where fp32's is finite")
+        return ref

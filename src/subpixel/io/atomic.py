@@ -18,16 +18,26 @@ __all__ = ["replacing", "write_atomic"]
 
 @contextmanager
 def replacing(path: Path) -> Iterator[Path]:
-    """A fresh temporary path beside ``path`` to write; renamed over ``path`` when the block succeeds,
-    removed when it raises."""
+    """A fresh temporary path beside ``path`` to write; flushed to disk and renamed over ``path`` when the block
+    succeeds (so the new file survives a crash), removed when it raises."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
         yield tmp
+        _sync_file(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     _sync_folder(path.parent)
+
+
+def _sync_file(path: Path) -> None:
+    """Flush a written file's data to disk (opened for writing, as Windows requires)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _sync_folder(folder: Path) -> None:
@@ -54,5 +64,3 @@ def write_atomic(path: Path, data: bytes | str | Callable[[BinaryIO], object]) -
                 data(f)
             else:
                 f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())

@@ -61,12 +61,12 @@ def load(
             raise SubpixelError(f"scale must be a positive whole number, got {scale!r}")
         scale = int(scale)  # 2.0 or numpy.int64(2) are fine
     path = Path(name_or_path)
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":
         if not path.is_file():
             raise SubpixelError(f"weights file not found: {path}")
         _refuse_arch_args(arch_args, path.name)
         net, card = load_net(path)
-        name = card.get("name", path.stem)
+        name = _card_name(card, path)
         if scale is not None and scale != net.scale:
             raise SubpixelError(f"{path.name} is a x{net.scale} model; x{scale} was asked for")
     else:
@@ -93,6 +93,15 @@ def load(
     net = net.deploy()
     runtime = make_engine(net, engine=engine, device=device, precision=precision)
     return Upscaler(net, name=name, card=card, engine=runtime)
+
+
+def _card_name(card: dict[str, Any], weights: Path) -> str:
+    """The card's ``name`` when it is a plain name (a non-blank string without path separators or ``..``:
+    exports are named after it), else the weights file's stem."""
+    name = card.get("name")
+    if isinstance(name, str) and name.strip() and ".." not in name and not set("/\\\0") & set(name):
+        return name
+    return weights.stem
 
 
 def _refuse_arch_args(arch_args: dict[str, Any], weights: str) -> None:

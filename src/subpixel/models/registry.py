@@ -61,19 +61,24 @@ def get_spec(name: str) -> ArchSpec:
 _COUNT_ARGS = ("channels", "blocks", "expansion", "esa_channels", "flow_channels")
 
 
+def _is_count(value: object) -> bool:
+    """Whether ``value`` is a positive integer (``True`` is not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def _check_counts(spec: ArchSpec, kwargs: dict[str, object]) -> None:
-    """Refuse a channel or layer count the builder takes that is not a positive integer (or a non-empty list
-    of them); arguments it does not take are left to its own error."""
+    """Refuse a channel or layer count the builder takes that is not a positive integer (or, where the builder's
+    default is a list, a non-empty list of them); arguments it does not take are left to its own error."""
     takes = inspect.signature(spec.builder).parameters
     for key in _COUNT_ARGS:
         if key not in kwargs or key not in takes:
             continue
         value = kwargs[key]
-        many = isinstance(value, (list, tuple))
-        items = list(value) if many else [value]
-        if not items or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items):
-            what = "a non-empty list of positive integers" if many else "a positive integer"
-            raise SubpixelError(f"{spec.name}: {key} must be {what}, got {value!r}")
+        if isinstance(takes[key].default, (list, tuple)):
+            if not (isinstance(value, (list, tuple)) and value and all(_is_count(v) for v in value)):
+                raise SubpixelError(f"{spec.name}: {key} must be a non-empty list of positive integers, got {value!r}")
+        elif not _is_count(value):
+            raise SubpixelError(f"{spec.name}: {key} must be a positive integer, got {value!r}")
 
 
 def build(name: str, scale: int, **kwargs: object) -> SRNet:

@@ -4,8 +4,9 @@ Built from the paper for speed comparisons (random weights are fine): a 3x3 head
 feature blocks (RLFB) of 52 channels, a 3x3 conv with a long residual, and a 3x3 conv + PixelShuffle.
 An RLFB is three conv3x3-ReLU with a local residual, a 1x1 conv and enhanced spatial attention (ESA):
 1x1 reduce to 16 channels, strided 3x3 conv, 7x7/3 max-pool, 3x3 conv, bilinear upsampling back, plus a
-1x1 of the reduced features, 1x1 expand, sigmoid gate. The max-pool is padded by 3 so inputs as small
-as 3x3 run; this adds no parameters and negligible work.
+1x1 of the reduced features, 1x1 expand, sigmoid gate. The max-pool is padded by 3, and a side under 3 is
+replicate-padded to 3 before the strided conv, so inputs of any size run (1x1 included) and larger ones
+are computed as in the paper; this adds no parameters and negligible work.
 
 ESA pools over wide windows whose grid depends on the image size, so tiled and whole-image outputs
 differ slightly whatever the padding; ``receptive_field`` is a generous bound on its reach.
@@ -27,6 +28,18 @@ __all__ = ["ESA", "RLFB", "RLFN", "RLFNPlain"]
 _ESA_REACH = 32
 
 
+def _at_least_3(x: torch.Tensor) -> torch.Tensor:
+    """Repeat the last row and column of ``x`` ``(N, C, H, W)`` so each side is ``max(side, 3)``.
+
+    ``max(n, 3) == n + 2 // n`` for ``n >= 1``: no branch on the size, so an ONNX trace stays valid at every size.
+    """
+    for axis in (2, 3):
+        n = x.shape[axis]
+        last = x.narrow(axis, n - 1, 1)
+        x = torch.cat([x, last, last], dim=axis).narrow(axis, 0, n + 2 // n)
+    return x
+
+
 class ESA(nn.Module):
     """Enhanced spatial attention (RFANet/RFDN), in RLFN's trimmed form (one conv after pooling)."""
 
@@ -40,7 +53,7 @@ class ESA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         reduced = self.reduce(x)
-        far = self.pooled(F.max_pool2d(self.down(reduced), kernel_size=7, stride=3, padding=3))
+        far = self.pooled(F.max_pool2d(self.down(_at_least_3(reduced)), kernel_size=7, stride=3, padding=3))
         far = F.interpolate(far, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return x * torch.sigmoid(self.expand(far + self.local(reduced)))
 

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save
 
-from subpixel.errors import SubpixelError
+from subpixel.errors import SubpixelError, first_line
 from subpixel.io.atomic import write_atomic
 from subpixel.models.base import SRNet
-from subpixel.models.registry import build
+from subpixel.models.registry import architectures, build
 
 __all__ = ["ShippedModel", "shipped_models", "find_shipped", "card_path", "read_card", "load_net", "save_weights",
            "state_dict_on_cpu", "WEIGHTS_DIR"]
@@ -42,7 +42,7 @@ def card_path(weights: Path) -> Path:
 
 
 def read_card(weights: Path) -> dict[str, Any]:
-    """Parse the card of ``weights`` (clear error when absent or malformed)."""
+    """Parse the card of ``weights`` (clear error when absent or malformed, see :func:`_check_card`)."""
     path = card_path(weights)
     try:
         card = json.loads(path.read_text())
@@ -50,10 +50,27 @@ def read_card(weights: Path) -> dict[str, Any]:
         raise SubpixelError(f"no model card {path.name} beside {weights}") from None
     except json.JSONDecodeError as err:
         raise SubpixelError(f"model card {path} is not valid JSON: {err}") from None
+    _check_card(card, path)
+    return card
+
+
+def _check_card(card: object, path: Path) -> None:
+    """Refuse a card that is not an object with a registered ``architecture`` name, a positive integer ``scale``
+    and, if present, an object of ``arch_args``."""
+    if not isinstance(card, dict):
+        raise SubpixelError(f"model card {path} must be a JSON object, not {type(card).__name__}")
     for key in ("architecture", "scale"):
         if key not in card:
             raise SubpixelError(f"model card {path} lacks {key!r}")
-    return card
+    arch, scale = card["architecture"], card["scale"]
+    known = architectures()
+    if not isinstance(arch, str) or arch not in known:
+        raise SubpixelError(f"model card {path}: architecture must be one of {', '.join(sorted(known))}, "
+                            f"got {arch!r}")
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+        raise SubpixelError(f"model card {path}: scale must be a positive integer, got {scale!r}")
+    if not isinstance(card.get("arch_args", {}), dict):
+        raise SubpixelError(f"model card {path}: arch_args must be a JSON object, got {card['arch_args']!r}")
 
 
 def shipped_models() -> list[ShippedModel]:
@@ -61,7 +78,7 @@ def shipped_models() -> list[ShippedModel]:
     found = []
     for w in sorted(WEIGHTS_DIR.glob("*.safetensors")):
         card = read_card(w)
-        found.append(ShippedModel(card.get("name", w.stem.rsplit("_x", 1)[0]), int(card["scale"]), w, card))
+        found.append(ShippedModel(card.get("name", w.stem.rsplit("_x", 1)[0]), card["scale"], w, card))
     return found
 
 
@@ -71,18 +88,45 @@ def find_shipped(name: str, scale: int) -> ShippedModel | None:
 
 
 def load_net(weights: Path, card: dict[str, Any] | None = None) -> tuple[SRNet, dict[str, Any]]:
-    """Build the card's architecture and load ``weights`` into it (strict)."""
+    """Build the card's architecture and load ``weights`` into it (every tensor present, shaped, finite)."""
     card = card or read_card(weights)
-    net = build(card["architecture"], int(card["scale"]), **card.get("arch_args", {}))
+    net = _build(card, weights)
     try:
         state = load_file(str(weights))
     except Exception as err:  # safetensors raises its own types for corrupt headers
         raise SubpixelError(f"cannot read weights {weights}: {err}") from None
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise SubpixelError(f"weights {weights} do not fit {card['architecture']}: "
-                            f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    _check_state(net.state_dict(), state, f"weights {weights} do not fit {card['architecture']} x{net.scale}")
+    net.load_state_dict(state)
     return net.eval(), card
+
+
+def _build(card: dict[str, Any], weights: Path) -> SRNet:
+    """The card's network; a builder's complaint about its arguments is a user error naming the card."""
+    args = card.get("arch_args", {})
+    try:
+        return build(card["architecture"], card["scale"], **args)
+    except Exception as err:  # builders raise TypeError/ValueError for arguments they do not take
+        raise SubpixelError(f"model card {card_path(weights)}: cannot build {card['architecture']} "
+                            f"x{card['scale']}: {first_line(err)}") from err
+
+
+def _check_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], unfit: str) -> None:
+    """Raise ``unfit`` plus the first tensor of ``state`` that is missing, extra, misshapen, not floating point
+    where ``own``'s is, or not finite."""
+    for key, ref in own.items():
+        tensor = state.get(key)
+        if tensor is None:
+            raise SubpixelError(f"{unfit}: tensor {key} is missing")
+        if tensor.shape != ref.shape:
+            raise SubpixelError(f"{unfit}: tensor {key} has shape {list(tensor.shape)}, not {list(ref.shape)}")
+        if ref.dtype.is_floating_point and not tensor.dtype.is_floating_point:
+            raise SubpixelError(f"{unfit}: tensor {key} is {str(tensor.dtype).removeprefix('torch.')}, "
+                                "not floating point")
+        if tensor.dtype.is_floating_point and not bool(torch.isfinite(tensor).all()):
+            raise SubpixelError(f"{unfit}: tensor {key} holds non-finite values (NaN or infinity)")
+    extra = next((key for key in state if key not in own), None)
+    if extra is not None:
+        raise SubpixelError(f"{unfit}: unexpected tensor {extra}")
 
 
 def save_weights(net: SRNet, path: Path, card: dict[str, Any]) -> None:

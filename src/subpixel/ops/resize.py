@@ -101,11 +101,20 @@ def _polyphase_kernel(scale: int) -> torch.Tensor:
     return torch.einsum("ai,bj->abij", taps, taps).reshape(scale * scale, 1, 5, 5)
 
 
+def _span(x: torch.Tensor, axis: int, start: int | None, stop: int | None) -> torch.Tensor:
+    """``x[start:stop]`` along ``axis``, clamped to its length like Python (and ONNX ``Slice``)."""
+    return x[(slice(None),) * axis + (slice(start, stop),)]
+
+
 def _mirror_pad2(x: torch.Tensor, axis: int) -> torch.Tensor:
-    """Pad two samples each side of ``axis`` with MATLAB's 'symmetric' mirror (edge repeated)."""
-    n = x.shape[axis]
-    head = x.narrow(axis, 0, 2).flip(axis)
-    tail = x.narrow(axis, n - 2, 2).flip(axis)
+    """Pad two samples each side of ``axis`` with MATLAB's 'symmetric' mirror (edge repeated).
+
+    Built from clamped slices only, so a side of 1 (padded with its one sample) needs no size-dependent
+    branch and an ONNX trace holds for every size.
+    """
+    first, last = _span(x, axis, 0, 1), _span(x, axis, -1, None)
+    head = _span(torch.cat([first, _span(x, axis, 0, 2)], dim=axis), axis, -2, None).flip(axis)
+    tail = _span(torch.cat([_span(x, axis, -2, None), last], dim=axis), axis, 0, 2).flip(axis)
     return torch.cat([head, x, tail], dim=axis)
 
 
@@ -114,10 +123,10 @@ def upscale_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
 
     The same values as :func:`imresize` (to float rounding), computed as one 5x5 polyphase
     convolution and a pixel shuffle: fast on any device and exportable to ONNX with dynamic
-    height and width, because nothing depends on the input size. Needs ``H, W >= 2``.
+    height and width, because nothing depends on the input size (a side of 1 included).
     """
-    if not x.dtype.is_floating_point or scale < 2 or min(x.shape[-2:]) < 2:
-        raise ValueError("upscale_bicubic needs a floating tensor with H, W >= 2 and an integer scale >= 2")
+    if not x.dtype.is_floating_point or scale < 2 or x.dim() < 2 or min(x.shape[-2:]) < 1:
+        raise ValueError("upscale_bicubic needs a floating tensor with H, W >= 1 and an integer scale >= 2")
     compute = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     weight = _polyphase_kernel(int(scale)).to(device=x.device, dtype=compute)
     planes = x.to(compute).flatten(0, -3).unsqueeze(1) if x.dim() > 2 else x.to(compute)[None, None]
@@ -164,7 +173,7 @@ def imresize(
         scales = (size[0] / in_h, size[1] / in_w)
     integer = not x.dtype.is_floating_point
     if (not integer and kernel == "bicubic" and scales[0] == scales[1] and scales[0] >= 2
-            and scales[0].is_integer() and min(in_h, in_w) >= 2):
+            and scales[0].is_integer()):
         return upscale_bicubic(x, int(scales[0]))
     orig_dtype = x.dtype
     if integer:
