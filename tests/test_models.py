@@ -362,3 +362,10 @@ def test_an_upper_case_safetensors_suffix_loads(tmp_path) -> None:
     path = _espcn_file(tmp_path, "W")
     path.rename(tmp_path / "W.SAFETENSORS")
     assert load(tmp_path / "W.SAFETENSORS", device="cpu", engine="torch").scale == 2
+
+
+def test_weights_paths_are_told_by_suffix_in_any_case() -> None:
+    from subpixel.models.weights import is_weights_path
+
+    assert is_weights_path("a/b.safetensors") and is_weights_path(Path("B.SafeTensors"))
+    assert not is_weights_path("espcn") and not is_weights_path("model.safetensors.json")

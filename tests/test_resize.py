@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from subpixel.ops.resize import _contributions, _resize_axis, imresize, imresize_np, output_size, upscale_bicubic
+from subpixel.ops.resize import _resize_axis, contributions, imresize, imresize_np, output_size, upscale_bicubic
 
 
 @pytest.mark.parametrize("scale", [0.25, 1 / 3, 0.5, 2.0, 3.0, 4.0, 1.7])
 def test_weights_sum_to_one_and_indices_in_range(scale: float) -> None:
-    idx, w = _contributions(37, output_size(37, scale), scale, True, "bicubic")
+    idx, w = contributions(37, output_size(37, scale), scale, True, "bicubic")
     assert torch.allclose(w.sum(1), torch.ones(w.shape[0], dtype=torch.float64))
     assert idx.min() >= 0 and idx.max() < 37
 

@@ -13,6 +13,7 @@ from subpixel.commands.options import emit_json
 from subpixel.engine import ENGINES
 from subpixel.engine.device import PRECISIONS, resolve_device
 from subpixel.errors import SubpixelError
+from subpixel.models.weights import is_weights_path
 
 DEFAULT_ENGINES = {"cuda": ("torch", "torch-cudagraph"), "cpu": ("torch", "onnx")}
 
@@ -28,7 +29,7 @@ def _names(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
         return default
     if value.strip().lower() == "none":
         return ()
-    return tuple(v if v.endswith(".safetensors") else v.lower() for v in _split(value))
+    return tuple(v if is_weights_path(v) else v.lower() for v in _split(value))
 
 
 def _command_line(ctx: click.Context) -> str:
@@ -91,7 +92,7 @@ def bench(ctx: click.Context, models: str | None, peers: str | None, engines: st
     known = architectures()
     model_list = _names(models, tuple(m for m in DEFAULT_MODELS if m in known))
     for m in model_list:
-        if not m.endswith(".safetensors") and m not in known:
+        if not is_weights_path(m) and m not in known:
             raise SubpixelError(f"unknown model {m!r}; known: {', '.join(sorted(known))}")
     peer_list = _names(peers, PEERS)
     for p in peer_list:

@@ -23,7 +23,7 @@ from subpixel.models.base import SRNet
 from subpixel.models.complexity import count_macs, count_params
 from subpixel.models.interp import _Interpolation
 from subpixel.models.registry import architectures, build
-from subpixel.models.weights import find_shipped, load_net, read_card
+from subpixel.models.weights import find_shipped, is_weights_path, load_net, read_card
 
 __all__ = ["BenchConfig", "SpeedRow", "BenchResult", "run_bench", "DEFAULT_MODELS"]
 
@@ -89,7 +89,7 @@ class BenchResult:
 
 def _network(name: str, scale: int) -> tuple[SRNet, str]:
     """``name``'s network at ``scale`` and where its weights come from."""
-    if name.endswith(".safetensors"):
+    if is_weights_path(name):
         net, _ = load_net(Path(name))
         if net.scale != scale:
             raise SubpixelError(f"{Path(name).name} is a x{net.scale} model")
@@ -104,20 +104,20 @@ def _network(name: str, scale: int) -> tuple[SRNet, str]:
 
 
 def _display_name(name: str) -> str:
-    return Path(name).stem if name.endswith(".safetensors") else name
+    return Path(name).stem if is_weights_path(name) else name
 
 
 def _check_weights(models: tuple[str, ...]) -> None:
     """Refuse, before anything is timed, a ``.safetensors`` entry that cannot load (missing, no card, bad tensors)."""
     for name in models:
-        if name.endswith(".safetensors"):
+        if is_weights_path(name):
             if not Path(name).is_file():
                 raise SubpixelError(f"weights file not found: {name}")
             load_net(Path(name))
 
 
 def _has_quality_weights(name: str) -> bool:
-    if name.endswith(".safetensors"):
+    if is_weights_path(name):
         return int(read_card(Path(name))["scale"]) == QUALITY_SCALE
     spec = architectures().get(name)
     if spec is not None and spec.interpolation:

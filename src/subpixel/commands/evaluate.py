@@ -15,7 +15,7 @@ from subpixel.eval.datasets import STANDARD_SETS, dataset_images, resolve_datase
 from subpixel.eval.protocol import PROTOCOLS, SetResult, evaluate
 from subpixel.io.atomic import write_atomic
 from subpixel.models.loader import load
-from subpixel.models.weights import card_path, find_shipped, shipped_models
+from subpixel.models.weights import card_path, find_shipped, is_weights_path, shipped_models
 from subpixel.upscaler import Upscaler
 
 
@@ -113,7 +113,7 @@ def evaluate_cmd(model_name: str | None, scale: int | None, sets: tuple[str, ...
         s = model.scale
         results = run_sets(model, folders, protocol, channel, self_ensemble, quiet or as_json)
         shipped = find_shipped(model.name, s)
-        weights = Path(name) if name.endswith(".safetensors") else shipped.weights if shipped else None
+        weights = Path(name) if is_weights_path(name) else shipped.weights if shipped else None
         if update_card and weights is None and not all_models:
             raise SubpixelError(f"--update-card: no weights file behind {name!r} at x{s}")
         if update_card and weights is not None:

@@ -10,6 +10,7 @@ import click
 from subpixel.commands.options import emit_json
 from subpixel.engine.onnx_export import DEFAULT_OPSET, MIN_OPSET, export_onnx
 from subpixel.errors import SubpixelError
+from subpixel.models.weights import is_weights_path
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def export(model: str, scale: int | None, fmt: str, output: Path | None, overwri
     """
     from subpixel.models.loader import load
 
-    if random_weights and Path(model).suffix.lower() == ".safetensors":
+    if random_weights and is_weights_path(model):
         raise click.UsageError("--random-weights exports an untrained architecture; it contradicts a weights "
                                "file (pass an architecture name instead)")
     upscaler = load(model, scale=scale, device="cpu", engine="torch", pretrained=not random_weights)

@@ -10,7 +10,7 @@ import torch
 
 from subpixel.errors import SubpixelError
 from subpixel.models.registry import architectures, build, get_spec
-from subpixel.models.weights import load_net, shipped_models
+from subpixel.models.weights import is_weights_path, load_net, shipped_models
 from subpixel.upscaler import Upscaler
 
 __all__ = ["load", "available_scales", "best_shipped"]
@@ -61,7 +61,7 @@ def load(
             raise SubpixelError(f"scale must be a positive whole number, got {scale!r}")
         scale = int(scale)  # 2.0 or numpy.int64(2) are fine
     path = Path(name_or_path)
-    if path.suffix.lower() == ".safetensors":
+    if is_weights_path(path):
         if not path.is_file():
             raise SubpixelError(f"weights file not found: {path}")
         _refuse_arch_args(arch_args, path.name)

@@ -10,7 +10,7 @@ from typing import TypeVar
 from subpixel.errors import SubpixelError
 from subpixel.models.base import SRNet
 
-__all__ = ["ArchSpec", "register", "build", "get_spec", "architectures"]
+__all__ = ["ArchSpec", "register", "build", "check_counts", "get_spec", "architectures"]
 
 T = TypeVar("T", bound=type[SRNet])
 
@@ -66,9 +66,12 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _check_counts(spec: ArchSpec, kwargs: dict[str, object]) -> None:
-    """Refuse a channel or layer count the builder takes that is not a positive integer (or, where the builder's
-    default is a list, a non-empty list of them); arguments it does not take are left to its own error."""
+def check_counts(name: str, kwargs: dict[str, object], label: str | None = None) -> None:
+    """Refuse a channel or layer count architecture ``name`` takes that is not a positive integer (or, where its
+    builder's default is a list, a non-empty list of them); arguments it does not take are left to the builder's
+    own error. Messages start with ``label`` (default ``"<name>: "``), then the argument's name."""
+    spec = get_spec(name)
+    label = f"{spec.name}: " if label is None else label
     takes = inspect.signature(spec.builder).parameters
     for key in _COUNT_ARGS:
         if key not in kwargs or key not in takes:
@@ -76,9 +79,9 @@ def _check_counts(spec: ArchSpec, kwargs: dict[str, object]) -> None:
         value = kwargs[key]
         if isinstance(takes[key].default, (list, tuple)):
             if not (isinstance(value, (list, tuple)) and value and all(_is_count(v) for v in value)):
-                raise SubpixelError(f"{spec.name}: {key} must be a non-empty list of positive integers, got {value!r}")
+                raise SubpixelError(f"{label}{key} must be a non-empty list of positive integers, got {value!r}")
         elif not _is_count(value):
-            raise SubpixelError(f"{spec.name}: {key} must be a positive integer, got {value!r}")
+            raise SubpixelError(f"{label}{key} must be a positive integer, got {value!r}")
 
 
 def build(name: str, scale: int, **kwargs: object) -> SRNet:
@@ -86,7 +89,7 @@ def build(name: str, scale: int, **kwargs: object) -> SRNet:
     spec = get_spec(name)
     if spec.scales is not None and scale not in spec.scales:
         raise SubpixelError(f"{name} supports scales {', '.join(map(str, spec.scales))}, not x{scale}")
-    _check_counts(spec, kwargs)
+    check_counts(name, kwargs)
     return spec.builder(scale=scale, **kwargs)
 
 

@@ -21,9 +21,14 @@ from subpixel.models.base import SRNet
 from subpixel.models.registry import architectures, build
 
 __all__ = ["ShippedModel", "shipped_models", "find_shipped", "card_path", "read_card", "load_net", "save_weights",
-           "state_dict_on_cpu", "WEIGHTS_DIR"]
+           "state_dict_on_cpu", "is_weights_path", "WEIGHTS_DIR"]
 
 WEIGHTS_DIR = Path(str(resources.files("subpixel") / "weights"))
+
+
+def is_weights_path(name: str | Path) -> bool:
+    """Whether ``name`` names a ``.safetensors`` weights file (by its suffix, in any case), not a model name."""
+    return Path(name).suffix.lower() == ".safetensors"
 
 
 @dataclass(frozen=True)

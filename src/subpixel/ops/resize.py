@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["imresize", "imresize_np", "upscale_bicubic", "cubic", "output_size"]
+__all__ = ["imresize", "imresize_np", "upscale_bicubic", "cubic", "output_size", "contributions", "apply_taps",
+           "round_to"]
 
 
 def cubic(x: torch.Tensor) -> torch.Tensor:
@@ -47,7 +48,7 @@ def output_size(size: int, scale: float) -> int:
 
 
 @lru_cache(maxsize=64)
-def _contributions(
+def contributions(
     in_len: int, out_len: int, scale: float, antialias: bool, kernel: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices ``(out_len, P)`` and float64 weights ``(out_len, P)`` for one axis."""
@@ -76,11 +77,17 @@ def _resize_axis(
     x: torch.Tensor, axis: int, out_len: int, scale: float, antialias: bool, kernel: str
 ) -> torch.Tensor:
     """Resize ``x`` (floating point) along ``axis`` to ``out_len``; memory stays ~2x the output."""
-    idx, w = _contributions(x.shape[axis], out_len, float(scale), antialias, kernel)
+    idx, w = contributions(x.shape[axis], out_len, float(scale), antialias, kernel)
+    return apply_taps(x, axis, idx, w)
+
+
+def apply_taps(x: torch.Tensor, axis: int, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``sum_p x[idx[:, p]] * w[:, p]`` along ``axis`` (floating ``x``), summed in tap order: the exact
+    values of :func:`imresize`'s pass for the taps of :func:`contributions` (or a slice of them)."""
     idx = idx.to(x.device)
     w = w.to(device=x.device, dtype=x.dtype)
     shape = [1] * x.dim()
-    shape[axis] = out_len
+    shape[axis] = idx.shape[0]
     out = None
     for p in range(idx.shape[1]):
         term = x.index_select(axis, idx[:, p]) * w[:, p].view(shape)
@@ -135,7 +142,7 @@ def upscale_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
     return out.reshape(*x.shape[:-2], out.shape[-2], out.shape[-1]).to(x.dtype)
 
 
-def _round_to(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def round_to(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """MATLAB-style conversion: round half away from zero, saturate."""
     info = torch.iinfo(dtype)
     return torch.floor(x + 0.5).clamp_(info.min, info.max)
@@ -189,7 +196,7 @@ def imresize(
             continue
         work = _resize_axis(work, axis, size[k], scales[k], antialias, kernel)
         if integer:
-            work = _round_to(work, orig_dtype)
+            work = round_to(work, orig_dtype)
     return work.to(orig_dtype)
 
 

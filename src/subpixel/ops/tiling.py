@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from subpixel.ops.resize import _contributions, _round_to, output_size
+from subpixel.ops.resize import apply_taps, contributions, output_size, round_to
 
 __all__ = ["TileInfo", "tiled_forward", "tiled_imresize", "tile_size_for_budget", "is_oom_error", "MIN_TILE"]
 
@@ -156,8 +156,8 @@ def tiled_imresize(x: torch.Tensor, scale: int, kernel: str, tile: int,
     if tile < 1 or scale < 2:
         raise ValueError("tile must be positive and scale at least 2")
     c, h, w = x.shape
-    rows = _contributions(h, output_size(h, scale), float(scale), True, kernel)
-    cols = _contributions(w, output_size(w, scale), float(scale), True, kernel)
+    rows = contributions(h, output_size(h, scale), float(scale), True, kernel)
+    cols = contributions(w, output_size(w, scale), float(scale), True, kernel)
     out = torch.empty(rows[0].shape[0], cols[0].shape[0], c, dtype=x.dtype).permute(2, 0, 1)
     spans = [(ys, xs) for ys in _spans(out.shape[1], tile * scale) for xs in _spans(out.shape[2], tile * scale)]
     for done, ((y0, y1), (x0, x1)) in enumerate(spans, 1):
@@ -171,15 +171,5 @@ def _resize_tile(x: torch.Tensor, rows: Contributions, cols: Contributions) -> t
     """One output tile: the height pass, then the width pass, over the input crop its taps reach."""
     r0, c0 = int(rows[0].min()), int(cols[0].min())
     crop = x[:, r0:int(rows[0].max()) + 1, c0:int(cols[0].max()) + 1].to(torch.float64)
-    mid = _round_to(_weighted_taps(crop, 1, rows[0] - r0, rows[1]), x.dtype)
-    return _round_to(_weighted_taps(mid, 2, cols[0] - c0, cols[1]), x.dtype).to(x.dtype)
-
-
-def _weighted_taps(x: torch.Tensor, axis: int, taps: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``sum_p x[taps[:, p]] * weights[:, p]`` along ``axis``, summed in imresize's order (so its exact values)."""
-    shape = [1] * x.dim()
-    shape[axis] = taps.shape[0]
-    out = x.index_select(axis, taps[:, 0]) * weights[:, 0].view(shape)
-    for p in range(1, taps.shape[1]):
-        out.add_(x.index_select(axis, taps[:, p]) * weights[:, p].view(shape))
-    return out
+    mid = round_to(apply_taps(crop, 1, rows[0] - r0, rows[1]), x.dtype)
+    return round_to(apply_taps(mid, 2, cols[0] - c0, cols[1]), x.dtype).to(x.dtype)

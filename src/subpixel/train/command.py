@@ -11,6 +11,7 @@ import click
 
 from subpixel.commands.options import emit_json
 from subpixel.io.atomic import write_atomic
+from subpixel.models.weights import is_weights_path
 from subpixel.train.budget import IterationBudget
 from subpixel.train.config import ConfigError, load_config, read_recipe, schedule_problem
 
@@ -92,7 +93,7 @@ def _rank0() -> bool:
 
 def _check_writable(path: Path) -> None:
     """Refuse an export path that cannot be written before any training (its folder is made if missing)."""
-    if path.suffix != ".safetensors":
+    if not is_weights_path(path):
         raise click.BadParameter("must end in .safetensors", param_hint="--export")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

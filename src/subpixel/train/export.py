@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from subpixel.errors import SubpixelError
 from subpixel.models.base import SRNet
 from subpixel.models.registry import build
-from subpixel.models.weights import card_path, read_card, save_weights
+from subpixel.models.weights import card_path, is_weights_path, read_card, save_weights
 from subpixel.train.checkpoint import BEST, CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
 from subpixel.train.config import parse_config
 from subpixel.train.monitor import THROUGHPUT_FILE, overall_throughput, read_sessions
@@ -29,7 +29,7 @@ def export_best(run_dir: Path, path: Path, notes: str | None = None) -> Path:
     whose measured metrics are kept.
     """
     run_dir, path = Path(run_dir), Path(path)
-    if path.suffix != ".safetensors":
+    if not is_weights_path(path):
         raise SubpixelError(f"export path must end in .safetensors, got {path.name}")
     best_file = run_dir / CHECKPOINT_DIR / BEST
     if best_file.is_file():

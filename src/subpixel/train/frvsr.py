@@ -40,7 +40,7 @@ from subpixel.data.clips import ClipSampler, Motion, exact_flow
 from subpixel.data.pairs import fingerprint
 from subpixel.errors import Interrupted, SubpixelError
 from subpixel.models.frvsr import FRVSR, warp
-from subpixel.models.registry import build
+from subpixel.models.registry import build, check_counts
 from subpixel.models.weights import save_weights
 from subpixel.train.budget import IterationBudget
 from subpixel.train.checkpoint import checkpoint_path, load_checkpoint, prune, save_atomic
@@ -68,19 +68,11 @@ _CONTAINERS = {"data": list, "arch": dict, "motion": dict}
 _ARCH_KEYS = set(inspect.signature(FRVSR.__init__).parameters) - {"self", "scale", "recurrent"}
 
 
-def _count(value: Any, low: int = 1) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-# each ``arch`` key's check and what it asks for
+# the ``arch`` keys that are no channel or layer count (those the registry checks) and what each asks for
 _ARCH_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "channels": (_count, "a positive integer"),
-    "blocks": (_count, "a positive integer"),
-    "flow_channels": (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(map(_count, v)),
-                      "a non-empty list of positive integers"),
     "max_flow": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf,
                  "a positive number"),
-    "lk_levels": (lambda v: _count(v, 0), "an integer >= 0"),
+    "lk_levels": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
 }
 
 
@@ -170,10 +162,10 @@ class FRVSRConfig:
         for ok, why in rules:
             if not ok:
                 raise SubpixelError(f"FRVSR recipe: {why}")
-        for key, value in self.arch.items():
-            valid, what = _ARCH_RULES[key]
-            if not valid(value):
-                raise SubpixelError(f"FRVSR recipe: arch.{key} must be {what}, got {value!r}")
+        check_counts("frvsr", self.arch, label="FRVSR recipe: arch.")
+        for key, (valid, what) in _ARCH_RULES.items():
+            if key in self.arch and not valid(self.arch[key]):
+                raise SubpixelError(f"FRVSR recipe: arch.{key} must be {what}, got {self.arch[key]!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
