@@ -14,8 +14,9 @@ from PIL import Image
 
 from subpixel.bench import peers
 from subpixel.bench.jobs import Job, parse_jobs
+from subpixel.bench.measure import Speed
 from subpixel.bench.quality import QualityFigure, load_cited, measure_quality
-from subpixel.bench.report import plot_pareto, write_reports
+from subpixel.bench.report import plot_pareto, quality_table, write_reports
 from subpixel.bench.runner import BenchResult, SpeedRow
 from subpixel.cli import cli
 from subpixel.errors import SubpixelError
@@ -227,3 +228,41 @@ def test_host_peer_quality_goes_through_the_eval_protocol(tmp_path: Path) -> Non
     result = evaluate(peer, tmp_path)
     reference = evaluate(subpixel.load("bicubic", scale=4), tmp_path)
     assert result.model == "fake-bicubic" and result.psnr == reference.psnr
+
+
+def test_the_quality_table_shows_x4_figures_of_its_sets_and_lists_the_cited_ones_left_out() -> None:
+    figures = [QualityFigure("rlfn", "Set5", 2, 38.07, "cited", "Kong x2"),
+               QualityFigure("rlfn", "Set5", 4, 32.24, "cited", "Kong x4"),
+               QualityFigure("rlfn", "B100", 4, 27.60, "cited", "Kong x4")]
+    table = quality_table(figures)
+    assert "| rlfn | 32.24 (cited [1]) | - |" in table and "[1] Kong x4" in table and "[2]" not in table
+    assert table.endswith("(x4 on Set5, Urban100 only): rlfn Set5 x2 38.07 (Kong x2); rlfn B100 x4 27.60 (Kong x4)")
+
+
+def test_auto_engine_memory_is_measured_on_a_fresh_engine(tmp_path, monkeypatch) -> None:
+    from subpixel.bench import runner
+    from subpixel.engine import select
+
+    select.clear_choices()  # so that auto picks by running both engines
+    probed, measured = [], []
+    real_probe = select._probe_ms
+    monkeypatch.setattr(select, "_probe_ms", lambda engine, x: probed.append(engine) or real_probe(engine, x, 1))
+
+    def measure(engine, *args):
+        measured.append(engine)
+        return Speed(1, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+
+    monkeypatch.setattr(runner, "measure_engine", measure)
+    doc = _bench(tmp_path, "--device", "cpu", "--models", "espcn", "--peers", "none", "--engines", "auto")
+    assert probed and len(measured) == 1 and all(measured[0] is not e for e in probed)
+    assert doc["rows"][0]["engine"] == f"auto:{measured[0].name}"
+
+
+def test_an_unwritable_out_is_refused_before_timing_and_a_failed_write_is_one_line(tmp_path) -> None:
+    (tmp_path / "file").write_text("")
+    result = CliRunner().invoke(cli, ["bench", *FAST, "--models", "espcn", "--peers", "none",
+                                      "--out", str(tmp_path / "file" / "out")])
+    assert isinstance(result.exception, SubpixelError) and "--out" in str(result.exception)
+    assert "espcn [" not in result.output  # nothing was timed
+    with pytest.raises(SubpixelError, match="cannot write the reports"):
+        write_reports(_result([("a", 5.0, "16x12x2")], [], ["16x12x2"]), tmp_path / "file" / "out")

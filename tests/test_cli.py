@@ -147,7 +147,7 @@ def test_eval_command_on_folder(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["eval", "-m", "bicubic", "-s", "2", "-d", str(tmp_path), "--json"])
     assert res.exit_code == 0, res.output
     row = json.loads(res.stdout)[0]
-    assert row["model"] == "bicubic" and np.isfinite(row[tmp_path.name]["psnr"])
+    assert row["model"] == "bicubic" and np.isfinite(row["sets"][tmp_path.name]["psnr"])
 
 
 def test_recursive_run_mirrors_subfolders_and_refuses_collisions(tmp_path: Path) -> None:
@@ -218,7 +218,7 @@ def test_eval_reads_16_bit_grey_and_refuses_tiny_images(tmp_path: Path) -> None:
             res = CliRunner().invoke(cli, ["eval", "-s", "2", "-d", str(tmp_path / d), "--protocol", protocol,
                                            "--json"])
             assert res.exit_code == 0, res.output
-            psnr[d] = json.loads(res.stdout)[0][d]["psnr"]
+            psnr[d] = json.loads(res.stdout)[0]["sets"][d]["psnr"]
         assert abs(psnr["e8"] - psnr["e16"]) < 0.5, protocol  # the same picture, not one clipped to white
     (tmp_path / "tiny").mkdir()
     _img(tmp_path / "tiny" / "t.png", size=(1, 4000))
@@ -243,8 +243,9 @@ def test_eval_sets_are_told_apart_and_json_stays_strict(tmp_path: Path) -> None:
     res = _entry("eval", "-s", "2", "-d", a, "-d", b, "-d", a, "--json")  # same folder name twice, one set twice
     assert res.returncode == 0, res.stderr
     row = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))[0]
-    assert np.isfinite(row[a]["psnr"]) and row[b]["psnr"] is None and row[b]["ssim"] == 1.0  # identical: no noise
-    assert set(row) == {"model", "scale", "params", "macs", a, b}
+    sets = row["sets"]
+    assert np.isfinite(sets[a]["psnr"]) and sets[b]["psnr"] is None and sets[b]["ssim"] == 1.0  # identical: no noise
+    assert set(row) == {"model", "scale", "params", "macs", "sets"} and set(row["sets"]) == {a, b}
     (tmp_path / "small").mkdir()
     _img(tmp_path / "small" / "s.png", size=(18, 18))  # 10 px left after shaving 4 per border: no SSIM window
     res = _entry("eval", "-s", "4", "-d", str(tmp_path / "small"))
@@ -288,15 +289,15 @@ def test_a_set_name_means_the_shared_set_even_beside_a_local_folder_of_that_name
     monkeypatch.setenv("SUBPIXEL_DATA", str(shared_data))
     res = CliRunner().invoke(cli, ["eval", "-s", "4", "-d", "Set5", "--json"])
     assert res.exit_code == 0, res.output
-    assert len(json.loads(res.stdout)[0]["Set5"]["images"]) == 5
+    assert len(json.loads(res.stdout)[0]["sets"]["Set5"]["images"]) == 5
     res = CliRunner().invoke(cli, ["eval", "-s", "4", "-d", "./Set5", "--json"])  # the local one, as a path
-    assert res.exit_code == 0 and [i["name"] for i in json.loads(res.stdout)[0]["Set5"]["images"]] == ["mine"]
+    assert res.exit_code == 0 and [i["name"] for i in json.loads(res.stdout)[0]["sets"]["Set5"]["images"]] == ["mine"]
     res = CliRunner().invoke(cli, ["eval", "-m", "espcn", "-s", "4", "-d", "./Set5", "--update-card"])
     assert res.exit_code == 2 and "shared standard sets" in res.output
     (tmp_path / "train").mkdir()  # a bare name that is no benchmark or video set: the local folder wins
     _img(tmp_path / "train" / "t.png", size=(40, 40))
     res = CliRunner().invoke(cli, ["eval", "-s", "4", "-d", "train", "--json"])
-    assert res.exit_code == 0 and [i["name"] for i in json.loads(res.stdout)[0]["train"]["images"]] == ["t"]
+    assert res.exit_code == 0 and [i["name"] for i in json.loads(res.stdout)[0]["sets"]["train"]["images"]] == ["t"]
     monkeypatch.setenv("SUBPIXEL_DATA", str(tmp_path / "nowhere"))  # a path does not consult SUBPIXEL_DATA
     assert CliRunner().invoke(cli, ["eval", "-s", "4", "-d", "./train", "-q"]).exit_code == 0
 

@@ -278,6 +278,42 @@ def test_video_eval_without_opencv_says_so(tmp_path: Path, monkeypatch: pytest.M
         evaluate_video(_Identity(), tmp_path, scale=1, progress=False)
 
 
+def _frames(folder: Path, sizes: list[tuple[int, int]]) -> Path:
+    """A clip of smooth frames of the given (height, width)s."""
+    folder.mkdir(parents=True)
+    for t, (h, w) in enumerate(sizes):
+        Image.fromarray(smooth_still(h, w).permute(1, 2, 0).numpy()).save(folder / f"{t}.png")
+    return folder.parent
+
+
+def test_video_eval_refuses_frames_too_small_or_of_another_size(tmp_path: Path) -> None:
+    tiny = _frames(tmp_path / "tiny" / "c", [(16, 16)] * 2)
+    with pytest.raises(SubpixelError, match=r"0\.png: too small to evaluate at x4"):
+        evaluate_video(subpixel.load("bicubic", scale=4), tiny, scale=4, temporal=False, progress=False)
+    varying = _frames(tmp_path / "var" / "c", [(48, 48), (48, 52)])
+    with pytest.raises(SubpixelError, match=r"1\.png: frame size 52x48 differs from the clip's first frame 0\.png"):
+        evaluate_video(subpixel.load("bicubic", scale=2), varying, scale=2, temporal=False, progress=False)
+
+
+def test_video_warping_error_is_the_mean_of_the_clips_that_have_one(tmp_path: Path) -> None:
+    pytest.importorskip("cv2")
+    _clip_folder(tmp_path, "pan", frames=3)
+    _clip_folder(tmp_path, "still", frames=1)  # one frame: no warping error
+    result = evaluate_video(_Identity(), tmp_path, scale=1, progress=False)
+    pan = result.clips[0]
+    assert result.clips[1].warp_error is None and pan.warp_error is not None
+    assert result.warp_error == pan.warp_error and result.warp_error_gt == pan.warp_error_gt
+    assert "means over the 1 of 2 clips that have one" in format_video_report(result)
+
+
+def test_eval_video_runs_bicubic_once_whatever_its_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("subpixel.commands.evaluate._has_opencv", lambda: False)
+    _clip_folder(tmp_path, "pan", frames=2)
+    res = CliRunner().invoke(cli, ["eval", "--video", str(tmp_path), "-m", "Bicubic", "-s", "2", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    assert [r["model"] for r in json.loads(res.stdout)] == ["bicubic"]
+
+
 def _recipe(tmp_path: Path, iters: int) -> FRVSRConfig:
     data = tmp_path / "stills"
     if not data.is_dir():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
@@ -42,6 +43,15 @@ def _command_line(ctx: click.Context) -> str:
         value = ctx.params[param.name]
         parts += [flag] if isinstance(param, click.Option) and param.is_flag else [flag, str(value)]
     return shlex.join(parts)
+
+
+def _check_out(out: Path) -> None:
+    """Refuse, before anything is timed, an ``--out`` that cannot become a writable folder (it is made only
+    when the reports are written)."""
+    existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "is not a folder" if not existing.is_dir() else "is not writable"
+        raise SubpixelError(f"--out {out}: cannot write the reports there ({existing} {why})")
 
 
 @click.command()
@@ -88,6 +98,7 @@ def bench(ctx: click.Context, models: str | None, peers: str | None, engines: st
     from subpixel.bench.runner import DEFAULT_MODELS, BenchConfig, run_bench
     from subpixel.models.registry import architectures
 
+    _check_out(out)
     dev = resolve_device(device)
     known = architectures()
     model_list = _names(models, tuple(m for m in DEFAULT_MODELS if m in known))

@@ -12,6 +12,7 @@ from typing import BinaryIO
 from subpixel.bench.quality import QUALITY_SCALE, QUALITY_SETS, QualityFigure
 from subpixel.bench.runner import BenchResult, SpeedRow
 from subpixel.commands.options import json_text
+from subpixel.errors import SubpixelError
 from subpixel.io.atomic import write_atomic
 
 __all__ = ["write_reports", "speed_table", "quality_table", "plot_pareto", "report_stem"]
@@ -43,11 +44,12 @@ def speed_table(rows: list[SpeedRow]) -> str:
 
 def quality_table(figures: list[QualityFigure]) -> str:
     """x4 Y-PSNR per model and set, and measured seconds per image; cited figures say so and are
-    numbered against their sources."""
-    sources = sorted({q.source for q in figures if q.origin == "cited"})
+    numbered against their sources, and those of other scales or sets are listed below the table."""
+    shown = [q for q in figures if _in_quality_table(q)]
+    sources = sorted({q.source for q in shown if q.origin == "cited"})
     by_name: dict[str, dict[str, list[str]]] = {}
     times: dict[str, dict[str, str]] = {}
-    for q in figures:
+    for q in shown:
         mark = "" if q.origin == "measured" else f" (cited [{sources.index(q.source) + 1}])"
         by_name.setdefault(q.name, {}).setdefault(q.dataset, []).append(f"{q.psnr_y:.2f}{mark}")
         if q.seconds_per_image is not None:
@@ -58,7 +60,15 @@ def quality_table(figures: list[QualityFigure]) -> str:
                    *(f"{d} s/image" for d in QUALITY_SETS)], rows)
     if sources:
         text += "\n\n" + "\n".join(f"[{i}] {s}" for i, s in enumerate(sources, 1))
+    left_out = [q for q in figures if not _in_quality_table(q)]  # cited: measured ones are all in the table
+    if left_out:
+        listed = "; ".join(f"{q.name} {q.dataset} x{q.scale} {q.psnr_y:.2f} ({q.source})" for q in left_out)
+        text += f"\n\nCited figures not in the table (x{QUALITY_SCALE} on {', '.join(QUALITY_SETS)} only): {listed}"
     return text
+
+
+def _in_quality_table(q: QualityFigure) -> bool:
+    return q.scale == QUALITY_SCALE and q.dataset in QUALITY_SETS
 
 
 def report_stem(result: BenchResult) -> str:
@@ -171,7 +181,15 @@ def write_reports(result: BenchResult, out_dir: Path) -> dict[str, Path]:
     """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` (when plottable) under ``out_dir``, each atomically.
 
     The stem is :func:`report_stem`, with a ``-2``, ``-3`` ... suffix when an earlier report has it.
+    A failed write is a :class:`SubpixelError`.
     """
+    try:
+        return _write_reports(result, out_dir)
+    except OSError as err:
+        raise SubpixelError(f"cannot write the reports to {out_dir}: {err}") from None
+
+
+def _write_reports(result: BenchResult, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     plot = io.BytesIO()
     note = plot_pareto(result, plot)  # rendered first, so the name is picked just before the files are written

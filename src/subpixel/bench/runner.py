@@ -17,7 +17,7 @@ from subpixel.bench.jobs import Job
 from subpixel.bench.measure import MEMORY_METHOD, Speed, measure_engine, measure_host
 from subpixel.bench.peers import ENGINE_PEERS, HOST_PEERS, PeerUpscaler, host_peer
 from subpixel.bench.quality import QUALITY_SCALE, QualityFigure, add_cited, load_cited, measure_quality
-from subpixel.engine import make_engine
+from subpixel.engine import Engine, make_engine
 from subpixel.errors import SubpixelError
 from subpixel.models.base import SRNet
 from subpixel.models.complexity import count_macs, count_params
@@ -162,7 +162,7 @@ class _Runner:
                                                                      job.width * job.scale)) / 1e9
                 self.echo(f"{label} [{requested}] {job.name} ...")
                 try:
-                    engine = make_engine(net, requested, cfg.device, cfg.precision, threads=cfg.threads)
+                    engine = self.engine(name, job, requested, net)
                     speed = measure_engine(engine, cfg.device, job, cfg.batch, cfg.iters, cfg.warmup)
                 except (SubpixelError, RuntimeError) as err:  # e.g. CUDA out of memory, a compiler failure
                     self.note(f"{label} [{requested}] {job.name} skipped: {str(err).splitlines()[0]}")
@@ -173,6 +173,17 @@ class _Runner:
                                       gmacs, weights))
                 del engine, net
                 _free(cfg.device)
+
+    def engine(self, name: str, job: Job, requested: str, net: SRNet) -> Engine:
+        """The ``requested`` engine for ``net``. ``auto`` picks by running engines (on the CPU), which would make
+        the measured "cold" first call warm: it stands for the engine it picks, built anew on a fresh network."""
+        cfg = self.cfg
+        engine = make_engine(net, requested, cfg.device, cfg.precision, threads=cfg.threads)
+        if requested != "auto":
+            return engine
+        picked = engine.name
+        del engine  # freed before the fresh one is measured
+        return make_engine(_network(name, job.scale)[0], picked, cfg.device, cfg.precision, threads=cfg.threads)
 
     def host(self, name: str) -> None:
         peer = host_peer(name, self.cfg.peers_dir, self.cfg.threads)

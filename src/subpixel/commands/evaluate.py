@@ -31,16 +31,29 @@ def run_sets(model: Upscaler, sets: list[Path], protocol: str, channel: str, ens
 
 
 def markdown_table(rows: list[dict], sets: list[str]) -> str:
-    """Rows of {model, scale, params, macs, <set>: SetResult} as a markdown table."""
+    """Rows of {model, scale, params, macs, sets: {<set>: SetResult}} as a markdown table."""
     head = "| model | scale | params | GMACs@720p | " + " | ".join(f"{s} PSNR/SSIM" for s in sets) + " |"
     sep = "|---|---|---|---|" + "---|" * len(sets)
     lines = [head, sep]
     for r in rows:
-        cells = [f"{r[s].psnr:.2f} / {r[s].ssim:.4f}" if s in r else "-" for s in sets]
+        done = r["sets"]
+        cells = [f"{done[s].psnr:.2f} / {done[s].ssim:.4f}" if s in done else "-" for s in sets]
         macs = "-" if r.get("macs") is None else f"{r['macs'] / 1e9:.2f}"
         params = "-" if not r.get("params") else f"{r['params']:,}"
         lines.append(f"| {r['model']} | x{r['scale']} | {params} | {macs} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _json_row(row: dict) -> dict:
+    """A row with its set results as plain dicts."""
+    return {**row, "sets": {label: r.to_dict() for label, r in row["sets"].items()}}
+
+
+def _footnote(protocol: str, channel: str, ensemble: bool, folders: list[Path]) -> str:
+    """What the markdown table's figures are."""
+    grey = ("; Set14 includes grayscale bridge as R=G=B (about 0.09 dB kinder than legacy tables)"
+            if protocol == "default" and channel == "y" and any(f.name == "Set14" for f in folders) else "")
+    return f"{channel.upper()}-PSNR (dB) / SSIM, protocol {protocol}{', x8 self-ensemble' * ensemble}{grey}."
 
 
 def complexity(model: Upscaler) -> tuple[int | None, int | None]:
@@ -122,21 +135,17 @@ def evaluate_cmd(model_name: str | None, scale: int | None, sets: tuple[str, ...
                 click.echo(f"updated {card_path(weights)}", err=True)
         params, macs = complexity(model)
         rows.append({"model": model.name, "scale": s, "params": params, "macs": macs,
-                     **{label: r for label, r in zip(labels, results)}})
+                     "sets": dict(zip(labels, results))})
     if as_json:
-        emit_json([{k: (v.to_dict() if isinstance(v, SetResult) else v) for k, v in r.items()} for r in rows])
+        emit_json([_json_row(r) for r in rows])
     elif markdown or all_models:
         click.echo(markdown_table(rows, labels))
-        grey = ("; Set14 includes grayscale bridge as R=G=B (about 0.09 dB kinder than legacy tables)"
-                if any(f.name == "Set14" for f in folders) else "")
-        click.echo(f"\n{channel.upper()}-PSNR (dB) / SSIM, protocol {protocol}"
-                   f"{', x8 self-ensemble' * self_ensemble}{grey}.")
+        click.echo("\n" + _footnote(protocol, channel, self_ensemble, folders))
     else:
         for r in rows:
-            for d in labels:
-                res = r[d]
+            for d, res in r["sets"].items():
                 click.echo(f"{res.model} x{res.scale} {d:<9} PSNR {res.psnr:.4f} dB  SSIM {res.ssim:.5f}  "
-                           f"({res.channel.upper()}, {res.protocol}{', x8 self-ensemble' * self_ensemble}, "
+                           f"({res.channel.upper()}, {res.protocol}{', x8 self-ensemble' * res.ensemble}, "
                            f"{len(res.images)} images)")
 
 
@@ -208,7 +217,7 @@ def _video_eval(model_name: str, scale: int | None, video_set: str, device: str,
         click.echo("note: the warping error is not measured: it needs OpenCV (pip install 'subpixel[bench]')",
                    err=True)
     reports = []
-    for name in dict.fromkeys([model_name, "bicubic"]):
+    for name in [model_name] + ([] if model_name.lower() == "bicubic" else ["bicubic"]):
         model = load(name, scale=scale if name == model_name else reports[0].scale, device=device,
                      precision=precision, engine=engine)
         reports.append(evaluate_video(model, root, scale=model.scale, name=model.name, temporal=temporal,

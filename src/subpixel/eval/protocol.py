@@ -7,8 +7,8 @@ with ``scale`` pixels shaved from each border; grayscale HR files are used as R=
 is the mean over its images.
 
 ``legacy-y`` (SRCNN-era, for interpolation baselines only): Y of the uint8 image rounded to an
-integer (a grayscale file used as is), bicubic down and up in float with the LR never quantized,
-the result rounded; this is how published bicubic rows were made.
+integer (a grayscale file, alpha aside, or a palette of greys used as is), bicubic down and up in
+float with the LR never quantized, the result rounded; this is how published bicubic rows were made.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from PIL import Image
 from subpixel.errors import SubpixelError
 from subpixel.eval.datasets import dataset_images, resolve_dataset
 from subpixel.eval.metrics import SSIM_WINDOW, psnr, shave, ssim
+from subpixel.io.image import read_16bit_colour
 from subpixel.models.interp import _Interpolation
 from subpixel.ops.color import rgb_to_y
 from subpixel.ops.resize import imresize_np
 from subpixel.upscaler import Upscaler
 
-__all__ = ["PROTOCOLS", "ImageScore", "SetResult", "modcrop", "make_lr", "load_hr", "score", "evaluate",
-           "self_ensemble"]
+__all__ = ["PROTOCOLS", "ImageScore", "SetResult", "modcrop", "make_lr", "load_hr", "check_size", "score",
+           "evaluate", "self_ensemble"]
 
 PROTOCOLS = ("default", "legacy-y")
 
@@ -54,6 +55,7 @@ class SetResult:
     model: str
     protocol: str
     channel: str
+    ensemble: bool  # x8 geometric self-ensemble
     psnr: float
     ssim: float
     images: list[ImageScore] = field(default_factory=list)
@@ -76,19 +78,40 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
 
 def load_hr(path: Path) -> np.ndarray:
     """HR image as uint8 RGB (grayscale replicated to three channels; 16-bit rounded to 8 bits)."""
+    return _read_hr(path)[0]
+
+
+def _read_hr(path: Path) -> tuple[np.ndarray, bool]:
+    """:func:`load_hr`'s image, and whether the file is grayscale (see :func:`_is_grey`)."""
     try:
         with Image.open(path) as im:
             if im.mode == "F":
                 raise SubpixelError(f"{path}: floating-point images cannot be evaluated")
+            wide = read_16bit_colour(im, path)  # convert('RGB') would truncate 16-bit colour to its high byte
+            if wide is not None:
+                return _round_16_to_8(wide[0][..., :3]), _is_grey(im)
             if im.mode.startswith("I"):  # 16/32-bit integer grayscale: convert('RGB') would clip it at 255
-                grey = (np.clip(np.asarray(im, dtype=np.int64), 0, 65535) + 128) // 257
-                return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=2)
-            return np.asarray(im.convert("RGB"))
+                grey = _round_16_to_8(np.asarray(im))
+                return np.repeat(grey[..., None], 3, axis=2), True
+            return np.asarray(im.convert("RGB")), _is_grey(im)
     except OSError as err:
         raise SubpixelError(f"cannot read {path}: {err}") from None
 
 
-def _check_size(path: Path, shape: tuple[int, ...], scale: int) -> None:
+def _round_16_to_8(pixels: np.ndarray) -> np.ndarray:
+    """16-bit values (clipped to 0..65535) as the nearest 8-bit ones: round(x * 255 / 65535)."""
+    return ((np.clip(pixels.astype(np.int64), 0, 65535) + 128) // 257).astype(np.uint8)
+
+
+def _is_grey(im: Image.Image) -> bool:
+    """Whether a file holds grey levels only: one channel (alpha aside), or a palette of greys (R=G=B)."""
+    if im.mode in ("P", "PA"):
+        colours = np.asarray(im.getpalette("RGB")).reshape(-1, 3)
+        return bool((colours == colours[:, :1]).all())
+    return im.mode in ("1", "L", "LA", "La") or im.mode.startswith("I")
+
+
+def check_size(path: Path, shape: tuple[int, ...], scale: int) -> None:
     """Scoring shaves ``scale`` pixels per border and SSIM needs one whole 11x11 window in what is left."""
     need = 2 * scale + SSIM_WINDOW
     if min(shape[:2]) < need:
@@ -131,12 +154,10 @@ def self_ensemble(upscale: Callable[[np.ndarray], np.ndarray], lr: np.ndarray) -
 
 
 def _legacy_y_pair(path: Path, scale: int, kernel: str) -> tuple[np.ndarray, np.ndarray]:
-    with Image.open(path) as im:
-        grey = im.mode == "L" or im.mode.startswith("I")
-    hr = load_hr(path)  # single-channel images are their own Y (replicated to RGB by load_hr)
+    hr, grey = _read_hr(path)  # grayscale files are their own Y (replicated to RGB by _read_hr)
     y = hr[..., 0].astype(np.float64) if grey else np.floor(rgb_to_y(hr) + 0.5)
     y = modcrop(y, scale)
-    _check_size(path, y.shape, scale)
+    check_size(path, y.shape, scale)
     lr = imresize_np(y / 255.0, scale=1.0 / scale)
     sr = imresize_np(lr, scale=float(scale), kernel=kernel)
     return np.floor(np.clip(sr * 255.0, 0, 255) + 0.5), y
@@ -173,7 +194,7 @@ def evaluate(
             p, q = psnr(a, b), ssim(a, b)
         else:
             hr = modcrop(load_hr(path), s)
-            _check_size(path, hr.shape, s)
+            check_size(path, hr.shape, s)
             lr = make_lr(hr, s)
             run = (lambda x: self_ensemble(model.upscale, x)) if ensemble else model.upscale
             if not scores:
@@ -186,7 +207,7 @@ def evaluate(
         if progress is not None:
             progress(path.stem)
     return SetResult(
-        dataset=folder.name, scale=s, model=model.name, protocol=protocol, channel=channel,
+        dataset=folder.name, scale=s, model=model.name, protocol=protocol, channel=channel, ensemble=ensemble,
         psnr=float(np.mean([x.psnr for x in scores])), ssim=float(np.mean([x.ssim for x in scores])),
         images=scores,
     )

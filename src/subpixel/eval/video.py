@@ -10,8 +10,9 @@ Temporal consistency is the warping error: optical flow is estimated on the *gro
 frames (OpenCV Farneback, both directions), ``SR_{t-1}`` is warped onto frame ``t`` with the
 backward flow and the mean absolute Y difference to ``SR_t`` (0-255 scale) is taken over the
 pixels whose flow passes the forward-backward check and lands inside the frame. It is averaged
-over frames (``t >= 1``) and clips, and reported for the ground truth itself: the level of a
-perfect reconstruction, set by flow errors, occlusions and lighting changes the check misses.
+over frames (``t >= 1``) and over the clips that have one (a one-frame clip has none), and
+reported for the ground truth itself: the level of a perfect reconstruction, set by flow errors,
+occlusions and lighting changes the check misses.
 It is not a lower bound: blur lowers the warping error (bicubic scores below the ground truth),
 so read it beside PSNR, and compare models of similar sharpness.
 """
@@ -31,7 +32,7 @@ from tqdm import tqdm
 from subpixel.errors import SubpixelError
 from subpixel.eval.datasets import dataset_images, resolve_dataset
 from subpixel.eval.metrics import psnr, shave, ssim
-from subpixel.eval.protocol import load_hr, make_lr, modcrop
+from subpixel.eval.protocol import check_size, load_hr, make_lr, modcrop
 from subpixel.models.frvsr import FRVSR
 from subpixel.ops.color import rgb_to_y
 from subpixel.upscaler import Upscaler
@@ -95,19 +96,24 @@ class VideoResult:
 
     @property
     def warp_error(self) -> float | None:
-        vals = [c.warp_error for c in self.clips]
-        return None if any(v is None for v in vals) else float(np.mean(vals))
+        """Mean over the clips that have one (a one-frame clip has none); None when no clip has one."""
+        return _mean_measured([c.warp_error for c in self.clips])
 
     @property
     def warp_error_gt(self) -> float | None:
-        vals = [c.warp_error_gt for c in self.clips]
-        return None if any(v is None for v in vals) else float(np.mean(vals))
+        """The ground truth's, as :attr:`warp_error`."""
+        return _mean_measured([c.warp_error_gt for c in self.clips])
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         for key in ("frames", "psnr", "ssim", "psnr_all_frames", "ssim_all_frames", "warp_error", "warp_error_gt"):
             out[key] = getattr(self, key)
         return out
+
+
+def _mean_measured(values: list[float | None]) -> float | None:
+    measured = [v for v in values if v is not None]
+    return float(np.mean(measured)) if measured else None
 
 
 # -- temporal consistency ----------------------------------------------------------------------
@@ -214,8 +220,13 @@ def _score_clip(folder: Path, run: Callable[[np.ndarray], np.ndarray], scale: in
                 bar: tqdm) -> ClipScore:
     psnrs, ssims, warp_sr, warp_gt = [], [], [], []
     prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # grey GT, Y of GT, Y of SR
+    first: tuple[Path, tuple[int, ...]] | None = None  # the clip's first frame and its shape
     for path in dataset_images(folder):
-        hr = modcrop(load_hr(path), scale)
+        hr = load_hr(path)
+        first = first or (path, hr.shape)
+        _check_same_size(path, hr.shape, *first)
+        hr = modcrop(hr, scale)
+        check_size(path, hr.shape, scale)
         sr = run(make_lr(hr, scale))
         if sr.shape != hr.shape:
             raise SubpixelError(f"SR frame shape {sr.shape} differs from HR {hr.shape} ({path})")
@@ -239,6 +250,13 @@ def _score_clip(folder: Path, run: Callable[[np.ndarray], np.ndarray], scale: in
         warp_error_gt=float(np.mean(warp_gt)) if temporal and warp_gt else None,
         psnr_frames=psnrs, ssim_frames=ssims,
     )
+
+
+def _check_same_size(path: Path, shape: tuple[int, ...], first: Path, first_shape: tuple[int, ...]) -> None:
+    """Every frame of a clip has its first frame's size."""
+    if shape[:2] != first_shape[:2]:
+        raise SubpixelError(f"{path}: frame size {shape[1]}x{shape[0]} differs from the clip's first frame "
+                            f"{first.name} ({first_shape[1]}x{first_shape[0]})")
 
 
 def evaluate_video(model: Model, root: str | Path, scale: int = 4, clips: list[str] | None = None,
@@ -293,4 +311,8 @@ def format_video_report(result: VideoResult) -> str:
                  f"{_num(result.warp_error, 3)} | {_num(result.warp_error_gt, 3)} |")
     lines.append(f"| **all frames** | {result.frames} | {_num(result.psnr_all_frames, 2)} | "
                  f"{_num(result.ssim_all_frames, 4)} | — | — |")
+    measured = sum(c.warp_error is not None for c in result.clips)
+    if 0 < measured < len(result.clips):
+        lines += ["", f"Warping errors: means over the {measured} of {len(result.clips)} clips that have one "
+                      "(one of a single frame, or with no flow-consistent pixel, has none)."]
     return "\n".join(lines) + "\n"

@@ -45,6 +45,7 @@ __all__ = [
     "pil_to_array",
     "from_float",
     "is_image_path",
+    "read_16bit_colour",
     "read_image",
     "to_float",
     "write_image",
@@ -225,7 +226,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         with _pillow_guard(max_pixels), Image.open(path, formats=_READ_FORMATS) as im:
             if im.mode == "F":
                 raise ImageReadError(f"{path}: floating-point images are not supported")
-            wide = _read_16bit_colour(im, path)
+            wide = read_16bit_colour(im, path)
             dpi, xmp = _read_dpi(im), _read_xmp(im)
             if wide is None:
                 im.load()
@@ -270,7 +271,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         raise ImageReadError(f"{path}: cannot decode image ({e})") from e
 
 
-def _read_16bit_colour(im: ImageFile.ImageFile, path: Path) -> tuple[np.ndarray, str] | None:
+def read_16bit_colour(im: ImageFile.ImageFile, path: Path) -> tuple[np.ndarray, str] | None:
     """HxWxC uint16 pixels and mode hint of a 16-bit colour PNG or TIFF, not yet oriented.
 
     None for everything Pillow decodes at full depth itself (8-bit, 16-bit grayscale, ...).
