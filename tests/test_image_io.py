@@ -580,3 +580,25 @@ def test_an_applied_rotation_turns_the_resolution_and_leaves_xmp_upright(tmp_pat
     assert data.pixels.shape[:2] == (8, 6) and data.pixels.dtype == dtype
     assert data.dpi == pytest.approx((150, 300), abs=0.02)  # PNG counts pixels per metre
     assert data.xmp is not None and b"Orientation" not in data.xmp and b"rdf:Description" in data.xmp
+
+
+def test_atomic_writes_work_when_the_new_file_is_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under umask 0o222 (or a writer that makes its file read-only) the temporary file cannot be opened for
+    writing again by a normal user; flushing it to disk must not need that (simulated: tests may run as root)."""
+    from subpixel.io import atomic
+
+    real_open = os.open
+
+    def as_a_normal_user(path, flags, *args, **kwargs):
+        if str(path).endswith(".tmp") and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    def read_only_writer(tmp: Path) -> None:
+        tmp.write_text("hi")
+        tmp.chmod(0o444)
+
+    monkeypatch.setattr(atomic.os, "open", as_a_normal_user)
+    with atomic.replacing(tmp_path / "out.txt") as tmp:
+        read_only_writer(tmp)
+    assert (tmp_path / "out.txt").read_text() == "hi"

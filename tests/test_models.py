@@ -311,12 +311,21 @@ def _espcn_file(tmp_path: Path, stem: str = "w", **card: object) -> Path:
     return path
 
 
+@pytest.mark.parametrize("scale", [2.0, "2"])
+def test_a_whole_scale_written_as_a_float_or_string_still_loads(tmp_path, scale) -> None:
+    weights = _espcn_file(tmp_path)
+    weights.with_suffix(".json").write_text(json.dumps({"architecture": "espcn", "arch_args": {}, "scale": scale}))
+    net, card = load_net(weights)
+    assert net.scale == 2 and card["scale"] == 2
+
+
 @pytest.mark.parametrize(("card", "message"), [
     (None, "must be a JSON object, not NoneType"),
     ("espcn", "must be a JSON object, not str"),
     ({"architecture": ["espcn"], "scale": 2}, "architecture must be one of"),
     ({"architecture": "espcn", "scale": "two"}, "scale must be a positive integer, got 'two'"),
     ({"architecture": "espcn", "scale": True}, "scale must be a positive integer, got True"),
+    ({"architecture": "espcn", "scale": 2.5}, "scale must be a positive integer, got 2.5"),
     ({"architecture": "espcn", "scale": 2, "arch_args": None}, "arch_args must be a JSON object, got None"),
     ({"architecture": "espcn", "scale": 2, "arch_args": ["y"]}, "arch_args must be a JSON object"),
     ({"architecture": "espcn", "scale": 2, "arch_args": {"foo": 1}}, "cannot build espcn x2: .*'foo'"),

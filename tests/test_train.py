@@ -211,6 +211,8 @@ def test_a_recipe_whose_schedule_outlasts_it_is_refused_and_a_short_trial_warns(
     assert isinstance(res.exception, ConfigError) and not (tmp_path / "run").exists()
     assert str(res.exception) == ("r.yaml: schedule.warmup 3 is not below train.iters 3: the learning rate never "
                                   "leaves warmup")
+    res = CliRunner().invoke(cli, ["train", "r.yaml", "--out", "long", "--max-iters", "5", "--quiet"])  # run as 5
+    assert res.exit_code == 0 and list_checkpoints(tmp_path / "long")[-1].name.endswith("00000005.pt")
     raw["train"]["iters"] = 20  # a --max-iters trial shorter than the warmup runs, with a warning
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
     with pytest.warns(UserWarning, match="^schedule.warmup 3 is not below train.iters 2"):

@@ -55,10 +55,10 @@ class SetResult:
     model: str
     protocol: str
     channel: str
-    ensemble: bool  # x8 geometric self-ensemble
     psnr: float
     ssim: float
     images: list[ImageScore] = field(default_factory=list)
+    ensemble: bool = False  # x8 geometric self-ensemble
 
     @property
     def seconds_per_image(self) -> float | None:

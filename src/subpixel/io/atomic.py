@@ -32,8 +32,9 @@ def replacing(path: Path) -> Iterator[Path]:
 
 
 def _sync_file(path: Path) -> None:
-    """Flush a written file's data to disk (opened for writing, as Windows requires)."""
-    fd = os.open(path, os.O_RDWR)
+    """Flush a written file's data to disk: opened read-only on POSIX (the file may be read-only, e.g. under
+    umask 0o222), for writing on Windows, which requires it."""
+    fd = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

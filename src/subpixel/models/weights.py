@@ -60,8 +60,8 @@ def read_card(weights: Path) -> dict[str, Any]:
 
 
 def _check_card(card: object, path: Path) -> None:
-    """Refuse a card that is not an object with a registered ``architecture`` name, a positive integer ``scale``
-    and, if present, an object of ``arch_args``."""
+    """Refuse a card that is not an object with a registered ``architecture`` name, a positive whole ``scale``
+    (made an int) and, if present, an object of ``arch_args``."""
     if not isinstance(card, dict):
         raise SubpixelError(f"model card {path} must be a JSON object, not {type(card).__name__}")
     for key in ("architecture", "scale"):
@@ -72,8 +72,11 @@ def _check_card(card: object, path: Path) -> None:
     if not isinstance(arch, str) or arch not in known:
         raise SubpixelError(f"model card {path}: architecture must be one of {', '.join(sorted(known))}, "
                             f"got {arch!r}")
-    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+    whole = (isinstance(scale, int) and not isinstance(scale, bool)) or (
+        isinstance(scale, float) and scale.is_integer()) or (isinstance(scale, str) and scale.strip().isdigit())
+    if not whole or int(scale) < 1:
         raise SubpixelError(f"model card {path}: scale must be a positive integer, got {scale!r}")
+    card["scale"] = int(scale)  # 2.0 or "2" from other tools read as 2, as before cards were checked
     if not isinstance(card.get("arch_args", {}), dict):
         raise SubpixelError(f"model card {path}: arch_args must be a JSON object, got {card['arch_args']!r}")
 

@@ -67,8 +67,8 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
             emit_json({"recipe": str(recipe), **summary})
         return
     cfg = load_config(recipe, raw)
-    problem = schedule_problem(cfg.schedule, cfg.train.iters) if budget is None else None
-    if problem:  # the recipe as written (a shorter --max-iters run only warns; a --budget's iters is a ceiling)
+    problem = schedule_problem(cfg.schedule, cfg.train.iters) if budget is None and max_iters is None else None
+    if problem:  # the recipe as run (with --max-iters, a trial, train() only warns; a --budget's iters is a ceiling)
         raise ConfigError(f"{recipe}: {problem}")
     if max_iters is not None:
         cfg.train.iters = max_iters
