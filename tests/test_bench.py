@@ -266,3 +266,15 @@ def test_an_unwritable_out_is_refused_before_timing_and_a_failed_write_is_one_li
     assert "espcn [" not in result.output  # nothing was timed
     with pytest.raises(SubpixelError, match="cannot write the reports"):
         write_reports(_result([("a", 5.0, "16x12x2")], [], ["16x12x2"]), tmp_path / "file" / "out")
+
+
+def test_timings_wait_for_mps_kernels(monkeypatch) -> None:
+    import torch
+
+    from subpixel.bench import measure
+
+    calls = []
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: calls.append("mps"))
+    measure._sync(torch.device("mps"))
+    measure._sync(torch.device("cpu"))
+    assert calls == ["mps"]

@@ -15,6 +15,7 @@ from PIL import Image
 
 import subpixel
 from subpixel.cli import cli
+from subpixel.errors import OutOfMemory
 from subpixel.models.weights import save_weights
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "subpixel" / "assets" / "sample.png"
@@ -351,12 +352,13 @@ def test_no_order_of_arguments_lets_an_output_replace_an_input(tmp_path: Path) -
 
 
 def test_out_of_memory_fails_that_image_and_the_batch_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("a", "b", "c"):
+    for name in ("a", "b", "c", "d"):
         _img(tmp_path / f"{name}.png")
     real = subpixel.Upscaler.upscale
     errors = {"a.png": RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
                                     "allocate memory: you tried to allocate 8192000000 bytes."),
-              "b.png": MemoryError()}
+              "b.png": MemoryError(),
+              "c.png": OutOfMemory("ONNX Runtime cannot run an input of shape (1, 3, 8, 8): Failed to allocate")}
 
     def upscale(self, image, tile=None, progress=None):
         if errors:
@@ -368,8 +370,8 @@ def test_out_of_memory_fails_that_image_and_the_batch_goes_on(tmp_path: Path, mo
                                    "--json"])
     assert res.exit_code == 1, res.output
     summary = json.loads(res.stdout)
-    assert [Path(o["input"]).name for o in summary["outputs"]] == ["c.png"]
-    assert [Path(f["input"]).name for f in summary["failures"]] == ["a.png", "b.png"]
+    assert [Path(o["input"]).name for o in summary["outputs"]] == ["d.png"]
+    assert [Path(f["input"]).name for f in summary["failures"]] == ["a.png", "b.png", "c.png"]
     assert all("out of memory" in f["error"] and "--tile" in f["error"] and "\n" not in f["error"]
                for f in summary["failures"])
     errors["a.png"] = RuntimeError("shape mismatch")  # any other error is a bug, not a failing image

@@ -18,11 +18,12 @@ from torch import nn
 from subpixel.cli import cli
 from subpixel.engine import FramePipeline, OnnxEngine, TorchEngine, make_engine, onnx_export
 from subpixel.engine.select import clear_choices
-from subpixel.errors import SubpixelError
+from subpixel.errors import OutOfMemory, SubpixelError
 from subpixel.models import build
 from subpixel.models.base import SRNet
 from subpixel.models.loader import load
 from subpixel.models.weights import save_weights, shipped_models
+from subpixel.upscaler import Upscaler
 from tests.conftest import TinyConvNet
 
 CPU = torch.device("cpu")
@@ -99,6 +100,31 @@ def test_onnx_runtime_run_errors_are_one_line_user_errors(tiny_net, tmp_path) ->
     with pytest.raises(SubpixelError, match=r"^ONNX Runtime cannot run an input of shape \(1, 4, 8, 8\): ") as err:
         engine(torch.rand(1, 4, 8, 8))
     assert "\n" not in str(err.value)
+
+
+def test_onnx_runtime_out_of_memory_halves_the_tile(tiny_net, tmp_path) -> None:
+    engine = OnnxEngine(onnx_export.export_onnx(tiny_net, tmp_path / "t.onnx").path, threads=1)
+    session = engine.session
+
+    class Tight:  # ONNX Runtime's allocator failing on tiles with more than 40 input rows
+        def run(self, names, feeds):
+            if next(iter(feeds.values())).shape[2] > 40:
+                raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for "
+                                   "requested buffer of size 123456\nmore lines")
+            return session.run(names, feeds)
+
+    engine.session = Tight()
+    upscaler = Upscaler(tiny_net, name="tiny", engine=engine)
+    x = torch.rand(1, 3, 64, 64)
+    out = upscaler.upscale_tensor(x, tile=128)  # one whole-image call first, then tiles of 32
+    assert upscaler.last_tile_info.halvings == 1 and upscaler.last_tile_info.tile == 32
+    assert upscaler.last_tile_info.tiles_run == 4
+    with torch.inference_mode():
+        assert (out - tiny_net(x)).abs().max().item() < 1e-3
+    with pytest.raises(OutOfMemory, match="^ONNX Runtime cannot run an input of shape .*Failed to allocate memory"):
+        engine(torch.rand(1, 3, 48, 8))
+    out = upscaler.upscale_tensor(torch.rand(1, 3, 80, 80), tile=80)  # tiles of 40 still fail: halved again
+    assert upscaler.last_tile_info.halvings == 2 and upscaler.last_tile_info.tile == 20
 
 
 def test_export_file_is_flushed_to_disk_before_the_rename(tiny_net, tmp_path, monkeypatch) -> None:

@@ -1,6 +1,6 @@
 """Exception types: every error a user can cause is a SubpixelError with a one-line message."""
 
-__all__ = ["SubpixelError", "NotResumableError", "Interrupted", "first_line"]
+__all__ = ["SubpixelError", "NotResumableError", "OutOfMemory", "Interrupted", "first_line"]
 
 
 class SubpixelError(Exception):
@@ -10,6 +10,11 @@ class SubpixelError(Exception):
 class NotResumableError(SubpixelError):
     """An error a rerun of the same job would meet again (e.g. an input whose frame size changes): work
     kept for resuming it is useless and may be removed."""
+
+
+class OutOfMemory(SubpixelError, MemoryError):
+    """A runtime without an out-of-memory exception of its own (ONNX Runtime) ran out of memory: tiled runs
+    treat it as torch's and halve the tile."""
 
 
 class Interrupted(KeyboardInterrupt):

@@ -15,7 +15,7 @@ from subpixel.engine.torch_engine import TorchEngine
 from subpixel.io.image import pil_to_array
 from subpixel.models.base import SRNet
 from subpixel.models.interp import _Interpolation
-from subpixel.ops.tiling import MIN_TILE, TileInfo, tile_size_for_budget, tiled_forward, tiled_imresize
+from subpixel.ops.tiling import MIN_TILE, TileInfo, is_oom_error, tile_size_for_budget, tiled_forward, tiled_imresize
 
 __all__ = ["Upscaler", "CPU_TILE_BUDGET"]
 
@@ -120,19 +120,33 @@ class Upscaler:
 
     def upscale_tensor(self, x: torch.Tensor, tile: int | None = None, progress: Progress | None = None
                        ) -> torch.Tensor:
-        """``(N, 3, H, W)`` float in [0, 1] -> ``(N, 3, sH, sW)`` float32 (not clamped)."""
+        """``(N, 3, H, W)`` float in [0, 1] -> ``(N, 3, sH, sW)`` float32 (not clamped).
+
+        ``tile``: LR tile side (``None``: from a memory budget; ``0``: one whole-image call). An image within
+        one tile runs in one call; if that runs out of memory it is tiled at half its longer side.
+        """
         h, w = x.shape[-2:]
         if h == 0 or w == 0:
             raise ValueError("cannot upscale an empty image")
         tile = self._auto_tile() if tile is None else tile
+        halvings = 0
         if tile <= 0 or (h <= tile and w <= tile):
-            out = self.engine(x)
-            self.last_tile_info = TileInfo(tile=max(h, w), tiles_run=1)
-            if progress is not None:
-                progress(1, 1)
-            return out.to(x.device)
+            try:
+                out = self.engine(x)
+            except Exception as err:  # noqa: BLE001 - only running out of memory is handled, by tiling
+                if tile <= 0 or not is_oom_error(err) or max(h, w) // 2 < MIN_TILE:
+                    raise
+                tile, halvings = max(h, w) // 2, 1
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            else:
+                self.last_tile_info = TileInfo(tile=max(h, w), tiles_run=1)
+                if progress is not None:
+                    progress(1, 1)
+                return out.to(x.device)
         pad = max(self.net.receptive_field, 4)
         out, self.last_tile_info = tiled_forward(self.engine, x, self.scale, tile, pad, progress=progress)
+        self.last_tile_info.halvings += halvings
         return out
 
     # -- internals ----------------------------------------------------------------------------

@@ -41,8 +41,11 @@ class Speed:
 
 
 def _sync(device: torch.device) -> None:
+    """Wait for queued kernels, so timings cover the work (CUDA and Apple's MPS run asynchronously)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def _proc_status_kb(field: str) -> int:

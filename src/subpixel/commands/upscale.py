@@ -253,11 +253,12 @@ def _run_job(job: Job, upscaler: Upscaler, tile: int | None, overwrite: bool, qu
         info = upscaler.last_tile_info
         job.extra = {"size": [int(result.shape[1]), int(result.shape[0])],
                      "tile": info.tile if info and info.tiles_run > 1 else None}  # None: one whole-image call
-    except (SubpixelError, OSError) as err:
-        job.error = str(err) if isinstance(err, SubpixelError) else f"{type(err).__name__}: {err}"
-    except (MemoryError, RuntimeError) as err:
-        if not is_oom_error(err):
+    except (SubpixelError, OSError, MemoryError, RuntimeError) as err:
+        if is_oom_error(err):  # torch's, or ONNX Runtime's (an OutOfMemory SubpixelError)
+            job.error = (f"{job.src}: out of memory; try a smaller --tile (e.g. --tile 128), or --max-pixels "
+                         "to refuse images this large")
+        elif isinstance(err, (SubpixelError, OSError)):
+            job.error = str(err) if isinstance(err, SubpixelError) else f"{type(err).__name__}: {err}"
+        else:
             raise
-        job.error = (f"{job.src}: out of memory; try a smaller --tile (e.g. --tile 128), or --max-pixels "
-                     "to refuse images this large")
     job.seconds = time.perf_counter() - start

@@ -10,8 +10,9 @@ import onnxruntime as ort
 import torch
 
 from subpixel.engine.onnx_export import ExportReport, export_onnx
-from subpixel.errors import SubpixelError, first_line
+from subpixel.errors import OutOfMemory, SubpixelError, first_line
 from subpixel.models.base import SRNet
+from subpixel.ops.tiling import is_oom_message
 
 if TYPE_CHECKING:
     from subpixel.engine.select import EngineChoice
@@ -57,6 +58,6 @@ class OnnxEngine:
         try:
             (out,) = self.session.run(None, {self._input: arr})
         except Exception as err:  # ONNX Runtime's own exception types, with its multi-line messages
-            raise SubpixelError(f"ONNX Runtime cannot run an input of shape {tuple(x.shape)}: "
-                                f"{first_line(err)}") from err
+            kind = OutOfMemory if is_oom_message(str(err)) else SubpixelError  # tiled runs halve the tile
+            raise kind(f"ONNX Runtime cannot run an input of shape {tuple(x.shape)}: {first_line(err)}") from err
         return torch.from_numpy(out)

@@ -3,7 +3,7 @@
 Each tile is the core region plus ``overlap`` LR pixels on interior sides; its input crop adds
 ``pad`` pixels of context (at least the model's receptive field) so every output pixel sees the
 same neighbourhood as in an untiled run. Overlapping outputs are blended with linear feathering.
-On CUDA out-of-memory the tile size is halved and the image is run again. Integer images resized
+When memory runs out (any device or engine) the tile size is halved and the image is run again. Integer images resized
 by MATLAB's rules (bicubic, Lanczos) are tiled without overlap and give the untiled pixels exactly.
 """
 
@@ -17,7 +17,8 @@ import torch
 
 from subpixel.ops.resize import apply_taps, contributions, output_size, round_to
 
-__all__ = ["TileInfo", "tiled_forward", "tiled_imresize", "tile_size_for_budget", "is_oom_error", "MIN_TILE"]
+__all__ = ["TileInfo", "tiled_forward", "tiled_imresize", "tile_size_for_budget", "is_oom_error", "is_oom_message",
+           "MIN_TILE"]
 
 Contributions = tuple[torch.Tensor, torch.Tensor]  # (taps, weights) per output sample of one axis
 
@@ -33,14 +34,20 @@ class TileInfo:
     tiles_run: int = 0
 
 
-_OOM_TEXT = ("out of memory", "allocate memory", "failed to allocate")  # CUDA/MPS; CPU allocators
+_OOM_TEXT = ("out of memory", "allocate memory", "failed to allocate", "bad_alloc", "bad allocation")
+
+
+def is_oom_message(text: str) -> bool:
+    """Whether an error message says memory ran out (CUDA/MPS, CPU allocators, ONNX Runtime, C++'s bad_alloc)."""
+    return any(phrase in text.lower() for phrase in _OOM_TEXT)
 
 
 def is_oom_error(err: BaseException) -> bool:
-    """True for memory running out: CUDA/MPS out-of-memory, a CPU allocator's failure, Python's MemoryError."""
+    """True for memory running out: CUDA/MPS out-of-memory, a CPU allocator's failure, Python's MemoryError
+    (and :class:`~subpixel.errors.OutOfMemory`, an ONNX Runtime allocation failure)."""
     if isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
-    return isinstance(err, RuntimeError) and any(text in str(err).lower() for text in _OOM_TEXT)
+    return isinstance(err, RuntimeError) and is_oom_message(str(err))
 
 
 def tile_size_for_budget(budget_bytes: int, widest_channels: int, scale: int, bytes_per_value: int = 4) -> int:
