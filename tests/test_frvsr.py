@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 import yaml
 from click.testing import CliRunner
 from PIL import Image
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import subpixel
 from subpixel.cli import cli
@@ -27,6 +27,7 @@ from subpixel.data.clips import ClipSampler, Motion, exact_flow, make_clip, rend
 from subpixel.data.pairs import fingerprint
 from subpixel.errors import SubpixelError
 from subpixel.eval.video import evaluate_video, format_video_report
+from subpixel.models import frvsr as frvsr_model
 from subpixel.models import registry
 from subpixel.models.frvsr import FRVSR, FNet, upsample_flow, warp
 from subpixel.models.registry import build
@@ -564,7 +565,7 @@ def test_bad_values_are_one_line_recipe_errors(bad: dict, message: str) -> None:
 
 def test_every_arch_argument_is_checked_and_motion_reads_as_floats() -> None:
     counts = {k for k in frvsr_train._ARCH_KEYS if k in registry._COUNT_ARGS}  # checked by the registry
-    assert set(frvsr_train._ARCH_RULES) | counts == frvsr_train._ARCH_KEYS
+    assert set(frvsr_model.FLOW_ARG_RULES) | counts == frvsr_train._ARCH_KEYS  # the rest by the model's own rules
     assert FRVSRConfig.from_dict({"data": ["x"], "motion": {"zoom": "5e-3", "speed": 2}}).motion == {
         "zoom": 0.005, "speed": 2.0}
 
@@ -664,3 +665,40 @@ def test_budget_and_an_ablation_that_follows_it_train_the_same_iterations(tmp_pa
     ablation = train_frvsr(norec, tmp_path / "norec", progress=False, budget=follow)
     assert ablation is not None and read_card(ablation)["training"]["budget"] == {
         "seconds": 12.0, "fits": [[1, total]], "total": total, "follows": "lead"}
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"max_flow": -8.0}, "max_flow must be a positive number, got -8.0"),
+    ({"max_flow": 0}, "max_flow must be a positive number, got 0"),
+    ({"max_flow": float("nan")}, "max_flow must be a positive number, got nan"),
+    ({"max_flow": float("inf")}, "max_flow must be a positive number, got inf"),
+    ({"max_flow": "8"}, "max_flow must be a positive number, got '8'"),
+    ({"max_flow": True}, "max_flow must be a positive number, got True"),
+    ({"lk_levels": -3}, "lk_levels must be an integer >= 0, got -3"),
+    ({"lk_levels": 1.5}, "lk_levels must be an integer >= 0, got 1.5"),
+    ({"lk_levels": True}, "lk_levels must be an integer >= 0, got True"),
+])
+@pytest.mark.parametrize("recurrent", [True, False])
+def test_the_model_checks_its_flow_arguments(kwargs: dict, message: str, recurrent: bool, tmp_path: Path) -> None:
+    with pytest.raises(SubpixelError, match=f"^frvsr: {re.escape(message)}$"):
+        build("frvsr", 2, channels=8, blocks=1, recurrent=recurrent, **kwargs)
+    with pytest.raises(SubpixelError, match=f"^frvsr: {re.escape(message)}$"):
+        subpixel.load("frvsr", 2, pretrained=False, device="cpu", engine="torch", channels=8, blocks=1, **kwargs)
+    if recurrent:
+        with pytest.raises(SubpixelError, match=f"^FNet: {re.escape(message)}$"):
+            FNet((4, 8), **kwargs)
+    # a card with such arguments is refused when read, naming the card
+    good = build("frvsr", 2, channels=8, blocks=1, recurrent=recurrent)
+    weights = tmp_path / "frvsr_x2.safetensors"
+    save_file(good.state_dict(), str(weights))
+    card = {"name": "frvsr", "architecture": "frvsr", "scale": 2,
+            "arch_args": {"channels": 8, "blocks": 1, "recurrent": recurrent, **kwargs}}
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(SubpixelError, match=f"cannot build frvsr x2: frvsr: {re.escape(message)}"):
+        load_net(weights)
+
+
+def test_good_flow_arguments_build() -> None:
+    net = build("frvsr", 2, channels=8, blocks=1, max_flow=1, lk_levels=0)
+    assert net.fnet is not None and (net.fnet.max_flow, net.fnet.lk_levels) == (1.0, 0)
+    assert FNet((4,), max_flow=0.5, lk_levels=np.int64(3)).lk_levels == 3

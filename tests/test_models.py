@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from subpixel.errors import SubpixelError
-from subpixel.models import architectures, build
+from subpixel.models import architectures, build, register, registry
 from subpixel.models.base import SRNet
 from subpixel.models.complexity import count_macs, count_params
 from subpixel.models.flagship import RepConv3x3, RepDepthwise, Sprint
@@ -378,3 +379,112 @@ def test_weights_paths_are_told_by_suffix_in_any_case() -> None:
 
     assert is_weights_path("a/b.safetensors") and is_weights_path(Path("B.SafeTensors"))
     assert not is_weights_path("espcn") and not is_weights_path("model.safetensors.json")
+
+
+def _conv_macs_of_steps(net: torch.nn.Module, lr: torch.Tensor, modules: list[torch.nn.Module]) -> tuple[int, int]:
+    """Conv MACs of ``modules`` during FRVSR's first frame and during its second frame on ``lr``."""
+    total = 0
+
+    def hook(m: torch.nn.Conv2d, _inputs: object, out: torch.Tensor) -> None:
+        nonlocal total
+        total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    handles = [m.register_forward_hook(hook) for m in modules if isinstance(m, torch.nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            _, state = net.step(lr, None)
+            first, total = total, 0
+            net.step(lr, state)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return first, total
+
+
+def test_frvsr_macs_count_a_steady_state_frame_with_fnet() -> None:
+    net = build("frvsr", 4).eval()
+    counted = count_macs(net, out_hw=(64, 64))  # before the hooks below: its pass would feed them
+    lr = torch.rand(1, 3, 16, 16)
+    first, second = _conv_macs_of_steps(net, lr, list(net.modules()))
+    _, fnet_part = _conv_macs_of_steps(net, lr, list(net.fnet.modules()))
+    assert counted == second == first + fnet_part == 44_052_480
+    assert first == 35_610_624 < counted  # the first frame (forward) runs no FNet
+    # the ablation has no FNet: every frame costs the SR network alone
+    assert count_macs(build("frvsr", 4, recurrent=False), out_hw=(64, 64)) == first
+
+
+def test_macs_neither_copy_nor_change_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    net = build("frvsr", 2, channels=8, blocks=1).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+
+    def no_copy(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("count_macs copied the network")
+
+    monkeypatch.setattr(copy, "deepcopy", no_copy)
+    assert count_macs(net, out_hw=(32, 32)) > 0
+    monkeypatch.undo()
+    assert all(not m._forward_hooks for m in net.modules())
+    after = net.state_dict()
+    assert all(after[k].device.type == "cpu" and torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_num_parameters_is_count_params() -> None:
+    for net in (build("frvsr", 2, channels=8, blocks=1), build("espcn", 3), build("bicubic", 2)):
+        assert net.num_parameters() == count_params(net)
+    assert build("bicubic", 2).num_parameters() == 0 and not list(build("lanczos", 3).buffers())
+
+
+@pytest.mark.parametrize("scale", [2.5, 0, -2, True, float("nan"), float("inf"), "2"])
+@pytest.mark.parametrize("name", ["bicubic", "lanczos", "espcn"])
+def test_build_refuses_a_scale_that_is_not_a_positive_whole_number(name: str, scale: object) -> None:
+    with pytest.raises(SubpixelError, match="^scale must be a positive whole number, got "):
+        build(name, scale)  # type: ignore[arg-type]
+
+
+def test_build_takes_whole_float_scales() -> None:
+    net = build("bicubic", 2.0)  # type: ignore[arg-type]
+    assert net.scale == 2 and isinstance(net.scale, int)
+    assert net(torch.rand(1, 3, 4, 4)).shape == (1, 3, 8, 8)
+    assert build("espcn", 3.0).scale == 3  # type: ignore[arg-type]
+    assert build("lanczos", 1).scale == 1
+
+
+def test_interpolation_at_scale_one_does_not_hand_back_the_input() -> None:
+    x = torch.rand(1, 3, 4, 4)
+    before = x.clone()
+    for name in ("bicubic", "lanczos"):
+        net = build(name, 1)
+        y = net(x)
+        torch.testing.assert_close(y, before, rtol=0, atol=0)
+        y.mul_(0)
+        assert torch.equal(x, before)
+        assert torch.equal(net.resize_exact(x), net(x))
+
+
+def test_register_falls_back_to_the_name_without_docstring_or_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # the real registry stays as it was
+
+    @register("no-doc-net")
+    class NoDoc(SRNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    @register("blank-doc-net")
+    class BlankDoc(SRNet):
+        """   """
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    @register("doc-net")
+    class Doc(SRNet):
+        """First line.
+
+        More."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    specs = registry.architectures()
+    assert specs["no-doc-net"].summary == "no-doc-net" and specs["blank-doc-net"].summary == "blank-doc-net"
+    assert specs["doc-net"].summary == "First line."

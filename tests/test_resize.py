@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from subpixel.ops.resize import _resize_axis, contributions, imresize, imresize_np, output_size, upscale_bicubic
+from subpixel.ops.resize import (
+    _resize_axis,
+    contributions,
+    imresize,
+    imresize_np,
+    output_size,
+    round_to,
+    upscale_bicubic,
+)
 
 
 @pytest.mark.parametrize("scale", [0.25, 1 / 3, 0.5, 2.0, 3.0, 4.0, 1.7])
@@ -113,3 +121,46 @@ def test_errors() -> None:
         imresize(torch.rand(1, 0, 4), scale=2)
     with pytest.raises(ValueError):
         imresize(torch.rand(1, 4, 4), scale=2, kernel="box")
+
+
+def test_round_to_rounds_half_away_from_zero_like_matlab() -> None:
+    v = torch.tensor([-2.5, -0.5, -1.49, -0.49999999999999994, 0.49999999999999994, 0.5, 2.5, 254.5, 1e6, -1e6],
+                     dtype=torch.float64)
+    assert round_to(v, torch.int16).tolist() == [-3, -1, -1, 0, 0, 1, 3, 255, 32767, -32768]
+    assert round_to(v, torch.uint8).tolist() == [0, 0, 0, 0, 0, 1, 3, 255, 255, 0]
+    # MATLAB: imresize(int16([-1 -2]), [1 1]) is -2 (the mean -1.5 rounds away from zero)
+    x = torch.tensor([[-1, -2]], dtype=torch.int16)
+    assert imresize(x, size=(1, 1)).tolist() == [[-2]]
+    assert imresize(-x, size=(1, 1)).tolist() == [[2]]
+
+
+@pytest.mark.parametrize("size", [(6.5, 8), (0, 4), (-2, 4), (4,), (4, 4, 4), ("4", 4), (True, 4), (float("nan"), 4),
+                                  (float("inf"), 4), 8])
+def test_size_must_be_two_whole_numbers(size: object) -> None:
+    with pytest.raises(ValueError, match="size must be two whole numbers >= 1"):
+        imresize(torch.rand(1, 4, 4), size=size)  # type: ignore[arg-type]
+
+
+def test_whole_float_sizes_are_fine() -> None:
+    x = torch.rand(1, 4, 4, dtype=torch.float64)
+    torch.testing.assert_close(imresize(x, size=(8.0, 6.0)), imresize(x, size=(8, 6)))  # type: ignore[arg-type]
+    assert imresize(x, size=(np.int64(3), 5)).shape == (1, 3, 5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scale", [2.5, 1.5, float("nan"), float("inf"), True])
+def test_polyphase_upscale_needs_a_whole_scale(scale: float) -> None:
+    with pytest.raises(ValueError, match="integer scale >= 2"):
+        upscale_bicubic(torch.rand(1, 1, 4, 4), scale)  # type: ignore[arg-type]
+    assert upscale_bicubic(torch.rand(1, 1, 4, 4), 2.0).shape == (1, 1, 8, 8)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.uint8])
+@pytest.mark.parametrize("kwargs", [{"scale": 1}, {"size": (4, 5)}])
+def test_scale_one_returns_a_copy(dtype: torch.dtype, kwargs: dict) -> None:
+    x = (torch.rand(1, 4, 5) * 200).to(dtype)
+    before = x.clone()
+    out = imresize(x, **kwargs)
+    assert out is not x and out.dtype == dtype
+    torch.testing.assert_close(out, before, atol=0, rtol=0)
+    out.mul_(0)
+    torch.testing.assert_close(x, before, atol=0, rtol=0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from subpixel.models.complexity import count_params
+
 __all__ = ["SRNet"]
 
 
@@ -32,8 +34,14 @@ class SRNet(nn.Module):
         return self
 
     def num_parameters(self) -> int:
-        """Trainable parameter count."""
-        return sum(p.numel() for p in self.parameters())
+        """Parameter count (weights and biases, trainable or not): :func:`~subpixel.models.complexity.count_params`."""
+        return count_params(self)
+
+    def per_frame_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The computation one output image costs in steady use, run on input ``x``; what
+        :func:`~subpixel.models.complexity.count_macs` measures. Default: :meth:`forward`; a recurrent video
+        network runs a later frame of a sequence (its first frame may skip work)."""
+        return self(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

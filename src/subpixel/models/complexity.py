@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
-from subpixel.models.base import SRNet
+if TYPE_CHECKING:
+    from subpixel.models.base import SRNet
 
 __all__ = ["count_params", "count_macs"]
 
@@ -29,25 +31,45 @@ def _layer_macs(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: tor
     return output.numel() * module.in_features
 
 
+class _PerFrame(nn.Module):
+    """``net.per_frame_forward`` as a module's forward (what :func:`torch.func.functional_call` runs)."""
+
+    def __init__(self, net: SRNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.per_frame_forward(x)
+
+
 def count_macs(net: SRNet, out_hw: tuple[int, int] = (720, 1280)) -> int:
-    """MACs of one forward pass producing an ``out_hw`` image (default 1280x720).
+    """MACs of the computation producing one ``out_hw`` image (default 1280x720).
 
     The input is ``ceil(out / scale)`` per axis (427x240 at x3). Counts Conv2d, ConvTranspose2d and
     Linear multiply-accumulates (bias additions and elementwise ops are ignored) of the inference form
-    (:meth:`~subpixel.models.base.SRNet.deploy`: re-parameterized branches count once). The pass runs on
-    a copy of ``net`` on the ``meta`` device: no memory or time is spent on real tensors.
+    (:meth:`~subpixel.models.base.SRNet.deploy`: re-parameterized branches count once) in
+    :meth:`~subpixel.models.base.SRNet.per_frame_forward`: a recurrent video network's steady-state
+    frame (FRVSR's with its flow network), not the cheaper first frame. The pass runs with ``meta`` tensors
+    standing in for the input, weights and buffers: no memory or time is spent on real tensors (beyond
+    folding a re-parameterizable network's branches), and ``net`` itself is not copied or changed; forward hooks
+    already on its layers see the pass too (on meta tensors).
     """
     h, w = (math.ceil(n / net.scale) for n in out_hw)
-    probe = copy.deepcopy(net.deploy()).to("meta")
+    probe = _PerFrame(net.deploy())
+    stand_ins = {name: torch.empty_like(t, device="meta")
+                 for name, t in [*probe.named_parameters(), *probe.named_buffers()]}
     total = 0
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         nonlocal total
         total += _layer_macs(module, inputs, output)
 
-    for module in probe.modules():
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            module.register_forward_hook(hook)
-    with torch.no_grad():
-        probe(torch.empty(1, 3, h, w, device="meta"))
+    handles = [module.register_forward_hook(hook) for module in probe.modules()
+               if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            functional_call(probe, stand_ins, (torch.empty(1, 3, h, w, device="meta"),))
+    finally:
+        for handle in handles:
+            handle.remove()
     return total

@@ -22,17 +22,37 @@ estimate, without FNet.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from subpixel.errors import SubpixelError
 from subpixel.models.base import SRNet
 from subpixel.models.registry import register
 from subpixel.ops.flow import lucas_kanade, upsample_flow, warp
 
-__all__ = ["FRVSR", "FNet", "FRVSRState", "warp", "upsample_flow"]
+__all__ = ["FRVSR", "FNet", "FRVSRState", "warp", "upsample_flow", "FLOW_ARG_RULES", "check_flow_args"]
+
+# FNet's arguments that are no channel counts (those the registry checks) and what each asks for
+FLOW_ARG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "max_flow": (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v < math.inf,
+                 "a positive number"),
+    "lk_levels": (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0,
+                  "an integer >= 0"),
+}
+
+
+def check_flow_args(args: dict[str, Any], label: str = "frvsr: ") -> None:
+    """Refuse a ``max_flow`` (must be finite and > 0) or ``lk_levels`` (an integer >= 0) in ``args`` that breaks
+    :data:`FLOW_ARG_RULES`, with a :class:`SubpixelError` starting with ``label``, then the argument's name."""
+    for key, (valid, what) in FLOW_ARG_RULES.items():
+        if key in args and not valid(args[key]):
+            raise SubpixelError(f"{label}{key} must be {what}, got {args[key]!r}")
 
 
 class FRVSRState(NamedTuple):
@@ -63,6 +83,7 @@ class FNet(nn.Module):
 
     def __init__(self, channels: tuple[int, ...] = (16, 32, 64), max_flow: float = 8.0, lk_levels: int = 2) -> None:
         super().__init__()
+        check_flow_args({"max_flow": max_flow, "lk_levels": lk_levels}, label="FNet: ")
         self.max_flow = float(max_flow)
         self.lk_levels = int(lk_levels)
         self.levels = len(channels)
@@ -83,8 +104,12 @@ class FNet(nn.Module):
             self.head[-1].bias.zero_()
 
     def initial_flow(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        """The estimate FNet refines: Lucas-Kanade's (no gradient), or zero with ``lk_levels=0``."""
-        if not self.lk_levels:
+        """The estimate FNet refines: Lucas-Kanade's (no gradient), or zero with ``lk_levels=0``.
+
+        On the ``meta`` device (shape-only passes such as :func:`~subpixel.models.complexity.count_macs`), where
+        Lucas-Kanade cannot run, the zero flow stands in: a meta tensor has its shape and dtype and no values.
+        """
+        if not self.lk_levels or current.device.type == "meta":
             return current.new_zeros(current.shape[0], 2, *current.shape[-2:])
         with torch.no_grad():
             return lucas_kanade(current, previous, levels=self.lk_levels, max_flow=self.max_flow).to(current.dtype)
@@ -123,6 +148,7 @@ class FRVSR(SRNet):
                  flow_channels: tuple[int, ...] | list[int] = (16, 32, 64), max_flow: float = 8.0, lk_levels: int = 2,
                  recurrent: bool = True) -> None:
         super().__init__(scale)
+        check_flow_args({"max_flow": max_flow, "lk_levels": lk_levels})  # the ablation too: its card keeps them
         self.recurrent = bool(recurrent)
         s2 = 3 * scale * scale
         # the SR network first, so that a recurrent network and its ablation draw the same initial SR weights
@@ -177,3 +203,12 @@ class FRVSR(SRNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.step(x, None)[0]
+
+    def per_frame_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """A later frame of a sequence (FNet, warp and the SR network), which every frame but the first costs;
+        :meth:`forward` is a first frame, without FNet. The ablation (``recurrent=False``) runs :meth:`forward`."""
+        if self.fnet is None:
+            return self(x)
+        n, _, h, w = x.shape
+        state = FRVSRState(x, x.new_zeros(n, 3, h * self.scale, w * self.scale))
+        return self.step(x, state)[0]

@@ -13,12 +13,8 @@ class _Interpolation(SRNet):
     kernel = "bicubic"
     receptive_field = 3
 
-    def __init__(self, scale: int) -> None:
-        super().__init__(scale)
-        self.register_buffer("_anchor", torch.zeros(()), persistent=False)  # carries device/dtype
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return imresize(x, scale=self.scale, kernel=self.kernel)
+        return self.resize_exact(x)
 
     def resize_exact(self, x: torch.Tensor) -> torch.Tensor:
         """Resize keeping ``x``'s dtype; integer images round after each pass, as MATLAB does."""

@@ -50,7 +50,8 @@ def load(
     ``.safetensors`` file with its JSON card beside it. ``pretrained=False`` builds a
     registered architecture with random weights (for speed benchmarks and training).
     ``scale``: required to match a weights file's scale; ``None`` takes the file's (else 4).
-    ``engine``: ``auto``, ``torch``, ``torch-compile``, ``torch-cudagraph`` (CUDA) or ``onnx`` (see :mod:`subpixel.engine`).
+    ``engine``: ``auto``, ``torch``, ``torch-compile``, ``torch-cudagraph`` (CUDA) or ``onnx``
+    (see :mod:`subpixel.engine`).
     ``arch_args`` (architecture arguments) apply only with ``pretrained=False`` or to interpolation models;
     with weights, whose card fixes the architecture, they raise :class:`SubpixelError`.
     """

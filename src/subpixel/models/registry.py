@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -32,13 +34,14 @@ _REGISTRY: dict[str, ArchSpec] = {}
 def register(
     name: str, *, scales: tuple[int, ...] | None = (2, 3, 4), summary: str = "", interpolation: bool = False
 ) -> Callable[[T], T]:
-    """Class decorator adding an architecture under ``name``."""
+    """Class decorator adding an architecture under ``name``; ``summary`` defaults to the first line of the class's
+    docstring, else ``name``."""
 
     def wrap(cls: T) -> T:
         if name in _REGISTRY:
             raise ValueError(f"architecture {name!r} registered twice")
-        _REGISTRY[name] = ArchSpec(name, cls, scales, summary or (cls.__doc__ or "").strip().splitlines()[0],
-                                   interpolation)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        _REGISTRY[name] = ArchSpec(name, cls, scales, summary or (doc[0] if doc else name), interpolation)
         return cls
 
     return wrap
@@ -84,9 +87,19 @@ def check_counts(name: str, kwargs: dict[str, object], label: str | None = None)
             raise SubpixelError(f"{label}{key} must be a positive integer, got {value!r}")
 
 
+def _check_scale(scale: object) -> int:
+    """``scale`` as an int: a whole number >= 1 (``2.0`` and ``numpy.int64(2)`` are fine, ``True`` is not)."""
+    if (isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale)
+            or scale != int(scale) or scale < 1):
+        raise SubpixelError(f"scale must be a positive whole number, got {scale!r}")
+    return int(scale)
+
+
 def build(name: str, scale: int, **kwargs: object) -> SRNet:
-    """Instantiate architecture ``name`` for ``scale``; channel and layer counts must be positive integers."""
+    """Instantiate architecture ``name`` for ``scale`` (a whole number >= 1, else :class:`SubpixelError`); channel
+    and layer counts must be positive integers."""
     spec = get_spec(name)
+    scale = _check_scale(scale)
     if spec.scales is not None and scale not in spec.scales:
         raise SubpixelError(f"{name} supports scales {', '.join(map(str, spec.scales))}, not x{scale}")
     check_counts(name, kwargs)

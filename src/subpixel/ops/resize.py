@@ -12,6 +12,7 @@ MATLAB's algorithm, reproduced here:
 from __future__ import annotations
 
 import math
+import numbers
 from functools import lru_cache
 
 import numpy as np
@@ -125,6 +126,12 @@ def _mirror_pad2(x: torch.Tensor, axis: int) -> torch.Tensor:
     return torch.cat([head, x, tail], dim=axis)
 
 
+def _is_whole(value: object) -> bool:
+    """Whether ``value`` is a finite whole real number (``8``, ``8.0``, ``numpy.int64(8)``; ``True`` is not)."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            and float(value).is_integer())
+
+
 def upscale_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
     """MATLAB bicubic upscaling of a floating tensor ``(..., H, W)`` by an integer ``scale``.
 
@@ -132,8 +139,9 @@ def upscale_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
     convolution and a pixel shuffle: fast on any device and exportable to ONNX with dynamic
     height and width, because nothing depends on the input size (a side of 1 included).
     """
-    if not x.dtype.is_floating_point or scale < 2 or x.dim() < 2 or min(x.shape[-2:]) < 1:
-        raise ValueError("upscale_bicubic needs a floating tensor with H, W >= 1 and an integer scale >= 2")
+    if not x.dtype.is_floating_point or not _is_whole(scale) or scale < 2 or x.dim() < 2 or min(x.shape[-2:]) < 1:
+        raise ValueError("upscale_bicubic needs a floating tensor with H, W >= 1 and an integer scale >= 2, "
+                         f"got a {x.dtype} tensor of shape {tuple(x.shape)} and scale {scale!r}")
     compute = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     weight = _polyphase_kernel(int(scale)).to(device=x.device, dtype=compute)
     planes = x.to(compute).flatten(0, -3).unsqueeze(1) if x.dim() > 2 else x.to(compute)[None, None]
@@ -143,9 +151,15 @@ def upscale_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def round_to(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """MATLAB-style conversion: round half away from zero, saturate."""
+    """MATLAB-style conversion of floating ``x``: round half away from zero, saturate to ``dtype``'s range.
+
+    The values stay floating (cast them with ``.to(dtype)``). Exact: the fraction ``x - trunc(x)`` of a float is
+    representable, so 0.49999999999999994 rounds to 0 and -2.5 to -3 (``floor(x + 0.5)`` gives 1 and -2).
+    """
     info = torch.iinfo(dtype)
-    return torch.floor(x + 0.5).clamp_(info.min, info.max)
+    whole = torch.trunc(x)
+    away = (x - whole).abs_().ge_(0.5).to(x.dtype).mul_(torch.sign(x))
+    return whole.add_(away).clamp_(info.min, info.max)
 
 
 def imresize(
@@ -172,11 +186,14 @@ def imresize(
         raise ValueError("cannot resize an empty image")
     if size is None:
         assert scale is not None
-        if scale <= 0:
-            raise ValueError(f"scale must be positive, got {scale}")
+        if not scale > 0 or not math.isfinite(scale):
+            raise ValueError(f"scale must be a positive finite number, got {scale}")
         scales = (float(scale), float(scale))
         size = (output_size(in_h, scale), output_size(in_w, scale))
     else:
+        if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(_is_whole(n) and n >= 1 for n in size)):
+            raise ValueError(f"size must be two whole numbers >= 1 (out_h, out_w), got {size!r}")
+        size = (int(size[0]), int(size[1]))
         scales = (size[0] / in_h, size[1] / in_w)
     integer = not x.dtype.is_floating_point
     if (not integer and kernel == "bicubic" and scales[0] == scales[1] and scales[0] >= 2
@@ -197,6 +214,8 @@ def imresize(
         work = _resize_axis(work, axis, size[k], scales[k], antialias, kernel)
         if integer:
             work = round_to(work, orig_dtype)
+    if work is x:  # scale 1: no pass ran; never hand back the caller's own tensor
+        return x.clone()
     return work.to(orig_dtype)
 
 

@@ -27,7 +27,6 @@ import inspect
 import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from tqdm import tqdm
 from subpixel.data.clips import ClipSampler, Motion, exact_flow
 from subpixel.data.pairs import fingerprint
 from subpixel.errors import Interrupted, SubpixelError
-from subpixel.models.frvsr import FRVSR, warp
+from subpixel.models.frvsr import FRVSR, check_flow_args, warp
 from subpixel.models.registry import build, check_counts
 from subpixel.models.weights import save_weights
 from subpixel.train.budget import IterationBudget
@@ -66,14 +65,6 @@ __all__ = ["FRVSRConfig", "train_frvsr", "frvsr_loss"]
 _RUNTIME_KEYS = ("iters", "ckpt_every", "keep_last", "log_every", "device", "evaluate")
 _CONTAINERS = {"data": list, "arch": dict, "motion": dict}
 _ARCH_KEYS = set(inspect.signature(FRVSR.__init__).parameters) - {"self", "scale", "recurrent"}
-
-
-# the ``arch`` keys that are no channel or layer count (those the registry checks) and what each asks for
-_ARCH_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "max_flow": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf,
-                 "a positive number"),
-    "lk_levels": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
-}
 
 
 @dataclass
@@ -163,9 +154,7 @@ class FRVSRConfig:
             if not ok:
                 raise SubpixelError(f"FRVSR recipe: {why}")
         check_counts("frvsr", self.arch, label="FRVSR recipe: arch.")
-        for key, (valid, what) in _ARCH_RULES.items():
-            if key in self.arch and not valid(self.arch[key]):
-                raise SubpixelError(f"FRVSR recipe: arch.{key} must be {what}, got {self.arch[key]!r}")
+        check_flow_args(self.arch, label="FRVSR recipe: arch.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
