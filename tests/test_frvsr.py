@@ -40,7 +40,8 @@ from subpixel.train.checkpoint import latest_checkpoint
 from subpixel.train.distributed import DistInfo
 from subpixel.train.frvsr import FRVSRConfig, frvsr_loss, train_frvsr
 from subpixel.train.warm_start import warm_start
-from subpixel.video.pipeline import FrameProcessor
+from subpixel.upscaler import Upscaler
+from subpixel.video.pipeline import SCENE_CUT_THRESHOLD, FrameProcessor, as_processor
 from subpixel.video.recurrent import RecurrentProcessor
 
 TINY = {"channels": 8, "blocks": 1, "flow_channels": [4, 8]}
@@ -219,6 +220,27 @@ def test_recurrent_processor_carries_state_and_resets() -> None:
     assert torch.allclose(out, expected, atol=1e-5)
     proc.reset()
     assert torch.allclose(proc.process(frames[3:4]), net(frames[3:4]), atol=1e-5)
+
+
+def test_recurrent_processor_starts_afresh_at_a_scene_cut() -> None:
+    net = tiny_frvsr(2)
+    torch.manual_seed(0)
+    scene_a = torch.rand(1, 3, 12, 12).expand(3, -1, -1, -1) * 0.5  # a still scene, then a cut to another
+    scene_a = scene_a + 0.01 * torch.arange(3).view(3, 1, 1, 1)  # a slow fade: no cut
+    scene_b = 0.5 + torch.rand(1, 3, 12, 12).expand(2, -1, -1, -1) * 0.5
+    frames = torch.cat([scene_a, scene_b])
+    with torch.no_grad():
+        fresh = net(scene_b[:1])
+    plain = RecurrentProcessor(net, device="cpu").process(frames)
+    assert not torch.allclose(plain[3:4], fresh, atol=1e-4)  # without detection: fed the warped scene A
+    proc = RecurrentProcessor(net, device="cpu", cut_threshold=10)
+    out = proc.process(frames)
+    assert proc.cuts == 1 and torch.allclose(out[3:4], fresh, atol=1e-5)
+    assert torch.allclose(out[:3], plain[:3], atol=1e-6)  # the fade before the cut is one scene
+    with pytest.raises(ValueError, match="cut_threshold"):
+        RecurrentProcessor(net, device="cpu", cut_threshold=0)
+    video = as_processor(Upscaler(net, name="frvsr", device="cpu"))  # subpixel video detects cuts
+    assert isinstance(video, RecurrentProcessor) and video.cut_threshold == SCENE_CUT_THRESHOLD
 
 
 def _clip_folder(root: Path, name: str, frames: int = 4) -> None:

@@ -58,6 +58,7 @@ __all__ = ["FrameProcessor", "UpscalerProcessor", "VideoOptions", "as_processor"
 
 Item = tuple[int, int, np.ndarray]  # frame index, pts, RGB (H, W, 3)
 CONVERT_THREADS = 4  # at most; RGB -> YUV conversions of one batch in parallel
+SCENE_CUT_THRESHOLD = 10.0  # percent; a recurrent model (FRVSR) starts afresh at a scene cut
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,8 @@ def as_processor(model: Upscaler | FrameProcessor, tile: int | None = None) -> F
 
         if isinstance(model.net, FRVSR):
             _warn_ignored_by_recurrent(model, tile)
-            return RecurrentProcessor(model.net, model.device, getattr(model.engine, "precision", "fp32"))
+            return RecurrentProcessor(model.net, model.device, getattr(model.engine, "precision", "fp32"),
+                                      cut_threshold=SCENE_CUT_THRESHOLD)
         return UpscalerProcessor(model, tile)
     if isinstance(model, FrameProcessor):
         return model

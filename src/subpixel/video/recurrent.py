@@ -15,21 +15,32 @@ class RecurrentProcessor:
 
     ``process(batch)``: ``(N, 3, H, W)`` float RGB in [0, 1], the next ``N`` frames in display
     order -> ``(N, 3, sH, sW)`` float32 (not clamped) on the input's device. ``reset()`` starts a
-    new sequence (call it at segment starts and scene cuts); a change of frame size does too.
-    ``precision``: fp32, fp16 or bf16 (autocast; the recurrent state is kept in float32).
+    new sequence (call it at segment starts); a change of frame size does too, and so does a scene cut when
+    ``cut_threshold`` is set (else the first frame after a cut would be fed the warped last frame of the
+    scene before). ``precision``: fp32, fp16 or bf16 (autocast; the recurrent state is kept in float32).
     Always eager torch (``engine``), on whole frames.
+
+    Scene cuts: the mean absolute luma difference to the previous frame, in percent of full range; a frame
+    is a cut when both that difference and its change from the previous frame's exceed ``cut_threshold``
+    (a steady fast pan changes every frame a lot, but evenly). 10 suits most footage.
     """
 
     engine = "torch"
 
-    def __init__(self, net: FRVSR, device: str | torch.device = "auto", precision: str = "fp32") -> None:
+    def __init__(self, net: FRVSR, device: str | torch.device = "auto", precision: str = "fp32",
+                 cut_threshold: float | None = None) -> None:
         if not isinstance(net, FRVSR):
             raise TypeError(f"RecurrentProcessor needs an FRVSR network, not {type(net).__name__}")
+        if cut_threshold is not None and not 0 < cut_threshold < 100:
+            raise ValueError(f"cut_threshold must be in (0, 100) percent, got {cut_threshold}")
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.dtype = torch_dtype(precision)
         self.net = net.eval().to(self.device)
         self.name = f"{'frvsr' if net.recurrent else 'frvsr-norec'} x{net.scale} {precision}"
+        self.cut_threshold = cut_threshold
+        self.cuts = 0  # scene cuts detected (state resets) since construction
         self._state: FRVSRState | None = None
+        self._last_change = 0.0
 
     @property
     def scale(self) -> int:
@@ -38,6 +49,17 @@ class RecurrentProcessor:
     def reset(self) -> None:
         """Forget the previous frames: the next frame is the first of a sequence."""
         self._state = None
+        self._last_change = 0.0
+
+    def _is_cut(self, frame: torch.Tensor) -> bool:
+        """Whether ``frame`` starts a new scene (see the class docstring); updates the running difference."""
+        if self.cut_threshold is None or self._state is None:
+            return False
+        luma = torch.tensor([0.299, 0.587, 0.114], device=frame.device).view(1, 3, 1, 1)
+        change = 100 * float(((frame - self._state.lr) * luma).sum(1).abs().mean())
+        cut = min(change, abs(change - self._last_change)) > self.cut_threshold
+        self._last_change = change
+        return cut
 
     @torch.inference_mode()
     def process(self, batch: torch.Tensor) -> torch.Tensor:
@@ -47,6 +69,9 @@ class RecurrentProcessor:
             self._state = None
         outs = []
         for frame in batch.to(self.device, torch.float32).split(1):
+            if self._is_cut(frame):
+                self._state = None  # the cut's difference stays the one the next frame's is compared with
+                self.cuts += 1
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
                 _, state = self.net.step(frame, self._state)
             self._state = FRVSRState(state.lr, state.sr.float())
