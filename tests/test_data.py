@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
 
 import numpy as np
+import png
 import pytest
 import torch
 from PIL import Image
 
+from subpixel.data import clips
+from subpixel.data.clips import ClipSampler, Motion, clip_affines
 from subpixel.data.pairs import Pair, fingerprint, load_pair, load_pairs, split_images
 from subpixel.data.patches import DIHEDRAL, PatchSampler
 from subpixel.errors import SubpixelError
-from subpixel.eval.protocol import make_lr, modcrop
+from subpixel.eval.protocol import load_hr, make_lr, modcrop
 from subpixel.ops.resize import imresize
 
 
@@ -79,7 +84,7 @@ def test_split_is_deterministic_and_spread(tmp_path: Path) -> None:
 
 def test_split_by_names(tmp_path: Path) -> None:
     a = _write_images(tmp_path / "a", [(8, 8)] * 3)
-    b = _write_images(tmp_path / "b", [(8, 8)] * 3)
+    b = _write_images(tmp_path / "b", [(8, 8)] * 3, seed=1)  # other pixels than a's: no held-out twin
     folders = [tmp_path / "a", tmp_path / "b"]
     split = split_images(folders, val_count=5, val_names=["a/img01.png", "b/img02"])
     assert split.val == [a[1], b[2]] and len(split.train) == 4
@@ -204,3 +209,90 @@ def test_shared_training_folders_split(shared_data: Path) -> None:
     split = split_images(folders, val_count=10)
     assert len(split.train) + len(split.val) == 491 and len(split.val) == 10
     assert {p.parent.name for p in split.val} == {"T91", "BSD200", "BSDS500_test"}
+
+
+def test_a_held_out_image_s_byte_twin_is_left_out_of_training(tmp_path: Path) -> None:
+    paths = _write_images(tmp_path / "a", [(12, 12)] * 5)
+    twin = tmp_path / "a" / "twin.png"
+    twin.write_bytes(paths[1].read_bytes())  # the same image under another name (as T91's t36 and t65)
+    with pytest.warns(UserWarning, match=r"1 training images .* same content .*: a/twin.png \(= a/img01.png\)"):
+        split = split_images([tmp_path / "a"], val_names=["img01"])
+    assert split.val == [paths[1]] and twin not in split.train and len(split.train) == 4
+    with pytest.warns(UserWarning, match="twin.png"):
+        assert twin not in split_images([tmp_path / "a"], val_count=2).train  # held out: img01 and img04
+    # the split's file hashes are reused by the fingerprint, which reads no file again
+    files = split.train + split.val
+    assert split.digests.keys() == set(files) | {twin}
+    assert fingerprint(files, split.digests) == fingerprint(files)
+    twin.unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert split_images([tmp_path / "a"], val_names=["img01"]).train == [paths[0], *paths[2:]]
+
+
+# --- clips from stills ---------------------------------------------------------------------------------------
+
+
+def _stills(folder: Path, sides: list[int], seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, side in enumerate(sides):
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(folder / f"s{i}_{side}.png")
+
+
+def test_every_camera_move_fits_a_still_of_the_roomy_side() -> None:
+    assert clips.roomy_side(10, 128, Motion()) == 179  # shipped FRVSR x4 clips (patch 32): 452 of 479 stills
+    g = torch.Generator().manual_seed(0)
+    for frames, size, motion in ((10, 128, Motion()), (6, 32, Motion(speed=1, accel=2, zoom=0.05, rotation=60))):
+        side = clips.roomy_side(frames, size, motion)
+        for _ in range(1500):
+            clip_affines((side, side), frames, size, motion, g)  # never raises
+    # the bound is reached: the fastest move along x, zooming in and turning (the extreme of each random draw)
+    corners = torch.tensor([[0.0, 0.0], [127.0, 0.0], [0.0, 127.0], [127.0, 127.0]], dtype=torch.float64) - 63.5
+    turn, span = math.radians(0.3), []
+    for t in range(10):
+        z = math.exp(0.005 * t)
+        rot = z * torch.tensor([[math.cos(turn * t), -math.sin(turn * t)], [math.sin(turn * t), math.cos(turn * t)]],
+                               dtype=torch.float64)
+        span.append((corners @ rot.T)[:, 0] + 3.0 * t + 0.125 * t * t)
+    reach = torch.stack(span)
+    assert clips.motion_extent(10, 128, Motion()) == pytest.approx((reach.max() - reach.min()).item())
+
+
+def test_clip_stills_too_small_for_the_motion_are_refused_up_front(tmp_path: Path) -> None:
+    _stills(tmp_path / "small", [150, 150, 150])  # hold a 128px crop, but not every 10-frame move: died at step 331
+    with pytest.raises(SubpixelError, match="needs a side of 179 pixels, the largest still has 150"):
+        ClipSampler([tmp_path / "small"], frames=10, size=128, scale=4, seed=1)
+
+
+def test_clip_draws_always_succeed_and_small_stills_are_warned_about(tmp_path: Path) -> None:
+    _stills(tmp_path / "s", [40, 150, 150, 180])
+    with pytest.warns(UserWarning, match=r"1 stills have a side under 134 pixels .*: s/s0_40.png"):
+        sampler = ClipSampler([tmp_path / "s"], frames=10, size=128, scale=4, seed=1)
+    assert [p.name for p in sampler.skipped] == ["s0_40.png"] and len(sampler.stills) == 3
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):  # with no redraw left the still comes from those that hold every move: never a failure
+        still, _ = sampler._draw(g, attempts=0)
+        assert still.shape == (3, 180, 180)
+
+
+def _png16(path: Path, pixels: np.ndarray) -> None:
+    h, w = pixels.shape[:2]
+    with open(path, "wb") as f:
+        png.Writer(w, h, bitdepth=16, greyscale=pixels.ndim == 2).write(f, pixels.reshape(h, -1).tolist())
+
+
+def test_clip_stills_decode_16_bit_and_grey_as_evaluation_does(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 65536, (48, 52), dtype=np.uint16)
+    colour = rng.integers(0, 65536, (50, 48, 3), dtype=np.uint16)
+    _png16(tmp_path / "grey16.png", grey)
+    _png16(tmp_path / "rgb16.png", colour)
+    Image.fromarray(rng.integers(0, 256, (49, 50), dtype=np.uint8), "L").save(tmp_path / "grey8.png")
+    sampler = ClipSampler([tmp_path], frames=2, size=32, scale=2)
+    assert [p.name for p in sampler.paths] == ["grey16.png", "grey8.png", "rgb16.png"]
+    for path, still in zip(sampler.paths, sampler.stills):
+        assert np.array_equal(still.permute(1, 2, 0).numpy(), load_hr(path)), path.name
+    rounded = ((grey.astype(np.int64) + 128) // 257).astype(np.uint8)  # not clipped at 255
+    assert np.array_equal(sampler.stills[0].numpy(), np.stack([rounded] * 3))
+    assert np.array_equal(sampler.stills[2].permute(1, 2, 0).numpy(), (colour.astype(np.int64) + 128) // 257)

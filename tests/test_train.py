@@ -387,6 +387,19 @@ def test_ctrl_c_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path: Path
     _assert_same_tensors(straight.net.state_dict(), resumed.net.state_dict())
 
 
+def test_a_held_out_image_too_small_to_score_is_refused_before_training(tmp_path: Path) -> None:
+    data = _images(tmp_path / "data")
+    Image.fromarray(np.full((15, 13, 3), 90, dtype=np.uint8)).save(data / "small.png")  # 14x12 after x2 modcrop
+    raw = _recipe(data, iters=4, val_every=2, ckpt_every=2)
+    raw["data"].update(val_count=0, val_names=["small"])
+    with pytest.raises(SubpixelError, match=r"^held-out validation image .*small.png: too small to evaluate at x2 "
+                                            r"\(each side needs at least 15 pixels"):
+        train(parse_config(raw), tmp_path / "run", device="cpu", quiet=True)
+    assert not (tmp_path / "run").exists()  # refused at construction: no step was trained (and lost)
+    raw["data"]["val_names"] = ["im0"]  # 20x26: large enough
+    assert train(parse_config(raw), tmp_path / "run", device="cpu", quiet=True).best is not None
+
+
 def test_resume_refuses_changed_data_and_a_checkpoint_past_the_end(tmp_path: Path) -> None:
     data = _images(tmp_path / "data")
     cfg = parse_config(_recipe(data, iters=14))

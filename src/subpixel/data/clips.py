@@ -16,6 +16,7 @@ the slight softening that resampling the still at sub-pixel offsets adds to some
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +28,11 @@ from PIL import Image
 
 from subpixel.data.pairs import refuse_repeats
 from subpixel.errors import SubpixelError
+from subpixel.eval.protocol import load_hr
 from subpixel.ops.resize import imresize
 
 __all__ = ["Motion", "Clip", "random_motion", "clip_affines", "render_frames", "make_clip", "exact_flow",
-           "ClipSampler"]
+           "motion_extent", "roomy_side", "ClipSampler"]
 
 _SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 _SUPPORT = 3  # pixels kept between the sampled area and the still's border (bicubic taps + rounding)
@@ -120,6 +122,33 @@ def clip_affines(hw: tuple[int, int], frames: int, size: int, motion: Motion, g:
     return affines
 
 
+def motion_extent(frames: int, size: int, motion: Motion) -> float:
+    """The widest span along x or y (HR pixels) that the sampled points of any ``frames``-long clip of a
+    ``size`` square can cover under ``motion``: an upper bound over every move :func:`random_motion` can draw.
+
+    At frame ``t`` a crop corner lies at most ``exp(zoom t) (size-1)/2 (|cos a| + |sin a|)``, ``|a| <= rotation t``,
+    from the crop's centre along an axis, and the centre moves at most ``speed |t-u| + accel |t^2-u^2| / 2``
+    between frames ``t`` and ``u``; the span is bounded by the largest sum over pairs of frames.
+    """
+    half = (size - 1) / 2
+
+    def reach(t: int) -> float:
+        turn = min(math.radians(motion.rotation) * t, math.pi / 4)  # |cos a| + |sin a| peaks at 45 degrees
+        return math.exp(motion.zoom * t) * half * (math.cos(turn) + math.sin(turn))
+
+    return max(reach(t) + reach(u) + motion.speed * abs(t - u) + 0.5 * motion.accel * abs(t * t - u * u)
+               for t in range(frames) for u in range(frames))
+
+
+def roomy_side(frames: int, size: int, motion: Motion) -> int:
+    """The smallest still side that holds every clip :func:`clip_affines` can draw (it never raises there).
+
+    A span ``E`` leaves the crop centre an interval of length ``side - 1 - 2 * support - E``, which holds
+    an integer position whatever the sub-pixel phase once it is at least 1 (a hair is added for rounding).
+    """
+    return math.ceil(motion_extent(frames, size, motion) + 2 * _SUPPORT + 2 + 1e-6)
+
+
 def make_clip(still: torch.Tensor, frames: int, size: int, scale: int, motion: Motion,
               g: torch.Generator) -> Clip:
     """One random clip from a uint8 ``(3, H, W)`` still; ``size`` (HR side) must divide by ``scale``.
@@ -169,10 +198,13 @@ def _list_stills(sources: list[Path]) -> list[Path]:
 class ClipSampler:
     """Deterministic batches of synthetic clips from folders (or files) of stills.
 
-    Stills whose shorter side is under ``size + 6`` are skipped; the rest are decoded
-    once and kept as uint8 on ``device``, where clips are rendered and downscaled (the random
-    draws stay on the CPU). ``batch(step, n)`` depends only on ``(seed, step, n)``, so a
-    resumed training run sees exactly the batches an uninterrupted one would.
+    Stills whose shorter side is under ``size + 6`` are skipped with a warning (listed in ``skipped``);
+    the rest are decoded as evaluation decodes HR images (:func:`~subpixel.eval.protocol.load_hr`: grey
+    replicated to RGB, 16-bit rounded to 8 bits) once and kept as uint8 on ``device``, where clips are
+    rendered and downscaled (the random draws stay on the CPU). At least one still must hold every
+    camera move ``motion`` can draw (side :func:`roomy_side`), or construction fails; a smaller
+    still is used for the moves that fit it (see :meth:`_draw`). ``batch(step, n)`` depends only on
+    ``(seed, step, n)``, so a resumed training run sees exactly the batches an uninterrupted one would.
     """
 
     def __init__(self, sources: Sequence[str | Path], frames: int, size: int, scale: int,
@@ -185,27 +217,52 @@ class ClipSampler:
         self.device = torch.device(device)
         self.stills: list[torch.Tensor] = []
         self.paths: list[Path] = []  # the stills used, for the model card's data fingerprint
+        self.skipped: list[Path] = []  # stills too small for any crop
+        roomy = roomy_side(frames, size, self.motion)
+        self._roomy: list[int] = []  # indices of the stills that hold every camera move
         for path in _list_stills([Path(s) for s in sources]):
-            with Image.open(path) as im:
-                if min(im.size) < size + 2 * _SUPPORT:
-                    continue
-                arr = np.asarray(im.convert("RGB"))
+            try:
+                with Image.open(path) as im:
+                    side = min(im.size)
+            except OSError as err:
+                raise SubpixelError(f"cannot read {path}: {err}") from None
+            if side < size + 2 * _SUPPORT:
+                self.skipped.append(path)
+                continue
+            if side >= roomy:
+                self._roomy.append(len(self.stills))
+            arr = load_hr(path)
             self.stills.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous().to(self.device))
             self.paths.append(path)
+        if self.skipped:
+            warnings.warn(f"{len(self.skipped)} stills have a side under {size + 2 * _SUPPORT} pixels (too small "
+                          f"for {size}px HR crops) and are not used: "
+                          f"{', '.join(f'{p.parent.name}/{p.name}' for p in self.skipped[:5])}"
+                          f"{', ...' if len(self.skipped) > 5 else ''}", stacklevel=2)
         if not self.stills:
             raise SubpixelError(f"no still in {', '.join(map(str, sources))} is large enough for {size}px HR crops "
                                 f"(patch {size // scale} LR pixels x{scale})")
+        if not self._roomy:
+            raise SubpixelError(f"stills are too small for {size}px HR crops with this much motion (the largest "
+                                f"camera move needs a side of {roomy} pixels, the largest still has "
+                                f"{max(min(s.shape[1:]) for s in self.stills)}); reduce the crop size, the clip "
+                                "length or the motion")
 
     def _draw(self, g: torch.Generator, attempts: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
-        """A random still and the affines of a camera move that fits in it (redrawn when it does not)."""
+        """A random still and the affines of a camera move that fits in it.
+
+        A move that does not fit the still drawn is redrawn with a new still; after ``attempts`` misses
+        the still is drawn among those that hold every move (there is one: see :meth:`__init__`), so a
+        draw always succeeds, and every draw that succeeded before this fallback existed is unchanged.
+        """
         for _ in range(attempts):
             still = self.stills[int(torch.randint(len(self.stills), (), generator=g))]
             try:
                 return still, clip_affines((still.shape[1], still.shape[2]), self.frames, self.size, self.motion, g)
             except ValueError:
                 continue
-        raise SubpixelError(f"stills are too small for {self.size}px HR crops with this much motion; "
-                            "reduce the crop size, the clip length or the motion")
+        still = self.stills[self._roomy[int(torch.randint(len(self._roomy), (), generator=g))]]
+        return still, clip_affines((still.shape[1], still.shape[2]), self.frames, self.size, self.motion, g)
 
     def batch(self, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(lr, hr)`` uint8 ``(n, T, 3, h, w)`` and ``(n, T, 3, H, W)`` on ``device`` for training step ``step``."""

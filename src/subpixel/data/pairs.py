@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,10 +30,12 @@ class Pair(NamedTuple):
 
 @dataclass(frozen=True)
 class ImageSplit:
-    """Training and held-out validation files of a set of HR folders."""
+    """Training and held-out validation files of a set of HR folders; ``digests``: the SHA-256 of each
+    file's bytes where :func:`split_images` read them (for :func:`fingerprint`, which then reads no file again)."""
 
     train: list[Path]
     val: list[Path]
+    digests: dict[Path, bytes] = field(default_factory=dict, compare=False, repr=False)
 
 
 def _chw(arr) -> torch.Tensor:
@@ -73,7 +76,8 @@ def split_images(folders: Sequence[Path], val_count: int = 0, val_names: Sequenc
 
     ``val_names`` (file name, stem, or ``folder/name``) picks the held-out images; otherwise
     ``val_count`` images evenly spaced over the whole list are held out. A folder listed twice, and
-    an image named twice in ``val_names``, are errors.
+    an image named twice in ``val_names``, are errors. A training file whose bytes are those of a
+    held-out file (a duplicate under another name) is left out of training, with a warning.
     """
     refuse_repeats(folders, "data.train")
     files = [p for folder in folders for p in dataset_images(folder)]
@@ -92,13 +96,35 @@ def split_images(folders: Sequence[Path], val_count: int = 0, val_names: Sequenc
             raise SubpixelError(f"data.val_count {val_count} leaves no training images (found {len(files)})")
         val = [files[(2 * i + 1) * len(files) // (2 * val_count)] for i in range(val_count)]
     held = set(val)
-    return ImageSplit([p for p in files if p not in held], val)
+    train = [p for p in files if p not in held]
+    if not val:
+        return ImageSplit(train, val)
+    digests = {p: _file_digest(p) for p in files}
+    held_content = {digests[p]: p for p in reversed(val)}  # content -> the first held-out file with it
+    twins = [(p, held_content[digests[p]]) for p in train if digests[p] in held_content]
+    if twins:
+        names = ", ".join(f"{_name(p)} (= {_name(q)})" for p, q in twins[:5])
+        warnings.warn(f"{len(twins)} training images have the same content as a held-out validation image and are "
+                      f"left out of training: {names}{', ...' if len(twins) > 5 else ''}", stacklevel=2)
+        dropped = {p for p, _ in twins}
+        train = [p for p in train if p not in dropped]
+    return ImageSplit(train, val, digests)
 
 
-def fingerprint(files: Sequence[Path]) -> str:
-    """SHA-256 over the list of ``folder/name`` entries and each file's bytes."""
+def _name(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+def _file_digest(path: Path) -> bytes:
+    return hashlib.sha256(path.read_bytes()).digest()
+
+
+def fingerprint(files: Sequence[Path], digests: Mapping[Path, bytes] | None = None) -> str:
+    """SHA-256 over the list of ``folder/name`` entries and each file's bytes; ``digests`` (e.g.
+    :attr:`ImageSplit.digests`) gives files' SHA-256 already computed, so those are not read again."""
+    known = digests or {}
     digest = hashlib.sha256()
     for path in files:
-        digest.update(f"{path.parent.name}/{path.name}\0".encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(f"{_name(path)}\0".encode())
+        digest.update(known[path] if path in known else _file_digest(path))
     return digest.hexdigest()

@@ -54,7 +54,7 @@ from subpixel.train.monitor import THROUGHPUT_FILE, ScalarLog, StepTimer, Throug
 from subpixel.train.optim import build_optimizer, learning_rate
 from subpixel.train.provenance import environment
 from subpixel.train.rng import capture_rng, restore_rng, seed_everything
-from subpixel.train.validate import evaluate_pairs
+from subpixel.train.validate import check_val_images, evaluate_pairs
 from subpixel.train.warm_start import warm_start, warn_if_init_changed
 
 __all__ = ["AMP_DTYPES", "Trainer", "TrainResult", "train", "THROUGHPUT_FILE", "amp_dtype"]
@@ -141,6 +141,7 @@ class Trainer:
 
         folders = [resolve_data_folder(f) for f in d.train]
         split = split_images(folders, d.val_count, d.val_names)
+        check_val_images(split.val, m.scale)  # every rank: a rank that raised alone would leave the others waiting
         self.val_pairs = [(p.lr.to(dev), p.hr.to(dev)) for p in load_pairs(split.val, m.scale)] \
             if info.is_main else []
         self.sampler = PatchSampler(load_pairs(split.train, m.scale), m.scale, d.patch, d.batch // info.world,
@@ -152,7 +153,7 @@ class Trainer:
         if info.is_main:
             self.meta = {"data": {"folders": list(d.train), "train_images": self.sampler.num_images,
                                   "val_images": [f"{p.parent.name}/{p.name}" for p in split.val],
-                                  "sha256": fingerprint(split.train + split.val)},
+                                  "sha256": fingerprint(split.train + split.val, split.digests)},
                          "seed": cfg.seed, **environment(dev, info.world)}
             if init is not None:
                 self.meta["init"] = init

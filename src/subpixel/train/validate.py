@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
-from subpixel.eval.protocol import score
+from subpixel.errors import SubpixelError
+from subpixel.eval.protocol import check_size, score
 
-__all__ = ["evaluate_pairs", "to_uint8"]
+__all__ = ["evaluate_pairs", "to_uint8", "check_val_images"]
+
+
+def check_val_images(paths: Sequence[Path], scale: int) -> None:
+    """Refuse a held-out image too small to score (:func:`~subpixel.eval.protocol.check_size` on its
+    size after cropping to a multiple of ``scale``), from the file headers: before any training, not at
+    the first validation."""
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+        except OSError as err:
+            raise SubpixelError(f"cannot read {path}: {err}") from None
+        try:
+            check_size(path, (h - h % scale, w - w % scale), scale)
+        except SubpixelError as err:
+            raise SubpixelError(f"held-out validation image {err}") from None
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
