@@ -12,6 +12,7 @@ from PIL import Image
 
 import subpixel
 from subpixel.errors import SubpixelError
+from subpixel.ops.resize import imresize_np
 from subpixel.upscaler import Upscaler
 
 
@@ -147,3 +148,30 @@ def test_pil_16_bit_grey_with_a_transparent_value_keeps_it(tmp_path: Path) -> No
         out = subpixel.load("bicubic", scale=2).upscale(im)
     assert out.mode == "RGBA" and out.size == (32, 8)
     assert np.asarray(out)[:, 0, 3].max() == 0 and np.asarray(out)[:, 8:, 3].min() == 255
+
+
+def test_outscale_resizes_the_model_output_to_any_factor(tiny_net) -> None:
+    m = Upscaler(tiny_net, name="tiny", device="cpu")  # x2
+    rng = np.random.default_rng(1)
+    arr = rng.integers(0, 256, (10, 8, 3), dtype=np.uint8)
+    out = m.upscale(arr, outscale=1.5)
+    assert out.shape == (15, 12, 3) and out.dtype == np.uint8
+    assert np.array_equal(out, imresize_np(m.upscale(arr), size=(15, 12)))  # MATLAB bicubic, antialiased
+    assert m.upscale(rng.random((10, 8)).astype(np.float32), outscale=3).shape == (30, 24)
+    assert m.upscale(Image.fromarray(arr), outscale=2.5).size == (20, 25)
+    t = torch.from_numpy(arr).permute(2, 0, 1)
+    assert m.upscale(t, outscale=1.5).shape == (3, 15, 12) and m.upscale(t, outscale=1.5).dtype == torch.uint8
+    assert np.array_equal(m.upscale(arr, outscale=2), m.upscale(arr))  # the model's own scale: no resize
+    for bad in (0, -1.5, float("nan"), float("inf"), "2"):
+        with pytest.raises(ValueError, match="outscale"):
+            m.upscale(arr, outscale=bad)
+
+
+def test_outscale_keeps_transparent_pixels_out_of_the_colour() -> None:
+    m = subpixel.load("bicubic", scale=4)
+    arr = np.zeros((16, 16, 4), np.uint8)
+    arr[4:12, 4:12] = (255, 0, 0, 255)  # an opaque red square on transparent black
+    out = m.upscale(arr, outscale=1.5)
+    assert out.shape == (24, 24, 4)
+    edge = (out[..., 3] > 16) & (out[..., 3] < 240)
+    assert edge.any() and (out[edge][:, 0] >= 250).all()  # straight-alpha resizing would darken the edge

@@ -15,6 +15,7 @@ from subpixel.engine.torch_engine import TorchEngine
 from subpixel.io.image import pil_to_array
 from subpixel.models.base import SRNet
 from subpixel.models.interp import _Interpolation
+from subpixel.ops.resize import imresize, imresize_np
 from subpixel.ops.tiling import MIN_TILE, TileInfo, is_oom_error, tile_size_for_budget, tiled_forward, tiled_imresize
 
 __all__ = ["Upscaler", "CPU_TILE_BUDGET"]
@@ -88,7 +89,8 @@ class Upscaler:
         return f"Upscaler({self.name!r}, x{self.scale}, engine={self.engine.name}, device={self.device})"
 
     # -- public API ---------------------------------------------------------------------------
-    def upscale(self, image: Any, tile: int | None = None, progress: Progress | None = None) -> Any:
+    def upscale(self, image: Any, tile: int | None = None, progress: Progress | None = None,
+                outscale: float | None = None) -> Any:
         """Upscale ``image``: an ndarray ``(H, W[, C])``, a PIL image, or a tensor ``([N,] 3, H, W)``.
 
         Tensors are float in [0, 1] (returned unclamped, in their dtype) or uint8 (returned uint8).
@@ -97,10 +99,15 @@ class Upscaler:
         (float in [0, 1]) comes back 'F' clamped to [0, 1], '1' comes back 'L', other modes RGB or RGBA
         (16-bit grayscale with a transparent value too, at 8 bits: PIL has no 16-bit RGBA).
         ``tile``: LR tile side; ``None`` picks one from the memory budget, ``0`` disables tiling.
-        Returns the same kind of object as given.
+        ``outscale``: the output's size relative to the input when it is not the model's scale (``2.5``: a
+        1000x800 image comes back 2500x2000): the model's output is resized to it by MATLAB's bicubic
+        (antialiased when shrinking; alpha premultiplied). Returns the same kind of object as given.
         """
+        if outscale is not None and not (isinstance(outscale, (int, float)) and 0 < outscale < math.inf):
+            raise ValueError(f"outscale must be a positive number, got {outscale!r}")
         if isinstance(image, Image.Image):
-            return _to_pil(self._upscale_array(_from_pil(image), tile, progress), image.mode)
+            arr = _from_pil(image)
+            return _to_pil(self._resized(self._upscale_array(arr, tile, progress), arr.shape, outscale), image.mode)
         if isinstance(image, torch.Tensor):
             if image.dim() not in (3, 4) or image.shape[-3] != 3:
                 raise ValueError(f"expected a (3, H, W) or (N, 3, H, W) tensor, got shape {tuple(image.shape)}")
@@ -108,14 +115,15 @@ class Upscaler:
                 raise ValueError(f"unsupported tensor dtype {image.dtype}: use uint8 or float in [0, 1]")
             batched = image.dim() == 4
             x = image if batched else image[None]
+            out = self.upscale_tensor(x.float() / 255.0 if image.dtype == torch.uint8 else x.float(), tile, progress)
+            if outscale is not None:
+                out = imresize(out, size=_out_size(x.shape[-2:], outscale))
             if image.dtype == torch.uint8:
-                out = self.upscale_tensor(x.float() / 255.0, tile, progress)
                 out = out.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
-            else:
-                out = self.upscale_tensor(x.float(), tile, progress).to(image.dtype)
+            out = out.to(image.dtype)
             return out if batched else out[0]
         if isinstance(image, np.ndarray):
-            return self._upscale_array(image, tile, progress)
+            return self._resized(self._upscale_array(image, tile, progress), image.shape, outscale)
         raise TypeError(f"cannot upscale an object of type {type(image).__name__}")
 
     def upscale_tensor(self, x: torch.Tensor, tile: int | None = None, progress: Progress | None = None
@@ -177,6 +185,25 @@ class Upscaler:
         result = _from_chw_float(out, dtype, channels)
         return result[:, :, 0] if arr.ndim == 2 else result
 
+    def _resized(self, out: np.ndarray, in_shape: tuple[int, ...], outscale: float | None) -> np.ndarray:
+        """``out`` (the model's output for an input of ``in_shape``) resized to ``outscale`` times the input."""
+        if outscale is None:
+            return out
+        size = _out_size(in_shape[:2], outscale)
+        if size == out.shape[:2]:
+            return out
+        floating = np.issubdtype(out.dtype, np.floating)
+        if out.ndim == 2 or out.shape[2] != 4 or (out[..., 3] == out[0, 0, 3]).all():
+            resized = imresize_np(out, size=size)  # integers round as MATLAB's do
+            return resized.clip(0, 1) if floating else resized
+        top = 1.0 if floating else float(np.iinfo(out.dtype).max)
+        f = out.astype(np.float64) / top
+        f[..., :3] *= f[..., 3:]  # premultiplied: transparent pixels lend no colour to the edges
+        f = imresize_np(f, size=size).clip(0, 1)
+        alpha = f[..., 3:]
+        f[..., :3] = np.where(alpha > 1e-6, f[..., :3] / np.maximum(alpha, 1e-6), 0).clip(0, 1)
+        return f.astype(out.dtype) if floating else np.floor(f * top + 0.5).astype(out.dtype)
+
     def _upscale_constant_alpha(self, arr: np.ndarray, tile: int | None, progress: Progress | None) -> np.ndarray:
         """RGBA with one alpha value: the colour upscaled as RGB, the alpha copied exactly."""
         rgb = self._upscale_array(np.ascontiguousarray(arr[..., :3]), tile, progress)
@@ -206,6 +233,11 @@ class Upscaler:
         """LR tile side for :meth:`_interpolate_exact` within the CPU budget (float64 passes and temporaries)."""
         per_pixel = 32 * channels * (self.scale + 1) ** 2
         return max(MIN_TILE, math.isqrt(CPU_TILE_BUDGET // per_pixel))
+
+
+def _out_size(hw: Any, outscale: float) -> tuple[int, int]:
+    """``(h, w)`` times ``outscale``, rounded half up (at least one pixel)."""
+    return tuple(max(1, math.floor(n * outscale + 0.5)) for n in hw)  # type: ignore[return-value]
 
 
 def _from_pil(img: Image.Image) -> np.ndarray:
