@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
+
+import pytest
 
 from subpixel.train.budget import BUDGET_FILE, IterationBudget
 
@@ -84,6 +87,38 @@ def test_a_follower_trains_on_before_the_leader_has_fitted(tmp_path: Path) -> No
     follower = IterationBudget(60.0, follow=tmp_path / "leader", clock=Clock())
     follower.start(0)
     assert follower.update(1, 1000) is None and follower.fits == []
+
+
+def test_a_follower_whose_leader_has_no_total_in_time_fits_itself_until_it_appears(tmp_path: Path) -> None:
+    clock = Clock()
+    follower = IterationBudget(100.0, warmup=5, window=10, margin=0.9, follow=tmp_path / "leader", clock=clock)
+    follower.start(0)
+    total = 10_000
+
+    def steps(first: int, last: int) -> None:
+        nonlocal total
+        for i in range(first, last + 1):
+            clock.now += 0.5  # 2 it/s
+            total = follower.update(i, total) or total
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        steps(1, 29)  # the own fit is not due yet (5 s warm-up + 10 s window): no warning, no fit
+    assert follower.fits == [] and total == 10_000
+    with pytest.warns(UserWarning, match=f"following .*leader: no {BUDGET_FILE} there after the warm-up"):
+        steps(30, 30)
+    assert follower.fits == [[30, 30 + int(2 * (100 - 15) * 0.9)]]  # as it would fit without --follow
+    assert total == follower.fits[0][1] and follower.record()["own_fit"] is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning
+        steps(31, 40)
+    assert total == follower.fits[0][1]  # on time: no refit
+    leader = IterationBudget(100.0, clock=Clock())  # the leader fits late: the follower takes its total from then on
+    leader.fits.append([50, 170])
+    (tmp_path / "leader").mkdir()
+    leader.write(tmp_path / "leader")
+    steps(41, 60)
+    assert total == 170 and follower.fits[-1][1] == 170 and "own_fit" not in follower.record()
 
 
 def test_a_paused_gap_is_not_read_as_a_slowdown() -> None:

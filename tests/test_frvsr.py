@@ -387,23 +387,29 @@ def test_training_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         train_frvsr(other, tmp_path / "resumed", progress=False)
 
 
-def test_an_existing_run_needs_resume_and_ctrl_c_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_existing_run_needs_resume_and_ctrl_c_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
     cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=5).to_dict(), "ckpt_every": 0})
     whole = load_file(str(train_frvsr(cfg, tmp_path / "whole", progress=False)))
     with pytest.raises(SubpixelError, match="--resume"):  # a finished run is not silently trained again
         train_frvsr(cfg, tmp_path / "whole", resume=False, progress=False)
     _on_batch(monkeypatch, 3, lambda: os.kill(os.getpid(), signal.SIGINT))  # Ctrl-C mid-step 3: it completes
+    capsys.readouterr()
     with pytest.raises(KeyboardInterrupt):
-        train_frvsr(cfg, tmp_path / "cut", progress=False)
+        train_frvsr(cfg, tmp_path / "cut")
     assert latest_checkpoint(tmp_path / "cut").name == "iter_00000003.pt"
+    out, err = capsys.readouterr()  # the message goes with the progress bar: stdout is left to results (--json)
+    assert "interrupted: checkpoint at iteration 3" in err and "interrupted" not in out
     monkeypatch.undo()
     resumed = load_file(str(train_frvsr(cfg, tmp_path / "cut", progress=False)))
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
 
 
-def test_time_limit_stops_at_a_log_step_with_a_checkpoint(tmp_path: Path) -> None:
+def test_time_limit_stops_at_a_log_step_with_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=6).to_dict(), "log_every": 3, "ckpt_every": 0})
-    assert train_frvsr(cfg, tmp_path / "run", progress=False, time_limit=0.0) is None
+    assert train_frvsr(cfg, tmp_path / "run", time_limit=0.0) is None
+    out, err = capsys.readouterr()
+    assert "time limit reached at iteration 3" in err and "time limit" not in out
     assert latest_checkpoint(tmp_path / "run").name == "iter_00000003.pt"
     weights = train_frvsr(cfg, tmp_path / "run", progress=False)
     assert weights is not None and latest_checkpoint(tmp_path / "run").name == "iter_00000006.pt"

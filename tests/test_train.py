@@ -680,6 +680,110 @@ def test_cli_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and ".safetensors" in result.output
 
 
+class _Reached(Exception):
+    """``subpixel train`` got as far as training."""
+
+
+def _no_training(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Make ``subpixel train`` record its run folder and stop where it would train (it imports train at call time)."""
+    runs: list[Path] = []
+
+    def reached(cfg: Any, run_dir: Path, **_: Any) -> None:
+        runs.append(Path(run_dir))
+        raise _Reached
+
+    monkeypatch.setattr(trainer_module, "train", reached)
+    return runs
+
+
+def test_a_recipe_that_is_not_text_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save("a.png")
+    with pytest.raises(ConfigError, match=r"^a.png: not a text \(YAML\) recipe file$"):
+        read_recipe(Path("a.png"))
+    res = CliRunner().invoke(cli, ["train", "a.png", "--out", "run", "--json"])
+    assert isinstance(res.exception, ConfigError) and str(res.exception) == "a.png: not a text (YAML) recipe file"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_that_cannot_be_made_or_written_is_refused_before_training(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(_recipe(tmp_path / "data")))  # no data: refused before loading
+    (tmp_path / "a.png").write_bytes(b"a file, not a folder")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["train", "r.yaml", "--out", "a.png/run"])
+    assert isinstance(res.exception, SubpixelError)
+    assert str(res.exception) == "run folder a.png/run cannot be made: a.png is not a folder (choose another --out)"
+    (tmp_path / "runs").write_text("a file where the default run folder's parent goes")
+    res = runner.invoke(cli, ["train", "r.yaml"])
+    assert isinstance(res.exception, SubpixelError) and "runs is not a folder" in str(res.exception)
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path).name != "locked" and writable(path, mode))
+    (tmp_path / "locked").mkdir()
+    res = runner.invoke(cli, ["train", "r.yaml", "--out", "locked/run"])
+    assert isinstance(res.exception, SubpixelError)
+    assert str(res.exception) == ("run folder locked/run cannot be written: locked is not writable "
+                                  "(choose another --out)")
+    assert not (tmp_path / "locked" / "run").exists()
+
+
+def test_output_aliases_name_the_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _images(tmp_path / "data")
+    raw = _recipe(Path("data"), iters=2, val_every=0)
+    raw["schedule"]["warmup"] = 0
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(cli, ["train", "r.yaml", "-o", "short", "--quiet"])  # as upscale/video/export
+    assert res.exit_code == 0, res.output
+    assert list_checkpoints(tmp_path / "short")[-1].name == "iter_00000002.pt"
+    runs = _no_training(monkeypatch)
+    for flag in ("--output", "--out"):
+        assert isinstance(CliRunner().invoke(cli, ["train", "r.yaml", flag, flag.strip("-")]).exception, _Reached)
+    assert runs == [Path("output"), Path("out")]
+
+
+def test_a_follow_folder_that_does_not_exist_yet_is_warned_about(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _images(tmp_path / "data")
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(_recipe(Path("data"))))
+    runs = _no_training(monkeypatch)
+    with pytest.warns(UserWarning, match=f"^--follow runs/leadr: no such run folder \\(yet\\); without its "
+                                         f"{BUDGET_FILE} after the warm-up this run fits its iterations to its own"):
+        res = CliRunner().invoke(cli, ["train", "r.yaml", "--budget", "1", "--follow", "runs/leadr", "--quiet"])
+    assert isinstance(res.exception, _Reached) and runs == [Path("runs/r")]
+    (tmp_path / "runs" / "leader").mkdir(parents=True)  # a leader that has not fitted yet: no warning at start
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = CliRunner().invoke(cli, ["train", "r.yaml", "--budget", "1", "--follow", "runs/leader", "--quiet"])
+    assert isinstance(res.exception, _Reached) and len(runs) == 2
+
+
+def test_stop_messages_go_to_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    _images(tmp_path / "data")
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(_recipe(Path("data"), iters=12, ckpt_every=0, val_every=0)))
+    res = CliRunner().invoke(cli, ["train", "r.yaml", "--out", "run", "--time-limit", "1e-9"])
+    assert res.exit_code == 0, res.output
+    assert "time limit reached at iteration 4" in res.stderr and "time limit" not in res.stdout  # stdout: results
+    real_sample, calls = PatchSampler.sample, []
+
+    def ctrl_c_at_2(self: PatchSampler) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-step: the step still completes
+        return real_sample(self)
+
+    monkeypatch.setattr(PatchSampler, "sample", ctrl_c_at_2)
+    capsys.readouterr()
+    with pytest.raises(KeyboardInterrupt):
+        train(parse_config(_recipe(Path("data"), iters=12, val_every=0)), tmp_path / "cut", device="cpu")
+    out, err = capsys.readouterr()
+    assert "interrupted: checkpoint at iteration 2" in err and "interrupted" not in out
+
+
 def test_export_without_validation_uses_last_ema(tmp_path: Path) -> None:
     raw = _recipe(_images(tmp_path / "data"), iters=3, val_every=0)
     raw["data"]["val_count"], raw["schedule"]["warmup"] = 0, 0

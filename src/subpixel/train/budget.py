@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,11 @@ class IterationBudget:
     exceeds it by more than ``grow`` (a slowdown that passed, e.g. another job on the machine); :meth:`pause`
     keeps the time a validation or checkpoint takes out of those measurements (recurring pauses count as an
     overhead per step instead). With ``follow`` (another run folder) the total is that run's latest fitted total
-    instead. ``origin``: the clock reading the budget counts from (a command's start, so data loading counts
-    too; default: :meth:`start`). ``clock`` is injectable for tests.
+    instead; while that run has not written one, the own measurement runs on, and if it is still missing when
+    the own fit would be made (after ``warmup`` and ``window``) the run warns and fits itself until it appears,
+    so the deadline holds (a leader started at the same time may not have fitted yet). ``origin``: the clock
+    reading the budget counts from (a command's start, so data loading counts too; default: :meth:`start`).
+    ``clock`` is injectable for tests.
     """
 
     seconds: float
@@ -55,12 +59,16 @@ class IterationBudget:
     _last: float | None = field(default=None, init=False, repr=False)  # the clock at the last update or pause
     _paused: list[float] = field(default_factory=lambda: [0, 0.0], init=False, repr=False)  # pauses, seconds
     _first: int = field(default=0, init=False, repr=False)  # the iteration this call started at
+    _polled: float | None = field(default=None, init=False, repr=False)  # the clock at the last read of the leader
+    _led: bool = field(default=False, init=False, repr=False)  # the leader's total has been read
+    _own: bool = field(default=False, init=False, repr=False)  # following, but the leader had no total in time
 
     def start(self, iteration: int) -> None:
         """Start the clock at ``iteration`` (the first step of this call), unless ``origin`` was given."""
         self._started = self._last = self.clock()
         self._t0 = self._started if self.origin is None else self.origin
         self._marks, self._first, self._paused = [], iteration, [0, 0.0]
+        self._polled = None
 
     def pause(self) -> None:
         """The time since the last step went to other work (validation, a checkpoint): it is left out of
@@ -78,6 +86,10 @@ class IterationBudget:
         now = self._last = self.clock()
         if self.follow is not None:
             return self._follow(iteration, total, now)
+        return self._fit(iteration, total, now)
+
+    def _fit(self, iteration: int, total: int, now: float) -> int | None:
+        """The total from this run's own speed."""
         if not self._marks:
             if now - self._started >= self.warmup:
                 self._marks = [[iteration, now]]
@@ -108,16 +120,28 @@ class IterationBudget:
         return self._set(iteration, grown) if grown > total * (1 + self.grow) else None
 
     def _follow(self, iteration: int, total: int, now: float) -> int | None:
-        if self._marks and now - self._marks[-1][1] < min(self.recheck, 5.0):
-            return None
-        self._marks = [[iteration, now]]
         assert self.follow is not None
-        try:
-            leader = int(json.loads((self.follow / BUDGET_FILE).read_text())["total"])
-        except (OSError, ValueError, KeyError):
-            return None
-        target = max(leader, iteration + 1)  # a follower already past the leader's total ends at once
-        return None if target == total else self._set(iteration, target)
+        # the own fit would be made now, and the leader has never given a total: read it once more, then fall back
+        due = not (self._led or self._own) and bool(self._marks) and now - self._marks[-1][1] >= self.window
+        if due or self._polled is None or now - self._polled >= min(self.recheck, 5.0):
+            self._polled = now
+            try:
+                leader = int(json.loads((self.follow / BUDGET_FILE).read_text())["total"])
+            except (OSError, ValueError, KeyError, TypeError):
+                leader = None
+            if leader is not None:
+                self._led, self._own = True, False
+                target = max(leader, iteration + 1)  # a follower already past the leader's total ends at once
+                return None if target == total else self._set(iteration, target)
+            if due:
+                self._own = True
+                warnings.warn(f"following {self.follow}: no {BUDGET_FILE} there after the warm-up; fitting the "
+                              "iterations to this run's own speed until the leader's total appears", stacklevel=3)
+        if self._own:
+            return self._fit(iteration, total, now)
+        if not self._led and not self._marks and now - self._started >= self.warmup:
+            self._marks = [[iteration, now]]  # the own measurement starts, should the leader not fit in time
+        return None
 
     def _set(self, iteration: int, total: int) -> int:
         self.fits.append([iteration, total])
@@ -129,6 +153,8 @@ class IterationBudget:
                                "total": self.fits[-1][1] if self.fits else None}
         if self.follow is not None:
             rec["follows"] = self.follow.name
+            if self._own and not self._led:  # the leader never gave a total: fitted to this run's own speed
+                rec["own_fit"] = True
         return rec
 
     def write(self, run_dir: Path) -> None:

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 
 from subpixel.commands.options import emit_json
+from subpixel.errors import SubpixelError
 from subpixel.io.atomic import write_atomic
 from subpixel.models.weights import is_weights_path
-from subpixel.train.budget import IterationBudget
+from subpixel.train.budget import BUDGET_FILE, IterationBudget
 from subpixel.train.config import ConfigError, load_config, read_recipe, schedule_problem
 
 
 @click.command()
 @click.argument("recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", "-o", "--output", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory (checkpoints, TensorBoard logs, throughput.json) [default: runs/<recipe name>].")
 @click.option("--resume", is_flag=True, help="Continue from the run directory's last checkpoint, if it has one.")
 @click.option("--max-iters", type=click.IntRange(min=1), default=None, help="Override train.iters of the recipe.")
@@ -58,6 +60,10 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
         raise click.BadParameter("needs --budget", param_hint="--follow")
     if budget is not None and max_iters is not None:
         raise click.BadParameter("--budget sets the iterations itself", param_hint="--max-iters")
+    _check_run_dir(run_dir)
+    if follow is not None and not follow.is_dir():  # a leader started at the same time may not have made it yet
+        warnings.warn(f"--follow {follow}: no such run folder (yet); without its {BUDGET_FILE} after the warm-up "
+                      "this run fits its iterations to its own speed", stacklevel=1)
     fit = None if budget is None else _budget(60 * budget, follow)
     raw = read_recipe(recipe)
     if isinstance(raw, dict) and raw.get("model") == "frvsr":
@@ -101,6 +107,20 @@ def _check_writable(path: Path) -> None:
         raise click.BadParameter(f"cannot create {path.parent}: {err.strerror or err}", param_hint="--export") from None
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise click.BadParameter(f"{path} is not writable", param_hint="--export")
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    """Refuse a run folder that cannot be made or written, before any data is loaded (nothing is created:
+    a recipe refused later leaves no empty folder)."""
+    existing = next((p for p in (run_dir, *run_dir.parents) if p.exists()), None)  # a relative path ends at "."
+    if existing is None:  # the working folder was removed: left to the run's own error
+        return
+    if not existing.is_dir():
+        what = "is not a folder" if existing == run_dir else f"cannot be made: {existing} is not a folder"
+        raise SubpixelError(f"run folder {run_dir} {what} (choose another --out)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SubpixelError(f"run folder {run_dir} cannot be written: {existing} is not writable "
+                            "(choose another --out)")
 
 
 def _budget(seconds: float, follow: Path | None) -> IterationBudget:

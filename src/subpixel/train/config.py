@@ -297,6 +297,8 @@ def read_recipe(path: Path) -> Any:
         return yaml.load(Path(path).read_text(), Loader=RecipeLoader)
     except OSError as err:
         raise ConfigError(f"cannot read recipe {path}: {err.strerror}") from None
+    except UnicodeDecodeError:  # e.g. an image given in place of the recipe
+        raise ConfigError(f"{path}: not a text (YAML) recipe file") from None
     except yaml.YAMLError as err:  # one line: what is wrong and where (PyYAML's own text spans several)
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -26,6 +26,7 @@ import dataclasses
 import inspect
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -375,14 +376,15 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
                 control.paused()
             if stopping:
                 if main and progress:
-                    bar.write(f"interrupted: checkpoint at iteration {done}; continue with --resume")
+                    bar.write(f"interrupted: checkpoint at iteration {done}; continue with --resume", file=sys.stderr)
                     raise Interrupted
                 raise KeyboardInterrupt
             if out_of_time and done < cfg.iters:
                 if main:
                     _record_speed(run_dir, timer, start, done, cfg, info)
                     if progress:
-                        bar.write(f"time limit reached at iteration {done}: checkpointed; continue with --resume")
+                        bar.write(f"time limit reached at iteration {done}: checkpointed; continue with --resume",
+                                  file=sys.stderr)
                 return None
             it = done
     if not main:

@@ -9,6 +9,7 @@ a new process, so equality there is to float rounding).
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -327,7 +328,7 @@ class Trainer:
                             stop = it
                             if main and not self.quiet:
                                 bar.write(f"time limit reached at iteration {it}: checkpointing; "
-                                          "continue with --resume")
+                                          "continue with --resume", file=sys.stderr)
                     if main and self.val_pairs and (it == t.iters or (t.val_every and it % t.val_every == 0)):
                         self._validate_and_keep_best(log, bar)
                         control.paused()
@@ -338,7 +339,8 @@ class Trainer:
                         if not checkpoint_path(self.run_dir, it).is_file():
                             self.save()
                         if main and not self.quiet:
-                            bar.write(f"interrupted: checkpoint at iteration {it}; continue with --resume")
+                            bar.write(f"interrupted: checkpoint at iteration {it}; continue with --resume",
+                                      file=sys.stderr)
                             raise Interrupted
                         raise KeyboardInterrupt
         finally:
