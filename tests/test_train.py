@@ -892,6 +892,14 @@ def test_a_named_commit_wins_over_the_checkout(monkeypatch: pytest.MonkeyPatch) 
     assert git_commit() != "0123abc"
 
 
+def test_an_installed_package_names_no_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from subpixel.train import provenance
+
+    monkeypatch.delenv("SUBPIXEL_GIT_COMMIT", raising=False)
+    monkeypatch.setattr(provenance, "IN_CHECKOUT", False)  # site-packages of a venv inside some git checkout
+    assert provenance.git_commit() is None
+
+
 def test_budget_options_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     _images(tmp_path / "data")

@@ -7,7 +7,8 @@
 # trains for the iterations of run LEADER (an ablation). --time-limit is a backstop: a run that still
 # overruns stops with a checkpoint. $OUT gets summary.txt and runs.tar: each run with its train.log, without
 # TensorBoard logs and step checkpoints (an unexported run keeps checkpoints/best.pt, which
-# subpixel.train.export_best turns into weights), plus runs/device/ (versions, nvidia-smi samples).
+# subpixel.train.export_best turns into weights, and its newest step checkpoint, which --resume continues),
+# plus runs/device/ (versions, nvidia-smi samples).
 # Data: .carry/data (pack.sh).
 set -uo pipefail
 minutes=$1; shift
@@ -34,8 +35,16 @@ for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 kill "$smi" 2>/dev/null
 for name in "${names[@]}"; do
   echo "== $name"; tr '\r' '\n' < "$logs/$name.log" | grep -aE "budget|val Y-PSNR|throughput|time limit|rror" | tail -n 5
-  [ -n "$(ls .carry/runs/$name/*.safetensors 2>/dev/null)" ] && rm -f ".carry/runs/$name/checkpoints/best.pt"
+  [ -n "$(ls ".carry/runs/$name"/*.safetensors 2>/dev/null)" ] && rm -f ".carry/runs/$name/checkpoints/best.pt"
 done 2>&1 | tee "$out/summary.txt"
-tar -C .carry --exclude='*/tb' --exclude='*/checkpoints/iter_*' -cf "$out/runs.tar" runs
+skip=()  # step checkpoints left out: all but an unexported run's newest (the next chunk resumes from it)
+for run in .carry/runs/*/; do
+  keep=""
+  [ -z "$(ls "$run"*.safetensors 2>/dev/null)" ] && keep=$(ls "$run"checkpoints/iter_*.pt 2>/dev/null | sort | tail -n 1)
+  for ckpt in "$run"checkpoints/iter_*.pt; do
+    [ -e "$ckpt" ] && [ "$ckpt" != "$keep" ] && skip+=(--exclude="${ckpt#.carry/}")
+  done
+done
+tar -C .carry --exclude='*/tb' "${skip[@]}" -cf "$out/runs.tar" runs
 ls -la "$out"
 exit $status

@@ -23,10 +23,12 @@ from subpixel.io.atomic import write_atomic
 __all__ = [
     "ConfigError", "ModelConfig", "DataConfig", "LossConfig", "OptimConfig", "ScheduleConfig", "TrainConfig",
     "Config", "parse_config", "load_config", "config_to_dict", "resolve_data_folder", "resolve_weights_file",
-    "REPO_ROOT", "RecipeLoader", "schedule_problem", "finite_float",
+    "REPO_ROOT", "IN_CHECKOUT", "RecipeLoader", "schedule_problem", "finite_float",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+# whether REPO_ROOT is this package's source checkout (an installed package's is site-packages' parent)
+IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "src" / "subpixel").is_dir()
 
 
 class ConfigError(SubpixelError):
@@ -340,7 +342,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 def _resolve(entry: str, exists: Callable[[Path], bool], what: str) -> Path:
     """A path from a recipe: absolute as is; relative against the current directory, then the repo root."""
     path = Path(entry).expanduser()
-    candidates = [path] if path.is_absolute() else [Path.cwd() / path, REPO_ROOT / path]
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path, *([REPO_ROOT / path] if IN_CHECKOUT else [])]
     for cand in candidates:
         if exists(cand):
             return cand.resolve()

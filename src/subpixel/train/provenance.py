@@ -8,13 +8,14 @@ from typing import Any
 
 import torch
 
-from subpixel.train.config import REPO_ROOT
+from subpixel.train.config import IN_CHECKOUT, REPO_ROOT
 
 __all__ = ["git_commit", "environment"]
 
 
 def git_commit() -> str | None:
-    """The repository's HEAD commit (with ``-dirty`` when the tree has changes), if it is a git checkout.
+    """The repository's HEAD commit (with ``-dirty`` when the tree has changes), if this package runs from its
+    git checkout (an editable install).
 
     ``SUBPIXEL_GIT_COMMIT``, when set, wins: a copy of the tree on a training machine may carry a
     stale or no ``.git``, so the command that sends it there names the commit it sent.
@@ -22,6 +23,8 @@ def git_commit() -> str | None:
     given = os.environ.get("SUBPIXEL_GIT_COMMIT")
     if given:
         return given
+    if not IN_CHECKOUT:  # an installed package: a git folder above it (a venv inside a checkout) is not its source
+        return None
     try:
         head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
