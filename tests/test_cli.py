@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 import subpixel
+import subpixel.cli
 from subpixel.cli import cli
-from subpixel.errors import OutOfMemory
+from subpixel.errors import Interrupted, OutOfMemory
 from subpixel.models.weights import save_weights
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "subpixel" / "assets" / "sample.png"
@@ -206,6 +209,43 @@ def test_output_arguments_are_checked_before_work(tmp_path: Path) -> None:
     assert res.exit_code == 0 and (tmp_path / "new" / "dir" / "a_x2.png").is_file()
 
 
+@pytest.mark.parametrize("name", ["results.png", "out.v3"])
+def test_an_output_with_a_trailing_slash_is_a_folder(name: str, tmp_path: Path) -> None:
+    a = _img(tmp_path / "a.png")
+    res = CliRunner().invoke(cli, ["upscale", str(a), "-s", "2", "-m", "bicubic", "-q", "-o",
+                                   f"{tmp_path / name}{os.sep}"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / name).is_dir() and (tmp_path / name / "a_x2.png").is_file()
+    (tmp_path / "f.png").write_bytes(b"a file")
+    res = CliRunner().invoke(cli, ["upscale", str(a), "-s", "2", "-m", "bicubic", "-o", f"{tmp_path / 'f.png'}/"])
+    assert isinstance(res.exception, subpixel.SubpixelError) and "names a folder" in str(res.exception)
+
+
+def test_one_file_named_twice_is_one_input(tmp_path: Path) -> None:
+    a = _img(tmp_path / "a.png")
+    (tmp_path / "sub").mkdir()
+    res = CliRunner().invoke(cli, ["upscale", str(a), str(tmp_path / "sub" / ".." / "a.png"), "-s", "2", "-m",
+                                   "bicubic", "-q", "-o", str(tmp_path / "dup.png")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "dup.png").is_file()
+
+
+@pytest.mark.parametrize("command", ["upscale", "eval", "video"])
+def test_a_numbered_cuda_device_is_taken(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    a = _img(tmp_path / "a.png", size=(24, 24))
+    args = {"upscale": [str(a)], "eval": ["-d", str(tmp_path)], "video": [str(a), "-o", str(tmp_path / "o.mp4")]}
+    base = [command, *args[command], "-m", "bicubic", "-s", "2", "--device"]
+    res = CliRunner().invoke(cli, [*base, "cuda:1"])  # parsed, then found missing
+    assert isinstance(res.exception, subpixel.SubpixelError) and "no CUDA GPU" in str(res.exception)
+    res = CliRunner().invoke(cli, [*base, "cuda:one"])
+    assert res.exit_code == 2 and "cuda:N" in res.output
+    res = CliRunner().invoke(cli, [*base, "CPU", "--json"])
+    assert command == "video" or res.exit_code == 0, res.output
+
+
 def test_eval_reads_16_bit_grey_and_refuses_tiny_images(tmp_path: Path) -> None:
     yy, xx = np.mgrid[0:32, 0:32] / 32
     ramp = 0.5 + 0.4 * np.sin(7 * xx) * np.cos(5 * yy)  # smooth, so bicubic is close but not exact
@@ -338,6 +378,66 @@ def test_ctrl_c_in_a_command_says_interrupted_once(raised: str, expected: str) -
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 130
     assert res.stderr == expected
+
+
+_RAISED: list[BaseException] = []
+
+
+@click.command("boom")
+@click.option("--json", "as_json", is_flag=True)
+def _boom(as_json: bool) -> None:
+    raise _RAISED[0]
+
+
+def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """Run the console entry point in this process: (exit status, stdout, stderr). Ctrl-C is ignored
+    after an interrupt (a second one must not break the exit), then restored here."""
+    monkeypatch.setitem(subpixel.cli.LAZY_COMMANDS, "boom", f"{__name__}:_boom")
+    monkeypatch.setattr(sys, "argv", ["subpixel", *args])
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as code:
+            subpixel.cli.main()
+        out, err = capsys.readouterr()
+        interrupted = isinstance(_RAISED[0], KeyboardInterrupt)
+        assert signal.getsignal(signal.SIGINT) is (signal.SIG_IGN if interrupted else handler)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    return code.value.code, out, err
+
+
+_HINT = "interrupted: 20 frames kept; rerun with --resume"
+
+
+@pytest.mark.parametrize("raised, error, said", [
+    (KeyboardInterrupt(), "interrupted", "interrupted"),
+    (Interrupted(), "interrupted", ""),
+    (Interrupted(_HINT), _HINT, ""),
+    (EOFError(), "aborted", "aborted"),
+])
+def test_ctrl_c_with_json_prints_the_error_on_stdout(raised: BaseException, error: str, said: str,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """Scripts reading --json get an error object after Ctrl-C too, with the command's resume hint."""
+    monkeypatch.setattr(sys.modules[__name__], "_RAISED", [raised])
+    code, out, err = _main(monkeypatch, capsys, "boom", "--json")
+    assert code == 130 and json.loads(out) == {"error": error}
+    assert err.strip() == said
+    code, out, err = _main(monkeypatch, capsys, "boom")
+    assert code == 130 and out == "" and err.strip() == said
+
+
+@pytest.mark.parametrize("args", [["models"], ["models", "--json"]])
+def test_a_reader_that_stops_early_ends_the_run_quietly(args: list[str]) -> None:
+    """``subpixel models | head -1``: no traceback or message, status 141 as for a program killed by SIGPIPE."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        res = subprocess.run([sys.executable, "-c", "from subpixel.cli import main; main()", *args], stdout=write,
+                             stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write)
+    assert (res.returncode, res.stderr) == (141, "")
 
 
 def test_no_order_of_arguments_lets_an_output_replace_an_input(tmp_path: Path) -> None:

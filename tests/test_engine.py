@@ -250,6 +250,25 @@ def test_export_command_reports_parity(tmp_path) -> None:
     assert wrong.exit_code == 2 and not (tmp_path / "x.png").exists()
 
 
+def test_export_into_a_folder_that_is_a_file_is_a_one_line_error(tmp_path) -> None:
+    (tmp_path / "a.png").write_bytes(b"an image, not a folder")
+    res = CliRunner().invoke(cli, ["export", "espcn", "-s", "2", "--random-weights", "-o",
+                                   str(tmp_path / "a.png" / "x.onnx")])
+    assert isinstance(res.exception, SubpixelError), res.exception
+    assert "cannot create the output folder" in str(res.exception) and str(tmp_path / "a.png") in str(res.exception)
+
+
+def test_export_quiet_prints_nothing_but_errors(tmp_path, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        res = CliRunner().invoke(cli, ["export", "frvsr", "-s", "2", "--random-weights", "-q", "-o",
+                                       str(tmp_path / "f.onnx")])
+    assert res.exit_code == 0 and res.output == "" and "recurrent" not in caplog.text
+    assert (tmp_path / "f.onnx").is_file()
+    failed = CliRunner().invoke(cli, ["export", "espcn", "-s", "2", "--random-weights", "-q", "-o",
+                                      str(tmp_path / "f.onnx")])
+    assert isinstance(failed.exception, SubpixelError) and "exists" in str(failed.exception)
+
+
 def test_auto_on_cpu_times_both_engines_and_caches_the_decision(tiny_net) -> None:
     clear_choices()
     first = make_engine(tiny_net, "auto", "cpu")

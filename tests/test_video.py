@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
+import subprocess
+import sys
+import threading
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +20,7 @@ import torch
 from click.testing import CliRunner
 
 import subpixel
+import subpixel.cli
 from subpixel.cli import cli
 from subpixel.errors import NotResumableError, SubpixelError
 from subpixel.io.video import decode_frames, mux_output, probe
@@ -576,6 +581,34 @@ def test_cli_interrupt_says_how_to_resume(clip: Path, tmp_path: Path, monkeypatc
             "rerun with --resume to continue\n") in result.stderr
 
 
+def test_cli_interrupt_with_json_prints_the_resume_hint_on_stdout(clip: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    def interrupted(*args, **kwargs) -> dict:
+        def stop(segment) -> None:
+            if segment.index == 1:
+                raise KeyboardInterrupt
+
+        args[3].on_segment = stop
+        return upscale_video(*args, **kwargs)
+
+    monkeypatch.setattr("subpixel.video.command.upscale_video", interrupted)
+    out = tmp_path / "out.mp4"
+    monkeypatch.setattr("sys.argv", ["subpixel", "video", str(clip), "-o", str(out), "-s", "2", "-m", "bicubic",
+                                     "--json", "--segment-frames", "10"])
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as code:
+            subpixel.cli.main()
+    finally:
+        signal.signal(signal.SIGINT, handler)  # ignored by main() after an interrupt
+    stdout, stderr = capsys.readouterr()
+    hint = (f"interrupted: 20 finished frames of {out} are kept in {tmp_path / '.out.mp4.parts'}; "
+            "rerun with --resume to continue")
+    assert code.value.code == 130 and json.loads(stdout) == {"error": hint}
+    assert stderr.strip() == hint  # said once
+
+
 def _stop_after_first_segment(src: Path, out: Path, up: subpixel.Upscaler) -> None:
     """A job of 10-frame segments interrupted (Ctrl-C) once its first segment is finished."""
     def stop(segment) -> None:
@@ -749,6 +782,114 @@ def test_interrupt_before_the_first_segment_keeps_no_work_folder(clip: Path, up:
         upscale_video(clip, out, Failing(up, 0, KeyboardInterrupt()), VideoOptions(segment_frames=10))
     assert not list(tmp_path.iterdir())
     assert upscale_video(clip, out, up, VideoOptions(segment_frames=10))["frames"] == 50  # no --resume needed
+
+
+def test_pix_fmt_help_gives_the_png_default() -> None:
+    text = " ".join(CliRunner().invoke(cli, ["video", "--help"]).output.split())
+    assert "PNG: rgb24, or rgb48be for input over 8 bits" in text
+
+
+@pytest.mark.parametrize("tile", ["5", "-5"])
+def test_tile_is_checked_as_upscale_checks_it(tile: str, clip: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["video", str(clip), "-o", str(tmp_path / "o.mp4"), "-s", "2", "-m", "bicubic",
+                                      "-q", "--tile", tile])
+    assert result.exit_code == 2 and "--tile" in result.output, result.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_second_ctrl_c_while_the_workers_end_still_joins_them_all(clip: Path, up: subpixel.Upscaler,
+                                                                      tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C landing in the cleanup's join (a double Ctrl-C) must not leave a worker running: a process
+    exiting while one is inside torch aborts with SIGABRT. The first interrupt is the one raised."""
+    real_join, joined, second = threading.Thread.join, [], KeyboardInterrupt("second")
+
+    def join(self: threading.Thread, timeout: float | None = None) -> None:
+        if threading.current_thread() is threading.main_thread() and self.name.startswith("subpixel-"):
+            if second.__traceback__ is None:
+                raise second
+            joined.append(self.name)
+        real_join(self, timeout)
+
+    first = KeyboardInterrupt("first")
+
+    def stop(segment) -> None:
+        raise first
+
+    monkeypatch.setattr(threading.Thread, "join", join)
+    with pytest.raises(KeyboardInterrupt) as err:
+        upscale_video(clip, tmp_path / "out.mp4", up, VideoOptions(segment_frames=10, on_segment=stop))
+    monkeypatch.undo()
+    assert err.value is first and second.__traceback__ is not None
+    assert joined == ["subpixel-decode", "subpixel-sr", "subpixel-convert"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("subpixel-")]
+
+
+@pytest.mark.skipif(signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
+                    reason="the guard stands in for Python's default Ctrl-C handling only")
+def test_ctrl_c_guard_holds_the_first_ctrl_c_while_workers_start_or_end_and_ignores_later_ones() -> None:
+    from subpixel.video.pipeline import _CtrlCGuard
+
+    try:
+        with _CtrlCGuard() as guard:  # held: counted, raised by release()
+            signal.raise_signal(signal.SIGINT)
+            assert guard.hits == 1
+            with pytest.raises(KeyboardInterrupt):
+                guard.release()
+            guard.hold()
+            signal.raise_signal(signal.SIGINT)
+            assert guard.hits == 2
+        with _CtrlCGuard() as guard:  # released: the first raises, later ones are ignored
+            guard.release()
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+            assert guard.hits == 2
+    except KeyboardInterrupt:
+        pytest.fail("a Ctrl-C got past the guard")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_ctrl_c_held_while_a_finished_job_ends_stops_it_before_the_final_mux(
+        clip: Path, up: subpixel.Upscaler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from subpixel.video import pipeline
+
+    real_join = pipeline._Job._join
+
+    def join(self, threads):
+        signal.raise_signal(signal.SIGINT)  # held by the guard: raised once the workers have ended
+        return real_join(self, threads)
+
+    monkeypatch.setattr(pipeline._Job, "_join", join)
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(clip, tmp_path / "out.mp4", up, VideoOptions(segment_frames=10))
+    monkeypatch.undo()
+    assert not (tmp_path / "out.mp4").exists()
+    summary = upscale_video(clip, tmp_path / "out.mp4", up, VideoOptions(segment_frames=10, resume=True))
+    assert summary["frames"] == 50 and summary["processed_frames"] == 0
+
+
+def test_real_double_ctrl_c_joins_every_worker(clip: Path, tmp_path: Path) -> None:
+    """Two SIGINTs 50 ms apart, the second while the cleanup waits for a slow model call."""
+    code = ("import os, signal, sys, threading, time\n"
+            "import subpixel\n"
+            "from subpixel.video import UpscalerProcessor, VideoOptions, upscale_video\n"
+            "class Slow(UpscalerProcessor):\n"
+            "    def process(self, batch):\n"
+            "        time.sleep(0.3)\n"
+            "        return super().process(batch)\n"
+            "def ctrl_c_twice(segment):\n"
+            "    threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(0.01)\n"
+            "try:\n"
+            "    upscale_video(sys.argv[1], sys.argv[2], Slow(subpixel.load('bicubic', scale=2)),\n"
+            "                  VideoOptions(segment_frames=10, on_segment=ctrl_c_twice))\n"
+            "except KeyboardInterrupt:\n"
+            "    print('running:', sorted(t.name for t in threading.enumerate() if t.name.startswith('subpixel-')))\n")
+    res = subprocess.run([sys.executable, "-c", code, str(clip), str(tmp_path / "out.mp4")], capture_output=True,
+                         text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert res.returncode == 0 and res.stdout == "running: []\n", res.stdout + res.stderr
 
 
 @pytest.mark.parametrize(("codec", "pix_fmt", "output", "message"), [

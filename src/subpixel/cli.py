@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
+import os
+import signal
 import sys
 import warnings
+from typing import NoReturn
 
 import click
 
@@ -37,6 +41,16 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
 
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:  # past click, which would make it a silent exit status 1
+            raise _ReaderGone from None
+
+
+class _ReaderGone(Exception):
+    """The program reading our output stopped (``subpixel models | head -1``)."""
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="subpixel")
@@ -50,6 +64,29 @@ def _json_error(message: str) -> None:
         click.echo(json.dumps({"error": message}))
 
 
+def _interrupted(err: KeyboardInterrupt) -> None:
+    """Say "interrupted" on stderr, unless the command already said what was kept and how to continue
+    (:class:`Interrupted`); with ``--json``, stdout gets the error with that hint where there is one.
+    Further Ctrl-Cs are ignored from here on: one landing in the interpreter's shutdown (which restores the
+    default handler) would kill the process with SIGINT, or abort it with SIGABRT in torch's teardown."""
+    with contextlib.suppress(ValueError):  # off the main thread (an embedding program's) signals stay as they are
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not isinstance(err, Interrupted):
+        click.echo("interrupted", err=True)
+    _json_error(str(err) if isinstance(err, Interrupted) and str(err) else "interrupted")
+
+
+def _exit_quietly_on_a_closed_pipe() -> NoReturn:
+    """Exit without a word, with status 141 (128 + SIGPIPE) as a program killed by SIGPIPE (git, coreutils)
+    shows in the shell; stdout and stderr go to /dev/null first, so Python's final flush of what is still
+    buffered cannot fail again (the recipe of the Python docs' "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            os.dup2(devnull, fd)
+    sys.exit(141)
+
+
 def _one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
     return f"warning: {message}\n"
 
@@ -61,9 +98,15 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")  # the library's log warnings
     try:
         code = cli.main(standalone_mode=False)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's final flush
+    except (_ReaderGone, BrokenPipeError):
+        _exit_quietly_on_a_closed_pipe()
     except click.exceptions.Abort as err:  # click turns a Ctrl-C inside a command into Abort
-        if not isinstance(err.__cause__, Interrupted):
-            click.echo("interrupted" if isinstance(err.__cause__, KeyboardInterrupt) else "aborted", err=True)
+        if isinstance(err.__cause__, KeyboardInterrupt):
+            _interrupted(err.__cause__)
+        else:  # end of input at a prompt
+            click.echo("aborted", err=True)
+            _json_error("aborted")
         sys.exit(130)
     except click.ClickException as err:
         err.show()
@@ -74,7 +117,6 @@ def main() -> None:
         _json_error(str(err))
         sys.exit(1)
     except KeyboardInterrupt as err:
-        if not isinstance(err, Interrupted):
-            click.echo("interrupted", err=True)
+        _interrupted(err)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

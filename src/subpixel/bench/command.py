@@ -10,7 +10,7 @@ import click
 import torch
 from click.core import ParameterSource
 
-from subpixel.commands.options import emit_json
+from subpixel.commands.options import device_option, emit_json
 from subpixel.engine import ENGINES
 from subpixel.engine.device import PRECISIONS, resolve_device
 from subpixel.errors import SubpixelError
@@ -61,7 +61,7 @@ def _check_out(out: Path) -> None:
                               "opencv-lapsrn, span-ncnn [default: all]; 'none' for none.")
 @click.option("--engines", help="Comma-separated: auto, torch, torch-compile, torch-cudagraph, onnx "
                                 "[default: torch,onnx on CPU; torch,torch-cudagraph on CUDA].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
+@device_option
 @click.option("--precision", type=click.Choice(list(PRECISIONS)), help="[default: fp16 on CUDA, else fp32]")
 @click.option("--jobs", help="Comma-separated WIDTHxHEIGHTxSCALE; 'standard' = 960x540x4,1280x720x3,1920x1080x2 "
                              "[default: standard; 160x90x4 with --quick].")
@@ -75,18 +75,20 @@ def _check_out(out: Path) -> None:
 @click.option("--quality", is_flag=True, help="Also measure x4 Y-PSNR on Set5 and Urban100 (models with weights).")
 @click.option("--cite", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON of cited quality figures with sources (e.g. benchmarks/cited.json); marked 'cited'.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder holding Set5/ and Urban100/ [default: shared/data/benchmarks].")
-@click.option("--peers-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--peers-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Peer weights (OpenCV .pb files) [default: shared/peers beside shared/data].")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"),
-              show_default=True, help="Folder for the JSON, markdown and PNG results.")
+@click.option("-o", "--out", "--output", "out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("benchmarks/results"), show_default=True,
+              help="Folder for the JSON, markdown and PNG results.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or notes; the table only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results JSON instead of the table.")
 @click.pass_context
 def bench(ctx: click.Context, models: str | None, peers: str | None, engines: str | None, device: str,
           precision: str | None, jobs: str | None, batch: int | None, iters: int | None, warmup: int | None,
           threads: int | None, quick: bool, quality: bool, cite: Path | None, data_dir: Path | None,
-          peers_dir: Path | None, out: Path, as_json: bool) -> None:
+          peers_dir: Path | None, out: Path, quiet: bool, as_json: bool) -> None:
     """Measure throughput, latency, memory and complexity of models and peers at ~4K-output jobs.
 
     Our models with shipped weights use them; others (and RLFN) run with random weights, which
@@ -124,14 +126,18 @@ def bench(ctx: click.Context, models: str | None, peers: str | None, engines: st
         warmup=default_warmup if warmup is None else warmup, threads=threads or torch.get_num_threads(),
         peers_dir=peers_dir or default_peers_dir(), data_dir=data_dir, quality=quality, cited=cite,
     )
-    result = run_bench(cfg, _command_line(ctx), echo=lambda msg: click.echo(msg, err=True))
+    echo = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    result = run_bench(cfg, _command_line(ctx), echo=echo)
     if not result.rows and not any(q.origin == "measured" for q in result.quality):
-        raise SubpixelError("nothing was measured: every item was skipped (see the notes above); no report written")
+        why = "" if quiet else " (see the notes above)"
+        raise SubpixelError(f"nothing was measured: every item was skipped{why}; no report written")
     paths = write_reports(result, out)
     if as_json:
         emit_json(result.to_dict() | {"files": {k: str(v) for k, v in paths.items()}})
         return
     click.echo(speed_table(result.rows) if result.rows else "nothing was timed")
+    if quiet:
+        return
     for note in result.notes:
         click.echo(f"note: {note}")
     for kind, path in paths.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -11,8 +12,42 @@ from typing import Any
 import click
 
 from subpixel.engine.device import PRECISIONS
+from subpixel.ops.tiling import MIN_TILE
 
 F = Callable[..., Any]
+
+
+class DeviceType(click.ParamType):
+    """A ``--device`` name: auto, cpu, cuda, cuda:N or mps (whether it is there is checked when it is used)."""
+
+    name = "device"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip().lower()
+        if text in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", text):
+            return text
+        self.fail(f"{value!r} is not one of auto, cpu, cuda, cuda:N, mps", param, ctx)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[auto|cpu|cuda|cuda:N|mps]"
+
+
+def device_option(f: F) -> F:
+    """``--device``: auto, cpu, cuda, cuda:N or mps."""
+    return click.option("--device", type=DeviceType(), default="auto", show_default=True,
+                        help="auto = CUDA, then MPS, then CPU; cuda:N picks a GPU.")(f)
+
+
+def _check_tile(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and 0 < value < MIN_TILE:
+        raise click.BadParameter(f"must be 0 (no tiling) or at least {MIN_TILE}")
+    return value
+
+
+def tile_option(f: F) -> F:
+    """``--tile``: an LR tile side of at least ``MIN_TILE`` pixels, or 0 for none."""
+    return click.option("--tile", type=click.IntRange(min=0), default=None, callback=_check_tile,
+                        help=f"LR tile side in pixels (>= {MIN_TILE}); 0 = no tiling [default: from memory].")(f)
 
 
 def runtime_options(f: F) -> F:
@@ -21,9 +56,7 @@ def runtime_options(f: F) -> F:
                      help="Runtime: auto, torch, torch-compile, torch-cudagraph, onnx.")(f)
     f = click.option("--precision", type=click.Choice(list(PRECISIONS)), default="fp32", show_default=True,
                      help="Compute precision; falls back to fp32 where unsupported.")(f)
-    f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
-                     show_default=True)(f)
-    return f
+    return device_option(f)
 
 
 def output_options(f: F) -> F:

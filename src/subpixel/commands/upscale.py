@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from subpixel.commands.options import emit_json, output_options, runtime_options
+from subpixel.commands.options import emit_json, output_options, runtime_options, tile_option
 from subpixel.errors import SubpixelError
 from subpixel.io.image import (
     DEFAULT_MAX_PIXELS,
@@ -25,7 +26,6 @@ from subpixel.models.loader import load
 from subpixel.ops.tiling import is_oom_error
 from subpixel.upscaler import Upscaler
 
-MIN_TILE = 16  # smaller tiles are mostly padding: thousands of calls for little memory saved
 FORMAT_EXT = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tiff", "tif": ".tiff",
               "bmp": ".bmp"}
 
@@ -52,7 +52,7 @@ def expand_inputs(inputs: tuple[str, ...], recursive: bool) -> tuple[list[Job], 
     jobs: list[Job] = []
     failed: list[Job] = []
     empty: list[Path] = []
-    many = len(inputs) > 1
+    many = False
     for item in inputs:
         p = Path(item)
         if p.is_dir():
@@ -75,7 +75,8 @@ def expand_inputs(inputs: tuple[str, ...], recursive: bool) -> tuple[list[Job], 
     unique: dict[Path, Job] = {}
     for job in jobs:  # a file named twice (a path and its folder, say) runs once
         unique.setdefault(job.src.resolve(), job)
-    return list(unique.values()), failed, many or len(unique) > 1, empty
+    distinct = set(unique) | {job.src.resolve() for job in failed}  # a.png ./a.png is one input
+    return list(unique.values()), failed, many or len(distinct) > 1, empty
 
 
 def output_path(job: Job, out: Path | None, many: bool, suffix: str, fmt: str | None) -> Path:
@@ -127,11 +128,11 @@ def check_distinct(jobs: list[Job]) -> None:
               help="Upscaling factor [default: a weights file's own scale, else 4].")
 @click.option("-m", "--model", default="auto", show_default=True,
               help="Model name or .safetensors path; auto = best shipped model for the scale.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (one input) or folder.")
+@click.option("-o", "--output", "output_arg", type=click.Path(path_type=str),  # str: keeps a trailing slash
+              help="Output file (one input) or folder (several inputs, or a name ending in /).")
 @click.option("--suffix", default=None, help="Appended to output names [default: _x<scale>].")
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMAT_EXT)), help="Output format [default: input's].")
-@click.option("--tile", type=click.IntRange(min=0), default=None,
-              help=f"LR tile side in pixels (>= {MIN_TILE}); 0 = no tiling [default: from memory].")
+@tile_option
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--skip-existing", is_flag=True, help="Leave out inputs whose output exists (continue a batch).")
 @click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders.")
@@ -140,26 +141,28 @@ def check_distinct(jobs: list[Job]) -> None:
               help="Refuse larger inputs (decompression-bomb guard); 0 = no limit.")
 @runtime_options
 @output_options
-def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output: Path | None, suffix: str | None,
+def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output_arg: str | None, suffix: str | None,
             fmt: str | None, tile: int | None, overwrite: bool, skip_existing: bool, recursive: bool, quality: int,
             max_pixels: int, device: str, precision: str, engine: str, quiet: bool, as_json: bool) -> None:
     """Upscale images (files, folders, globs) by --scale."""
-    if tile is not None and 0 < tile < MIN_TILE:
-        raise click.BadParameter(f"must be 0 (no tiling) or at least {MIN_TILE}", param_hint="--tile")
+    output = Path(output_arg) if output_arg is not None else None
+    folder_out = output_arg is not None and output_arg.endswith(("/", os.sep))  # -o out/: a folder, whatever its name
     jobs, jobs_failed, many, empty = expand_inputs(inputs, recursive)
     if empty and not jobs and not jobs_failed:
         raise SubpixelError(f"no images found in {', '.join(map(str, empty))}")
     if empty and not (quiet or as_json):
         click.echo(f"warning: no images found in {', '.join(map(str, empty))}", err=True)
-    if many and output is not None and not output.exists() and output.suffix.lower().lstrip(".") in FORMAT_EXT:
+    if (many and not folder_out and output is not None and not output.exists()
+            and output.suffix.lower().lstrip(".") in FORMAT_EXT):
         raise SubpixelError(f"several inputs need an output folder, not the file name {output}")
     upscaler = load(model, scale=scale, device=device, precision=precision, engine=engine)
     scale = upscaler.scale
     suffix = f"_x{scale}" if suffix is None else suffix
-    if output is not None and output.exists() and not output.is_dir() and many:
-        raise SubpixelError(f"{output} is a file; with several inputs -o must be a folder")
+    if output is not None and output.exists() and not output.is_dir() and (many or folder_out):
+        raise SubpixelError(f"-o {output_arg} names a folder, but {output} is a file" if folder_out else
+                            f"{output} is a file; with several inputs -o must be a folder")
     for job in jobs:
-        job.dst = output_path(job, output, many, suffix, fmt)
+        job.dst = output_path(job, output, many or folder_out, suffix, fmt)
     check_not_own_input(jobs)
     jobs, skipped = drop_outputs_of_others(jobs)
     check_distinct(jobs)

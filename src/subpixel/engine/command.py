@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from subpixel.commands.options import emit_json
+from subpixel.commands.options import emit_json, output_options
 from subpixel.engine.onnx_export import DEFAULT_OPSET, MIN_OPSET, export_onnx
 from subpixel.errors import SubpixelError
 from subpixel.models.weights import is_weights_path
@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--opset", type=click.IntRange(min=MIN_OPSET), default=DEFAULT_OPSET, show_default=True)
 @click.option("--random-weights", is_flag=True, help="Export the architecture untrained (no weights needed).")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON summary.")
+@output_options
 def export(model: str, scale: int | None, fmt: str, output: Path | None, overwrite: bool, opset: int,
-           random_weights: bool, as_json: bool) -> None:
+           random_weights: bool, quiet: bool, as_json: bool) -> None:
     """Export MODEL (a name or a .safetensors file) for ONNX Runtime and other runtimes.
 
     The file is run by ONNX Runtime at several input sizes and compared with eager PyTorch; a max abs
@@ -45,13 +45,13 @@ def export(model: str, scale: int | None, fmt: str, output: Path | None, overwri
         raise click.BadParameter(f"must end in .{fmt}", param_hint="--output")
     if output.exists() and not overwrite:
         raise SubpixelError(f"output {output} exists (use --overwrite)")
-    if getattr(upscaler.net, "recurrent", False):
+    if getattr(upscaler.net, "recurrent", False) and not quiet:
         log.warning("%s is recurrent: the export holds its single-frame path only (every frame is treated as "
                     "the first of a sequence, without the previous estimate)", upscaler.name)
     report = export_onnx(upscaler.net, output, opset=opset, capture=True)
     if as_json:
         emit_json({"model": upscaler.name, "scale": scale, "format": fmt, **report.to_dict()})
-    else:
+    elif not quiet:
         click.echo(f"wrote {report.path} ({upscaler.name} x{scale}, opset {report.opset}, "
                    "dynamic batch/height/width)")
         click.echo(f"parity vs PyTorch: max abs error {report.max_abs_error:.2e} (< {report.tolerance:g})")

@@ -86,7 +86,10 @@ def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET,
     if opset < MIN_OPSET:
         raise SubpixelError(f"ONNX opset must be >= {MIN_OPSET}, got {opset}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file where a folder is needed, no permission...
+        raise SubpixelError(f"cannot create the output folder {path.parent}: {err.strerror or err}") from None
     model = copy.deepcopy(net).to("cpu", torch.float32).to(memory_format=torch.contiguous_format).eval()
     captured = io.StringIO()
     try:

@@ -9,7 +9,7 @@ import click
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from subpixel.commands.options import emit_json, output_options, runtime_options
+from subpixel.commands.options import emit_json, output_options, runtime_options, tile_option
 from subpixel.errors import Interrupted, SubpixelError
 from subpixel.io.video import DEINTERLACERS
 from subpixel.models.loader import load
@@ -34,14 +34,15 @@ from subpixel.video.segments import WorkDir
 @click.option("--preset", default=None,
               help="Encoder speed preset (x264/x265: slow, medium...; svt-av1/vp9: a number).")
 @click.option("--pix-fmt", default=None,
-              help="Output pixel format [default: yuv420p; yuv420p10le for 10-bit input where the encoder has it].")
+              help="Output pixel format [default: yuv420p, or yuv420p10le for input over 8 bits where the encoder "
+                   "has it; PNG: rgb24, or rgb48be for input over 8 bits].")
 @click.option("--deinterlace", type=click.Choice(DEINTERLACERS), default=None,
               help="Deinterlace before SR with this FFmpeg filter (one frame per frame).")
 @click.option("--segment-frames", type=click.IntRange(1), default=300, show_default=True,
               help="Frames per resumable segment (each starts with a keyframe).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted job from its last finished segment.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output (or discard an unfinished job).")
-@click.option("--tile", type=int, default=None, help="LR tile side in pixels; 0 = no tiling [default: from memory].")
+@tile_option
 @runtime_options
 @output_options
 def video(input_path: Path, output: str, scale: int | None, model: str, batch: int, codec: str | None,
@@ -61,8 +62,10 @@ def video(input_path: Path, output: str, scale: int | None, model: str, batch: i
         with logging_redirect_tqdm():  # warnings on their own lines, not after the progress bar
             summary = upscale_video(input_path, output, upscaler, options)
     except KeyboardInterrupt:
-        if _say_resumable(Path(output)):
-            raise Interrupted from None
+        hint = _resume_hint(Path(output))
+        if hint:
+            click.echo(hint, err=True)
+            raise Interrupted(hint) from None
         raise
     if as_json:
         emit_json(summary)
@@ -75,14 +78,13 @@ def video(input_path: Path, output: str, scale: int | None, model: str, batch: i
             click.echo(f"note: no trained x{summary['scale']} model ships yet; used bicubic", err=True)
 
 
-def _say_resumable(output: Path) -> bool:
-    """After Ctrl-C: where the finished segments wait and how to continue; whether there were any."""
+def _resume_hint(output: Path) -> str | None:
+    """After Ctrl-C: where the finished segments wait and how to continue; None without any."""
     work = WorkDir(output)
     try:
         frames = work.load().frames_done
     except SubpixelError:  # no work folder (interrupted before it was made, or after the output was done)
-        return False
-    if frames:
-        click.echo(f"interrupted: {frames} finished frames of {output} are kept in {work.path}; "
-                   "rerun with --resume to continue", err=True)
-    return bool(frames)
+        return None
+    if not frames:
+        return None
+    return f"interrupted: {frames} finished frames of {output} are kept in {work.path}; rerun with --resume to continue"

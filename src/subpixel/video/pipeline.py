@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -141,6 +142,42 @@ class _Stage:
 
 class _Stopped(Exception):
     """The job is stopping (another stage failed or was interrupted)."""
+
+
+class _CtrlCGuard:
+    """Ctrl-C while a job's workers run, on the main thread under Python's default handling (elsewhere a no-op):
+    the first one raises ``KeyboardInterrupt`` as usual, except while ``held`` (workers starting or being
+    joined), when it is only counted in ``hits`` (raised by :meth:`release`, or after the cleanup); later ones
+    are ignored. So the cleanup always joins every worker: a process exiting while a worker is inside torch
+    aborts with SIGABRT."""
+
+    def __init__(self) -> None:
+        self.hits, self.held = 0, True
+        self.previous: Any = None
+
+    def __enter__(self) -> _CtrlCGuard:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self.hits += 1
+        if self.hits == 1 and not self.held:
+            raise KeyboardInterrupt
+
+    def release(self) -> None:
+        """Let a first Ctrl-C raise, at once if one came while held."""
+        self.held = False
+        if self.hits:
+            raise KeyboardInterrupt
+
+    def hold(self) -> None:
+        self.held = True
 
 
 class _Channel:
@@ -414,20 +451,42 @@ class _Job:
         total = self.info.frames or None
         bar = tqdm(total=total, initial=self.manifest.frames_done, unit="frame", dynamic_ncols=True,
                    disable=not self.opts.progress, desc=self.work.output.name)
-        threads = [self._spawn(self._decode, "decode"), self._spawn(self._upscale, "sr"),
-                   self._spawn(self._convert, "convert")]
-        try:
-            self._encode(bar)
-            bar.total = bar.n  # the container's frame count is an estimate: end at 100%
-        except _Stopped:
-            raise self.errors[0] from None
-        finally:
-            self.stop.set()
-            for thread in threads:
-                thread.join()
-            if self.writer is not None:
-                self.writer.abort()
-            bar.close()
+        threads: list[threading.Thread] = []
+        with _CtrlCGuard() as guard:
+            try:
+                for target, name in ((self._decode, "decode"), (self._upscale, "sr"), (self._convert, "convert")):
+                    threads.append(self._spawn(target, name))
+                guard.release()
+                self._encode(bar)
+                bar.total = bar.n  # the container's frame count is an estimate: end at 100%
+            except _Stopped:
+                raise self.errors[0] from None
+            finally:
+                guard.hold()
+                self.stop.set()
+                late_interrupt = self._join(threads)
+                if self.writer is not None:
+                    self.writer.abort()
+                bar.close()
+        if late_interrupt is None and guard.hits:  # a Ctrl-C held while the finished job's workers were ending
+            late_interrupt = KeyboardInterrupt()
+        if late_interrupt is not None:
+            raise late_interrupt
+
+    def _join(self, threads: list[threading.Thread]) -> KeyboardInterrupt | None:
+        """Wait for every worker to end, through any number of Ctrl-Cs (a second one is common, and a process
+        exiting while a worker is inside torch aborts with SIGABRT); the first Ctrl-C caught here is returned
+        for the caller to raise once (an exception already on its way out wins over it)."""
+        caught: KeyboardInterrupt | None = None
+        for thread in threads:
+            while True:
+                try:
+                    thread.join()
+                    break
+                except KeyboardInterrupt as err:
+                    caught = caught or err
+                    self.stop.set()
+        return caught
 
     def finalize(self, dst: Path) -> None:
         """Put the finished output in place and remove the work folder; a failure keeps it for ``--resume``."""
