@@ -19,6 +19,7 @@ import subpixel
 import subpixel.cli
 from subpixel.cli import cli
 from subpixel.errors import Interrupted, OutOfMemory
+from subpixel.models import build
 from subpixel.models.weights import save_weights
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "subpixel" / "assets" / "sample.png"
@@ -152,6 +153,19 @@ def test_eval_command_on_folder(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     row = json.loads(res.stdout)[0]
     assert row["model"] == "bicubic" and np.isfinite(row["sets"][tmp_path.name]["psnr"])
+
+
+def test_eval_takes_several_models_one_row_each(tmp_path: Path) -> None:
+    _img(tmp_path / "a.png", size=(24, 24))
+    weights = tmp_path / "w" / "mine_x2.safetensors"
+    weights.parent.mkdir()
+    save_weights(build("espcn", 2), weights, {"name": "espcn", "architecture": "espcn", "arch_args": {}, "scale": 2})
+    res = CliRunner().invoke(cli, ["eval", "-m", "bicubic", "-m", str(weights), "-m", "lanczos", "-s", "2", "-d",
+                                   str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    assert [r["model"] for r in json.loads(res.stdout)] == ["bicubic", "mine_x2", "lanczos"]  # none dropped
+    res = CliRunner().invoke(cli, ["eval", "-m", "bicubic", "-m", "lanczos", "--video", "Vid4"])
+    assert res.exit_code == 2 and "one model" in res.output
 
 
 def test_recursive_run_mirrors_subfolders_and_refuses_collisions(tmp_path: Path) -> None:

@@ -139,7 +139,7 @@ def test_export_file_is_flushed_to_disk_before_the_rename(tiny_net, tmp_path, mo
     assert synced.get(path.stat().st_ino) is False  # the very file, synced while still under its temporary name
 
 
-def test_export_names_its_output_in_the_current_folder_whatever_the_card_says(tmp_path, monkeypatch) -> None:
+def test_export_names_its_output_in_the_current_folder_after_the_weights_file(tmp_path, monkeypatch) -> None:
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -149,7 +149,10 @@ def test_export_names_its_output_in_the_current_folder_whatever_the_card_says(tm
         res = CliRunner().invoke(cli, ["export", str(weights), "--json"])
         assert res.exit_code == 0, res.output
         assert json.loads(res.output[res.output.index("{"):])["model"] == stem
-    assert sorted(p.name for p in work.iterdir()) == ["evil_x2.onnx", "numeric_x2.onnx"]
+    assert sorted(p.name for p in work.iterdir()) == ["evil.onnx", "numeric.onnx"]  # the weights file's stem
+    res = CliRunner().invoke(cli, ["export", "espcn", "-s", "2", "-q"])  # a shipped model's name: its own file
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in work.iterdir()) == ["espcn_x2.onnx", "evil.onnx", "numeric.onnx"]
     assert not (tmp_path / "elsewhere").exists()
 
 

@@ -77,7 +77,8 @@ def write_card_metrics(weights: Path, results: list[SetResult]) -> None:
 
 
 @click.command("eval")
-@click.option("-m", "--model", "model_name", default=None, help="Model name or .safetensors path [default: bicubic].")
+@click.option("-m", "--model", "model_names", multiple=True,
+              help="Model name or .safetensors path; repeatable, one row each [default: bicubic].")
 @click.option("-s", "--scale", type=click.IntRange(1, 16), default=None,
               help="Scale [default: a weights file's own scale, else 4].")
 @click.option("-d", "--data", "sets", multiple=True, help="Set name (Set5, Set14, B100, Urban100: the shared copy) "
@@ -92,23 +93,27 @@ def write_card_metrics(weights: Path, results: list[SetResult]) -> None:
 @click.option("--video", "video_set", default=None, help="Evaluate on a video set instead (e.g. Vid4).")
 @runtime_options
 @output_options
-def evaluate_cmd(model_name: str | None, scale: int | None, sets: tuple[str, ...], protocol: str, rgb: bool,
+def evaluate_cmd(model_names: tuple[str, ...], scale: int | None, sets: tuple[str, ...], protocol: str, rgb: bool,
                  self_ensemble: bool, all_models: bool, markdown: bool, update_card: bool, video_set: str | None,
                  device: str, precision: str, engine: str, quiet: bool, as_json: bool) -> None:
     """Score a model with the field's protocol (Y of BT.601, scale pixels shaved, MATLAB bicubic LR)."""
-    if all_models and (model_name is not None or scale is not None):
+    if all_models and (model_names or scale is not None):
         raise click.UsageError("--all evaluates every shipped model at its own scale; drop -m/-s")
     if markdown and as_json:
         raise click.UsageError("choose one of --markdown and --json")
     if video_set is not None:
         _check_video_options(sets, protocol, rgb, self_ensemble, all_models, markdown, update_card)
-        _video_eval(model_name or "bicubic", scale, video_set, device, precision, engine, quiet, as_json)
+        if len(model_names) > 1:
+            raise click.UsageError("--video evaluates one model (-m) at a time")
+        _video_eval(model_names[0] if model_names else "bicubic", scale, video_set, device, precision, engine, quiet,
+                    as_json)
         return
     if all_models and protocol == "legacy-y":
         raise click.UsageError("--protocol legacy-y scores interpolation (-m bicubic) only, not --all")
-    model_name = model_name or "bicubic"
+    model_names = model_names or ("bicubic",)
     if update_card:
-        _check_update_card(model_name, all_models, protocol, rgb, self_ensemble, precision, engine)
+        for name in model_names:
+            _check_update_card(name, all_models, protocol, rgb, self_ensemble, precision, engine)
         engine = "torch"  # the figures a card records: eager PyTorch fp32, never another runtime's
     names, folders = _sets(sets or STANDARD_SETS)
     if update_card:
@@ -119,7 +124,7 @@ def evaluate_cmd(model_name: str | None, scale: int | None, sets: tuple[str, ...
         targets = [("bicubic", s) for s in sorted({m.scale for m in shipped_models()} or {4})]
         targets += [(m.name, m.scale) for m in shipped_models()]
     else:
-        targets = [(model_name, scale)]
+        targets = [(name, scale) for name in dict.fromkeys(model_names)]
     rows = []
     for name, s in targets:
         model = load(name, scale=s, device=device, precision=precision, engine=engine)

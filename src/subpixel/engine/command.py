@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
               help="Upscaling factor [default: a weights file's own scale, else 4].")
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Output file [default: <model>_x<scale>.onnx].")
+              help="Output file [default: <model>_x<scale>.onnx, or <stem>.onnx for a weights file, here].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--opset", type=click.IntRange(min=MIN_OPSET), default=DEFAULT_OPSET, show_default=True)
 @click.option("--random-weights", is_flag=True, help="Export the architecture untrained (no weights needed).")
@@ -40,7 +40,8 @@ def export(model: str, scale: int | None, fmt: str, output: Path | None, overwri
                                "file (pass an architecture name instead)")
     upscaler = load(model, scale=scale, device="cpu", engine="torch", pretrained=not random_weights)
     scale = upscaler.scale
-    output = output or Path(Path(f"{upscaler.name}_x{scale}.{fmt}").name)  # in the current folder, whatever the name
+    if output is None:  # in the current folder: a weights file's stem (mine_x2.onnx), else <model>_x<scale>
+        output = Path(f"{upscaler.name}.{fmt}" if is_weights_path(model) else f"{upscaler.name}_x{scale}.{fmt}")
     if output.suffix.lower() != f".{fmt}":
         raise click.BadParameter(f"must end in .{fmt}", param_hint="--output")
     if output.exists() and not overwrite:

@@ -67,7 +67,7 @@ def load(
             raise SubpixelError(f"weights file not found: {path}")
         _refuse_arch_args(arch_args, path.name)
         net, card = load_net(path)
-        name = _card_name(card, path)
+        name = path.stem  # the file's own name: a run's export is not labelled as the shipped model it trains
         if scale is not None and scale != net.scale:
             raise SubpixelError(f"{path.name} is a x{net.scale} model; x{scale} was asked for")
     else:
@@ -94,15 +94,6 @@ def load(
     net = net.deploy()
     runtime = make_engine(net, engine=engine, device=device, precision=precision)
     return Upscaler(net, name=name, card=card, engine=runtime)
-
-
-def _card_name(card: dict[str, Any], weights: Path) -> str:
-    """The card's ``name`` when it is a plain name (a non-blank string without path separators or ``..``:
-    exports are named after it), else the weights file's stem."""
-    name = card.get("name")
-    if isinstance(name, str) and name.strip() and ".." not in name and not set("/\\\0") & set(name):
-        return name
-    return weights.stem
 
 
 def _refuse_arch_args(arch_args: dict[str, Any], weights: str) -> None:
