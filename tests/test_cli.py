@@ -21,6 +21,7 @@ from subpixel.cli import cli
 from subpixel.errors import Interrupted, OutOfMemory
 from subpixel.models import build
 from subpixel.models.weights import save_weights
+from subpixel.ops.resize import imresize_np
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "subpixel" / "assets" / "sample.png"
 
@@ -530,3 +531,19 @@ def test_a_folder_without_images_is_an_error_unless_other_inputs_have_some(tmp_p
     summary = json.loads(res.stdout)  # a missing file is still reported beside the empty folder
     assert res.exit_code == 1 and [Path(f["input"]).name for f in summary["failures"]] == ["missing.png"]
     assert summary["empty_folders"] == [str(tmp_path / "empty")]
+
+
+def test_outscale_gives_any_output_factor(tmp_path: Path) -> None:
+    src = _img(tmp_path / "a.png", size=(12, 10))
+    res = CliRunner().invoke(cli, ["upscale", str(src), "-m", "bicubic", "--outscale", "2.5", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["scale"] == 3 and summary["outscale"] == 2.5  # the smallest whole scale >= 2.5
+    assert Image.open(tmp_path / "a_x2.5.png").size == (30, 25) == tuple(summary["outputs"][0]["size"])
+    res = CliRunner().invoke(cli, ["upscale", str(src), "-m", "bicubic", "-s", "4", "--outscale", "1.5", "-o",
+                                   str(tmp_path / "b.png"), "-q"])
+    assert res.exit_code == 0, res.output
+    up = subpixel.load("bicubic", scale=4).upscale(np.asarray(Image.open(src)))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), imresize_np(up, size=(15, 18)))
+    res = CliRunner().invoke(cli, ["upscale", str(src), "--outscale", "0"])
+    assert res.exit_code == 2

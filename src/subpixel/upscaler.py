@@ -126,6 +126,10 @@ class Upscaler:
             return self._resized(self._upscale_array(image, tile, progress), image.shape, outscale)
         raise TypeError(f"cannot upscale an object of type {type(image).__name__}")
 
+    def output_size(self, height: int, width: int, outscale: float | None = None) -> tuple[int, int]:
+        """``(height, width)`` of what :meth:`upscale` returns for an input of that size."""
+        return _out_size((height, width), self.scale if outscale is None else outscale)
+
     def upscale_tensor(self, x: torch.Tensor, tile: int | None = None, progress: Progress | None = None
                        ) -> torch.Tensor:
         """``(N, 3, H, W)`` float in [0, 1] -> ``(N, 3, sH, sW)`` float32 (not clamped).

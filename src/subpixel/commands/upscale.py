@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import math
 import os
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from subpixel.io.image import (
     write_image,
 )
 from subpixel.models.loader import load
+from subpixel.models.weights import is_weights_path
 from subpixel.ops.tiling import is_oom_error
 from subpixel.upscaler import Upscaler
 
@@ -130,7 +132,10 @@ def check_distinct(jobs: list[Job]) -> None:
               help="Model name or .safetensors path; auto = best shipped model for the scale.")
 @click.option("-o", "--output", "output_arg", type=click.Path(path_type=str),  # str: keeps a trailing slash
               help="Output file (one input) or folder (several inputs, or a name ending in /).")
-@click.option("--suffix", default=None, help="Appended to output names [default: _x<scale>].")
+@click.option("--outscale", type=click.FloatRange(min=0, min_open=True, max=16), default=None,
+              help="Output size relative to the input, when not the model's scale (1.5, 3.5): the model's output "
+              "is resized by MATLAB bicubic. The model's scale: -s, else the smallest whole one >= this (at least 2).")
+@click.option("--suffix", default=None, help="Appended to output names [default: _x<scale>, or _x<outscale>].")
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMAT_EXT)), help="Output format [default: input's].")
 @tile_option
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
@@ -141,7 +146,8 @@ def check_distinct(jobs: list[Job]) -> None:
               help="Refuse larger inputs (decompression-bomb guard); 0 = no limit.")
 @runtime_options
 @output_options
-def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output_arg: str | None, suffix: str | None,
+def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output_arg: str | None, outscale: float | None,
+            suffix: str | None,
             fmt: str | None, tile: int | None, overwrite: bool, skip_existing: bool, recursive: bool, quality: int,
             max_pixels: int, device: str, precision: str, engine: str, quiet: bool, as_json: bool) -> None:
     """Upscale images (files, folders, globs) by --scale."""
@@ -155,9 +161,11 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output_arg: 
     if (many and not folder_out and output is not None and not output.exists()
             and output.suffix.lower().lstrip(".") in FORMAT_EXT):
         raise SubpixelError(f"several inputs need an output folder, not the file name {output}")
+    if outscale is not None and scale is None and not is_weights_path(model):
+        scale = max(2, math.ceil(outscale - 1e-9))
     upscaler = load(model, scale=scale, device=device, precision=precision, engine=engine)
     scale = upscaler.scale
-    suffix = f"_x{scale}" if suffix is None else suffix
+    suffix = f"_x{scale if outscale is None else f'{outscale:g}'}" if suffix is None else suffix
     if output is not None and output.exists() and not output.is_dir() and (many or folder_out):
         raise SubpixelError(f"-o {output_arg} names a folder, but {output} is a file" if folder_out else
                             f"{output} is a file; with several inputs -o must be a folder")
@@ -179,13 +187,13 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output_arg: 
     tiles = _TileBar() if len(jobs) == 1 and not (quiet or as_json) else None
     for job in bar:
         bar.set_postfix_str(job.src.name)
-        _run_job(job, upscaler, tile, overwrite, quality, max_pixels or None, tiles)
+        _run_job(job, upscaler, tile, overwrite, quality, max_pixels or None, tiles, outscale)
     if tiles is not None:
         tiles.close()
     jobs_failed += [j for j in jobs if j.error]
     done = [j for j in jobs if not j.error]
     if as_json:
-        emit_json({"model": upscaler.name, "scale": scale, "engine": upscaler.engine.name,
+        emit_json({"model": upscaler.name, "scale": scale, "outscale": outscale, "engine": upscaler.engine.name,
                    "device": str(upscaler.device), "precision": getattr(upscaler.engine, "precision", "fp32"),
                    "outputs": [{"input": str(j.src), "output": str(j.dst), "seconds": round(j.seconds, 3), **j.extra}
                                for j in done],
@@ -195,7 +203,8 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output_arg: 
                    "empty_folders": [str(p) for p in empty]})
     elif not quiet:
         for j in done:
-            click.echo(f"wrote {j.dst} ({upscaler.name} x{scale}, {j.seconds:.2f} s)")
+            resized = "" if outscale is None else f" resized to x{outscale:g}"
+            click.echo(f"wrote {j.dst} ({upscaler.name} x{scale}{resized}, {j.seconds:.2f} s)")
         if kept:
             click.echo(f"note: kept {len(kept)} existing output(s) (--skip-existing)", err=True)
         if upscaler.name == "bicubic" and model == "auto":
@@ -243,15 +252,16 @@ class _TileBar:
 
 
 def _run_job(job: Job, upscaler: Upscaler, tile: int | None, overwrite: bool, quality: int,
-             max_pixels: int | None, progress: Callable[[int, int], None] | None = None) -> None:
+             max_pixels: int | None, progress: Callable[[int, int], None] | None = None,
+             outscale: float | None = None) -> None:
     """Upscale one file into ``job``; what goes wrong with this image (not the run) becomes ``job.error``."""
     assert job.dst is not None
     start = time.perf_counter()
     try:
         image = read_image(job.src, max_pixels=max_pixels)
-        check_output_size(job.dst, image.width * upscaler.scale, image.height * upscaler.scale,
-                          alpha=image.pixels.shape[2] == 4)
-        result = upscaler.upscale(image.pixels, tile=tile, progress=progress)
+        height, width = upscaler.output_size(image.height, image.width, outscale)
+        check_output_size(job.dst, width, height, alpha=image.pixels.shape[2] == 4)
+        result = upscaler.upscale(image.pixels, tile=tile, progress=progress, outscale=outscale)
         write_image(job.dst, result, like=image, quality=quality, overwrite=overwrite)
         info = upscaler.last_tile_info
         job.extra = {"size": [int(result.shape[1]), int(result.shape[0])],
