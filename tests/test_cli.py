@@ -475,10 +475,10 @@ def test_out_of_memory_fails_that_image_and_the_batch_goes_on(tmp_path: Path, mo
               "b.png": MemoryError(),
               "c.png": OutOfMemory("ONNX Runtime cannot run an input of shape (1, 3, 8, 8): Failed to allocate")}
 
-    def upscale(self, image, tile=None, progress=None):
+    def upscale(self, image, tile=None, progress=None, outscale=None):
         if errors:
             raise errors.pop(min(errors))
-        return real(self, image, tile, progress)
+        return real(self, image, tile, progress, outscale)
 
     monkeypatch.setattr(subpixel.Upscaler, "upscale", upscale)
     res = CliRunner().invoke(cli, ["upscale", str(tmp_path), "-m", "bicubic", "-s", "2", "-o", str(tmp_path / "o"),
@@ -547,3 +547,39 @@ def test_outscale_gives_any_output_factor(tmp_path: Path) -> None:
     assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), imresize_np(up, size=(15, 18)))
     res = CliRunner().invoke(cli, ["upscale", str(src), "--outscale", "0"])
     assert res.exit_code == 2
+
+
+def test_outscale_picks_the_nearest_shipped_scale_above_else_the_largest(tmp_path: Path) -> None:
+    src = _img(tmp_path / "a.png", size=(12, 10))
+    for outscale, scale in (("1.5", 2), ("2.5", 3), ("4.5", 4)):
+        res = CliRunner().invoke(cli, ["upscale", str(src), "-m", "espcn", "--outscale", outscale, "--json",
+                                       "--overwrite"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["scale"] == scale  # x4.5 is ESPCN x4 enlarged, not bicubic x5
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from subpixel.commands import upscale as upscale_cmd
+
+    src = _img(tmp_path / "a.png")
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(upscale_cmd, "_writable", lambda folder: folder.name != "ro")  # root writes anywhere
+    monkeypatch.setattr(subpixel.Upscaler, "upscale", lambda *a, **k: pytest.fail("upscaled before the check"))
+    res = CliRunner().invoke(cli, ["upscale", str(src), "-m", "bicubic", "-s", "2", "-o", str(tmp_path / "ro/")])
+    assert res.exit_code == 1 and "cannot write into the output folder" in str(res.exception)
+
+
+def test_files_in_input_folders_that_are_not_images_are_reported(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    _img(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "b.gif").write_bytes(b"GIF89a")
+    (tmp_path / "in" / "notes").write_text("x")
+    (tmp_path / "in" / ".hidden").write_text("x")
+    res = CliRunner().invoke(cli, ["upscale", str(tmp_path / "in"), "-m", "bicubic", "-s", "2", "-o",
+                                   str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "left out 2 file(s)" in res.stderr and "((no extension), .gif)" in res.stderr
+    res = CliRunner().invoke(cli, ["upscale", str(tmp_path / "in"), "-m", "bicubic", "-s", "2", "-o",
+                                   str(tmp_path / "out"), "--json", "--overwrite"])
+    assert sorted(Path(p).name for p in json.loads(res.stdout)["not_images"]) == ["b.gif", "notes"]

@@ -44,12 +44,14 @@ class Job:
     subfolder: Path = Path()
 
 
-def expand_inputs(inputs: tuple[str, ...], recursive: bool) -> tuple[list[Job], list[Job], bool, list[Path]]:
+def expand_inputs(inputs: tuple[str, ...], recursive: bool,
+                  others: list[Path] | None = None) -> tuple[list[Job], list[Job], bool, list[Path]]:
     """Jobs for the files of paths, folders and globs; missing ones become failed jobs.
 
     Returns (jobs, failures, many, empty) where ``many`` says the output must be a folder and ``empty``
     lists the folders without images. A file found under a folder input keeps its sub-folder (``-r``),
-    which its output mirrors under ``-o``.
+    which its output mirrors under ``-o``. Files in folder inputs that are not images by their name
+    (GIF, HEIC, no extension...; hidden files aside) are appended to ``others`` when given.
     """
     jobs: list[Job] = []
     failed: list[Job] = []
@@ -60,8 +62,10 @@ def expand_inputs(inputs: tuple[str, ...], recursive: bool) -> tuple[list[Job], 
         if p.is_dir():
             many = True
             pattern = "**/*" if recursive else "*"
-            found = [Job(f, subfolder=f.parent.relative_to(p))
-                     for f in sorted(p.glob(pattern)) if f.is_file() and is_image_path(f)]
+            files = [f for f in sorted(p.glob(pattern)) if f.is_file()]
+            found = [Job(f, subfolder=f.parent.relative_to(p)) for f in files if is_image_path(f)]
+            if others is not None:
+                others += [f for f in files if not is_image_path(f) and not f.name.startswith(".")]
             jobs += found
             empty += [] if found else [p]
         elif p.is_file():
@@ -134,7 +138,8 @@ def check_distinct(jobs: list[Job]) -> None:
               help="Output file (one input) or folder (several inputs, or a name ending in /).")
 @click.option("--outscale", type=click.FloatRange(min=0, min_open=True, max=16), default=None,
               help="Output size relative to the input, when not the model's scale (1.5, 3.5): the model's output "
-              "is resized by MATLAB bicubic. The model's scale: -s, else the smallest whole one >= this (at least 2).")
+              "is resized by MATLAB bicubic. The model's scale: -s, else its smallest shipped one >= this, else "
+              "its largest.")
 @click.option("--suffix", default=None, help="Appended to output names [default: _x<scale>, or _x<outscale>].")
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMAT_EXT)), help="Output format [default: input's].")
 @tile_option
@@ -153,16 +158,21 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output_arg: 
     """Upscale images (files, folders, globs) by --scale."""
     output = Path(output_arg) if output_arg is not None else None
     folder_out = output_arg is not None and output_arg.endswith(("/", os.sep))  # -o out/: a folder, whatever its name
-    jobs, jobs_failed, many, empty = expand_inputs(inputs, recursive)
+    not_images: list[Path] = []
+    jobs, jobs_failed, many, empty = expand_inputs(inputs, recursive, not_images)
     if empty and not jobs and not jobs_failed:
         raise SubpixelError(f"no images found in {', '.join(map(str, empty))}")
     if empty and not (quiet or as_json):
         click.echo(f"warning: no images found in {', '.join(map(str, empty))}", err=True)
+    if not_images and not (quiet or as_json):
+        kinds = sorted({f.suffix.lower() or "(no extension)" for f in not_images})
+        click.echo(f"note: left out {len(not_images)} file(s) in the input folders that are not supported images "
+                   f"({', '.join(kinds)}); name a file directly to see why", err=True)
     if (many and not folder_out and output is not None and not output.exists()
             and output.suffix.lower().lstrip(".") in FORMAT_EXT):
         raise SubpixelError(f"several inputs need an output folder, not the file name {output}")
     if outscale is not None and scale is None and not is_weights_path(model):
-        scale = max(2, math.ceil(outscale - 1e-9))
+        scale = _scale_for(model, outscale)
     upscaler = load(model, scale=scale, device=device, precision=precision, engine=engine)
     scale = upscaler.scale
     suffix = f"_x{scale if outscale is None else f'{outscale:g}'}" if suffix is None else suffix
@@ -178,11 +188,13 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output_arg: 
     if skipped and not (quiet or as_json):
         click.echo(f"note: left out {len(skipped)} input(s) that this run writes as outputs "
                    f"(e.g. {skipped[0].src}); --overwrite redoes them", err=True)
-    for folder in sorted({j.dst.parent for j in jobs if j.dst is not None and output is not None}):
+    for folder in sorted({j.dst.parent for j in jobs if j.dst is not None}):
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise SubpixelError(f"cannot create the output folder {folder}: {err.strerror or err}") from None
+        if not _writable(folder):  # before any work, not after each image's
+            raise SubpixelError(f"cannot write into the output folder {folder} (read-only or not permitted)")
     bar = tqdm(jobs, unit="img", disable=quiet or as_json or len(jobs) < 2, dynamic_ncols=True)
     tiles = _TileBar() if len(jobs) == 1 and not (quiet or as_json) else None
     for job in bar:
@@ -200,7 +212,8 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output_arg: 
                    "failures": [{"input": str(j.src), "error": j.error} for j in jobs_failed],
                    "skipped_outputs_of_other_inputs": [str(j.src) for j in skipped],
                    "skipped_existing_outputs": [str(j.dst) for j in kept],
-                   "empty_folders": [str(p) for p in empty]})
+                   "empty_folders": [str(p) for p in empty],
+                   "not_images": [str(p) for p in not_images]})
     elif not quiet:
         for j in done:
             resized = "" if outscale is None else f" resized to x{outscale:g}"
@@ -214,6 +227,23 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output_arg: 
         click.echo(f"error: {msg}", err=True)
     if jobs_failed:
         raise SystemExit(1)
+
+
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def _scale_for(model: str, outscale: float) -> int:
+    """The model scale for ``--outscale`` without ``-s``: the smallest one it ships at least as large
+    (shrinking a model's output loses less than enlarging it), else its largest; any whole one >= 2 for
+    interpolation and ``auto`` without models at that scale."""
+    from subpixel.models.loader import available_scales, shipped_models
+
+    wanted = max(2, math.ceil(outscale - 1e-9))
+    have = sorted({m.scale for m in shipped_models()}) if model.lower() == "auto" else available_scales(model.lower())
+    if not have:  # interpolation (any scale), or an unknown name (load says so)
+        return wanted
+    return next((s for s in have if s >= wanted), have[-1])
 
 
 def _existing_outputs(jobs: list[Job], overwrite: bool, skip_existing: bool) -> tuple[list[Job], list[Job]]:
