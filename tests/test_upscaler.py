@@ -175,3 +175,16 @@ def test_outscale_keeps_transparent_pixels_out_of_the_colour() -> None:
     assert out.shape == (24, 24, 4)
     edge = (out[..., 3] > 16) & (out[..., 3] < 240)
     assert edge.any() and (out[edge][:, 0] >= 250).all()  # straight-alpha resizing would darken the edge
+
+
+def test_pil_images_keep_their_colour_profile_exif_and_dpi(tiny_net) -> None:
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the pixels stay as stored, so the tag stays true
+    img = Image.new("RGB", (7, 5), (10, 200, 30))
+    img.info.update({"icc_profile": icc, "exif": exif.tobytes(), "dpi": (300, 300), "comment": b"x"})
+    out = Upscaler(tiny_net, name="tiny", device="cpu").upscale(img)
+    assert out.info["icc_profile"] == icc and out.info["exif"] == exif.tobytes() and out.info["dpi"] == (300, 300)
+    assert "comment" not in out.info

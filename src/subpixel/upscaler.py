@@ -21,6 +21,7 @@ from subpixel.ops.tiling import MIN_TILE, TileInfo, is_oom_error, tile_size_for_
 __all__ = ["Upscaler", "CPU_TILE_BUDGET"]
 
 CPU_TILE_BUDGET = 768 * 2**20  # bytes of activations per tile on the CPU
+_CARRIED_INFO = ("icc_profile", "exif", "xmp", "dpi")  # PIL ``info`` entries an upscaled image keeps
 Progress = Callable[[int, int], None]
 
 
@@ -94,10 +95,11 @@ class Upscaler:
         """Upscale ``image``: an ndarray ``(H, W[, C])``, a PIL image, or a tensor ``([N,] 3, H, W)``.
 
         Tensors are float in [0, 1] (returned unclamped, in their dtype) or uint8 (returned uint8).
-        PIL images keep their depth: 16-bit grayscale comes back 16-bit, 32-bit integer grayscale
-        comes back 'I' (its values clipped to 16 bits, as :func:`~subpixel.io.read_image` reads it), 'F'
-        (float in [0, 1]) comes back 'F' clamped to [0, 1], '1' comes back 'L', other modes RGB or RGBA
-        (16-bit grayscale with a transparent value too, at 8 bits: PIL has no 16-bit RGBA).
+        PIL images keep their ``info``'s ICC profile, EXIF (orientation included: the pixels are not turned),
+        XMP and dpi (pass them on to ``save``), and their depth: 16-bit grayscale comes back 16-bit, 32-bit
+        integer grayscale comes back 'I' (its values clipped to 16 bits, as :func:`~subpixel.io.read_image`
+        reads it), 'F' (float in [0, 1]) comes back 'F' clamped to [0, 1], '1' comes back 'L', other modes RGB
+        or RGBA (16-bit grayscale with a transparent value too, at 8 bits: PIL has no 16-bit RGBA).
         ``tile``: LR tile side; ``None`` picks one from the memory budget, ``0`` disables tiling.
         ``outscale``: the output's size relative to the input when it is not the model's scale (``2.5``: a
         1000x800 image comes back 2500x2000): the model's output is resized to it by MATLAB's bicubic
@@ -107,7 +109,9 @@ class Upscaler:
             raise ValueError(f"outscale must be a positive number, got {outscale!r}")
         if isinstance(image, Image.Image):
             arr = _from_pil(image)
-            return _to_pil(self._resized(self._upscale_array(arr, tile, progress), arr.shape, outscale), image.mode)
+            out = _to_pil(self._resized(self._upscale_array(arr, tile, progress), arr.shape, outscale), image.mode)
+            out.info.update({k: image.info[k] for k in _CARRIED_INFO if k in image.info})
+            return out
         if isinstance(image, torch.Tensor):
             if image.dim() not in (3, 4) or image.shape[-3] != 3:
                 raise ValueError(f"expected a (3, H, W) or (N, 3, H, W) tensor, got shape {tuple(image.shape)}")
