@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from subpixel.io import (
     to_float,
     write_image,
 )
+from subpixel.io.image import pil_to_array
 
 RNG = np.random.default_rng(0)
 ORIENTATION, MAKE, EXIF_IFD, DATE_TIME_ORIGINAL = 0x0112, 0x010F, 0x8769, 0x9003
@@ -158,11 +161,11 @@ def test_16bit_png_from_other_writers(tmp_path: Path) -> None:
     (tmp_path / "rgb.png").write_bytes(_png_bytes(4, 3, rows, color_type=2, bit_depth=16))
     np.testing.assert_array_equal(read_image(tmp_path / "rgb.png").pixels, rgb)
 
-    la = rgb[..., :2]  # grey + alpha becomes RGBA, as 8-bit 'LA' does
+    la = rgb[..., :2]  # grey + alpha becomes RGBA pixels, as 8-bit 'LA' does, hinted 'LA'
     rows = [row.astype(">u2").tobytes() for row in la.reshape(3, -1)]
     (tmp_path / "la.png").write_bytes(_png_bytes(4, 3, rows, color_type=4, bit_depth=16))
     data = read_image(tmp_path / "la.png")
-    assert data.mode_hint == "RGBA" and data.pixels.dtype == np.uint16
+    assert data.mode_hint == "LA" and data.has_alpha and data.pixels.dtype == np.uint16
     np.testing.assert_array_equal(data.pixels, la[..., [0, 0, 0, 1]])
 
     with open(tmp_path / "trns.png", "wb") as f:  # tRNS colour key, interlaced
@@ -330,14 +333,15 @@ def test_palette_without_transparency_and_la(tmp_path: Path) -> None:
     Image.new("LA", (2, 2), (10, 20)).save(tmp_path / "la.png")
     assert read_image(tmp_path / "p.png").mode_hint == "RGB"
     la = read_image(tmp_path / "la.png")
-    assert la.mode_hint == "RGBA"
+    assert la.mode_hint == "LA" and la.has_alpha
     np.testing.assert_array_equal(la.pixels[0, 0], [10, 10, 10, 20])
 
 
 def test_cmyk_jpeg_becomes_rgb_and_drops_cmyk_profile(tmp_path: Path) -> None:
     fake_cmyk_icc = bytes(16) + b"CMYK" + bytes(108)
     Image.new("CMYK", (4, 4), (0, 255, 255, 0)).save(tmp_path / "c.jpg", icc_profile=fake_cmyk_icc)
-    data = read_image(tmp_path / "c.jpg")
+    with pytest.warns(UserWarning, match="CMYK ICC profile cannot be used"):  # converted without it
+        data = read_image(tmp_path / "c.jpg")
     assert data.mode_hint == "RGB" and data.pixels.shape == (4, 4, 3) and data.icc_profile is None
     assert data.pixels[0, 0, 0] > 240 and data.pixels[0, 0, 1:].max() < 15
 
@@ -531,7 +535,7 @@ def test_16bit_grey_with_a_transparent_value_reads_as_grey_plus_alpha(tmp_path: 
     with open(tmp_path / "g.png", "wb") as f:
         png.Writer(4, 3, greyscale=True, bitdepth=16, transparent=0).write(f, grey.tolist())
     data = read_image(tmp_path / "g.png")
-    assert data.mode_hint == "RGBA" and data.pixels.dtype == np.uint16
+    assert data.mode_hint == "LA" and data.pixels.dtype == np.uint16
     np.testing.assert_array_equal(data.pixels[..., :3], np.repeat(grey[..., None], 3, axis=2))
     np.testing.assert_array_equal(data.pixels[..., 3], np.where(grey == 0, 0, 65535))
     again = read_image(write_image(tmp_path / "o.png", data.pixels, like=data))
@@ -602,3 +606,262 @@ def test_atomic_writes_work_when_the_new_file_is_read_only(tmp_path: Path, monke
     with atomic.replacing(tmp_path / "out.txt") as tmp:
         read_only_writer(tmp)
     assert (tmp_path / "out.txt").read_text() == "hi"
+
+
+# --- orientation of every TIFF layout, frames, unsupported formats -------------------------------
+
+
+TURNED_XMP = XMP.replace(b"<rdf:RDF", b'<rdf:Description tiff:Orientation="6"/><rdf:RDF')
+
+
+@pytest.mark.parametrize(
+    ("channels", "dtype", "kwargs"),
+    [
+        (1, np.uint8, {}),  # uncompressed single strip: Pillow memory-maps these
+        (4, np.uint8, {"extrasamples": ["unassalpha"]}),
+        (1, np.uint16, {}),
+        (1, np.uint8, {"compression": "lzw"}),
+        (3, np.uint8, {}),
+        (3, np.uint16, {"compression": "zlib"}),  # tifffile's 16-bit colour path
+    ],
+    ids=["grey8", "rgba8", "grey16", "grey8-lzw", "rgb8", "rgb16-deflate"],
+)
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_tiff_orientation_applied_once_for_every_layout(
+    tmp_path: Path, channels: int, dtype: type, kwargs: dict, orientation: int
+) -> None:
+    upright = RNG.integers(0, 256, (6, 10, channels), dtype=np.uint8).astype(dtype) * (257 if dtype == np.uint16 else 1)
+    stored = np.rot90(upright, 1 if orientation == 6 else -1)  # as a camera held sideways stores it
+    tifffile.imwrite(
+        tmp_path / "t.tif", np.ascontiguousarray(stored if channels > 1 else stored[..., 0]),
+        photometric="minisblack" if channels == 1 else "rgb", resolution=(300, 150), resolutionunit="INCH",
+        extratags=[(ORIENTATION, "H", 1, orientation, True), (700, "B", len(TURNED_XMP), TURNED_XMP, True)],
+        metadata=None, **kwargs,
+    )
+    data = read_image(tmp_path / "t.tif")
+    np.testing.assert_array_equal(data.pixels, upright)
+    assert data.dpi == pytest.approx((150, 300))  # turned with the pixels
+    assert data.xmp is not None and b"Orientation" not in data.xmp
+
+
+def test_multi_frame_inputs_warn_that_only_the_first_is_used(tmp_path: Path) -> None:
+    frames = [Image.fromarray(_rgb()) for _ in range(3)]
+    frames[0].save(tmp_path / "a.png", save_all=True, append_images=frames[1:])  # APNG
+    frames[0].save(tmp_path / "a.webp", save_all=True, append_images=frames[1:], lossless=True)
+    frames[0].save(tmp_path / "a.tif", save_all=True, append_images=frames[1:2])
+    for name, text in [("a.png", "3 frames"), ("a.webp", "3 frames"), ("a.tif", "2 pages")]:
+        with pytest.warns(UserWarning, match=f"{name} has {text}; only the first is upscaled"):
+            data = read_image(tmp_path / name)
+        assert data.frames == int(text[0])
+        np.testing.assert_array_equal(data.pixels, np.asarray(frames[0]))
+
+    with tifffile.TiffWriter(tmp_path / "preview.tif") as tif:  # a reduced-resolution preview is not a page
+        tif.write(_rgb(), photometric="rgb")
+        tif.write(_rgb(3, 4), photometric="rgb", subfiletype=1)
+    Image.fromarray(_rgb()).save(tmp_path / "one.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(tmp_path / "preview.tif").frames == read_image(tmp_path / "one.png").frames == 1
+
+
+def test_unsupported_formats_are_named(tmp_path: Path) -> None:
+    Image.new("RGB", (2, 2)).save(tmp_path / "a.gif")
+    (tmp_path / "a.avif").write_bytes(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(64))
+    (tmp_path / "a.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    for name, fmt in [("a.gif", "GIF"), ("a.avif", "AVIF"), ("a.heic", "HEIC")]:
+        with pytest.raises(ImageReadError, match=f"{name}: {fmt} images are not supported") as err:
+            read_image(tmp_path / name)
+        assert "\n" not in str(err.value)
+    with pytest.raises(ImageWriteError, match="no file extension.*--format png"):
+        write_image(tmp_path / "noextension", _rgb())
+
+
+# --- carried within a format: WebP losslessness, TIFF compression, PNG chunks, JPEG COM and IPTC ---
+
+
+def _webp_kind(path: Path) -> bytes:
+    """The image chunk of a simple WebP: b'VP8L' (lossless) or b'VP8 ' (lossy)."""
+    return path.read_bytes()[12:16]
+
+
+def test_lossless_webp_stays_lossless(tmp_path: Path) -> None:
+    pixels = _rgb(16, 16)
+    Image.fromarray(pixels).save(tmp_path / "l.webp", lossless=True)
+    Image.fromarray(pixels).save(tmp_path / "q.webp", quality=90)
+    lossless, lossy = read_image(tmp_path / "l.webp"), read_image(tmp_path / "q.webp")
+    out = write_image(tmp_path / "o.webp", lossless.pixels, like=lossless, quality=80)
+    assert _webp_kind(out) == b"VP8L"
+    np.testing.assert_array_equal(read_image(out).pixels, pixels)
+    assert _webp_kind(write_image(tmp_path / "p.webp", lossy.pixels, like=lossy)) == b"VP8 "
+    assert _webp_kind(write_image(tmp_path / "n.webp", pixels)) == b"VP8 "  # no like: lossy as before
+    assert (lossless.compression, lossy.compression) == ("lossless", "lossy")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "channels", "compression"),
+    [
+        (np.uint8, 3, "tiff_lzw"),
+        (np.uint8, 3, "tiff_adobe_deflate"),
+        (np.uint8, 1, "packbits"),
+        (np.uint8, 4, "tiff_lzw"),
+        (np.uint16, 1, "tiff_adobe_deflate"),
+        (np.uint16, 3, "tiff_lzw"),  # tifffile
+        (np.uint16, 3, "tiff_adobe_deflate"),
+        (np.uint8, 3, "raw"),
+    ],
+)
+def test_tiff_compression_is_carried(tmp_path: Path, dtype: type, channels: int, compression: str) -> None:
+    pixels = np.repeat(np.repeat(_smooth_rgb(8, 8), 4, axis=0), 4, axis=1).astype(dtype)  # compressible
+    pixels = pixels[..., :1] if channels == 1 else pixels
+    if channels == 4:
+        pixels = np.concatenate([pixels, np.full_like(pixels[..., :1], 99)], axis=2)
+    if dtype == np.uint16:
+        pixels = pixels * 257 + 1
+    if dtype == np.uint16 and channels > 1:
+        names = {"tiff_lzw": "lzw", "tiff_adobe_deflate": "zlib"}
+        tifffile.imwrite(tmp_path / "s.tif", pixels, photometric="rgb", compression=names[compression])
+    else:
+        Image.fromarray(pixels[..., 0] if channels == 1 else pixels).save(tmp_path / "s.tif", compression=compression)
+    data = read_image(tmp_path / "s.tif")
+    out = write_image(tmp_path / "o.tif", data.pixels, like=data)
+    assert _open(out).info["compression"] == compression
+    np.testing.assert_array_equal(read_image(out).pixels, pixels)
+    assert data.compression == compression
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_png_text_and_colour_chunks_are_carried(tmp_path: Path, dtype: type) -> None:
+    pixels = _rgb().astype(dtype) * (257 if dtype == np.uint16 else 1)  # 16 bits: written by pypng
+    chunks = list(png.Reader(filename=write_image(tmp_path / "plain.png", pixels)).chunks())
+    extra = [(b"tEXt", b"Author\x00Jane"), (b"zTXt", b"Description\x00\x00" + zlib.compress(b"Archive scan 42")),
+             (b"iTXt", "Title\x00\x00\x00fr\x00Titre\x00Café – 写真".encode()),
+             (b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + XMP),
+             (b"gAMA", struct.pack(">I", 100000)),
+             (b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000))]
+    with open(tmp_path / "s.png", "wb") as f:
+        png.write_chunks(f, chunks[:1] + extra + chunks[1:])
+    data = read_image(tmp_path / "s.png")
+    out = write_image(tmp_path / "o.png", data.pixels, like=data)
+    with Image.open(out) as im:
+        im.load()
+        assert im.text == {"Author": "Jane", "Description": "Archive scan 42", "Title": "Café – 写真",
+                           "XML:com.adobe.xmp": XMP.decode()}
+        assert im.text["Title"].lang == "fr" and im.text["Title"].tkey == "Titre"
+        assert im.info["gamma"] == 1.0 and im.info["chromaticity"][0] == pytest.approx(0.3127)
+    kinds = [kind for kind, _ in png.Reader(filename=out).chunks()]
+    assert kinds.count(b"iTXt") == 2 and kinds.index(b"gAMA") < kinds.index(b"IDAT")
+    np.testing.assert_array_equal(read_image(out).pixels, pixels)
+
+
+def _iptc_app13(caption: bytes) -> bytes:
+    iptc = b"\x1c\x02\x78" + struct.pack(">H", len(caption)) + caption
+    thumbnail = b"8BIM\x04\x0c\x00\x00" + struct.pack(">I", 4) + b"JPEG"  # stale after upscaling: not carried
+    irb = b"Photoshop 3.0\x00" + thumbnail + b"8BIM\x04\x04\x00\x00" + struct.pack(">I", len(iptc)) + iptc
+    irb += b"\x00" * (len(irb) & 1)
+    return b"\xff\xed" + struct.pack(">H", len(irb) + 2) + irb
+
+
+def test_jpeg_comment_and_iptc_are_carried(tmp_path: Path) -> None:
+    Image.fromarray(_smooth_rgb()).save(tmp_path / "c.jpg", comment=b"scanned by the archive")
+    body = (tmp_path / "c.jpg").read_bytes()
+    (tmp_path / "s.jpg").write_bytes(body[:2] + _iptc_app13(b"A caption") + body[2:])
+    data = read_image(tmp_path / "s.jpg")
+    out = _open(write_image(tmp_path / "o.jpg", data.pixels, like=data))
+    assert out.info["comment"] == b"scanned by the archive"
+    assert out.info["photoshop"] == {0x0404: b"\x1c\x02\x78\x00\x09A caption"}
+    png_out = _open(write_image(tmp_path / "o.png", data.pixels, like=data))
+    assert "comment" not in png_out.info and "photoshop" not in png_out.info
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp", ".tif"])
+def test_exif_pixel_dimensions_follow_the_output(tmp_path: Path, ext: str) -> None:
+    exif = _exif(6)  # stored 8 wide and 6 high, upright 6 wide and 8 high
+    exif.get_ifd(EXIF_IFD).update({0xA002: 8, 0xA003: 6})
+    Image.fromarray(_smooth_rgb(6, 8)).save(tmp_path / "s.jpg", exif=exif.tobytes())
+    data = read_image(tmp_path / "s.jpg")
+    bigger = np.repeat(np.repeat(data.pixels, 2, axis=0), 2, axis=1)  # 12 wide, 16 high
+    written = _open(write_image(tmp_path / f"o{ext}", bigger, like=data)).getexif()
+    sub = written.get_ifd(EXIF_IFD)
+    assert (sub[0xA002], sub[0xA003]) == (12, 16) and sub[DATE_TIME_ORIGINAL] == "2020:01:02 03:04:05"
+    plain = read_image(write_image(tmp_path / f"p{ext}", _smooth_rgb(), like=ImageData(_smooth_rgb(), "RGB",
+                                                                                        exif=_exif(1).tobytes())))
+    assert plain.exif is not None and 0xA002 not in _open(plain.path).getexif().get_ifd(EXIF_IFD)  # not added
+
+
+# --- CMYK through its profile, premultiplied PIL modes, grey plus alpha ---------------------------------
+
+
+def _cmyk_icc() -> bytes:
+    """A minimal CMYK output profile with neutral inks: each of C, M and Y darkens to grey, K to black."""
+
+    def s15(x: float) -> bytes:
+        return struct.pack(">i", round(x * 65536))
+
+    def mft1(inputs: int, outputs: int, clut: list[int]) -> bytes:  # lut8Type, 2 grid points, identity curves
+        identity = b"".join(s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+        ramp = bytes(range(256))
+        head = b"mft1\0\0\0\0" + bytes([inputs, outputs, 2, 0]) + identity
+        return head + ramp * inputs + bytes(clut) + ramp * outputs
+
+    a2b = []  # CMYK -> Lab (8-bit: L* 0-100 as 0-255, a* and b* at 128)
+    for c, m, y, k in itertools.product((0, 1), repeat=4):
+        a2b += [round(255 * (1 - 0.3 * c) * (1 - 0.3 * m) * (1 - 0.3 * y) * (1 - k)), 128, 128]
+    b2a = [v for lab in itertools.product((0, 1), repeat=3) for v in (0, 0, 0, 255 * (1 - lab[0]))]
+    d50 = s15(0.9642) + s15(1.0) + s15(0.8249)
+    tags = [(b"desc", b"desc\0\0\0\0" + struct.pack(">I", 5) + b"test\0" + bytes(79)), (b"wtpt", b"XYZ \0\0\0\0" + d50),
+            (b"A2B0", mft1(4, 3, a2b)), (b"B2A0", mft1(3, 4, b2a))]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = struct.pack(">I", len(tags)), b""
+    for sig, body in tags:
+        body += bytes(-len(body) % 4)
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    header = (struct.pack(">I", offset + len(data)) + b"none" + bytes([2, 0x10, 0, 0]) + b"prtrCMYKLab " + bytes(12)
+              + b"acsp" + bytes(24) + struct.pack(">I", 1) + d50 + bytes(48))
+    return header + table + data
+
+
+def test_cmyk_jpeg_with_a_cmyk_profile_is_converted_through_it(tmp_path: Path) -> None:
+    Image.new("CMYK", (8, 8), (255, 0, 0, 0)).save(tmp_path / "c.jpg", icc_profile=_cmyk_icc(), quality=100)
+    data = read_image(tmp_path / "c.jpg")
+    assert data.mode_hint == "RGB" and data.icc_profile is None  # sRGB now, untagged
+    r, g, b = data.pixels[4, 4].astype(int)
+    assert 130 < r < 175 and abs(r - g) < 4 and abs(r - b) < 4  # this profile's cyan ink is grey, not (0, 255, 255)
+    with pytest.warns(UserWarning, match="CMYK ICC profile cannot be used"):  # a broken profile: converted as before
+        Image.new("CMYK", (8, 8), (255, 0, 0, 0)).save(tmp_path / "b.jpg", icc_profile=bytes(16) + b"CMYK" + bytes(108))
+        assert read_image(tmp_path / "b.jpg").pixels[4, 4, 0] < 15
+
+
+def test_premultiplied_pil_modes_are_unpremultiplied() -> None:
+    grey, grey_alpha = pil_to_array(Image.new("La", (2, 1), (50, 128)))  # Pillow cannot convert 'La' to RGBA
+    assert grey_alpha == "LA"
+    np.testing.assert_allclose(grey[0, 0], [100, 100, 100, 128], atol=1)
+    colour, hint = pil_to_array(Image.new("RGBa", (2, 1), (50, 25, 0, 128)))
+    assert hint == "RGBA"
+    np.testing.assert_allclose(colour[0, 0], [100, 50, 0, 128], atol=1)
+
+
+@pytest.mark.parametrize(("ext", "dtype"), [(".png", np.uint8), (".tif", np.uint8), (".png", np.uint16)])
+def test_grey_plus_alpha_is_written_back_as_grey_plus_alpha(tmp_path: Path, ext: str, dtype: type) -> None:
+    la = RNG.integers(0, 256, (5, 6, 2), dtype=np.uint8).astype(dtype) * (257 if dtype == np.uint16 else 1)
+    if dtype == np.uint8:
+        Image.fromarray(la).save(tmp_path / f"s{ext}")
+    else:
+        with open(tmp_path / "s.png", "wb") as f:
+            png.Writer(6, 5, greyscale=True, alpha=True, bitdepth=16).write(f, la.reshape(5, -1).tolist())
+    data = read_image(tmp_path / f"s{ext}")
+    assert data.mode_hint == "LA" and data.pixels.shape == (5, 6, 4)
+    out = write_image(tmp_path / f"o{ext}", data.pixels, like=data)
+    if dtype == np.uint8:
+        assert _open(out).mode == "LA"
+    else:
+        assert png.Reader(filename=out).read()[3]["planes"] == 2
+    np.testing.assert_array_equal(read_image(out).pixels, data.pixels)
+    wide = data.pixels if dtype == np.uint16 else data.pixels.astype(np.uint16) * 257
+    for name, pixels in [("o.webp", data.pixels), ("o16.tif", wide)]:  # WebP has no grey; Pillow cannot read
+        written = read_image(write_image(tmp_path / name, pixels, like=data))  # 16-bit grey + alpha TIFF
+        assert written.mode_hint == "RGBA" and written.pixels.shape == (5, 6, 4)

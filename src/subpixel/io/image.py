@@ -1,7 +1,9 @@
 """Still images: read and write PNG, JPEG, WebP, TIFF and BMP as HxWxC numpy arrays.
 
 Reading applies EXIF orientation, keeps 8/16-bit depth and grayscale, and refuses
-decompression bombs; writing is atomic and carries ICC profile, EXIF, XMP and resolution (dpi) across.
+decompression bombs; writing is atomic and carries ICC profile, EXIF, XMP and resolution (dpi) across,
+and within a format PNG text and colour chunks, a JPEG's comment and IPTC record, WebP losslessness
+and TIFF compression (helpers in :mod:`subpixel.io.image_meta`).
 
 Pillow does the work, except for 16-bit colour (RGB, RGBA, grey plus alpha), which Pillow
 decodes at 8 bits and cannot write: PNG goes through pypng and TIFF through tifffile. Written
@@ -30,6 +32,7 @@ from numpy.typing import DTypeLike
 from PIL import ExifTags, Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from subpixel.errors import SubpixelError
+from subpixel.io import image_meta
 from subpixel.io.atomic import write_atomic
 
 __all__ = [
@@ -70,6 +73,9 @@ _READ_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
 _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 _METADATA_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "TIFF"})
 _ALPHA_FORMATS = frozenset({"PNG", "WEBP", "TIFF"})  # Pillow writes BMP alpha that readers ignore
+# Where grey plus alpha is written as such; RGBA elsewhere (WebP has no grayscale, and Pillow cannot read
+# the 16-bit grey plus alpha TIFF that tifffile would write).
+_GREY_ALPHA_FORMATS = {"PNG": (np.uint8, np.uint16), "TIFF": (np.uint8,)}
 # Largest width or height each encoder accepts; JPEG is 65500 in libjpeg, not 65535.
 _MAX_SIDE = {"WEBP": 16383, "JPEG": 65500, "PNG": 2**31 - 1, "BMP": 2**31 - 1}
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
@@ -88,7 +94,7 @@ _PNG_COLOUR_TYPES = frozenset({2, 4, 6})  # RGB, grey + alpha, RGBA: what Pillow
 _PNG_EXIF_PREFIX = b"Exif\x00\x00"  # Pillow's EXIF bytes start with this; an eXIf chunk does not
 _PNG_XMP_KEY = b"XML:com.adobe.xmp"  # the iTXt keyword of XMP in PNG
 _JPEG_MAX_XMP = 65504  # bytes of XMP one JPEG APP1 marker holds (larger, "extended" XMP is left out)
-_TIFF_XMP, _TIFF_X_RESOLUTION = 700, 282
+_TIFF_XMP, _TIFF_X_RESOLUTION, _TIFF_PREDICTOR = 700, 282, 317
 # XMP's copy of the EXIF orientation, as an attribute or an element (removed as ImageOps.exif_transpose does)
 _XMP_ORIENTATION = re.compile(rb'tiff:Orientation="[0-9]"|<tiff:Orientation>[0-9]</tiff:Orientation>')
 _INCH = 0.0254  # metres: PNG's pHYs counts pixels per metre
@@ -138,10 +144,17 @@ class OutputTooLargeError(ImageWriteError):
 class ImageData:
     """Decoded pixels plus what is needed to write them back faithfully.
 
-    ``pixels`` is HxWxC (C = 1, 3 or 4) uint8 or uint16. ``mode_hint`` ('L', 'RGB' or 'RGBA')
-    records the source layout, so an output passed ``like=`` this is written back as
-    grayscale even if the pixels were expanded to RGB for processing. ``dpi`` is the file's
-    (x, y) resolution in dots per inch, ``xmp`` its XMP packet, each None when absent.
+    ``pixels`` is HxWxC (C = 1, 3 or 4) uint8 or uint16. ``mode_hint`` ('L', 'LA', 'RGB' or 'RGBA')
+    records the source layout, so an output passed ``like=`` this is written back as grayscale
+    ('LA': grayscale plus alpha, where the format has it) even if the pixels were expanded to RGB or
+    RGBA for processing. ``dpi`` is the file's (x, y) resolution in dots per inch, ``xmp`` its XMP
+    packet, each None when absent.
+
+    Carried only to an output of the same format: ``compression`` (TIFF: Pillow's name, such as
+    'tiff_lzw' or 'tiff_adobe_deflate'; WebP: 'lossless' or 'lossy'), ``png_chunks`` (a PNG's tEXt,
+    zTXt, iTXt, gAMA, cHRM and sRGB chunks as (type, data)), ``comment`` (a JPEG's COM) and ``iptc``
+    (a JPEG's APP13 Photoshop block, cut to its IPTC record). ``frames`` counts the frames of an
+    animation or the pages of a TIFF, of which only the first is read.
     """
 
     pixels: np.ndarray
@@ -152,6 +165,11 @@ class ImageData:
     path: Path | None = None
     dpi: tuple[float, float] | None = None
     xmp: bytes | None = None
+    compression: str | None = None
+    png_chunks: tuple[tuple[bytes, bytes], ...] = ()
+    comment: bytes | None = None
+    iptc: bytes | None = None
+    frames: int = 1
 
     @property
     def bit_depth(self) -> int:
@@ -161,7 +179,7 @@ class ImageData:
     @property
     def has_alpha(self) -> bool:
         """Whether the source had an alpha channel (or transparency)."""
-        return self.mode_hint == "RGBA"
+        return self.mode_hint in ("RGBA", "LA")
 
     @property
     def width(self) -> int:
@@ -200,10 +218,12 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
     """Read an image as HxWxC uint8/uint16 with EXIF orientation applied.
 
     Grayscale ('1', 'L', 16-bit 'I;16', 32-bit 'I' clipped to 16 bits) stays one channel;
-    anything with alpha or transparency (palette, 'LA', ...) becomes RGBA; other modes
-    (palette, CMYK, YCbCr, ...) become RGB. An ICC profile that no longer matches the
-    converted colours (e.g. a CMYK profile) is dropped. The returned EXIF has orientation 1;
-    the resolution (dpi) and XMP packet are returned as the file gives them.
+    anything with alpha or transparency (palette, 'LA', ...) becomes RGBA (hinted 'LA' when grey);
+    other modes (palette, CMYK, YCbCr, ...) become RGB. CMYK with a CMYK ICC profile is converted to
+    sRGB through it (littleCMS); an ICC profile that no longer matches the converted colours is dropped.
+    The returned EXIF has orientation 1; the resolution (dpi) and XMP packet are returned as the file
+    gives them (turned with the pixels). Of an animation or a multi-page TIFF only the first frame is
+    read, with a warning. GIF, AVIF, HEIC and the like are refused by name.
 
     8-bit images stay uint8 and 16-bit PNG and TIFF stay uint16, colour included: 16-bit RGB,
     RGBA and grey-plus-alpha PNG are decoded with pypng and 16-bit RGB/RGBA TIFF with tifffile,
@@ -223,17 +243,22 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
     if max_pixels is not None and max_pixels < 1:
         raise ValueError(f"max_pixels must be positive or None, got {max_pixels}")
     try:
-        with _pillow_guard(max_pixels), Image.open(path, formats=_READ_FORMATS) as im:
+        # Opened from a file object, not the path: Pillow memory-maps an uncompressed single-strip TIFF
+        # opened by name, and maps one with orientation 5 to 8 at the turned size, scrambling its rows.
+        with open(path, "rb") as f, _pillow_guard(max_pixels), Image.open(f, formats=_READ_FORMATS) as im:
             if im.mode == "F":
                 raise ImageReadError(f"{path}: floating-point images are not supported")
+            frames = image_meta.frame_count(im, path)
             wide = read_16bit_colour(im, path)
             dpi, xmp = _read_dpi(im), _read_xmp(im)
             if wide is None:
+                # A TIFF's orientation, read before loading: Pillow applies it and drops the tag while loading.
+                turned = im.getexif().get(_ORIENTATION) if im.format == "TIFF" else None
                 im.load()
-                orientation = im.getexif().get(_ORIENTATION, 1)
-                ImageOps.exif_transpose(im, in_place=True)
+                orientation = turned or im.getexif().get(_ORIENTATION, 1)
+                ImageOps.exif_transpose(im, in_place=True)  # whatever Pillow has not applied yet
                 exif = im.getexif()
-                pixels, mode_hint = pil_to_array(im)
+                pixels, mode_hint = pil_to_array(_cmyk_to_srgb(im, path))
             else:
                 pixels, mode_hint = wide
                 exif = _header_exif(im, path)
@@ -248,15 +273,17 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
                 exif = _descriptive_tiff_exif(exif)
             if exif:
                 exif[_ORIENTATION] = 1
-            return ImageData(
+            data = ImageData(
                 pixels=pixels,
                 mode_hint=mode_hint,
-                icc_profile=_matching_icc(im.info.get("icc_profile"), pixels.shape[2]),
+                icc_profile=_matching_icc(im.info.get("icc_profile"), 1 if mode_hint in ("L", "LA") else 3),
                 exif=exif.tobytes() if exif else None,
                 format=im.format,
                 path=path,
                 dpi=dpi,
                 xmp=xmp,
+                frames=frames,
+                **_format_details(im, path),
             )
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise ImageTooLargeError(
@@ -264,11 +291,48 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
             "pass a larger max_pixels, or None for no limit (CLI: --max-pixels N, or --max-pixels 0 for no limit)"
         ) from e
     except UnidentifiedImageError as e:
+        name = image_meta.unsupported_format(path)
+        if name is not None:
+            raise ImageReadError(
+                f"{path}: {name} images are not supported (only PNG, JPEG, WebP, TIFF and BMP); convert it to PNG first"
+            ) from e
         raise ImageReadError(
             f"{path}: not a PNG, JPEG, WebP, TIFF or BMP image, or its header is damaged or gives zero size"
         ) from e
     except (OSError, SyntaxError, ValueError, EOFError, png.Error, zlib.error) as e:
         raise ImageReadError(f"{path}: cannot decode image ({e})") from e
+    if frames > 1:  # after the guard, which would otherwise reset the once-per-file warning registry
+        unit = "pages" if data.format == "TIFF" else "frames"
+        warnings.warn(f"{path} has {frames} {unit}; only the first is upscaled", stacklevel=2)
+    return data
+
+
+def _format_details(im: ImageFile.ImageFile, path: Path) -> dict[str, object]:
+    """The :class:`ImageData` fields carried only within a format: compression, PNG chunks, JPEG comment and IPTC."""
+    if im.format == "TIFF":
+        return {"compression": im.info.get("compression")}
+    if im.format == "WEBP":
+        return {"compression": "lossless" if image_meta.webp_is_lossless(path) else "lossy"}
+    if im.format == "PNG":
+        return {"png_chunks": image_meta.png_chunks(path)}
+    if im.format in ("JPEG", "MPO"):  # MPO: a JPEG with further images (MPF) after the first
+        comment = im.info.get("comment")
+        return {"comment": comment if isinstance(comment, bytes) and comment else None,
+                "iptc": image_meta.jpeg_iptc(im.info.get("photoshop"))}
+    return {}
+
+
+def _cmyk_to_srgb(im: Image.Image, path: Path) -> Image.Image:
+    """A CMYK image with a CMYK ICC profile as sRGB through that profile, else ``im`` as it is (for the
+    plain conversion of :func:`pil_to_array`, which drops the profile too)."""
+    icc = im.info.get("icc_profile")
+    if im.mode != "CMYK" or not isinstance(icc, bytes) or icc[16:20] != b"CMYK":
+        return im
+    converted = image_meta.cmyk_to_srgb(im)
+    if converted is None:
+        warnings.warn(f"{path}: its CMYK ICC profile cannot be used; converting to RGB without it", stacklevel=3)
+        return im
+    return converted
 
 
 def read_16bit_colour(im: ImageFile.ImageFile, path: Path) -> tuple[np.ndarray, str] | None:
@@ -309,7 +373,7 @@ def _read_png16(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, str]:
             raise ImageReadError(f"{path}: cannot decode image (pixel data has {count} of {height} rows)")
     pixels = pixels.reshape(height, width, planes)
     if planes == 2:  # grey + alpha becomes RGBA, as 'LA' does
-        return np.concatenate([np.repeat(pixels[..., :1], 3, axis=2), pixels[..., 1:]], axis=2), "RGBA"
+        return np.concatenate([np.repeat(pixels[..., :1], 3, axis=2), pixels[..., 1:]], axis=2), "LA"
     if planes == 3 and "transparent" in info:  # tRNS: one fully transparent colour
         opaque = np.any(pixels != np.array(info["transparent"], np.uint16), axis=2, keepdims=True)
         return np.concatenate([pixels, opaque.astype(np.uint16) * np.uint16(65535)], axis=2), "RGBA"
@@ -386,24 +450,28 @@ def _descriptive_tiff_exif(tags: Image.Exif) -> Image.Exif:
 def pil_to_array(im: Image.Image) -> tuple[np.ndarray, str]:
     """Pixels of a PIL image (any mode but 'F') as HxWxC uint8/uint16 and the matching mode hint:
     grayscale stays one channel (16-bit and 32-bit integer as uint16), alpha or transparency gives RGBA
-    (16-bit grey with a transparent value: the grey three times and a uint16 alpha, 0 at that value)."""
+    (16-bit grey with a transparent value: the grey three times and a uint16 alpha, 0 at that value),
+    premultiplied alpha ('La', 'RGBa') un-premultiplied. Grayscale with alpha or transparency is
+    hinted 'LA', other alpha 'RGBA'."""
     if im.mode.startswith("I;16") or im.mode == "I":
         grey = np.asarray(im)
         pixels = np.clip(grey, 0, 65535).astype(np.uint16)[..., None]
         if not isinstance(im.info.get("transparency"), int):
             return pixels, "L"
         alpha = (grey != im.info["transparency"]).astype(np.uint16)[..., None] * np.uint16(65535)
-        return np.concatenate([pixels, pixels, pixels, alpha], axis=2), "RGBA"
+        return np.concatenate([pixels, pixels, pixels, alpha], axis=2), "LA"
+    if im.mode == "La":  # Pillow converts premultiplied grey only to 'LA' (un-premultiplying it)
+        im = im.convert("LA")
     has_alpha = im.mode in _ALPHA_MODES or "transparency" in im.info
     if im.mode in ("1", "L") and not has_alpha:
         return np.array(im.convert("L"))[..., None], "L"
     mode = "RGBA" if has_alpha else "RGB"
-    return np.array(im.convert(mode)), mode
+    return np.array(im.convert(mode)), "LA" if im.mode in ("1", "L", "LA") and has_alpha else mode
 
 
 def _matching_icc(icc: bytes | None, channels: int) -> bytes | None:
-    """``icc`` if its colour space (header bytes 16-20) fits ``channels``, else None."""
-    space = b"GRAY" if channels == 1 else b"RGB "
+    """``icc`` if its colour space (header bytes 16-20) fits ``channels`` (1 or 2: grey, 3 or 4: RGB), else None."""
+    space = b"GRAY" if channels <= 2 else b"RGB "
     return icc if icc and icc[16:20] == space else None
 
 
@@ -412,7 +480,10 @@ def _output_format(path: Path | None, format: str | None) -> str:
     key = f".{format.lower().lstrip('.')}" if format else (path.suffix.lower() if path else "")
     if key not in _FORMATS:
         supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
-        raise ImageWriteError(f"{format or path}: unsupported output format (use one of {supported})")
+        if format:
+            raise ImageWriteError(f"{format}: unsupported output format (use one of {supported})")
+        what = f"unsupported output format {key}" if key else "no file extension to choose the output format by"
+        raise ImageWriteError(f"{path}: {what}; name it with one of {supported}, or pass a format (CLI: --format png)")
     return _FORMATS[key]
 
 
@@ -457,8 +528,14 @@ def write_image(
     WebP and BMP. 16-bit colour is written by pypng (PNG, unfiltered, so larger than Pillow's files;
     ICC profile, EXIF, XMP and dpi are carried) and tifffile (uncompressed TIFF; the ICC profile, XMP,
     dpi, orientation and the descriptive IFD0 tags such as Make, Model, Artist, Copyright and DateTime
-    are carried, the EXIF and GPS sub-IFDs are not).
-    ``quality`` applies to JPEG (written without chroma subsampling) and WebP. The file is written
+    are carried, the EXIF and GPS sub-IFDs are not). EXIF PixelXDimension/PixelYDimension, where present,
+    are set to the output's size. Into the input's own format ``like`` also carries: PNG text, gAMA, cHRM
+    and sRGB chunks; a JPEG's comment and IPTC record; a lossless WebP's losslessness; a TIFF's LZW, Deflate
+    or PackBits compression (LZW and Deflate with the horizontal predictor; other TIFF compressions are
+    written uncompressed). Grey plus alpha ('LA' hint, RGBA pixels) goes back to grey plus alpha (luma) in
+    PNG and 8-bit TIFF.
+    ``quality`` applies to JPEG (written without chroma subsampling) and WebP (lossy; for lossless WebP it
+    is the compression effort). The file is written
     to a temporary file in the same folder and moved into place, so on failure an existing file is
     untouched.
 
@@ -483,15 +560,14 @@ def write_image(
     if pixels.shape[2] == 4 and fmt not in _ALPHA_FORMATS:
         raise ImageWriteError(f"{path}: {fmt} cannot store alpha; write PNG, WebP or TIFF instead")
 
+    grey_alpha = like is not None and like.mode_hint == "LA" and pixels.shape[2] == 4
+    if grey_alpha and pixels.dtype in _GREY_ALPHA_FORMATS.get(fmt, ()):  # grey plus alpha, as read
+        pixels = np.concatenate([_luma(pixels[..., :3]), pixels[..., 3:]], axis=2)
     if pixels.dtype == np.uint16 and fmt not in _SIXTEEN_BIT_FORMATS:
         pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if fmt == "WEBP" and pixels.shape[2] == 1:  # WebP has no grayscale; a gray ICC profile would not fit
         pixels = np.repeat(pixels, 3, axis=2)
-    meta = _Metadata()
-    if like is not None and fmt in _METADATA_FORMATS:
-        meta = _Metadata(icc=_matching_icc(like.icc_profile, pixels.shape[2]), exif=like.exif or None,
-                         dpi=like.dpi if fmt != "WEBP" else None,
-                         xmp=like.xmp if fmt != "JPEG" or len(like.xmp or b"") <= _JPEG_MAX_XMP else None)
+    meta = _metadata(like, fmt, pixels.shape) if like is not None and fmt in _METADATA_FORMATS else _Metadata()
 
     if pixels.dtype == np.uint16 and pixels.shape[2] > 1:  # 16-bit colour: Pillow would drop to 8 bits
         write16 = _write_png16 if fmt == "PNG" else _write_tiff16
@@ -508,6 +584,23 @@ def write_image(
     return path
 
 
+def _metadata(like: ImageData, fmt: str, shape: tuple[int, ...]) -> _Metadata:
+    """What an output of ``fmt`` and ``shape`` (HxWxC) carries over from ``like``."""
+    same = like.format == fmt or (like.format, fmt) == ("MPO", "JPEG")
+    compression = like.compression if same else None
+    return _Metadata(
+        icc=_matching_icc(like.icc_profile, shape[2]),
+        exif=image_meta.exif_with_size(like.exif, shape[1], shape[0]) if like.exif else None,
+        dpi=like.dpi if fmt != "WEBP" else None,
+        xmp=like.xmp if fmt != "JPEG" or len(like.xmp or b"") <= _JPEG_MAX_XMP else None,
+        png_chunks=like.png_chunks if same and fmt == "PNG" else (),
+        comment=like.comment if same and fmt == "JPEG" else None,
+        iptc=like.iptc if same and fmt == "JPEG" else None,
+        tiff_compression=image_meta.TIFF_COMPRESSIONS.get(compression or "") if fmt == "TIFF" else None,
+        lossless=fmt == "WEBP" and compression == "lossless",
+    )
+
+
 @dataclass(frozen=True)
 class _Metadata:
     """What an output carries over from its input (each None when absent or unsupported by the format)."""
@@ -516,14 +609,27 @@ class _Metadata:
     exif: bytes | None = None
     dpi: tuple[float, float] | None = None
     xmp: bytes | None = None
+    png_chunks: tuple[tuple[bytes, bytes], ...] = ()
+    comment: bytes | None = None
+    iptc: bytes | None = None
+    tiff_compression: tuple[str, str] | None = None  # (Pillow's name, tifffile's name)
+    lossless: bool = False  # WebP
 
 
 def _pillow_params(fmt: str, meta: _Metadata) -> dict[str, object]:
     """Pillow ``save`` arguments carrying ``meta`` to ``fmt``: XMP is an iTXt chunk in PNG and tag 700 in TIFF."""
-    params: dict[str, object] = {"icc_profile": meta.icc, "exif": meta.exif, "dpi": meta.dpi}
-    if meta.xmp and fmt == "PNG":
+    params: dict[str, object] = {"icc_profile": meta.icc, "exif": meta.exif, "dpi": meta.dpi,
+                                 "comment": meta.comment, "lossless": meta.lossless,
+                                 "extra": image_meta.jpeg_app13(meta.iptc) if meta.iptc else None,
+                                 "compression": meta.tiff_compression[0] if meta.tiff_compression else None}
+    if params["compression"] in ("tiff_lzw", "tiff_adobe_deflate"):
+        params["tiffinfo"] = {_TIFF_PREDICTOR: 2}  # horizontal differencing: a third smaller, as tifffile's 16-bit
+    if (meta.xmp or meta.png_chunks) and fmt == "PNG":
         info = PngImagePlugin.PngInfo()
-        info.add_itxt(_PNG_XMP_KEY, meta.xmp)
+        for kind, data in meta.png_chunks:  # Pillow writes these before the pixel data, sRGB only without iCCP
+            info.add(kind, data)
+        if meta.xmp:
+            info.add_itxt(_PNG_XMP_KEY, meta.xmp)
         params["pnginfo"] = info
     elif meta.xmp and fmt == "TIFF":  # Pillow's TIFF writer takes XMP only as a tag beside the EXIF ones
         tags = Image.Exif()
@@ -550,9 +656,9 @@ class _PngWriter(png.Writer):
 
 
 def _write_png16(f: BinaryIO, pixels: np.ndarray, meta: _Metadata) -> None:
-    """Write HxWx3/4 uint16 as a 16-bit RGB/RGBA PNG with pypng."""
+    """Write HxWx2/3/4 uint16 as a 16-bit grey + alpha, RGB or RGBA PNG with pypng."""
     height, width, channels = pixels.shape
-    chunks = []
+    chunks = [(kind, data) for kind, data in meta.png_chunks if not (kind == b"sRGB" and meta.icc)]  # as Pillow
     if meta.icc:  # profile name, NUL, compression method 0 (zlib), compressed profile
         chunks.append((b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(meta.icc)))
     if meta.exif:
@@ -561,13 +667,15 @@ def _write_png16(f: BinaryIO, pixels: np.ndarray, meta: _Metadata) -> None:
         chunks.append((b"pHYs", struct.pack(">IIB", *(int(d / _INCH + 0.5) for d in meta.dpi), 1)))
     if meta.xmp:  # keyword, NUL, uncompressed, method 0, no language, no translated keyword
         chunks.append((b"iTXt", _PNG_XMP_KEY + b"\x00\x00\x00\x00\x00" + meta.xmp))
-    writer = _PngWriter(width, height, greyscale=False, alpha=channels == 4, bitdepth=16, extra_chunks=chunks)
+    writer = _PngWriter(width, height, greyscale=channels == 2, alpha=channels in (2, 4), bitdepth=16,
+                        extra_chunks=chunks)
     # Rows as big-endian bytes, one at a time (no full-size copy).
     writer.write_packed(f, (pixels[y].astype(">u2").tobytes() for y in range(height)))
 
 
 def _write_tiff16(f: BinaryIO, pixels: np.ndarray, meta: _Metadata) -> None:
-    """Write HxWx3/4 uint16 as an uncompressed 16-bit RGB/RGBA TIFF with tifffile."""
+    """Write HxWx3/4 uint16 as a 16-bit RGB/RGBA TIFF with tifffile, compressed as ``meta`` says (with the
+    horizontal predictor), else uncompressed."""
     tags: list[tuple[int, str, int, object, bool]] = []
     if meta.xmp:
         tags.append((_TIFF_XMP, "B", len(meta.xmp), meta.xmp, True))
@@ -582,12 +690,17 @@ def _write_tiff16(f: BinaryIO, pixels: np.ndarray, meta: _Metadata) -> None:
                 tags.append((tag, "s", 0, value, True))
         if isinstance(loaded.get(_ORIENTATION), int):
             tags.append((_ORIENTATION, "H", 1, loaded[_ORIENTATION], True))
+    compression = meta.tiff_compression[1] if meta.tiff_compression else None
+    if compression == "lzw" and tifffile.COMPRESSION.LZW not in tifffile.TIFF.COMPRESSORS:
+        compression = "zlib"  # LZW encoding needs imagecodecs; Deflate is built in
     tifffile.imwrite(
         tifffile.FileHandle(f, name="output.tif"),  # named: tifffile cannot use an fd-opened file's int name
         pixels,
         photometric="rgb",
         planarconfig="contig",
         extrasamples=("unassalpha",) if pixels.shape[2] == 4 else None,
+        compression=compression,
+        predictor=compression in ("lzw", "zlib"),
         iccprofile=meta.icc,
         resolution=meta.dpi,
         resolutionunit="INCH" if meta.dpi else None,
