@@ -274,6 +274,18 @@ def test_rotation_and_aspect_ratio_kept(up: subpixel.Upscaler, tmp_path: Path) -
         assert next(c.decode(v)).rotation == 90
 
 
+@pytest.mark.skipif("libvpx-vp9" not in av.codecs_available, reason="no libvpx in this FFmpeg build")
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_aspect_ratio_kept_by_codecs_without_it_in_their_bitstream(suffix: str, up: subpixel.Upscaler,
+                                                                   tmp_path: Path) -> None:
+    """VP9 (like AV1) has no aspect ratio field: only the container can record it."""
+    src = make_clip(tmp_path / "sar.mp4", n=3, audio=None, sar=Fraction(8, 9))
+    out = tmp_path / f"sar_x2{suffix}"
+    upscale_video(src, out, up, VideoOptions(codec="vp9", crf=40, preset="8"))
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].sample_aspect_ratio == Fraction(8, 9)
+
+
 def _ten_bit_encoder() -> str | None:
     for name in ("libx264", "libx265"):
         if name in av.codecs_available and "yuv420p10le" in [f.name for f in av.Codec(name, "w").video_formats]:
@@ -289,6 +301,49 @@ def test_ten_bit_stays_ten_bit(up: subpixel.Upscaler, tmp_path: Path) -> None:
     assert summary["pix_fmt"] == "yuv420p10le"
     with av.open(str(out)) as c:
         assert next(c.decode(video=0)).format.name == "yuv420p10le"
+
+
+def _x264_ten_bit() -> bool:
+    return "yuv420p10le" in [f.name for f in av.Codec("libx264", "w").video_formats]
+
+
+@pytest.mark.skipif(not _x264_ten_bit(), reason="this FFmpeg build's libx264 has no 10-bit")
+def test_ten_bit_input_through_an_eight_bit_encoder_warns(up: subpixel.Upscaler, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    src = make_clip(tmp_path / "deep.mkv", n=3, audio=None, pix_fmt="yuv420p10le")
+    with caplog.at_level("WARNING"):
+        upscale_video(src, tmp_path / "o.mkv", up, VideoOptions(codec="mpeg4"))
+        upscale_video(src, tmp_path / "asked.mkv", up, VideoOptions(codec="mpeg4", pix_fmt="yuv420p"))
+    assert [r.getMessage() for r in caplog.records] == [  # said once: a pixel format asked for is what was wanted
+        f"{src} is 10-bit, but mpeg4 has no deeper pixel format in this FFmpeg build: the output is 8-bit yuv420p "
+        "(h264 or h265 keep 10 bits)"]
+
+
+def test_full_chroma_and_odd_sizes_lost_to_yuv420p_are_warned_of(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    src = tmp_path / "odd444.mkv"
+    with av.open(str(src), "w") as out:
+        vs = out.add_stream("libx264", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt = 63, 47, "yuv444p"
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(_pattern(i)[:47, :63]), format="rgb24")
+            frame = frame.reformat(format="yuv444p")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    x3 = subpixel.load("bicubic", scale=3)
+    with caplog.at_level("WARNING"):
+        summary = upscale_video(src, tmp_path / "o.mkv", x3)
+    assert (summary["width"], summary["height"]) == (188, 140)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{src} has full colour resolution (yuv444p), the output yuv420p by default keeps a quarter of it; "
+        "--pix-fmt yuv444p keeps it all",
+        f"{src}: the upscaled 189x141 is cropped to 188x140 (1 column and 1 row off the right and bottom edges): "
+        "yuv420p halves the colour resolution and needs even sizes"]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        summary = upscale_video(src, tmp_path / "full.mkv", x3, VideoOptions(pix_fmt="yuv444p"))
+    assert (summary["width"], summary["height"]) == (189, 141) and not caplog.records
 
 
 def test_deinterlace_keeps_frames_and_times(clip: Path, up: subpixel.Upscaler, tmp_path: Path) -> None:
@@ -328,7 +383,7 @@ def test_h264_in_avi_is_refused_before_any_work(clip: Path, up: subpixel.Upscale
 
 def test_mux_error_at_close_names_the_output(clip: Path, tmp_path: Path) -> None:
     """H.264 from MP4 (no start codes) into AVI fails as the trailer is written, after the audio."""
-    with pytest.raises(SubpixelError, match=r"cannot write .*final\.avi"):
+    with pytest.raises(SubpixelError, match=r"cannot mux .*final\.avi: "):  # not a disk problem: not "cannot write"
         mux_output(tmp_path / "part.avi", [(clip, 0)], probe(clip), shown=tmp_path / "final.avi")
 
 
@@ -347,6 +402,21 @@ def test_timestamps_jumping_back_follow_on(up: subpixel.Upscaler, tmp_path: Path
     info = probe(joined)
     full = [f.pts for f in decode_frames(info)]
     assert [f.pts for f in decode_frames(info, after_pts=full[13])] == full[14:]  # resuming in the second run
+
+
+def test_joined_streams_with_audio_shift_the_audio_too(up: subpixel.Upscaler, tmp_path: Path) -> None:
+    """``cat a.ts a.ts`` with audio: the audio after the jump back follows on like the video (it failed to mux)."""
+    part = make_clip(tmp_path / "a.ts", n=10)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(part.read_bytes() * 2)
+    out = tmp_path / "joined_x2.mkv"
+    upscale_video(joined, out, up, VideoOptions(segment_frames=7))
+    assert len(frame_times(out)) == 20
+    with av.open(str(out)) as c:
+        a = c.streams.audio[0]
+        times = [float(p.pts * a.time_base) for p in c.demux(a) if p.size]
+    assert len(times) == 2 * len(packets(part, "audio")) and all(np.diff(times) > 0)
+    assert times[-1] - times[0] > 0.7  # two runs of 0.4 s, one after the other
 
 
 def test_repeated_timestamps_move_one_frame_and_jumps_shift_the_rest(caplog: pytest.LogCaptureFixture) -> None:
@@ -515,9 +585,49 @@ def test_extra_video_streams_dropped_with_a_warning(clip: Path, up: subpixel.Ups
     with caplog.at_level("WARNING"):
         upscale_video(two, tmp_path / "out.mkv", up)
     assert [r.getMessage() for r in caplog.records] == [
-        f"{two}: only video stream #0 is upscaled; input stream #1 not copied"]
+        f"{two}: only video stream #0 is upscaled; input stream #1 (video stream) not copied"]
     with av.open(str(tmp_path / "out.mkv")) as c:
         assert [s.type for s in c.streams] == ["video", "audio"]
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_title_chapters_and_attachments_kept(suffix: str, up: subpixel.Upscaler, tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    plain = make_clip(tmp_path / "plain.mkv", n=10, audio=None)
+    src = tmp_path / "rich.mkv"
+    chapters = [{"id": i + 1, "start": i * 200, "end": i * 200 + 200, "time_base": Fraction(1, 1000),
+                 "metadata": {"title": name}} for i, name in enumerate(("Intro", "Main"))]
+    with av.open(str(plain)) as c, av.open(str(src), "w") as out:
+        v = out.add_stream_from_template(c.streams.video[0], opaque=True)
+        out.add_attachment("font.ttf", "application/x-truetype-font", b"not really a font")
+        out.metadata["title"] = "My Movie"
+        out.set_chapters(chapters)
+        for p in c.demux(c.streams.video[0]):
+            if p.size:
+                p.stream = v
+                out.mux(p)
+    out = tmp_path / f"rich_x2{suffix}"
+    with caplog.at_level("WARNING"):
+        upscale_video(src, out, up)
+    with av.open(str(out)) as c:
+        assert c.metadata.get("title") == "My Movie"
+        assert [(float(ch["start"] * ch["time_base"]), ch["metadata"]["title"]) for ch in c.chapters()] == [
+            (0.0, "Intro"), (0.2, "Main")]
+        kept = [(s.name, s.data) for s in c.streams if s.type == "attachment"]
+        if suffix == ".mkv":
+            assert kept == [("font.ttf", b"not really a font")] and not caplog.records
+        else:
+            assert not kept and [s.type for s in c.streams] == ["video", "data"]  # MP4 keeps chapters in a track
+            assert [r.getMessage() for r in caplog.records] == [
+                f"{src}: only Matroska (.mkv) holds attachments (fonts); input stream #1 (attachment font.ttf) "
+                "not copied"]
+    if suffix == ".mp4":  # and an MP4's chapter track, read back as a data stream, is no stream left out either
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            upscale_video(out, tmp_path / "again.mkv", up)
+        assert not caplog.records
+        with av.open(str(tmp_path / "again.mkv")) as c:
+            assert len(c.chapters()) == 2
 
 
 @pytest.mark.parametrize("engine", ["onnx", "torch-compile"])
@@ -579,6 +689,23 @@ def test_cli_interrupt_says_how_to_resume(clip: Path, tmp_path: Path, monkeypatc
     assert result.exit_code != 0 and not out.exists()
     assert (f"interrupted: 20 finished frames of {out} are kept in {tmp_path / '.out.mp4.parts'}; "
             "rerun with --resume to continue\n") in result.stderr
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_cli_interrupt_before_the_first_segment_says_nothing_was_kept(existing: bool, clip: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(src, dst, model, options) -> dict:
+        return upscale_video(src, dst, Failing(model, 0, KeyboardInterrupt()), options)
+
+    monkeypatch.setattr("subpixel.video.command.upscale_video", interrupted)
+    out = tmp_path / "out.mp4"
+    if existing:  # an older output, to be replaced: not this job's finished one
+        out.write_bytes(b"old")
+        os.utime(out, ns=(1_700_000_000_000_000_000,) * 2)
+    result = CliRunner().invoke(cli, ["video", str(clip), "-o", str(out), "-s", "2", "-m", "bicubic", "-q",
+                                      "--segment-frames", "10", "--overwrite"])
+    assert result.exit_code != 0 and sorted(p.name for p in tmp_path.iterdir()) == (["out.mp4"] if existing else [])
+    assert result.stderr.startswith(f"interrupted before the first segment of {out} was finished: nothing was kept\n")
 
 
 def test_cli_interrupt_with_json_prints_the_resume_hint_on_stdout(clip: Path, tmp_path: Path,
@@ -655,6 +782,25 @@ def test_truncated_input_warns_of_the_frames_it_lacks(tmp_path: Path, caplog: py
     assert len(frame_times(tmp_path / "o.mp4")) == summary["frames"]
 
 
+def test_truncated_matroska_warns_of_the_time_it_lacks(up: subpixel.Upscaler, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Matroska lists no frame count, but states each stream's duration: a file cut short is told by its time."""
+    src = make_clip(tmp_path / "src.mkv", n=30, audio=None)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    with caplog.at_level("WARNING"):
+        summary = upscale_video(cut, tmp_path / "o.mkv", up)
+    assert 0 < summary["frames"] < 25 and summary["expected_frames"] is None and summary["expected_duration"] == 1.2
+    read = [r.getMessage() for r in caplog.records]
+    assert len(read) == 1 and read[0].startswith(f"{cut}: only ") and read[0].endswith(
+        f" s of the 1.200 s of video the container states could be read (truncated file?); the output holds those "
+        f"{summary['frames']} frames")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert upscale_video(src, tmp_path / "whole.mkv", up)["frames"] == 30  # a whole file: no warning
+    assert not caplog.records
+
+
 def test_png_output_over_an_existing_file_is_refused_up_front(clip: Path, up: subpixel.Upscaler,
                                                               tmp_path: Path) -> None:
     taken = tmp_path / "frames"
@@ -727,6 +873,41 @@ def test_a_job_from_before_weights_were_recorded_still_resumes(tmp_path: Path) -
     manifest.write_text(json.dumps(old))
     summary = upscale_video(src, out, net, VideoOptions(segment_frames=10, resume=True))
     assert summary["resumed_frames"] == 10 and summary["frames"] == 20
+
+
+def test_resume_with_engine_auto_does_not_depend_on_its_pick(tmp_path: Path) -> None:
+    """``--engine auto`` times the engines each run: a resume that picks another one is the same job."""
+    import copy
+
+    from subpixel.engine.select import EngineChoice
+
+    def auto(net: ESPCN, pick: str) -> subpixel.Upscaler:
+        upscaler = subpixel.Upscaler(copy.deepcopy(net), "espcn", device="cpu")
+        upscaler.engine.name, upscaler.engine.selection = pick, EngineChoice(pick)  # as if auto had picked it
+        return upscaler
+
+    torch.manual_seed(0)
+    net = ESPCN(2)
+    src = make_clip(tmp_path / "in.mp4", n=30, audio=None)
+    out = tmp_path / "out.mp4"
+    _stop_after_first_segment(src, out, auto(net, "torch"))
+    manifest = tmp_path / ".out.mp4.parts" / "manifest.json"
+    assert json.loads(manifest.read_text())["options"]["model"] == "espcn x2 auto fp32"
+    with pytest.raises(SubpixelError, match="option model was 'espcn x2 auto fp32', now 'espcn x2 torch fp32'"):
+        upscale_video(src, out, subpixel.Upscaler(copy.deepcopy(net), "espcn", device="cpu"),
+                      VideoOptions(segment_frames=10, resume=True))  # an engine asked for is still part of the job
+    stop_second = VideoOptions(segment_frames=10, resume=True, on_segment=lambda s: s.index == 1 and _raise())
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(src, out, auto(net, "onnx"), stop_second)
+    old = json.loads(manifest.read_text())  # a manifest from before: it named the engine auto picked
+    old["options"]["model"] = "espcn x2 onnx fp32"
+    manifest.write_text(json.dumps(old))
+    summary = upscale_video(src, out, auto(net, "torch"), VideoOptions(segment_frames=10, resume=True))
+    assert summary["resumed_frames"] == 20 and summary["frames"] == 30 and summary["model"] == "espcn x2 torch fp32"
+
+
+def _raise() -> None:
+    raise KeyboardInterrupt
 
 
 def test_an_interrupted_png_move_is_finished_by_resume(up: subpixel.Upscaler, tmp_path: Path,

@@ -8,6 +8,8 @@ pixel format is ``yuvj*``) and every output is tagged explicitly.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import functools
 import heapq
 import io
@@ -47,6 +49,11 @@ _SHORT_TIME_BASE = {"mpeg4", "h263", "h263p", "msmpeg4", "msmpeg4v2", "flv"}  # 
 _PNG_FORMATS = ("rgb24", "rgb48be")  # what PngEncoder writes: 8 or 16 bits per channel
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 30, "libsvtav1": 30, "libaom-av1": 30}
 CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libsvtav1": (0, 63), "libaom-av1": (0, 63)}
+
+_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EIO, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT,
+                           errno.EFBIG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR})
+
+_TECHNICAL_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder", "duration"})
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +136,11 @@ class VideoInfo:
     field_order: str | None
     color: ColorInfo
     copy_streams: tuple[int, ...]  # audio and subtitle streams, copied untouched
-    dropped_streams: tuple[int, ...] = ()  # the rest (more video, data, attachments): not in the output
+    dropped_streams: tuple[int, ...] = ()  # the rest (more video, cover art, data): not in the output
     listed_frames: int = 0  # the container's own frame count, not an estimate (0: it lists none)
+    stream_duration: float | None = None  # seconds, as the video stream itself states it (None: it does not)
+    dropped_kinds: tuple[str, ...] = ()  # what each of dropped_streams holds, in words ("cover art")
+    attachments: tuple[int, ...] = ()  # attachment streams (fonts): copied into Matroska outputs
 
     @property
     def frame_step(self) -> int:
@@ -182,20 +192,50 @@ def probe(path: str | Path) -> VideoInfo:
         cc = stream.codec_context
         tb = stream.time_base or Fraction(1, 90000)
         rate = stream.average_rate or stream.guessed_rate or Fraction(0)
-        duration = float(stream.duration * tb) if stream.duration else (
-            container.duration / 1e6 if container.duration else None)
+        own = float(stream.duration * tb) if stream.duration else _tag_seconds(stream.metadata)
+        duration = own or (container.duration / 1e6 if container.duration else None)
         frames = stream.frames or (round(duration * rate) if duration and rate else 0)
         matrix = next((struct.unpack("<9i", bytes(sd)) for sd in first.side_data
                        if sd.type.name == "DISPLAYMATRIX"), None)
         copy = tuple(s.index for s in container.streams if s.type in ("audio", "subtitle"))
-        dropped = tuple(s.index for s in container.streams if s.index != stream.index and s.index not in copy)
+        attachments = tuple(s.index for s in container.streams if s.type == "attachment")
+        chapters = len(container.chapters())
+        dropped = tuple(s for s in container.streams if s.index != stream.index and s.index not in copy + attachments
+                        and not _is_chapter_track(s, chapters))
         return VideoInfo(
             path=str(path), stream=stream.index, codec=cc.name, width=first.width, height=first.height,
             pix_fmt=first.format.name, bit_depth=max(c.bits for c in first.format.components),
             time_base=tb, rate=rate, frames=frames, duration=duration,
             sar=stream.sample_aspect_ratio or None, display_matrix=matrix,
             rotation=first.rotation if matrix else 0.0, field_order=_FIELD_ORDER.get(cc.field_order),
-            color=ColorInfo.of_frame(first), copy_streams=copy, dropped_streams=dropped, listed_frames=stream.frames)
+            color=ColorInfo.of_frame(first), copy_streams=copy, dropped_streams=tuple(s.index for s in dropped),
+            listed_frames=stream.frames, stream_duration=own, dropped_kinds=tuple(map(_kind, dropped)),
+            attachments=attachments)
+
+
+def _tag_seconds(metadata: dict[str, str]) -> float | None:
+    """A Matroska ``DURATION`` tag ("HH:MM:SS.nnnnnnnnn", the stream's end) in seconds; None without one."""
+    text = next((v for k, v in metadata.items() if k.upper() == "DURATION"), None)
+    try:
+        h, m, sec = (text or "").split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec) or None
+    except ValueError:
+        return None
+
+
+def _is_chapter_track(stream: av.stream.Stream, chapters: int) -> bool:
+    """MP4 keeps chapters in a text track of its own, which comes back as a data stream (rewritten from them)."""
+    return (chapters > 0 and stream.type == "data" and stream.frames == chapters
+            and "mp4" in stream.container.format.name.split(","))
+
+
+def _kind(stream: av.stream.Stream) -> str:
+    """What a stream that is not copied holds, in words."""
+    if stream.type == "video" and stream.disposition & av.stream.Disposition.attached_pic:
+        return "cover art"
+    if stream.type == "data":
+        return "data stream"
+    return f"{stream.type} stream"
 
 
 def _decoded(container: av.container.InputContainer, stream: av.video.VideoStream, stats: DecodeStats
@@ -254,7 +294,7 @@ def _continuous(frames: Iterator[av.VideoFrame], info: VideoInfo, stats: DecodeS
         elif prev is not None and pts < prev:
             if not stats.jumps:
                 log.warning("%s: video timestamps jump back at %.3f s (joined streams?); the frames after it "
-                            "are shifted to follow on, audio and subtitles are copied unchanged",
+                            "are shifted to follow on, and so are audio and subtitles",
                             info.path, float(prev * info.time_base))
             stats.jumps += 1
             offset += prev + info.frame_step - pts
@@ -487,7 +527,7 @@ class SegmentEncoder:
         cc.colorspace, cc.color_range = color.colorspace, color.color_range
         cc.color_primaries, cc.color_trc = color.primaries, color.trc
         if info.sar:
-            cc.sample_aspect_ratio = info.sar
+            _set_sample_aspect_ratio(stream, info.sar, path)
         if spec.bit_rate is not None:
             cc.bit_rate = spec.bit_rate
         cc.options = dict(spec.options)
@@ -633,14 +673,32 @@ def _numbered(packets: Iterator[tuple[float, int, av.Packet, av.stream.Stream]],
 
 def _copied_packets(src: av.container.InputContainer, mapping: dict[int, av.stream.Stream]
                     ) -> Iterator[tuple[float, int, av.Packet, av.stream.Stream]]:
+    """The packets of the copied streams. Where a stream's timestamps jump back (joined streams, such as
+    concatenated MPEG-TS files; the video is shifted likewise by ``_continuous``) the rest of that stream
+    is shifted to follow on from the end of its packet before the jump."""
     if not mapping:  # demux([]) would read every stream
         return
     order = 0
+    offset: dict[int, int] = {}
+    last: dict[int, tuple[int, int]] = {}  # stream -> (key timestamp, end) of its previous packet, shifted
     for p in src.demux([src.streams[i] for i in mapping]):
         if p.size == 0:
             continue
+        index = p.stream.index
+        shift = offset.get(index, 0)
         key = p.dts if p.dts is not None else p.pts
-        yield float((key or 0) * p.time_base), order, p, mapping[p.stream.index]
+        if key is not None and index in last and key + shift < last[index][0]:
+            prev, end = last[index]
+            if key + shift < prev - max(p.duration or 0, end - prev, 1):  # a jump back: shift the rest
+                shift = offset[index] = shift + end - key
+            else:  # a stumble: this packet only, to keep the order muxers insist on
+                shift = prev - key
+        if shift:
+            p.pts = None if p.pts is None else p.pts + shift
+            p.dts = None if p.dts is None else p.dts + shift
+        if key is not None:
+            last[index] = (key + shift, key + shift + max(p.duration or 0, 1))
+        yield float(((key or 0) + shift) * p.time_base), order, p, mapping[index]
         order += 1
 
 
@@ -653,7 +711,9 @@ def mux_output(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, sh
     try:
         _mux(path, segments, info, shown or path, drift)
     except av.FFmpegError as err:  # also raised by the final close, which writes the trailer
-        raise SubpixelError(f"cannot write {shown or path}: {_reason(err)}") from None
+        if isinstance(err, OSError) and err.errno in _WRITE_ERRORS:  # the disk, not the streams
+            raise SubpixelError(f"cannot write {shown or path}: {_reason(err)}") from None
+        raise SubpixelError(f"cannot mux {shown or path}: {_reason(err)}") from None
 
 
 def _mux(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: Path, drift: float) -> None:
@@ -665,13 +725,24 @@ def _mux(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: P
             video.time_base = 1 / info.rate if avi else info.time_base
             # the template's rate is 1/time_base (Matroska and FLV would state it): use the input's average
             video.codec_context.framerate = info.rate
+            if info.sar:  # H.264/H.265 carry it in their bitstream, VP9 and AV1 only in the container
+                _set_sample_aspect_ratio(video, info.sar, shown)
             if info.display_matrix:
                 video.set_display_matrix(list(info.display_matrix))
             _copy_tags(src.streams[info.stream], video)
+            out.metadata.update({k: v for k, v in src.metadata.items() if k.lower() not in _TECHNICAL_TAGS})
+            chapters = src.chapters()
+            if chapters:
+                out.set_chapters(chapters)
             mapping = {}
             for index in info.copy_streams:
                 mapping[index] = out.add_stream_from_template(src.streams[index], opaque=True)
                 _copy_tags(src.streams[index], mapping[index])
+            if out.format.name == "matroska":
+                for index in info.attachments:
+                    a = src.streams[index]
+                    out.add_attachment(a.name or f"attachment{index}", a.mimetype or "application/octet-stream",
+                                       a.data)
             packets = _segment_packets(segments, info, video)
             if avi:
                 begins = [s.start_time * s.time_base for s in map(src.streams.__getitem__, mapping)
@@ -687,6 +758,32 @@ def _mux(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: P
             for _, _, packet, stream in merged:
                 packet.stream = stream
                 out.mux(packet)
+
+
+def _set_sample_aspect_ratio(stream: av.video.stream.VideoStream, sar: Fraction, shown: Path) -> None:
+    """Give an output stream the pixel aspect ratio ``sar``: in its codec parameters (what MP4 and the codecs
+    that carry it in their bitstream read) and in the stream itself (what Matroska and WebM read, and PyAV has
+    no setter for: it is written through the ``AVStream`` pointer, once its layout is confirmed)."""
+    stream.codec_context.sample_aspect_ratio = sar
+    if sar == 1 or sar.numerator > 2**31 - 1 or sar.denominator > 2**31 - 1:
+        return
+    try:
+        # a PyAV Stream: object header (16 bytes), vtable, AVStream *ptr, Container container
+        ptr = ctypes.c_void_p.from_address(id(stream) + 24).value
+        holder = ctypes.c_void_p.from_address(id(stream) + 32).value
+        if ptr and holder == id(stream.container):
+            # AVStream: av_class, index, id, codecpar, priv_data, time_base (32), ..., sample_aspect_ratio (72)
+            index = ctypes.c_int.from_address(ptr + 8).value
+            tb = (ctypes.c_int * 2).from_address(ptr + 32)
+            field = (ctypes.c_int * 2).from_address(ptr + 72)
+            if index == stream.index and (stream.time_base is None or Fraction(tb[0], tb[1] or 1) == stream.time_base):
+                field[0], field[1] = sar.numerator, sar.denominator
+                return
+    except (TypeError, ValueError, ZeroDivisionError):
+        pass
+    if stream.codec_context.name not in ("h264", "hevc", "libx264", "libx265"):
+        log.warning("%s: cannot record the pixel aspect ratio %s in the %s container (this PyAV build); "
+                    "the video may display with square pixels", shown, sar, stream.container.format.name)
 
 
 def _copy_tags(src: av.stream.Stream, dst: av.stream.Stream) -> None:

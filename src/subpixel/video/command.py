@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from pathlib import Path
 
 import click
@@ -58,11 +60,12 @@ def video(input_path: Path, output: str, scale: int | None, model: str, batch: i
     options = VideoOptions(codec=codec, crf=crf, bitrate=bitrate, preset=preset, pix_fmt=pix_fmt, batch=batch,
                            segment_frames=segment_frames, deinterlace=deinterlace, tile=tile, resume=resume,
                            overwrite=overwrite, progress=not (quiet or as_json))
+    started = time.time()
     try:
         with logging_redirect_tqdm():  # warnings on their own lines, not after the progress bar
             summary = upscale_video(input_path, output, upscaler, options)
     except KeyboardInterrupt:
-        hint = _resume_hint(Path(output))
+        hint = _resume_hint(Path(output), started)
         if hint:
             click.echo(hint, err=True)
             raise Interrupted(hint) from None
@@ -78,13 +81,17 @@ def video(input_path: Path, output: str, scale: int | None, model: str, batch: i
             click.echo(f"note: no trained x{summary['scale']} model ships yet; used bicubic", err=True)
 
 
-def _resume_hint(output: Path) -> str | None:
-    """After Ctrl-C: where the finished segments wait and how to continue; None without any."""
+def _resume_hint(output: Path, started: float = 0.0) -> str | None:
+    """After Ctrl-C: where the finished segments wait and how to continue, or that nothing was kept; None when
+    the job had already finished (its output written since ``started``, its work folder gone)."""
     work = WorkDir(output)
     try:
         frames = work.load().frames_done
-    except SubpixelError:  # no work folder (interrupted before it was made, or after the output was done)
-        return None
+    except SubpixelError:  # no work folder: interrupted before the first segment was finished, or once all was done
+        frames = 0
+        with contextlib.suppress(OSError):
+            if output.stat().st_mtime >= started and not work.path.exists():
+                return None
     if not frames:
-        return None
+        return f"interrupted before the first segment of {output} was finished: nothing was kept"
     return f"interrupted: {frames} finished frames of {output} are kept in {work.path}; rerun with --resume to continue"

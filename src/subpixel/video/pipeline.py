@@ -91,7 +91,11 @@ class UpscalerProcessor:
         self.scale = upscaler.scale
         engine = upscaler.engine
         self.engine = engine.name
-        self.name = f"{upscaler.name} x{self.scale} {engine.name} {getattr(engine, 'precision', 'fp32')}"
+        precision = getattr(engine, "precision", "fp32")
+        self.name = f"{upscaler.name} x{self.scale} {engine.name} {precision}"
+        # for the resume manifest: ``--engine auto`` times the engines afresh each run (torch one run, onnx the next)
+        picked = getattr(engine, "selection", None) is not None
+        self.identity = f"{upscaler.name} x{self.scale} {'auto' if picked else engine.name} {precision}"
 
     @property
     def device(self) -> torch.device:
@@ -285,9 +289,56 @@ def _cannot_write(output: Path, err: OSError | av.FFmpegError, kept: int) -> Sub
     return SubpixelError(f"encoding {output} failed: {first_line(err)}{resumable}")
 
 
-def _streams(indexes: tuple[int, ...]) -> str:
-    """``stream #1`` or ``streams #1, #2``."""
-    return f"stream{'s' * (len(indexes) > 1)} {', '.join(f'#{i}' for i in indexes)}"
+def _streams(indexes: tuple[int, ...], kinds: tuple[str, ...] = ()) -> str:
+    """``stream #1`` or ``streams #1, #2``; with ``kinds``: ``stream #4 (cover art)``."""
+    named = [f"#{i} ({kind})" if kind else f"#{i}" for i, kind in zip(indexes, kinds or ("",) * len(indexes))]
+    return f"stream{'s' * (len(indexes) > 1)} {', '.join(named)}"
+
+
+def _attachment_names(src: Path, indexes: tuple[int, ...]) -> list[str]:
+    with av.open(str(src)) as container:
+        return [container.streams[i].metadata.get("filename", "") for i in indexes]
+
+
+def _missing_time(info: VideoInfo, manifest: Manifest) -> tuple[float, float] | None:
+    """(read, stated) seconds of video when frames are missing from the end of an input that lists no frame count
+    (Matroska, WebM): the stream's own stated duration (or, more loosely, the container's, which counts audio
+    too) against the time the frames read span; None when they agree."""
+    stated = info.stream_duration or info.duration
+    if not stated or not manifest.segments:
+        return None
+    step = float(info.frame_step * info.time_base)
+    first, last = manifest.segments[0].start_pts, manifest.segments[-1].end_pts
+    read = max(last - first, last) * float(info.time_base) + step  # a stated duration may count from zero
+    slack = max(3 * step, 0.25 if info.stream_duration else 1.0)
+    return (read, stated) if read < stated - slack else None
+
+
+def _chroma_step(pix_fmt: str) -> tuple[int, int]:
+    """How many pixels share one chroma sample across and down (1, 1 for 4:4:4 and RGB)."""
+    fmt = av.VideoFormat(pix_fmt)
+    if fmt.is_rgb or len(fmt.components) < 3:  # grey has no chroma to lose
+        return (1, 1)
+    return 64 // fmt.chroma_width(64), 64 // fmt.chroma_height(64)
+
+
+def _warn_downgrades(src: Path, info: VideoInfo, spec: EncoderSpec, full: tuple[int, int], size: tuple[int, int],
+                     default_pix_fmt: bool) -> None:
+    """Say what the output loses against the input: bit depth, chroma resolution (both only for the default
+    --pix-fmt: one asked for is what was wanted) and the columns or rows a subsampled format cannot hold."""
+    out_depth = max(c.bits for c in av.VideoFormat(spec.pix_fmt).components)
+    if default_pix_fmt and info.bit_depth > 8 and out_depth <= 8:
+        log.warning("%s is %d-bit, but %s has no deeper pixel format in this FFmpeg build: the output is 8-bit "
+                    "%s (h264 or h265 keep 10 bits)", src, info.bit_depth, spec.codec, spec.pix_fmt)
+    colour = len(av.VideoFormat(info.pix_fmt).components) >= 3
+    if default_pix_fmt and colour and _chroma_step(info.pix_fmt) == (1, 1) and _chroma_step(spec.pix_fmt) != (1, 1):
+        log.warning("%s has full colour resolution (%s), the output %s by default keeps a quarter of it; "
+                    "--pix-fmt yuv444p%s keeps it all", src, info.pix_fmt, spec.pix_fmt, "10le" if spec.deep else "")
+    if size != full:
+        cut = [f"{n} {what}{'s' * (n > 1)}" for n, what in ((full[0] - size[0], "column"), (full[1] - size[1], "row"))
+               if n]
+        log.warning("%s: the upscaled %dx%d is cropped to %dx%d (%s off the right and bottom edges): %s halves the "
+                    "colour resolution and needs even sizes", src, *full, *size, " and ".join(cut), spec.pix_fmt)
 
 
 def _quantize(y: torch.Tensor, deep: bool) -> np.ndarray:
@@ -609,7 +660,7 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
                     " or ".join(DEINTERLACERS))
     if info.dropped_streams:
         log.warning("%s: only video stream #%d is upscaled; input %s not copied", src, info.stream,
-                    _streams(info.dropped_streams))
+                    _streams(info.dropped_streams, info.dropped_kinds))
     folder = _is_folder(output)  # before Path() drops a trailing slash
     png = opts.codec == "png" or (opts.codec is None and folder)
     if png and not folder:
@@ -619,6 +670,8 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
     spec = resolve_encoder("png" if png else opts.codec or "libx264", opts.pix_fmt, opts.crf, opts.bitrate,
                            opts.preset, deep_input=info.bit_depth > 8)
     size = spec.crop(info.width * processor.scale, info.height * processor.scale)
+    _warn_downgrades(src, info, spec, (info.width * processor.scale, info.height * processor.scale), size,
+                     opts.pix_fmt is None)
     if dst.resolve() == src.resolve():
         raise SubpixelError("the output would overwrite the input; pick another output path")
     _check_output_free(dst, png, opts.overwrite, _frames_all_done(dst, opts.resume))
@@ -628,7 +681,12 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
     elif info.copy_streams:
         log.warning("%s: a PNG sequence holds no audio or subtitles; input %s not copied", src,
                     _streams(info.copy_streams))
-    fingerprint = {"model": getattr(processor, "name", type(processor).__qualname__), "scale": processor.scale,
+    if info.attachments and (png or dst.suffix.lower() not in (".mkv", ".mka", ".mks")):
+        log.warning("%s: only Matroska (.mkv) holds attachments (fonts); input %s not copied", src,
+                    _streams(info.attachments, tuple(f"attachment {n}" if n else "attachment"
+                                                     for n in _attachment_names(src, info.attachments))))
+    name = getattr(processor, "name", type(processor).__qualname__)
+    fingerprint = {"model": getattr(processor, "identity", name), "scale": processor.scale,
                    "weights": _weights_digest(model),
                    "codec": spec.codec, "pix_fmt": spec.pix_fmt, "bit_rate": spec.bit_rate,
                    **{f"encoder.{k}": v for k, v in sorted(spec.options.items())},
@@ -652,13 +710,18 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
     if listed and not resumed and manifest.frames_done + damaged < listed - 1:
         log.warning("%s: only %d of the %d frames the container lists could be read (truncated file?); "
                     "the output holds those", src, manifest.frames_done, listed)
+    expected = None if listed else _missing_time(info, manifest)
+    if expected is not None:
+        log.warning("%s: only %.3f s of the %.3f s of video the container states could be read (truncated "
+                    "file?); the output holds those %d frames", src, expected[0], expected[1], manifest.frames_done)
     seconds = time.perf_counter() - started
     processed = job.stages["sr"].frames
-    return {"input": str(src), "output": str(dst), "model": fingerprint["model"],
+    return {"input": str(src), "output": str(dst), "model": name,
             "engine": getattr(processor, "engine", None), "scale": processor.scale,
             "codec": spec.codec, "pix_fmt": spec.pix_fmt, "encoder_options": spec.options,
             "width": size[0], "height": size[1], "frames": manifest.frames_done, "processed_frames": processed,
             "resumed_frames": resumed, "damaged_frames": damaged, "expected_frames": listed or None,
+            "expected_duration": None if listed else info.stream_duration or info.duration,
             "segments": len(manifest.segments),
             "seconds": round(seconds, 3), "fps": round(processed / seconds, 2) if seconds > 0 else None,
             "stages": {k: v.report() for k, v in job.stages.items()}, "source": info.summary()}

@@ -70,6 +70,8 @@ class Manifest:
             for key in sorted(set(old) | set(new)):
                 if old.get(key) == new.get(key) or (what == "option" and key in _ADDED_OPTIONS and key not in old):
                     continue
+                if what == "option" and key == "model" and _auto_pick_of(old.get(key), new.get(key)):
+                    continue
                 if what == "input":
                     return _changed_input(key, old, new)
                 if key == "weights":
@@ -80,6 +82,16 @@ class Manifest:
 
 # options recorded since a later version: a manifest written before has none, and resumes as it did then
 _ADDED_OPTIONS = frozenset({"weights"})
+
+
+def _auto_pick_of(old: Any, new: Any) -> bool:
+    """Whether model ``old`` ("NAME xS ENGINE PRECISION") is what ``new`` ("NAME xS auto PRECISION") picked: a
+    manifest written before the auto selection was recorded as such names the engine it happened to pick."""
+    if not (isinstance(old, str) and isinstance(new, str)):
+        return False
+    old_parts, new_parts = old.rsplit(" ", 2), new.rsplit(" ", 2)
+    return (len(old_parts) == len(new_parts) == 3 and new_parts[1] == "auto" and old_parts[1] != "auto"
+            and old_parts[0] == new_parts[0] and old_parts[2] == new_parts[2])
 
 
 def _changed_input(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
