@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def test_quick_bench_writes_json_and_markdown(tmp_path) -> None:
     doc = _bench(tmp_path, "--models", "espcn", "--peers", "bicubic", "--engines", "torch,onnx")
     assert doc["command"].startswith("subpixel bench") and "--quick" in doc["command"]
     assert doc["environment"]["torch"] and doc["environment"]["threads"] == 1
+    assert len(doc["environment"]["load_average_start"]) == len(doc["environment"]["load_average_end"]) == 3
+    assert all(r["samples"] == 2 and r["timed"] == "tensors" and r["cpu_per_wall"] is not None for r in doc["rows"])
     rows = {(r["name"], r["engine"]): r for r in doc["rows"]}
     assert set(rows) == {("espcn", "torch"), ("espcn", "onnx"), ("bicubic", "torch")}
     for r in rows.values():
@@ -309,3 +312,137 @@ def test_bench_takes_a_numbered_cuda_device(tmp_path, monkeypatch) -> None:
     assert isinstance(result.exception, SubpixelError) and "no CUDA GPU" in str(result.exception)
     result = CliRunner().invoke(cli, ["bench", "--quick", *FAST, "--out", str(tmp_path), "--device", "cuda:x"])
     assert result.exit_code == 2 and "--device" in result.output
+
+
+def _row(name: str, fps: float, h2h: float, *, timed: str = "tensors", batch: int = 1, device: str = "cpu",
+         p50: float = 10.0, p95: float = 11.0, samples: int | None = 50, max_ms: float | None = 12.0,
+         out_mps: float = 0.5, gmacs: float | None = None) -> SpeedRow:
+    return SpeedRow(batch, fps, out_mps, p50, p95, h2h, 1.0, samples=samples, max_ms=max_ms, cpu_per_wall=0.9,
+                    timed=timed, name=name, kind="peer" if timed == "host-uint8" else "ours", engine="torch",
+                    device=device, precision="fp32", job="16x12x4", params=None, gmacs=gmacs, weights="none")
+
+
+def _plotted(monkeypatch, result: BenchResult) -> tuple[dict, list, list[str]]:
+    """Render ``result``'s plot; the marker x positions by y, the Pareto line's points and the axis labels."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+
+    points, steps, labels = {}, [], []
+    real_scatter, real_step, real_xlabel = Axes.scatter, Axes.step, Axes.set_xlabel
+
+    def scatter(self, x, y, *args, **kwargs):
+        if not isinstance(x, list):
+            points[float(y)] = float(x)
+        return real_scatter(self, x, y, *args, **kwargs)
+
+    def step(self, x, y, *args, **kwargs):
+        steps.append(list(zip(x, y)))
+        return real_step(self, x, y, *args, **kwargs)
+
+    def xlabel(self, text, *args, **kwargs):
+        labels.append(text)
+        return real_xlabel(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "scatter", scatter)
+    monkeypatch.setattr(Axes, "step", step)
+    monkeypatch.setattr(Axes, "set_xlabel", xlabel)
+    assert plot_pareto(result, io.BytesIO()) is None
+    return points, steps, labels
+
+
+def test_plot_times_every_point_host_to_host_per_frame(monkeypatch) -> None:
+    quality = [QualityFigure("ours", "Set5", 4, 30.0, "measured", "m"),
+               QualityFigure("opencv", "Set5", 4, 29.0, "measured", "m")]
+    result = _result([], quality, ["16x12x4"])
+    result.rows = [_row("ours", 1000.0, 50.0, batch=8, device="cuda:0"),  # 1 ms on device tensors, 20 ms h2h
+                   _row("opencv", 40.0, 40.0, timed="host-uint8")]
+    points, _, labels = _plotted(monkeypatch, result)
+    assert points == {30.0: pytest.approx(20.0), 29.0: pytest.approx(25.0)}
+    assert "host-to-host ms per frame (uint8 in, uint8 out)" in labels[0]
+    assert "cuda:0, per frame at batch 8" in labels[0] and "host peers: cpu, per frame at batch 1" in labels[0]
+
+
+def test_pareto_front_joins_measured_points_only_and_unplotted_cited_figures_are_noted(monkeypatch,
+                                                                                      tmp_path) -> None:
+    quality = [QualityFigure("slow", "Set5", 4, 30.0, "measured", "m"),
+               QualityFigure("fast", "Set5", 4, 31.0, "cited", "paper"),
+               QualityFigure("untimed", "Urban100", 4, 26.0, "cited", "paper")]
+    result = _result([], quality, ["16x12x4"])
+    result.rows = [_row("slow", 10.0, 10.0), _row("fast", 100.0, 100.0)]
+    points, steps, _ = _plotted(monkeypatch, result)
+    assert points == {30.0: pytest.approx(100.0), 31.0: pytest.approx(10.0)}  # the cited point is drawn
+    assert steps == [[(pytest.approx(100.0), 30.0)]]  # but the front is the measured point alone
+    write_reports(result, tmp_path)
+    assert any("untimed: cited Urban100 x4 figure (26.00) not plotted" in n for n in result.notes)
+    skipped = _result([("slow", 10.0, "16x12x4")], quality[1:], ["16x12x4"])  # no plot: the cited ones are noted
+    write_reports(skipped, tmp_path)
+    assert sum("cited" in n and "not plotted" in n for n in skipped.notes) == 2
+
+
+def test_markdown_says_what_each_row_times_and_shows_few_sample_p95_as_a_max(tmp_path) -> None:
+    result = _result([], [], ["16x12x4"])
+    result.rows = [_row("ours", 100.0, 20.0, samples=5, max_ms=13.5), _row("opencv", 40.0, 40.0, timed="host-uint8"),
+                   _row("noisy", 10.0, 10.0, p50=10.0, p95=16.0)]
+    md = write_reports(result, tmp_path)["markdown"].read_text()
+    assert "| Timed |" in md and "| 16x12x4 | 1 | device tensors | 100.00 |" in md
+    assert "| 16x12x4 | 1 | host uint8 (= h2h) | 40.00 |" in md
+    assert "| 13.5 (max of 5) |" in md and "| 11.0 |" in md and "maximum of the n samples" in md
+    assert "timings noisy: noisy [torch] 16x12x4: p95/p50 = 1.60" in md
+    assert not any("timings noisy: ours" in n for n in result.notes)
+
+
+def test_small_figures_keep_three_significant_digits() -> None:
+    from subpixel.bench.report import speed_table
+
+    table = speed_table([_row("a", 1.0, 1.0, out_mps=0.0123, gmacs=0.0456), _row("b", 1.0, 1.0, out_mps=1234.5,
+                                                                                   gmacs=1.5)])
+    assert "| 0.0123 |" in table and "| 0.0456 |" in table and "| 1,234 |" in table and "| 1.50 |" in table
+
+
+def test_environment_records_commit_load_cpus_and_the_imported_opencv(monkeypatch) -> None:
+    from subpixel.bench import environment as env_module
+    from subpixel.bench.report import _markdown
+
+    monkeypatch.setenv("SUBPIXEL_GIT_COMMIT", "abc123-dirty")
+    monkeypatch.setitem(sys.modules, "cv2", type(sys)("cv2"))
+    sys.modules["cv2"].__version__ = "9.8.7"
+    env = env_module.environment(torch.device("cpu"), 1)
+    assert env["git_commit"] == "abc123" and env["git_dirty"] is True and env["opencv"] == "9.8.7"
+    assert len(env["load_average_start"]) == 3 and env["cpu_capability"]
+    if hasattr(os, "sched_getaffinity"):
+        assert env["cpu_count"] == len(os.sched_getaffinity(0))
+    result = _result([], [], ["16x12x4"])
+    result.environment = env | {"load_average_end": [1.0, 2.0, 3.0]}
+    md = _markdown(result, None)
+    assert "git commit abc123, with uncommitted changes (dirty)" in md and "at the end: 1.00, 2.00, 3.00" in md
+    monkeypatch.setenv("SUBPIXEL_GIT_COMMIT", "def456")
+    assert env_module.environment(torch.device("cpu"), 1)["git_dirty"] is False
+
+
+def test_measurements_record_samples_cpu_time_and_what_was_timed() -> None:
+    from subpixel.bench.measure import measure_engine, measure_host
+
+    job = Job(8, 6, 2)
+    host = measure_host(lambda rgb: rgb.repeat(2, 0).repeat(2, 1), job, 4, 0)
+    assert host.samples == 4 and host.timed == "host-uint8" and host.h2h_fps == host.fps
+    assert host.max_ms >= host.p95_ms and host.cpu_per_wall is not None and host.cpu_per_wall >= 0
+    ours = measure_engine(lambda x: torch.nn.functional.interpolate(x, scale_factor=2), torch.device("cpu"), job, 2,
+                          3, 0)
+    assert ours.samples == 3 and ours.timed == "tensors" and ours.cpu_per_wall is not None
+
+
+def test_methodology_says_the_memory_call_is_untimed_even_with_no_warmup() -> None:
+    from subpixel.bench.report import _markdown
+    from subpixel.bench.runner import WARMUP
+
+    result = _result([], [], ["16x12x4"])
+    result.settings |= {"warmup": 0, "warmup_method": WARMUP}
+    md = _markdown(result, None)
+    assert "one untimed cold call at the batch size measures peak memory" in md and "--warmup 0" in md
+
+
+def test_a_cv2_whose_dnn_superres_is_empty_skips_the_opencv_peers(monkeypatch, tmp_path) -> None:
+    cv2 = type(sys)("cv2")
+    cv2.dnn_superres = type(sys)("cv2.dnn_superres")  # plain opencv-python installed over the contrib wheel
+    monkeypatch.setitem(sys.modules, "cv2", cv2)
+    assert "no dnn_superres" in peers.host_peer("opencv-espcn", tmp_path, 1)

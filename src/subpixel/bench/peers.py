@@ -84,7 +84,7 @@ def _opencv(name: str, peers_dir: Path, threads: int) -> HostPeer | str:
         import cv2
     except ImportError:
         return "opencv-contrib-python-headless is not installed (pip install 'subpixel[bench]')"
-    if not hasattr(cv2, "dnn_superres"):
+    if not hasattr(getattr(cv2, "dnn_superres", None), "DnnSuperResImpl_create"):
         return "this cv2 has no dnn_superres: install opencv-contrib-python-headless (plain opencv-python shadows it)"
     files = {int(m[1]): p for p in sorted((peers_dir / folder).glob(f"{prefix}_x*.pb"))
              if (m := re.fullmatch(rf"{re.escape(prefix)}_x(\d+)\.pb", p.name))}

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from subpixel.bench.environment import environment
+from subpixel.bench.environment import environment, load_average
 from subpixel.bench.jobs import Job
-from subpixel.bench.measure import MEMORY_METHOD, Speed, measure_engine, measure_host
+from subpixel.bench.measure import HOST_PEER_MEMORY, MEMORY_METHOD, Speed, measure_engine, measure_host
 from subpixel.bench.peers import ENGINE_PEERS, HOST_PEERS, PeerUpscaler, host_peer
 from subpixel.bench.quality import QUALITY_SCALE, QualityFigure, add_cited, load_cited, measure_quality
 from subpixel.engine import Engine, make_engine
@@ -29,9 +29,15 @@ __all__ = ["BenchConfig", "SpeedRow", "BenchResult", "run_bench", "DEFAULT_MODEL
 
 # our single-image architectures, in the order they are reported (those not registered are left out)
 DEFAULT_MODELS = ("espcn", "sesr-m5", "sesr-m11", "sesr-xl", "sprint-s", "sprint")
-THROUGHPUT = ("throughput: frames/s at the batch size on device-resident float32 tensors, host copies excluded; "
-              "latency: batch-1 p50/p95; h2h: uint8 frames from and to host memory at the batch size "
-              "(pinned memory, overlapped copies on CUDA)")
+THROUGHPUT = ("rows timed on tensors (ours and engine peers): fps and out MP/s at the batch size, and batch-1 "
+              "p50/p95, on float32 tensors already on the device (uint8 conversions and host copies excluded); "
+              "h2h fps: uint8 frames from and to host memory at the batch size, conversions included (pinned "
+              "memory, overlapped copies on CUDA). Rows timed host-uint8 (host peers: OpenCV, SPAN): every "
+              "figure times the whole uint8 RGB call on the CPU at batch 1, so their fps is already host to host "
+              "and h2h fps repeats it; compare them with the h2h fps of the other rows")
+WARMUP = ("before the timed calls, one untimed cold call at the batch size measures peak memory and counts as the "
+          "first warm-up call, then warm-up - 1 more untimed calls (with --warmup 0 the cold call is still made); "
+          "at batch > 1, warm-up untimed batch-1 calls precede the latency samples")
 
 
 @dataclass(frozen=True)
@@ -259,6 +265,7 @@ def run_bench(cfg: BenchConfig, command: str, echo: Callable[[str], None] = lamb
     result.quality, dropped = add_cited(result.quality, cited)
     runner.notes += dropped
     result.rows, result.notes = runner.rows, runner.notes
+    result.environment["load_average_end"] = load_average()
     return result
 
 
@@ -268,7 +275,7 @@ def _settings(cfg: BenchConfig) -> dict[str, Any]:
         "device": str(cfg.device), "precision": cfg.precision, "jobs": [j.name for j in cfg.jobs],
         "batch": cfg.batch, "iters": cfg.iters, "warmup": cfg.warmup, "threads": cfg.threads,
         "throughput": THROUGHPUT, "memory": MEMORY_METHOD.get(cfg.device.type, "not measured"),
-        "host_peer_memory": MEMORY_METHOD["cpu"],
+        "host_peer_memory": HOST_PEER_MEMORY, "warmup_method": WARMUP,
         "macs": "multiply-accumulates of convolutions per output frame of the job (subpixel.models.complexity)",
         "quality": f"x{QUALITY_SCALE} Y-PSNR; measured ones by subpixel.eval, cited ones from --cite",
     }
