@@ -673,16 +673,18 @@ def test_out_of_range_crf_and_tile_are_refused(options: VideoOptions, message: s
     assert not list(tmp_path.iterdir())
 
 
+def _stopped_after_the_first_segment(*args, **kwargs) -> dict:
+    """upscale_video with a Ctrl-C as the second segment is finished (the first is kept)."""
+    def stop(segment) -> None:
+        if segment.index == 1:
+            raise KeyboardInterrupt
+
+    args[3].on_segment = stop
+    return upscale_video(*args, **kwargs)
+
+
 def test_cli_interrupt_says_how_to_resume(clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def interrupted(*args, **kwargs) -> dict:
-        def stop(segment) -> None:
-            if segment.index == 1:
-                raise KeyboardInterrupt
-
-        args[3].on_segment = stop
-        return upscale_video(*args, **kwargs)
-
-    monkeypatch.setattr("subpixel.video.command.upscale_video", interrupted)
+    monkeypatch.setattr("subpixel.video.command.upscale_video", _stopped_after_the_first_segment)
     out = tmp_path / "out.mp4"
     result = CliRunner().invoke(cli, ["video", str(clip), "-o", str(out), "-s", "2", "-m", "bicubic", "-q",
                                       "--segment-frames", "10"])
@@ -711,15 +713,7 @@ def test_cli_interrupt_before_the_first_segment_says_nothing_was_kept(existing: 
 def test_cli_interrupt_with_json_prints_the_resume_hint_on_stdout(clip: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                   capsys: pytest.CaptureFixture) -> None:
-    def interrupted(*args, **kwargs) -> dict:
-        def stop(segment) -> None:
-            if segment.index == 1:
-                raise KeyboardInterrupt
-
-        args[3].on_segment = stop
-        return upscale_video(*args, **kwargs)
-
-    monkeypatch.setattr("subpixel.video.command.upscale_video", interrupted)
+    monkeypatch.setattr("subpixel.video.command.upscale_video", _stopped_after_the_first_segment)
     out = tmp_path / "out.mp4"
     monkeypatch.setattr("sys.argv", ["subpixel", "video", str(clip), "-o", str(out), "-s", "2", "-m", "bicubic",
                                      "--json", "--segment-frames", "10"])
