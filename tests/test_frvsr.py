@@ -8,7 +8,9 @@ import math
 import os
 import re
 import signal
+import socket
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -403,6 +405,8 @@ def test_an_existing_run_needs_resume_and_ctrl_c_checkpoints(tmp_path: Path, mon
     monkeypatch.undo()
     resumed = load_file(str(train_frvsr(cfg, tmp_path / "cut", progress=False)))
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    speed = json.loads((tmp_path / "cut/throughput.json").read_text())  # the interrupted session counts too
+    assert [(r["from_iteration"], r["to_iteration"]) for r in speed["sessions"]] == [(0, 3), (3, 5)]
 
 
 def test_time_limit_stops_at_a_log_step_with_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -554,6 +558,70 @@ def test_two_processes_train_as_one(tmp_path: Path, free_port: int) -> None:
         frvsr_train._train(odd, tmp_path / "odd", rank0, True, False, None, None)
     with pytest.raises(SubpixelError, match="single process"):
         frvsr_train._train(cfg, tmp_path / "odd", rank0, True, False, None, IterationBudget(60))
+
+
+def _frvsr_ctrl_c_rank(rank: int, world: int, ports: list[int], raw: dict, out: str) -> None:
+    """A run whose rank 1 alone gets Ctrl-C in step 3, then its resumption."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
+                      TORCHELASTIC_RUN_ID="test")  # as under torchrun, whose agent echoes the Ctrl-C it gets
+    torch.set_num_threads(1)
+    real, calls = ClipSampler.batch_with_affines, []
+
+    def batch(self: ClipSampler, step: int, n: int, part: tuple[int, int] = (0, 1)
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        calls.append(step)
+        if rank == 1 and len(calls) == 3:  # mid-step 3, on one rank: the terminal's Ctrl-C and torchrun's echo
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, step, n, part)
+
+    ClipSampler.batch_with_affines = batch  # type: ignore[method-assign]
+    os.environ["MASTER_PORT"] = str(ports[0])
+    stopped = None
+    try:
+        train_frvsr(FRVSRConfig.from_dict(raw), Path(out) / "ddp", progress=False)
+    except KeyboardInterrupt as err:
+        stopped = type(err).__name__
+    ClipSampler.batch_with_affines = real  # type: ignore[method-assign]
+    last = latest_checkpoint(Path(out) / "ddp")
+    record = {"stopped": stopped, "steps": len(calls), "kept": last.name if last else None}
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps(record))
+    os.environ["MASTER_PORT"] = str(ports[1])
+    train_frvsr(FRVSRConfig.from_dict(raw), Path(out) / "ddp", progress=False)
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def test_ctrl_c_on_one_rank_stops_both_after_the_same_step(tmp_path: Path) -> None:
+    cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=6).to_dict(), "ckpt_every": 0})
+    single = load_file(str(train_frvsr(cfg, tmp_path / "one", progress=False)))
+    context = mp.spawn(_frvsr_ctrl_c_rank, args=(2, _free_ports(2), cfg.to_dict(), str(tmp_path)), nprocs=2,
+                       join=False)
+    end = time.monotonic() + 240
+    while not context.join(timeout=1):
+        if time.monotonic() > end:  # a rank left waiting in a collective for one that is gone
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the processes still ran after 240 s")
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    # rank 0 (no progress bar) says "interrupted" for the job; rank 1 stays silent (Interrupted: already said)
+    assert [r["stopped"] for r in ranks] == ["KeyboardInterrupt", "Interrupted"]
+    # both stopped after step 4 (step 3's vote had begun when Ctrl-C came), whose checkpoint rank 0 wrote
+    assert [r["steps"] for r in ranks] == [4, 4] and ranks[0]["kept"] == "iter_00000004.pt"
+    ddp = load_file(str(tmp_path / "ddp" / "frvsr_x2.safetensors"))  # the resumed job ends as one process would
+    assert single.keys() == ddp.keys()
+    assert all(torch.allclose(single[k], ddp[k], atol=1e-5) for k in single)
+    sessions = json.loads((tmp_path / "ddp" / "throughput.json").read_text())["sessions"]
+    assert [(s["from_iteration"], s["to_iteration"], s["world_size"]) for s in sessions] == [(0, 4, 2), (4, 6, 2)]
 
 
 def test_recipe_validation(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from subpixel.train import trainer as trainer_module
 from subpixel.train.budget import BUDGET_FILE, IterationBudget
 from subpixel.train.checkpoint import list_checkpoints, load_checkpoint, save_atomic
 from subpixel.train.config import ConfigError, config_to_dict, load_config, read_recipe
+from subpixel.train.control import RunControl
 from subpixel.train.distributed import DistInfo
 from subpixel.train.losses import CharbonnierLoss, build_loss
 from subpixel.train.monitor import ScalarLog, read_sessions, record_session
@@ -387,6 +390,54 @@ def test_ctrl_c_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path: Path
     _assert_same_tensors(straight.net.state_dict(), resumed.net.state_dict())
 
 
+def test_an_interrupted_session_records_its_speed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _images(tmp_path / "data")
+    cfg = parse_config(_recipe(data, iters=8, val_every=0))
+    real_sample, calls = PatchSampler.sample, []
+
+    def ctrl_c_at_5(self: PatchSampler) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_sample(self)
+
+    monkeypatch.setattr(PatchSampler, "sample", ctrl_c_at_5)
+    with pytest.raises(KeyboardInterrupt):
+        train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True)
+    monkeypatch.setattr(PatchSampler, "sample", real_sample)
+    train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True, resume=True)
+    speed = json.loads((tmp_path / "run/throughput.json").read_text())
+    assert [(r["from_iteration"], r["to_iteration"]) for r in speed["sessions"]] == [(0, 5), (5, 8)]
+    overall = speed["overall"]
+    assert overall["sessions"] == 2 and overall["iterations_measured"] == sum(
+        r["iterations"] for r in speed["sessions"]) == 4 + 2  # the first step of each session is not timed
+    export_best(tmp_path / "run", tmp_path / "m.safetensors")
+    assert read_card(tmp_path / "m.safetensors")["training"]["throughput"] == overall
+
+
+@pytest.mark.parametrize("torchrun", [False, True])
+def test_a_repeated_ctrl_c_stops_at_once_except_torchruns_echo(torchrun: bool,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    if torchrun:
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")  # as torchrun's workers have it
+    else:
+        monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    control = RunControl(DistInfo(0, 1, 0, torch.device("cpu")))
+    stopped_at_once = False
+    try:
+        with control.session(0):
+            assert not control.interrupted()
+            os.kill(os.getpid(), signal.SIGINT)  # the terminal's Ctrl-C: deferred
+            assert control.interrupted()
+            os.kill(os.getpid(), signal.SIGINT)  # a second one, or torchrun's agent forwarding the first
+            for _ in range(100):  # the handler runs between bytecodes
+                pass
+            assert control.interrupted()
+    except KeyboardInterrupt:
+        stopped_at_once = True
+    assert stopped_at_once is not torchrun
+
+
 def test_a_held_out_image_too_small_to_score_is_refused_before_training(tmp_path: Path) -> None:
     data = _images(tmp_path / "data")
     Image.fromarray(np.full((15, 13, 3), 90, dtype=np.uint8)).save(data / "small.png")  # 14x12 after x2 modcrop
@@ -728,6 +779,51 @@ def test_a_run_folder_that_cannot_be_made_or_written_is_refused_before_training(
     assert not (tmp_path / "locked" / "run").exists()
 
 
+def test_an_export_over_the_run_folders_own_files_is_refused_before_training(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _images(tmp_path / "data")
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(_recipe(Path("data"))))
+    runs = _no_training(monkeypatch)
+    runner = CliRunner()
+    for export, clash in [
+            ("run/throughput.safetensors", "its model card run/throughput.json would overwrite the run's own "
+                                           "throughput.json"),  # its speed record
+            ("run/budget.safetensors", "its model card run/budget.json would overwrite the run's own budget.json"),
+            ("run/checkpoints/w.safetensors", "its weights run/checkpoints/w.safetensors would go into the run's own "
+                                              "checkpoints/ folder"),
+            (f"{tmp_path}/run/../run/tb/w.safetensors",
+             f"its weights {tmp_path}/run/../run/tb/w.safetensors would go into the run's own tb/ folder")]:
+        res = runner.invoke(cli, ["train", "r.yaml", "--out", "run", "--export", export])
+        assert isinstance(res.exception, SubpixelError), res.output  # one line, before any training
+        assert str(res.exception) == f"--export {export}: {clash} (choose another name or folder)"
+    assert not (tmp_path / "run").exists() and runs == []
+    for export in ("run/model.safetensors", "run/recipe.safetensors", "elsewhere/throughput.safetensors"):
+        assert isinstance(runner.invoke(cli, ["train", "r.yaml", "--out", "run", "--export", export]).exception,
+                          _Reached)
+
+
+def test_a_throughput_file_written_over_is_a_warning_not_a_traceback(tmp_path: Path) -> None:
+    session = {"iterations": 3, "iters_per_s": 100.0, "data_wait_share": 0.1, "data_ms_per_iter": 1.0,
+               "step_ms_per_iter": 10.0, "device": "cpu"}
+    path = tmp_path / "throughput.json"
+    for junk in ('{"name": "a model card", "metrics": {}}', "not JSON", "[]", '{"sessions": [{"iterations": "3"}]}',
+                 '{"sessions": {}}'):
+        path.write_text(junk)
+        with pytest.warns(UserWarning, match="throughput.json is not a record of training speed"):
+            assert read_sessions(path) == []
+    with pytest.warns(UserWarning, match="not a record of training speed"):
+        content = record_session(path, session)  # the next session's record replaces it
+    assert content["sessions"] == [session] and read_sessions(path) == [session]
+    raw = _recipe(_images(tmp_path / "data"), iters=3, val_every=0)
+    raw["schedule"]["warmup"] = 0
+    train(parse_config(raw), tmp_path / "run", device="cpu", quiet=True)
+    (tmp_path / "run/throughput.json").write_text('{"name": "a model card written over it"}')
+    with pytest.warns(UserWarning, match="not a record of training speed"):
+        export_best(tmp_path / "run", tmp_path / "m.safetensors")
+    assert "throughput" not in read_card(tmp_path / "m.safetensors")["training"]
+
+
 def test_output_aliases_name_the_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     _images(tmp_path / "data")
@@ -847,6 +943,79 @@ def test_ddp_two_cpu_processes_stay_in_sync(tmp_path: Path, free_port: int) -> N
     _assert_same_tensors(ckpt["ema"], w0)
     assert len(ckpt["sampler"]) == 2 and not torch.equal(ckpt["sampler"][0], ckpt["sampler"][1])
     assert ckpt["meta"]["world_size"] == 2 and (tmp_path / "run/checkpoints/best.pt").is_file()
+
+
+def _ddp_ctrl_c_worker(rank: int, world: int, ports: list[int], raw: dict[str, Any], out: str) -> None:
+    """A straight run, then a run whose rank 1 alone gets Ctrl-C in step 5, then its resumption."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
+                      TORCHELASTIC_RUN_ID="test")  # as under torchrun, whose agent echoes the Ctrl-C it gets
+    torch.set_num_threads(1)
+    registry._REGISTRY[ARCH] = TINY_SPEC  # a fresh process: the module fixture did not run here
+    root = Path(out)
+    os.environ["MASTER_PORT"] = str(ports[0])
+    straight = train(parse_config(raw), root / "straight", device="cpu", quiet=True)
+    real_sample, calls = PatchSampler.sample, []
+
+    def ctrl_c_on_rank_1(self: PatchSampler) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(1)
+        if rank == 1 and len(calls) == 5:  # mid-step 5, on one rank: the terminal's Ctrl-C and torchrun's echo
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_sample(self)
+
+    PatchSampler.sample = ctrl_c_on_rank_1  # type: ignore[method-assign]
+    os.environ["MASTER_PORT"] = str(ports[1])
+    stopped = None
+    try:
+        train(parse_config(raw), root / "cut", device="cpu", quiet=True)
+    except KeyboardInterrupt as err:
+        stopped = type(err).__name__
+    PatchSampler.sample = real_sample  # type: ignore[method-assign]
+    kept = [p.name for p in list_checkpoints(root / "cut")]
+    os.environ["MASTER_PORT"] = str(ports[2])
+    resumed = train(parse_config(raw), root / "cut", device="cpu", quiet=True, resume=True)
+    torch.save({"stopped": stopped, "steps": len(calls), "kept": kept, "straight": straight.net.state_dict(),
+                "resumed": resumed.net.state_dict()}, root / f"rank{rank}.pt")
+
+
+def _spawn(fn: Any, args: tuple, nprocs: int, deadline_s: float) -> None:
+    """``mp.spawn`` that fails, rather than hangs, when the processes outlast ``deadline_s`` (a rank left waiting
+    in a collective for one that is gone)."""
+    context = mp.spawn(fn, args=args, nprocs=nprocs, join=False)
+    end = time.monotonic() + deadline_s
+    while not context.join(timeout=1):
+        if time.monotonic() > end:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"the processes still ran after {deadline_s} s")
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def test_ctrl_c_on_one_ddp_rank_stops_every_rank_after_the_same_step(tmp_path: Path) -> None:
+    raw = _recipe(_images(tmp_path / "data"), iters=8, val_every=0, ckpt_every=0)
+    _spawn(_ddp_ctrl_c_worker, (2, _free_ports(3), raw, str(tmp_path)), nprocs=2, deadline_s=240)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    # rank 0, quiet, says "interrupted" for the job; rank 1 stays silent (Interrupted: already said)
+    assert [r["stopped"] for r in ranks] == ["KeyboardInterrupt", "Interrupted"]
+    # both stopped after step 6 (step 5's vote had begun when Ctrl-C came), whose checkpoint rank 0 wrote
+    assert [r["steps"] for r in ranks] == [6, 6]
+    assert ranks[0]["kept"] == ["iter_00000006.pt"]
+    ckpt = _state(tmp_path / "cut/checkpoints/iter_00000006.pt")
+    assert len(ckpt["sampler"]) == 2
+    for r in ranks:  # the resumed run ends with the weights of the straight one
+        _assert_same_tensors(r["straight"], r["resumed"])
+    sessions = read_sessions(tmp_path / "cut/throughput.json")
+    assert [(s["from_iteration"], s["to_iteration"], s["world_size"]) for s in sessions] == [(0, 6, 2), (6, 8, 2)]
 
 
 def test_rank_streams_differ() -> None:

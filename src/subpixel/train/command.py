@@ -55,6 +55,7 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
     quiet = quiet or as_json
     time_limit = None if time_limit is None else 60 * time_limit  # seconds
     if export_path is not None:
+        _check_export_is_not_the_run(export_path, run_dir)
         _check_writable(export_path)
     if follow is not None and budget is None:
         raise click.BadParameter("needs --budget", param_hint="--follow")
@@ -107,6 +108,26 @@ def _check_writable(path: Path) -> None:
         raise click.BadParameter(f"cannot create {path.parent}: {err.strerror or err}", param_hint="--export") from None
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise click.BadParameter(f"{path} is not writable", param_hint="--export")
+
+
+def _check_export_is_not_the_run(path: Path, run_dir: Path) -> None:
+    """Refuse an export whose weights or model card (the ``.json`` beside them) would overwrite what the run
+    folder itself holds: ``recipe.yaml``, ``throughput.json``, ``budget.json``, FRVSR's ``log.jsonl``, and the
+    ``checkpoints/`` and ``tb/`` folders (an FRVSR run's own ``<name>_x<scale>.safetensors`` may be named)."""
+    from subpixel.models.weights import card_path
+    from subpixel.train.checkpoint import CHECKPOINT_DIR
+    from subpixel.train.monitor import THROUGHPUT_FILE
+
+    run = run_dir.resolve()
+    for target, what in ((path, "weights"), (card_path(path), "model card")):
+        where = target.resolve()
+        if where.parent == run and where.name in ("recipe.yaml", THROUGHPUT_FILE, BUDGET_FILE, "log.jsonl"):
+            clash = f"would overwrite the run's own {where.name}"
+        elif folder := next((f for f in (CHECKPOINT_DIR, "tb") if where.is_relative_to(run / f)), None):
+            clash = f"would go into the run's own {folder}/ folder"
+        else:
+            continue
+        raise SubpixelError(f"--export {path}: its {what} {target} {clash} (choose another name or folder)")
 
 
 def _check_run_dir(run_dir: Path) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -13,7 +14,11 @@ import torch.distributed as dist
 from subpixel.engine.device import resolve_device
 from subpixel.errors import SubpixelError
 
-__all__ = ["DistInfo", "distributed", "all_gather_cpu", "any_rank", "average_gradients", "barrier"]
+__all__ = ["DistInfo", "distributed", "all_gather_cpu", "any_rank", "any_rank_later", "average_gradients", "barrier"]
+
+# a gloo group beside NCCL's (set by distributed()): flags agreed on every step (any_rank_later) go between
+# the hosts without touching the GPU, so they neither wait for its queued work nor make the host wait for it
+_host_group: Any = None
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,14 @@ def distributed(device: str = "auto") -> Iterator[DistInfo]:
     if dev.type == "cuda":
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
+    global _host_group
     dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world)
     try:
+        if dev.type == "cuda" and dist.is_gloo_available():
+            _host_group = dist.new_group(backend="gloo")
         yield DistInfo(rank, world, local_rank, dev)
     finally:
+        _host_group = None
         dist.destroy_process_group()
 
 
@@ -73,11 +82,25 @@ def barrier(info: DistInfo) -> None:
 
 def any_rank(flag: bool, info: DistInfo) -> bool:
     """True on every rank when ``flag`` is true on any (a collective: every rank must call it)."""
+    return any_rank_later(flag, info)()
+
+
+def any_rank_later(flag: bool, info: DistInfo) -> Callable[[], bool]:
+    """:func:`any_rank` run in the background: call the result for the answer (waiting for it if need be).
+
+    One float all-reduced between the hosts (gloo, also beside NCCL), so a step's work overlaps it.
+    """
     if info.world == 1:
-        return flag
-    t = torch.tensor([float(flag)], device=info.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+        return lambda: flag
+    on_host = _host_group is not None or info.device.type == "cpu"
+    t = torch.tensor([float(flag)], device="cpu" if on_host else info.device)
+    work = dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_host_group, async_op=True)
+
+    def answer() -> bool:
+        work.wait()
+        return bool(t.item())
+
+    return answer
 
 
 def average_gradients(params: Iterable[torch.nn.Parameter], info: DistInfo) -> None:

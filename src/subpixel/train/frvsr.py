@@ -325,6 +325,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
                  disable=not (progress and main)) as bar, control.session(start):
         it = start
         while it < cfg.iters:
+            control.vote()
             timer.begin()
             lr_u8, hr_u8, moves = sampler.batch_with_affines(it, cfg.batch, part=(info.rank, info.world))
             lr, hr = lr_u8.float() / 255.0, hr_u8.float() / 255.0
@@ -374,8 +375,12 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
                              "meta": meta}, checkpoint_path(run_dir, done))
                 prune(run_dir, cfg.keep_last)
                 control.paused()
-            if stopping:
-                if main and progress:
+            if stopping:  # on every rank after this same step (control.vote agreed on it)
+                barrier(info)  # no rank leaves before rank 0 has written the checkpoint
+                if not main:
+                    raise Interrupted  # rank 0 speaks for the job
+                _record_speed(run_dir, timer, start, done, cfg, info)  # an interrupted session's speed counts too
+                if progress:
                     bar.write(f"interrupted: checkpoint at iteration {done}; continue with --resume", file=sys.stderr)
                     raise Interrupted
                 raise KeyboardInterrupt

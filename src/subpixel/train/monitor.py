@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -110,15 +111,36 @@ def overall_throughput(sessions: list[dict]) -> dict[str, float | int]:
             "data_wait_share": data_s / step_s, "devices": sorted({str(s.get("device")) for s in sessions})}
 
 
+def _is_session(record: object) -> bool:
+    """Whether ``record`` holds the measured steps and times :func:`overall_throughput` reads."""
+    if not isinstance(record, dict):
+        return False
+    values = [record.get(k) for k in ("iterations", "step_ms_per_iter", "data_ms_per_iter")]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        return False
+    steps, step_ms, data_ms = values
+    return steps > 0 and step_ms > 0 and data_ms >= 0
+
+
 def read_sessions(path: Path) -> list[dict]:
     """The session records in throughput file ``path`` (none if it is missing).
 
-    A file written before runs kept every session holds one bare record: it counts as one session.
+    A file written before runs kept every session holds one bare record: it counts as one session. A file
+    that is not a throughput record (unreadable, not JSON, another file written over it) warns and counts
+    as none; the next session's record replaces it.
     """
     if not path.is_file():
         return []
-    content = json.loads(path.read_text())
-    return content["sessions"] if "sessions" in content else [content]
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        content = None
+    sessions = content["sessions"] if isinstance(content, dict) and "sessions" in content else [content]
+    if not (isinstance(sessions, list) and sessions and all(_is_session(s) for s in sessions)):
+        warnings.warn(f"{path} is not a record of training speed (another file written over it?): the speed "
+                      "of the sessions it held is left out", stacklevel=2)
+        return []
+    return sessions
 
 
 def record_session(path: Path, record: dict) -> dict:

@@ -9,6 +9,7 @@ a new process, so equality there is to float rounding).
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 import warnings
@@ -164,6 +165,15 @@ class Trainer:
         self._clock = time.perf_counter()
         self._postfix: dict[str, str] = {}  # the progress bar's
 
+    def drop_ddp(self) -> None:
+        """Free the ``DistributedDataParallel`` wrapper now, while the process group lives (it sits in reference
+        cycles, so only the garbage collector frees it). Freed after the group, it would end the group in its
+        own destructor, holding the GIL while joining gloo's threads, one of which may need the GIL to free the
+        last collective's tensors: a deadlock (pytorch/pytorch#56297), seen when Ctrl-C stops a DDP run."""
+        if self.model is not self.net:
+            self.model = self.net
+            gc.collect()
+
     @property
     def eval_net(self) -> SRNet:
         """The weights validation and export use: the EMA when enabled."""
@@ -292,6 +302,8 @@ class Trainer:
         Stops early, with a checkpoint, after step ``until`` or at the first logging step after
         ``time_limit`` seconds of this call (so a run fits a fixed-length job and resumes later).
         ``budget`` resets ``train.iters`` from the measured speed so the run ends within its seconds.
+        Ctrl-C (on any rank under ``torchrun``) ends the current step on every rank, checkpoints it, records
+        the session's speed and raises ``KeyboardInterrupt`` (:class:`Interrupted` once the user was told).
         """
         t, main = self.cfg.train, self.info.is_main
         control = RunControl(self.info, budget, time_limit)
@@ -303,10 +315,12 @@ class Trainer:
                    dynamic_ncols=True, desc=f"{self.cfg.model.name} x{self.cfg.model.scale}")
         loss_sum = torch.zeros((), device=self.info.device)
         losses = 0
+        interrupted = False
         self._clock = time.perf_counter()
         try:
             with control.session(self.iteration):
                 while self.iteration < stop:
+                    control.vote()
                     timer.begin()
                     batch = self.sampler.sample()
                     timer.data_ready()
@@ -332,17 +346,15 @@ class Trainer:
                     if main and self.val_pairs and (it == t.iters or (t.val_every and it % t.val_every == 0)):
                         self._validate_and_keep_best(log, bar)
                         control.paused()
-                    if it == stop or (t.ckpt_every and it % t.ckpt_every == 0):
+                    # Ctrl-C on any rank (every rank stops after this same step): this step is complete, so its
+                    # checkpoint resumes exactly
+                    interrupted = control.interrupted()
+                    if it == stop or interrupted or (t.ckpt_every and it % t.ckpt_every == 0):
                         self.save()
                         control.paused()
-                    if control.interrupted():  # this step is complete, so the checkpoint resumes exactly
-                        if not checkpoint_path(self.run_dir, it).is_file():
-                            self.save()
-                        if main and not self.quiet:
-                            bar.write(f"interrupted: checkpoint at iteration {it}; continue with --resume",
-                                      file=sys.stderr)
-                            raise Interrupted
-                        raise KeyboardInterrupt
+                    if interrupted:  # no rank leaves before rank 0 has written the checkpoint
+                        barrier(self.info)
+                        break
         finally:
             self._wall_before = self._wall_seconds()
             self._clock = time.perf_counter()
@@ -350,7 +362,15 @@ class Trainer:
             log.close()
         speed = timer.summary()
         if main and speed is not None:
-            self._report(speed, first)
+            self._report(speed, first, say=not interrupted)  # an interrupted session's speed counts too
+        if interrupted:
+            if not main:
+                raise Interrupted  # rank 0 speaks for the job
+            if self.quiet:
+                raise KeyboardInterrupt
+            tqdm.write(f"interrupted: checkpoint at iteration {self.iteration}; continue with --resume",
+                       file=sys.stderr)
+            raise Interrupted
         return TrainResult(self.eval_net, self.iteration, self.best, speed)
 
     def _set_total(self, total: int, until: int | None, bar: tqdm, budget: IterationBudget) -> int:
@@ -385,12 +405,13 @@ class Trainer:
             postfix["best"] = f"{self.best['psnr']:.2f}dB"
         bar.set_postfix(postfix, refresh=False)
 
-    def _report(self, speed: Throughput, first: int) -> None:
+    def _report(self, speed: Throughput, first: int, say: bool = True) -> None:
+        """Add this session's speed to the run's throughput file and, when ``say``, print it."""
         d = self.cfg.data
         record = {**speed.to_dict(), "from_iteration": first, "to_iteration": self.iteration, "batch": d.batch,
                   "patch": d.patch, "device": self.meta.get("device"), "world_size": self.info.world}
         record_session(self.run_dir / THROUGHPUT_FILE, record)
-        if not self.quiet:
+        if say and not self.quiet:
             tqdm.write(f"throughput: {speed.iters_per_s:.1f} it/s, waiting for data "
                        f"{100 * speed.data_wait_share:.2f}% of step time ({speed.iterations} steps measured)")
 
@@ -415,22 +436,25 @@ def train(cfg: Config, run_dir: Path, *, device: str = "auto", resume: bool = Fa
     with distributed(device) as info:
         last = existing_checkpoint(run_dir, resume)
         trainer = Trainer(cfg, run_dir, info, quiet=quiet, resuming=last is not None)
-        if last is not None:
-            trainer.resume(last)
-        if info.is_main:
-            trainer.drop_stale_best()
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_recipe(run_dir, config_to_dict(cfg))
-            if not quiet and trainer.iteration >= cfg.train.iters:
-                tqdm.write(f"{run_dir} is already at train.iters ({cfg.train.iters}); nothing to train"
-                           f"{', exporting' if export is not None else ''}")
-            elif not quiet:
-                tqdm.write(f"{'resuming from ' + last.name if last else 'training'} into {run_dir}: "
-                           f"{trainer.sampler.num_images} training images, {len(trainer.val_pairs)} held out, "
-                           f"{trainer.net.num_parameters():,} parameters on {info.device}"
-                           f"{f' x {info.world} processes' if info.world > 1 else ''}")
-        result = trainer.fit(until, time_limit, budget)
-        barrier(info)
+        try:
+            if last is not None:
+                trainer.resume(last)
+            if info.is_main:
+                trainer.drop_stale_best()
+                run_dir.mkdir(parents=True, exist_ok=True)
+                write_recipe(run_dir, config_to_dict(cfg))
+                if not quiet and trainer.iteration >= cfg.train.iters:
+                    tqdm.write(f"{run_dir} is already at train.iters ({cfg.train.iters}); nothing to train"
+                               f"{', exporting' if export is not None else ''}")
+                elif not quiet:
+                    tqdm.write(f"{'resuming from ' + last.name if last else 'training'} into {run_dir}: "
+                               f"{trainer.sampler.num_images} training images, {len(trainer.val_pairs)} held out, "
+                               f"{trainer.net.num_parameters():,} parameters on {info.device}"
+                               f"{f' x {info.world} processes' if info.world > 1 else ''}")
+            result = trainer.fit(until, time_limit, budget)
+            barrier(info)
+        finally:
+            trainer.drop_ddp()  # before the process group ends, also when training stopped with an exception
         if export is not None and info.is_main and result.iteration >= cfg.train.iters:
             export_best(run_dir, export, notes=cfg.notes)
     return result
