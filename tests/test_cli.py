@@ -167,6 +167,23 @@ def test_eval_takes_several_models_one_row_each(tmp_path: Path) -> None:
     assert [r["model"] for r in json.loads(res.stdout)] == ["bicubic", "mine_x2", "lanczos"]  # none dropped
     res = CliRunner().invoke(cli, ["eval", "-m", "bicubic", "-m", "lanczos", "--video", "Vid4"])
     assert res.exit_code == 2 and "one model" in res.output
+    twin = tmp_path / "v" / "mine_x2.safetensors"  # another run's export of the same file name
+    twin.parent.mkdir()
+    save_weights(build("espcn", 2), twin, {"name": "espcn", "architecture": "espcn", "arch_args": {}, "scale": 2})
+    res = CliRunner().invoke(cli, ["eval", "-m", str(weights), "-m", str(twin), "-m", str(tmp_path / "w/../w/mine_x2"
+                                   ".safetensors"), "-s", "2", "-d", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    assert [r["model"] for r in json.loads(res.stdout)] == [str(weights), str(twin)]  # told apart; one file once
+
+
+def test_update_card_for_several_models_checks_them_all_before_writing_any(tmp_path: Path) -> None:
+    _img(tmp_path / "a.png", size=(24, 24))
+    weights = tmp_path / "mine_x2.safetensors"
+    save_weights(build("espcn", 2), weights, {"name": "espcn", "architecture": "espcn", "arch_args": {}, "scale": 2})
+    card = (tmp_path / "mine_x2.json").read_bytes()
+    res = CliRunner().invoke(cli, ["eval", "--update-card", "-m", str(weights), "-m", "rlfn", "-s", "2", "-d", "Set5"])
+    assert res.exit_code == 1 and "rlfn" in str(res.exception)
+    assert (tmp_path / "mine_x2.json").read_bytes() == card
 
 
 def test_recursive_run_mirrors_subfolders_and_refuses_collisions(tmp_path: Path) -> None:

@@ -123,23 +123,28 @@ def evaluate_cmd(model_names: tuple[str, ...], scale: int | None, sets: tuple[st
     if all_models:
         targets = [("bicubic", s) for s in sorted({m.scale for m in shipped_models()} or {4})]
         targets += [(m.name, m.scale) for m in shipped_models()]
-    else:
-        targets = [(name, scale) for name in dict.fromkeys(model_names)]
-    rows = []
+    else:  # each model once (a weights file named twice by different paths too)
+        unique: dict[str, str] = {}
+        for name in model_names:
+            unique.setdefault(str(Path(name).resolve()) if is_weights_path(name) else name.lower(), name)
+        targets = [(name, scale) for name in unique.values()]
+    models = []  # every model loaded, and its card found, before any is scored or any card written
     for name, s in targets:
         model = load(name, scale=s, device=device, precision=precision, engine=engine)
-        s = model.scale
-        results = run_sets(model, folders, protocol, channel, self_ensemble, quiet or as_json)
-        shipped = find_shipped(model.name, s)
+        shipped = find_shipped(model.name, model.scale)
         weights = Path(name) if is_weights_path(name) else shipped.weights if shipped else None
         if update_card and weights is None and not all_models:
-            raise SubpixelError(f"--update-card: no weights file behind {name!r} at x{s}")
+            raise SubpixelError(f"--update-card: no weights file behind {name!r} at x{model.scale}")
+        models.append((model, weights))
+    rows = []
+    for (model, weights), label in zip(models, _model_labels([m for m, _ in models], [n for n, _ in targets])):
+        results = run_sets(model, folders, protocol, channel, self_ensemble, quiet or as_json)
         if update_card and weights is not None:
             write_card_metrics(weights, results)
             if not (quiet or as_json):
                 click.echo(f"updated {card_path(weights)}", err=True)
         params, macs = complexity(model)
-        rows.append({"model": model.name, "scale": s, "params": params, "macs": macs,
+        rows.append({"model": label, "scale": model.scale, "params": params, "macs": macs,
                      "sets": dict(zip(labels, results))})
     if as_json:
         emit_json([_json_row(r) for r in rows])
@@ -163,6 +168,13 @@ def _sets(given: tuple[str, ...]) -> tuple[list[str], list[Path]]:
             names.append(name)
             folders.append(folder)
     return names, folders
+
+
+def _model_labels(models: list[Upscaler], given: list[str]) -> list[str]:
+    """Each model's row label: its name, or the name as given (a path) where two rows of one scale share a name
+    (two runs' exports of one file name)."""
+    counts = Counter((m.name, m.scale) for m in models)
+    return [m.name if counts[(m.name, m.scale)] == 1 else g for m, g in zip(models, given)]
 
 
 def _labels(names: list[str], folders: list[Path]) -> list[str]:
