@@ -17,7 +17,7 @@ from PIL import Image
 
 import subpixel
 import subpixel.cli
-from subpixel.cli import cli
+from subpixel.cli import cli, main
 from subpixel.errors import Interrupted, OutOfMemory
 from subpixel.models import build
 from subpixel.models.weights import save_weights
@@ -600,3 +600,17 @@ def test_files_in_input_folders_that_are_not_images_are_reported(tmp_path: Path)
     res = CliRunner().invoke(cli, ["upscale", str(tmp_path / "in"), "-m", "bicubic", "-s", "2", "-o",
                                    str(tmp_path / "out"), "--json", "--overwrite"])
     assert sorted(Path(p).name for p in json.loads(res.stdout)["not_images"]) == ["b.gif", "notes"]
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    from subpixel.commands import models as models_cmd
+
+    def broken(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(models_cmd, "shipped_models", broken)
+    monkeypatch.setattr("sys.argv", ["subpixel", "models"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 1 and "error: broken pipe" in capsys.readouterr().err

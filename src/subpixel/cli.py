@@ -7,6 +7,7 @@ import importlib
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import warnings
@@ -44,12 +45,24 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except BrokenPipeError:  # past click, which would make it a silent exit status 1
-            raise _ReaderGone from None
+        except BrokenPipeError as err:  # past click, which would make it a silent exit status 1
+            if _stdout_gone():
+                raise _ReaderGone from None
+            raise SubpixelError(f"broken pipe: {err}") from err  # a worker's or a socket's, not our reader's
 
 
 class _ReaderGone(Exception):
     """The program reading our output stopped (``subpixel models | head -1``)."""
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLERR)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or stdout is not a real file
+        return False
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -78,12 +91,11 @@ def _interrupted(err: KeyboardInterrupt) -> None:
 
 def _exit_quietly_on_a_closed_pipe() -> NoReturn:
     """Exit without a word, with status 141 (128 + SIGPIPE) as a program killed by SIGPIPE (git, coreutils)
-    shows in the shell; stdout and stderr go to /dev/null first, so Python's final flush of what is still
-    buffered cannot fail again (the recipe of the Python docs' "Note on SIGPIPE")."""
+    shows in the shell; stdout goes to /dev/null first, so Python's final flush of what is still buffered
+    cannot fail again (the recipe of the Python docs' "Note on SIGPIPE")."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    for fd in (1, 2):
-        with contextlib.suppress(OSError):
-            os.dup2(devnull, fd)
+    with contextlib.suppress(OSError):
+        os.dup2(devnull, sys.stdout.fileno())
     sys.exit(141)
 
 
