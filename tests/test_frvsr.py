@@ -245,6 +245,26 @@ def test_recurrent_processor_starts_afresh_at_a_scene_cut() -> None:
     assert isinstance(video, RecurrentProcessor) and video.cut_threshold == SCENE_CUT_THRESHOLD
 
 
+def test_scene_cuts_found_after_flashes_and_one_frame_shots_not_in_steady_pans() -> None:
+    torch.manual_seed(0)
+    a, b, c, white = torch.rand(1, 3, 12, 12) * 0.3, 0.35 + torch.rand(1, 3, 12, 12) * 0.3, \
+        0.7 + torch.rand(1, 3, 12, 12) * 0.3, torch.ones(1, 3, 12, 12)
+
+    def cuts(*frames: torch.Tensor) -> list[int]:
+        proc, found = RecurrentProcessor(tiny_frvsr(2), device="cpu", cut_threshold=10), []
+        for frame in frames:
+            before = proc.cuts
+            proc.process(frame)
+            found.append(proc.cuts - before)
+        return found
+
+    assert cuts(a, a, white, a, a) == [0, 0, 1, 1, 0]  # a flash: back to A is a cut too
+    assert cuts(a, a, b, c, c) == [0, 0, 1, 1, 0]  # a one-frame shot
+    texture = torch.rand(1, 3, 12, 12) * 0.7
+    pan = [torch.roll(texture, 2 * k, dims=3) for k in range(5)]  # the same large change (17%) every frame
+    assert cuts(*pan) == [0] * 5
+
+
 def _clip_folder(root: Path, name: str, frames: int = 4) -> None:
     still = smooth_still(80, 90, seed=len(name))
     folder = root / name

@@ -9,6 +9,8 @@ from subpixel.models.frvsr import FRVSR, FRVSRState
 
 __all__ = ["RecurrentProcessor"]
 
+_FIRST_CHANGE_FACTOR = 3  # the first change of a sequence is a cut above this many times the threshold
+
 
 class RecurrentProcessor:
     """Runs an :class:`FRVSR` frame by frame; the state survives across ``process`` calls.
@@ -21,8 +23,10 @@ class RecurrentProcessor:
     Always eager torch (``engine``), on whole frames.
 
     Scene cuts: the mean absolute luma difference to the previous frame, in percent of full range; a frame
-    is a cut when both that difference and its change from the previous frame's exceed ``cut_threshold``
-    (a steady fast pan changes every frame a lot, but evenly). 10 suits most footage.
+    is a cut when that difference exceeds ``cut_threshold`` and has grown by as much since the previous
+    frame's (a steady fast pan changes every frame a lot, but evenly), or is still above it right after a
+    cut (a flash, a one-frame shot: the next frame is a cut too); the first difference of a sequence, with
+    nothing to compare, must exceed three times ``cut_threshold``. 10 suits most footage.
     """
 
     engine = "torch"
@@ -40,7 +44,7 @@ class RecurrentProcessor:
         self.cut_threshold = cut_threshold
         self.cuts = 0  # scene cuts detected (state resets) since construction
         self._state: FRVSRState | None = None
-        self._last_change = 0.0
+        self.reset()
 
     @property
     def scale(self) -> int:
@@ -49,7 +53,8 @@ class RecurrentProcessor:
     def reset(self) -> None:
         """Forget the previous frames: the next frame is the first of a sequence."""
         self._state = None
-        self._last_change = 0.0
+        self._last_change: float | None = None  # the mean luma change between the last two frames, percent
+        self._after_cut = False
 
     def _is_cut(self, frame: torch.Tensor) -> bool:
         """Whether ``frame`` starts a new scene (see the class docstring); updates the running difference."""
@@ -57,8 +62,12 @@ class RecurrentProcessor:
             return False
         luma = torch.tensor([0.299, 0.587, 0.114], device=frame.device).view(1, 3, 1, 1)
         change = 100 * float(((frame - self._state.lr) * luma).sum(1).abs().mean())
-        cut = min(change, abs(change - self._last_change)) > self.cut_threshold
-        self._last_change = change
+        last, limit = self._last_change, self.cut_threshold
+        if last is None:  # the first change of a sequence: nothing to compare it with but a larger limit
+            cut = change > _FIRST_CHANGE_FACTOR * limit
+        else:  # a jump in change; or a change still large right after a cut (a flash, a one-frame shot)
+            cut = change > limit and (change - last > limit or self._after_cut)
+        self._last_change, self._after_cut = change, cut
         return cut
 
     @torch.inference_mode()
