@@ -188,3 +188,15 @@ def test_pil_images_keep_their_colour_profile_exif_and_dpi(tiny_net) -> None:
     out = Upscaler(tiny_net, name="tiny", device="cpu").upscale(img)
     assert out.info["icc_profile"] == icc and out.info["exif"] == exif.tobytes() and out.info["dpi"] == (300, 300)
     assert "comment" not in out.info
+
+
+def test_interpolation_resizes_to_outscale_in_one_pass() -> None:
+    arr = np.random.default_rng(3).integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    out = subpixel.load("bicubic", scale=3).upscale(arr, outscale=2.5)
+    assert np.array_equal(out, imresize_np(arr, size=(25, 30)))  # not bicubic x3, then down to 2.5
+    same = subpixel.load("bicubic", scale=2).upscale(arr, outscale=1)
+    assert np.array_equal(same, arr) and same is not arr
+    for odd in (np.float32(1.5), np.int64(2)):
+        assert subpixel.load("bicubic", scale=2).upscale(arr, outscale=odd).shape[0] == int(10 * odd)
+    with pytest.raises(ValueError, match="outscale"):
+        subpixel.load("bicubic", scale=2).upscale(arr, outscale=True)

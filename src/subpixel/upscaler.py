@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ from subpixel.io.image import pil_to_array
 from subpixel.models.base import SRNet
 from subpixel.models.interp import _Interpolation
 from subpixel.ops.resize import imresize, imresize_np
-from subpixel.ops.tiling import MIN_TILE, TileInfo, is_oom_error, tile_size_for_budget, tiled_forward, tiled_imresize
+from subpixel.ops.tiling import MIN_TILE, TileInfo, tile_size_for_budget, tiled_forward, tiled_imresize
 
 __all__ = ["Upscaler", "CPU_TILE_BUDGET"]
 
@@ -105,11 +106,11 @@ class Upscaler:
         1000x800 image comes back 2500x2000): the model's output is resized to it by MATLAB's bicubic
         (antialiased when shrinking; alpha premultiplied). Returns the same kind of object as given.
         """
-        if outscale is not None and not (isinstance(outscale, (int, float)) and 0 < outscale < math.inf):
+        if outscale is not None and (isinstance(outscale, bool) or not isinstance(outscale, numbers.Real)
+                                     or not 0 < outscale < math.inf):
             raise ValueError(f"outscale must be a positive number, got {outscale!r}")
         if isinstance(image, Image.Image):
-            arr = _from_pil(image)
-            out = _to_pil(self._resized(self._upscale_array(arr, tile, progress), arr.shape, outscale), image.mode)
+            out = _to_pil(self._upscale_to(_from_pil(image), tile, progress, outscale), image.mode)
             out.info.update({k: image.info[k] for k in _CARRIED_INFO if k in image.info})
             return out
         if isinstance(image, torch.Tensor):
@@ -127,7 +128,7 @@ class Upscaler:
             out = out.to(image.dtype)
             return out if batched else out[0]
         if isinstance(image, np.ndarray):
-            return self._resized(self._upscale_array(image, tile, progress), image.shape, outscale)
+            return self._upscale_to(image, tile, progress, outscale)
         raise TypeError(f"cannot upscale an object of type {type(image).__name__}")
 
     def output_size(self, height: int, width: int, outscale: float | None = None) -> tuple[int, int]:
@@ -139,30 +140,22 @@ class Upscaler:
         """``(N, 3, H, W)`` float in [0, 1] -> ``(N, 3, sH, sW)`` float32 (not clamped).
 
         ``tile``: LR tile side (``None``: from a memory budget; ``0``: one whole-image call). An image within
-        one tile runs in one call; if that runs out of memory it is tiled at half its longer side.
+        one tile runs in one call; if that runs out of memory it is tiled at half its longer side, and so on
+        (:func:`~subpixel.ops.tiling.tiled_forward`).
         """
         h, w = x.shape[-2:]
         if h == 0 or w == 0:
             raise ValueError("cannot upscale an empty image")
         tile = self._auto_tile() if tile is None else tile
-        halvings = 0
-        if tile <= 0 or (h <= tile and w <= tile):
-            try:
-                out = self.engine(x)
-            except Exception as err:  # noqa: BLE001 - only running out of memory is handled, by tiling
-                if tile <= 0 or not is_oom_error(err) or max(h, w) // 2 < MIN_TILE:
-                    raise
-                tile, halvings = max(h, w) // 2, 1
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-            else:
-                self.last_tile_info = TileInfo(tile=max(h, w), tiles_run=1)
-                if progress is not None:
-                    progress(1, 1)
-                return out.to(x.device)
-        pad = max(self.net.receptive_field, 4)
-        out, self.last_tile_info = tiled_forward(self.engine, x, self.scale, tile, pad, progress=progress)
-        self.last_tile_info.halvings += halvings
+        if tile <= 0:  # one whole-image call, as asked: no tiling, not even on running out of memory
+            out = self.engine(x)
+            self.last_tile_info = TileInfo(tile=max(h, w), tiles_run=1)
+            if progress is not None:
+                progress(1, 1)
+            return out.to(x.device)
+        pad = max(self.net.receptive_field, 4)  # an image within one tile is one tile: one engine call
+        out, self.last_tile_info = tiled_forward(self.engine, x, self.scale, min(tile, max(h, w)), pad,
+                                                 progress=progress)
         return out
 
     # -- internals ----------------------------------------------------------------------------
@@ -192,6 +185,19 @@ class Upscaler:
             out = self.upscale_tensor(x.expand(-1, 3, -1, -1) if channels == 1 else x, tile, progress)
         result = _from_chw_float(out, dtype, channels)
         return result[:, :, 0] if arr.ndim == 2 else result
+
+    def _upscale_to(self, arr: np.ndarray, tile: int | None, progress: Progress | None,
+                    outscale: float | None) -> np.ndarray:
+        """An array upscaled by the model, then resized to ``outscale``; an interpolation model resizes to
+        ``outscale`` at once (one resampling, not two)."""
+        if outscale is None or not isinstance(self.net, _Interpolation):
+            return self._resized(self._upscale_array(arr, tile, progress), arr.shape, outscale)
+        _check_array(arr)
+        out = self._resized(arr, arr.shape, outscale)
+        self.last_tile_info = TileInfo(tile=max(arr.shape[:2]), tiles_run=1)
+        if progress is not None:
+            progress(1, 1)
+        return out.copy() if out is arr else out
 
     def _resized(self, out: np.ndarray, in_shape: tuple[int, ...], outscale: float | None) -> np.ndarray:
         """``out`` (the model's output for an input of ``in_shape``) resized to ``outscale`` times the input."""
