@@ -1099,3 +1099,21 @@ def test_container_hint_suggests_mkv_only_when_it_is_not_mkv(suffix: str, codec:
     with pytest.raises(SubpixelError, match=r"cannot hold input stream #1 \(subtitle, mov_text\)") as err:
         check_container(tmp_path / f"o{suffix}", resolve_encoder(codec, bitrate="1M"), probe(src))
     assert str(err.value).endswith("pick another output extension" + " (.mkv takes most)" * hint)
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_the_stream_aspect_ratio_is_written_only_where_its_layout_is_known(known: bool, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    from fractions import Fraction
+
+    from subpixel.io import video as video_io
+
+    if not known:
+        monkeypatch.setattr(video_io, "_AVSTREAM_LAYOUT_MAJORS", frozenset())
+    with av.open(str(tmp_path / "o.mkv"), "w") as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.width, stream.height = 64, 48
+        video_io._set_sample_aspect_ratio(stream, Fraction(8, 9), tmp_path / "o.mkv")
+        assert stream.sample_aspect_ratio == (Fraction(8, 9) if known else None)
+    assert ("pixel aspect ratio" in caplog.text) != known
