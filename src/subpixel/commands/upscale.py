@@ -298,8 +298,9 @@ def _run_job(job: Job, upscaler: Upscaler, tile: int | None, overwrite: bool, qu
                      "tile": info.tile if info and info.tiles_run > 1 else None}  # None: one whole-image call
     except (SubpixelError, OSError, MemoryError, RuntimeError) as err:
         if is_oom_error(err):  # torch's, or ONNX Runtime's (an OutOfMemory SubpixelError)
-            job.error = (f"{job.src}: out of memory; try a smaller --tile (e.g. --tile 128), or --max-pixels "
-                         "to refuse images this large")
+            hint = ("drop --tile 0 to let tiles halve" if tile == 0 else
+                    "tiles were halved down to 16 pixels first; free memory or use another --device")
+            job.error = f"{job.src}: out of memory ({hint}), or pass --max-pixels to refuse images this large"
         elif isinstance(err, (SubpixelError, OSError)):
             job.error = str(err) if isinstance(err, SubpixelError) else f"{type(err).__name__}: {err}"
         else:
