@@ -8,7 +8,6 @@ import math
 import os
 import re
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +44,7 @@ from subpixel.train.warm_start import warm_start
 from subpixel.upscaler import Upscaler
 from subpixel.video.pipeline import SCENE_CUT_THRESHOLD, FrameProcessor, as_processor
 from subpixel.video.recurrent import RecurrentProcessor
+from tests.conftest import free_ports
 
 TINY = {"channels": 8, "blocks": 1, "flow_channels": [4, 8]}
 
@@ -610,21 +610,10 @@ def _frvsr_ctrl_c_rank(rank: int, world: int, ports: list[int], raw: dict, out: 
     train_frvsr(FRVSRConfig.from_dict(raw), Path(out) / "ddp", progress=False)
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def test_ctrl_c_on_one_rank_stops_both_after_the_same_step(tmp_path: Path) -> None:
     cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=6).to_dict(), "ckpt_every": 0})
     single = load_file(str(train_frvsr(cfg, tmp_path / "one", progress=False)))
-    context = mp.spawn(_frvsr_ctrl_c_rank, args=(2, _free_ports(2), cfg.to_dict(), str(tmp_path)), nprocs=2,
+    context = mp.spawn(_frvsr_ctrl_c_rank, args=(2, free_ports(2), cfg.to_dict(), str(tmp_path)), nprocs=2,
                        join=False)
     end = time.monotonic() + 240
     while not context.join(timeout=1):

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 import warnings
@@ -45,6 +44,7 @@ from subpixel.train.losses import CharbonnierLoss, build_loss
 from subpixel.train.monitor import ScalarLog, read_sessions, record_session
 from subpixel.train.optim import learning_rate
 from subpixel.train.trainer import Trainer, _stream_seed
+from tests.conftest import free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 ARCH = "tiny-train-test"
@@ -990,20 +990,9 @@ def _spawn(fn: Any, args: tuple, nprocs: int, deadline_s: float) -> None:
             pytest.fail(f"the processes still ran after {deadline_s} s")
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def test_ctrl_c_on_one_ddp_rank_stops_every_rank_after_the_same_step(tmp_path: Path) -> None:
     raw = _recipe(_images(tmp_path / "data"), iters=8, val_every=0, ckpt_every=0)
-    _spawn(_ddp_ctrl_c_worker, (2, _free_ports(3), raw, str(tmp_path)), nprocs=2, deadline_s=240)
+    _spawn(_ddp_ctrl_c_worker, (2, free_ports(3), raw, str(tmp_path)), nprocs=2, deadline_s=240)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     # rank 0, quiet, says "interrupted" for the job; rank 1 stays silent (Interrupted: already said)
     assert [r["stopped"] for r in ranks] == ["KeyboardInterrupt", "Interrupted"]
