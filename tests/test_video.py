@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
@@ -1000,8 +1001,18 @@ def test_a_second_ctrl_c_while_the_workers_end_still_joins_them_all(clip: Path, 
     assert not [t for t in threading.enumerate() if t.name.startswith("subpixel-")]
 
 
-@pytest.mark.skipif(signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
-                    reason="the guard stands in for Python's default Ctrl-C handling only")
+@pytest.fixture
+def python_ctrl_c() -> Iterator[None]:
+    """Python's own Ctrl-C handling, which the video guard stands in for: a test run in a background job
+    inherits SIGINT ignored (a shell's ``cmd &``), where the guard rightly stays out of the way."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("python_ctrl_c")
 def test_ctrl_c_guard_holds_the_first_ctrl_c_while_workers_start_or_end_and_ignores_later_ones() -> None:
     from subpixel.video.pipeline import _CtrlCGuard
 
@@ -1025,6 +1036,7 @@ def test_ctrl_c_guard_holds_the_first_ctrl_c_while_workers_start_or_end_and_igno
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.usefixtures("python_ctrl_c")
 def test_a_ctrl_c_held_while_a_finished_job_ends_stops_it_before_the_final_mux(
         clip: Path, up: subpixel.Upscaler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from subpixel.video import pipeline
@@ -1047,6 +1059,7 @@ def test_a_ctrl_c_held_while_a_finished_job_ends_stops_it_before_the_final_mux(
 def test_real_double_ctrl_c_joins_every_worker(clip: Path, tmp_path: Path) -> None:
     """Two SIGINTs 50 ms apart, the second while the cleanup waits for a slow model call."""
     code = ("import os, signal, sys, threading, time\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background\n"
             "import subpixel\n"
             "from subpixel.video import UpscalerProcessor, VideoOptions, upscale_video\n"
             "class Slow(UpscalerProcessor):\n"
