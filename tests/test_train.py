@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -368,20 +369,27 @@ def test_the_progress_bar_ends_showing_the_final_validation(tmp_path: Path, caps
     assert f"best={result.best['psnr']:.2f}dB" in capsys.readouterr().err.split("\r")[-1]
 
 
+def _ctrl_c_at_batch(monkeypatch: pytest.MonkeyPatch, n: int) -> Callable[[PatchSampler], Any]:
+    """Send this process SIGINT as the ``n``-th batch is drawn (mid-step: the step still completes); returns
+    the real ``PatchSampler.sample``."""
+    real_sample, calls = PatchSampler.sample, []
+
+    def sample(self: PatchSampler) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(1)
+        if len(calls) == n:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_sample(self)
+
+    monkeypatch.setattr(PatchSampler, "sample", sample)
+    return real_sample
+
+
 def test_ctrl_c_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     data = _images(tmp_path / "data")
     cfg = parse_config(_recipe(data, iters=12))
     straight = train(copy.deepcopy(cfg), tmp_path / "a", device="cpu", quiet=True)
-    real_sample, calls = PatchSampler.sample, []
-
-    def ctrl_c_at_9(self: PatchSampler) -> tuple[torch.Tensor, torch.Tensor]:
-        calls.append(1)
-        if len(calls) == 9:
-            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-step: the step still completes
-        return real_sample(self)
-
-    monkeypatch.setattr(PatchSampler, "sample", ctrl_c_at_9)
+    real_sample = _ctrl_c_at_batch(monkeypatch, 9)
     with pytest.raises(KeyboardInterrupt):
         train(copy.deepcopy(cfg), tmp_path / "b", device="cpu", quiet=True)
     assert list_checkpoints(tmp_path / "b")[-1].name == "iter_00000009.pt"  # not only ckpt_every's 7
@@ -864,15 +872,7 @@ def test_stop_messages_go_to_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     res = CliRunner().invoke(cli, ["train", "r.yaml", "--out", "run", "--time-limit", "1e-9"])
     assert res.exit_code == 0, res.output
     assert "time limit reached at iteration 4" in res.stderr and "time limit" not in res.stdout  # stdout: results
-    real_sample, calls = PatchSampler.sample, []
-
-    def ctrl_c_at_2(self: PatchSampler) -> tuple[torch.Tensor, torch.Tensor]:
-        calls.append(1)
-        if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-step: the step still completes
-        return real_sample(self)
-
-    monkeypatch.setattr(PatchSampler, "sample", ctrl_c_at_2)
+    _ctrl_c_at_batch(monkeypatch, 2)
     capsys.readouterr()
     with pytest.raises(KeyboardInterrupt):
         train(parse_config(_recipe(Path("data"), iters=12, val_every=0)), tmp_path / "cut", device="cpu")
