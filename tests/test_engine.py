@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import onnx
@@ -372,3 +373,41 @@ def test_emulated_low_precision_on_the_cpu_warns(tiny_net, monkeypatch, caplog) 
         with caplog.at_level(logging.WARNING):
             TorchEngine(tiny_net, CPU, precision)
         assert any("emulated" in r.getMessage() for r in caplog.records) == warned, (native, precision)
+
+
+def test_exports_from_several_threads_all_succeed(tmp_path) -> None:
+    nets = [TinyConvNet(scale=s).eval() for s in (2, 3, 4)] * 2
+    start = threading.Barrier(len(nets))
+    errors: list[str] = []
+
+    def export(i: int) -> None:
+        start.wait()
+        try:
+            onnx_export.export_onnx(nets[i], tmp_path / f"{i}.onnx")
+        except SubpixelError as err:
+            errors.append(str(err))
+
+    threads = [threading.Thread(target=export, args=(i,)) for i in range(len(nets))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_auto_does_not_cache_a_choice_made_without_onnx(tiny_net, monkeypatch) -> None:
+    from subpixel.engine import select
+
+    clear_choices()
+    real = OnnxEngine.from_net
+
+    def busy(net: SRNet, threads: int | None = None) -> OnnxEngine:
+        raise SubpixelError("exporter busy")
+
+    monkeypatch.setattr(select.OnnxEngine, "from_net", busy)
+    first = make_engine(tiny_net, "auto", "cpu")
+    assert first.name == "torch" and "onnx not considered: exporter busy" in first.selection.note
+    monkeypatch.setattr(select.OnnxEngine, "from_net", real)
+    again = make_engine(tiny_net, "auto", "cpu")  # tried again, not the remembered failure
+    assert set(again.selection.timings_ms) == {"torch", "onnx"} and again.selection.note == ""
+    assert make_engine(tiny_net, "auto", "cpu").selection is again.selection  # a full decision is cached

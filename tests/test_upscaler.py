@@ -11,8 +11,12 @@ import torch
 from PIL import Image
 
 import subpixel
+from subpixel.engine import make_engine
 from subpixel.errors import SubpixelError
+from subpixel.io.image import _luma
+from subpixel.models import build
 from subpixel.ops.resize import imresize_np
+from subpixel.ops.tiling import MIN_TILE, tile_size_for_budget
 from subpixel.upscaler import Upscaler
 
 
@@ -56,7 +60,7 @@ def test_pil_images_keep_their_depth(model: str) -> None:
     f = m.upscale(Image.fromarray(ramp))
     assert f.mode == "F" and 0.9 < np.asarray(f).max() < 1.2  # float in [0, 1] stays float
     assert [m.upscale(Image.new(mode, (8, 6))).mode for mode in ("1", "L", "RGBa", "LA", "P")] == \
-        ["L", "L", "RGBA", "RGBA", "RGB"]
+        ["L", "L", "RGBA", "LA", "RGB"]
 
 
 @pytest.mark.parametrize("model", ["bicubic", "tiny"])
@@ -146,8 +150,8 @@ def test_pil_16_bit_grey_with_a_transparent_value_keeps_it(tmp_path: Path) -> No
         png.Writer(16, 4, greyscale=True, bitdepth=16, transparent=0).write(f, grey.tolist())
     with Image.open(tmp_path / "g.png") as im:
         out = subpixel.load("bicubic", scale=2).upscale(im)
-    assert out.mode == "RGBA" and out.size == (32, 8)
-    assert np.asarray(out)[:, 0, 3].max() == 0 and np.asarray(out)[:, 8:, 3].min() == 255
+    assert out.mode == "LA" and out.size == (32, 8)
+    assert np.asarray(out)[:, 0, 1].max() == 0 and np.asarray(out)[:, 8:, 1].min() == 255
 
 
 def test_outscale_resizes_the_model_output_to_any_factor(tiny_net) -> None:
@@ -200,3 +204,123 @@ def test_interpolation_resizes_to_outscale_in_one_pass() -> None:
         assert subpixel.load("bicubic", scale=2).upscale(arr, outscale=odd).shape[0] == int(10 * odd)
     with pytest.raises(ValueError, match="outscale"):
         subpixel.load("bicubic", scale=2).upscale(arr, outscale=True)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_lanczos_outscale_resizes_with_lanczos_and_array_tensor_and_pil_agree(dtype: type) -> None:
+    arr = np.random.default_rng(4).integers(64, 192, (12, 10, 3), dtype=np.uint8)  # rings within [0, 255]
+    arr = arr if dtype == np.uint8 else (arr / 255).astype(np.float32)
+    m = subpixel.load("lanczos", scale=4)
+    out = m.upscale(arr, outscale=1.5)
+    expected = imresize_np(arr, size=(18, 15), kernel="lanczos3")
+    assert np.array_equal(out, expected if dtype == np.uint8 else expected.clip(0, 1))
+    assert not np.array_equal(out, subpixel.load("bicubic", scale=4).upscale(arr, outscale=1.5))
+    t = torch.from_numpy(arr).permute(2, 0, 1)
+    back = m.upscale(t, outscale=1.5).permute(1, 2, 0).numpy()
+    if dtype == np.uint8:
+        assert np.abs(back.astype(int) - out).max() <= 1  # float resampling vs MATLAB's rounding per pass
+        assert np.array_equal(np.asarray(m.upscale(Image.fromarray(arr), outscale=1.5)), out)
+    else:
+        assert np.allclose(back.clip(0, 1), out, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["bicubic", "lanczos", "tiny"])
+def test_outscale_equal_to_the_model_scale_is_no_outscale(model: str, tiny_net) -> None:
+    m = Upscaler(tiny_net, name="tiny", device="cpu") if model == "tiny" else subpixel.load(model, scale=2)
+    rng = np.random.default_rng(5)
+    for arr in (rng.integers(0, 256, (9, 11, 3), dtype=np.uint8), rng.integers(0, 256, (9, 11, 4), dtype=np.uint8),
+                rng.random((9, 11)).astype(np.float32)):
+        assert np.array_equal(m.upscale(arr, outscale=2), m.upscale(arr))
+    t = torch.from_numpy(rng.integers(0, 256, (3, 9, 11), dtype=np.uint8))
+    assert torch.equal(m.upscale(t, outscale=2.0), m.upscale(t))
+    assert torch.equal(m.upscale(t.float() / 255, outscale=2), m.upscale(t.float() / 255))
+
+
+@pytest.mark.parametrize("model", ["bicubic", "tiny"])
+def test_tile_is_none_zero_or_at_least_min_tile(model: str, tiny_net) -> None:
+    m = Upscaler(tiny_net, name="tiny", device="cpu") if model == "tiny" else subpixel.load(model, scale=2)
+    arr = np.zeros((20, 20, 3), np.uint8)
+    for bad in (1, MIN_TILE - 1, -1, 16.0, "32", True, None.__class__):
+        with pytest.raises(ValueError, match=f"tile must be None, 0 .* >= {MIN_TILE}") as err:
+            m.upscale(arr, tile=bad)
+        assert "--" not in str(err.value)
+        with pytest.raises(ValueError, match="tile"):
+            m.upscale_tensor(torch.zeros(1, 3, 20, 20), tile=bad)
+    for good in (None, 0, MIN_TILE, np.int64(MIN_TILE)):
+        assert m.upscale(arr, tile=good).shape == (40, 40, 3)
+
+
+@pytest.mark.parametrize("model", ["bicubic", "tiny"])
+def test_big_endian_arrays_are_upscaled_as_native_ones(model: str, tiny_net) -> None:
+    m = Upscaler(tiny_net, name="tiny", device="cpu") if model == "tiny" else subpixel.load(model, scale=2)
+    native = np.random.default_rng(6).integers(0, 65536, (7, 9, 3), dtype=np.uint16)
+    for arr in (native, native[..., 0], (native / 65535).astype(np.float32)):
+        swapped = arr.astype(arr.dtype.newbyteorder(">" if arr.dtype.isnative and np.little_endian else "<"))
+        assert not swapped.dtype.isnative
+        out = m.upscale(swapped)
+        assert out.dtype == arr.dtype and np.array_equal(out, m.upscale(arr))
+        assert np.array_equal(m.upscale(swapped, outscale=1.5), m.upscale(arr, outscale=1.5))
+
+
+def test_output_size_refuses_what_upscale_refuses(tiny_net) -> None:
+    m = Upscaler(tiny_net, name="tiny", device="cpu")
+    assert m.output_size(10, 15) == (20, 30) and m.output_size(10, 15, 2.5) == (25, 38)
+    for bad in (0, -1, float("nan"), float("inf"), True, "2"):
+        with pytest.raises(ValueError, match="outscale must be a positive number"):
+            m.output_size(10, 15, bad)
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_load_leaves_the_global_random_generator_alone(engine: str) -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    subpixel.load("espcn", scale=2, engine=engine, device="cpu")
+    subpixel.load("espcn", scale=2, device="cpu", pretrained=False)  # random weights
+    assert torch.equal(torch.rand(4), expected)
+
+
+def test_grey_with_alpha_pil_images_come_back_grey_with_alpha(tiny_net) -> None:
+    m = Upscaler(tiny_net, name="tiny", device="cpu")
+    rng = np.random.default_rng(7)
+    la = np.stack([rng.integers(0, 256, (6, 8)), np.tile(np.linspace(30, 255, 8), (6, 1))], 2).astype(np.uint8)
+    for img in (Image.fromarray(la), Image.fromarray(la).convert("La")):
+        grey, alpha = np.asarray(img.convert("LA")).transpose(2, 0, 1)
+        rgba = m.upscale(np.stack([grey, grey, grey, alpha], 2))
+        out = m.upscale(img)
+        assert out.mode == "LA" and out.size == (16, 12)
+        assert np.array_equal(np.asarray(out), np.concatenate([_luma(rgba[..., :3]), rgba[..., 3:]], axis=2))
+
+
+def test_progress_covers_both_passes_of_varying_alpha(tiny_net) -> None:
+    m = Upscaler(tiny_net, name="tiny", device="cpu")
+    rgba = np.random.default_rng(8).integers(0, 256, (40, 40, 4), dtype=np.uint8)
+    calls: list[tuple[int, int]] = []
+    m.upscale(rgba, tile=MIN_TILE, progress=lambda done, total: calls.append((done, total)))
+    tiles = m.last_tile_info.tiles_run
+    assert calls == [(done, 2 * tiles) for done in range(1, 2 * tiles + 1)]
+
+
+def test_auto_tile_shares_the_memory_budget_among_a_batch(tiny_net, monkeypatch) -> None:
+    widest = tiny_net.widest_activation()
+    budget = next(b for b in range(1 << 16, 1 << 30, 1 << 12) if tile_size_for_budget(b, widest, 2) >= 64)
+    monkeypatch.setattr("subpixel.upscaler.CPU_TILE_BUDGET", budget)
+    m = Upscaler(tiny_net, name="tiny", device="cpu")
+    one = tile_size_for_budget(budget, widest, 2)
+    four = tile_size_for_budget(budget // 4, widest, 2)
+    assert four < one
+    m.upscale_tensor(torch.rand(1, 3, 64, 64))
+    assert m.last_tile_info.tile == one
+    m.upscale_tensor(torch.rand(4, 3, 64, 64))
+    assert m.last_tile_info.tile == four
+
+
+def test_a_torch_device_is_checked_like_its_name(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cuda", torch.device("cuda")):
+        with pytest.raises(SubpixelError, match="no CUDA GPU"):
+            subpixel.load("espcn", scale=2, engine="torch", device=device)
+        with pytest.raises(SubpixelError, match="no CUDA GPU"):
+            Upscaler(build("bicubic", 2), name="bicubic", device=device)
+        with pytest.raises(SubpixelError, match="no CUDA GPU"):
+            make_engine(build("espcn", 2), "torch", device)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from subpixel.engine.device import resolve_device
 from subpixel.engine.torch_engine import TorchEngine
-from subpixel.io.image import pil_to_array
+from subpixel.io.image import _luma, pil_to_array
 from subpixel.models.base import SRNet
 from subpixel.models.interp import _Interpolation
 from subpixel.ops.resize import imresize, imresize_np
@@ -32,6 +32,27 @@ def _check_array(arr: np.ndarray) -> None:
         raise ValueError(f"expected an (H, W) or (H, W, 1|3|4) image, got shape {arr.shape}")
     if arr.dtype not in (np.uint8, np.uint16) and not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(f"unsupported image dtype {arr.dtype}: use uint8, uint16 or float in [0, 1]")
+
+
+def _check_tile(tile: Any) -> int | None:
+    """``tile`` as an int: ``None`` (from the memory budget), 0 (no tiling) or a side of at least ``MIN_TILE``."""
+    if tile is None:
+        return None
+    if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or not (tile == 0 or tile >= MIN_TILE):
+        raise ValueError(f"tile must be None, 0 (no tiling) or a whole number >= {MIN_TILE}, got {tile!r}")
+    return int(tile)
+
+
+def _check_outscale(outscale: Any) -> None:
+    """Refuse an ``outscale`` that is not a positive finite number (``None``: the model's scale)."""
+    if outscale is not None and (isinstance(outscale, bool) or not isinstance(outscale, numbers.Real)
+                                 or not 0 < outscale < math.inf):
+        raise ValueError(f"outscale must be a positive number, got {outscale!r}")
+
+
+def _native(arr: np.ndarray) -> np.ndarray:
+    """``arr`` in the machine's byte order (a big-endian ``>u2`` array becomes ``uint16``)."""
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
 
 
 def _to_chw_float(arr: np.ndarray) -> tuple[torch.Tensor, np.dtype]:
@@ -63,7 +84,8 @@ def _from_chw_float(t: torch.Tensor, dtype: np.dtype, channels: int) -> np.ndarr
 class Upscaler:
     """A loaded model bound to a runtime; ``upscale`` accepts NumPy arrays, PIL images or tensors.
 
-    Arrays keep their dtype (uint8, uint16 or float, returned clamped to [0, 1]) and channel count:
+    Arrays keep their dtype (uint8, uint16 or float, returned clamped to [0, 1]; a non-native byte order such
+    as big-endian ``>u2`` comes back in the native one) and channel count:
     grayscale is run as RGB and averaged back. RGBA whose alpha is one value throughout (opaque, say)
     has its colour upscaled as RGB and that alpha reproduced exactly, without running the model on it;
     any other alpha is upscaled by the model on its own (sharper edges than bicubic), clamped to the
@@ -75,8 +97,7 @@ class Upscaler:
         self.net = net
         self.name = name
         self.card = card or {}
-        dev = device if isinstance(device, torch.device) else resolve_device(device)
-        self.engine = engine if engine is not None else TorchEngine(net, dev, precision)
+        self.engine = engine if engine is not None else TorchEngine(net, resolve_device(str(device)), precision)
         self.last_tile_info: TileInfo | None = None
 
     @property
@@ -99,18 +120,19 @@ class Upscaler:
         PIL images keep their ``info``'s ICC profile, EXIF (orientation included: the pixels are not turned),
         XMP and dpi (pass them on to ``save``), and their depth: 16-bit grayscale comes back 16-bit, 32-bit
         integer grayscale comes back 'I' (its values clipped to 16 bits, as :func:`~subpixel.io.read_image`
-        reads it), 'F' (float in [0, 1]) comes back 'F' clamped to [0, 1], '1' comes back 'L', other modes RGB
-        or RGBA (16-bit grayscale with a transparent value too, at 8 bits: PIL has no 16-bit RGBA).
-        ``tile``: LR tile side; ``None`` picks one from the memory budget, ``0`` disables tiling.
-        ``outscale``: the output's size relative to the input when it is not the model's scale (``2.5``: a
-        1000x800 image comes back 2500x2000): the model's output is resized to it by MATLAB's bicubic
-        (antialiased when shrinking; alpha premultiplied). Returns the same kind of object as given.
+        reads it), 'F' (float in [0, 1]) comes back 'F' clamped to [0, 1], '1' comes back 'L', grayscale with
+        alpha or a transparent value 'LA' (BT.601 luma; 8-bit: PIL has no 16-bit 'LA'), other modes RGB or RGBA.
+        ``tile``: LR tile side, ``None`` (picked from the memory budget), ``0`` (no tiling) or at least
+        ``MIN_TILE``. ``outscale``: the output's size relative to the input when it is not the model's scale
+        (``2.5``: a 1000x800 image comes back 2500x2000): the model's output is resized to it by MATLAB's
+        bicubic (antialiased when shrinking; alpha premultiplied); an interpolation model resizes the input
+        to it at once with its own kernel. Returns the same kind of object as given.
         """
-        if outscale is not None and (isinstance(outscale, bool) or not isinstance(outscale, numbers.Real)
-                                     or not 0 < outscale < math.inf):
-            raise ValueError(f"outscale must be a positive number, got {outscale!r}")
+        _check_outscale(outscale)
+        tile = _check_tile(tile)
         if isinstance(image, Image.Image):
-            out = _to_pil(self._upscale_to(_from_pil(image), tile, progress, outscale), image.mode)
+            pixels, hint = _from_pil(image)
+            out = _to_pil(self._upscale_to(pixels, tile, progress, outscale), image.mode, hint)
             out.info.update({k: image.info[k] for k in _CARRIED_INFO if k in image.info})
             return out
         if isinstance(image, torch.Tensor):
@@ -120,9 +142,14 @@ class Upscaler:
                 raise ValueError(f"unsupported tensor dtype {image.dtype}: use uint8 or float in [0, 1]")
             batched = image.dim() == 4
             x = image if batched else image[None]
-            out = self.upscale_tensor(x.float() / 255.0 if image.dtype == torch.uint8 else x.float(), tile, progress)
-            if outscale is not None:
-                out = imresize(out, size=_out_size(x.shape[-2:], outscale))
+            x = x.float() / 255.0 if image.dtype == torch.uint8 else x.float()
+            size = self._resize_to(x.shape[-2:], outscale)
+            if size is not None and isinstance(self.net, _Interpolation):  # one resampling, not two
+                out = imresize(x, size=size, kernel=self.net.kernel)
+                self._one_call(x.shape[-2:], progress)
+            else:
+                out = self.upscale_tensor(x, tile, progress)
+                out = out if size is None else imresize(out, size=size)
             if image.dtype == torch.uint8:
                 out = out.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
             out = out.to(image.dtype)
@@ -133,6 +160,7 @@ class Upscaler:
 
     def output_size(self, height: int, width: int, outscale: float | None = None) -> tuple[int, int]:
         """``(height, width)`` of what :meth:`upscale` returns for an input of that size."""
+        _check_outscale(outscale)
         return _out_size((height, width), self.scale if outscale is None else outscale)
 
     def upscale_tensor(self, x: torch.Tensor, tile: int | None = None, progress: Progress | None = None
@@ -143,10 +171,11 @@ class Upscaler:
         one tile runs in one call; if that runs out of memory it is tiled at half its longer side, and so on
         (:func:`~subpixel.ops.tiling.tiled_forward`).
         """
+        tile = _check_tile(tile)
         h, w = x.shape[-2:]
         if h == 0 or w == 0:
             raise ValueError("cannot upscale an empty image")
-        tile = self._auto_tile() if tile is None else tile
+        tile = self._auto_tile(x.shape[0]) if tile is None else tile
         if tile <= 0:  # one whole-image call, as asked: no tiling, not even on running out of memory
             out = self.engine(x)
             self.last_tile_info = TileInfo(tile=max(h, w), tiles_run=1)
@@ -159,13 +188,27 @@ class Upscaler:
         return out
 
     # -- internals ----------------------------------------------------------------------------
-    def _auto_tile(self) -> int:
+    def _auto_tile(self, batch: int = 1) -> int:
+        """LR tile side for ``batch`` images per engine call within the memory budget."""
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
             budget = int(free * 0.4)
         else:
             budget = CPU_TILE_BUDGET
-        return tile_size_for_budget(budget, self.net.widest_activation(), self.scale)
+        return tile_size_for_budget(budget // max(batch, 1), self.net.widest_activation(), self.scale)
+
+    def _resize_to(self, hw: Any, outscale: float | None) -> tuple[int, int] | None:
+        """The size ``outscale`` asks for an input of size ``hw``; ``None`` when it is the model's own output."""
+        if outscale is None:
+            return None
+        size = _out_size(hw, outscale)
+        return None if size == _out_size(hw, self.scale) else size
+
+    def _one_call(self, hw: Any, progress: Progress | None) -> None:
+        """Record (and report) an image done in one untiled call."""
+        self.last_tile_info = TileInfo(tile=max(hw), tiles_run=1)
+        if progress is not None:
+            progress(1, 1)
 
     def _upscale_array(self, arr: np.ndarray, tile: int | None, progress: Progress | None) -> np.ndarray:
         _check_array(arr)
@@ -177,8 +220,9 @@ class Upscaler:
         x, dtype = _to_chw_float(arr)
         if channels == 4:
             rgb, alpha = x[:, :3] * x[:, 3:], x[:, 3:]
-            out_rgb = self.upscale_tensor(rgb, tile, progress)
-            out_a = self.upscale_tensor(alpha.expand(-1, 3, -1, -1), tile).mean(dim=1, keepdim=True).clamp(0, 1)
+            out_rgb = self.upscale_tensor(rgb, tile, _pass_progress(progress, 0, 2))
+            out_a = self.upscale_tensor(alpha.expand(-1, 3, -1, -1), tile, _pass_progress(progress, 1, 2))
+            out_a = out_a.mean(dim=1, keepdim=True).clamp(0, 1)
             safe = torch.where(out_a > 1e-6, out_a, torch.ones_like(out_a))
             out = torch.cat([torch.where(out_a > 1e-6, out_rgb / safe, torch.zeros_like(out_rgb)), out_a], 1)
         else:
@@ -188,32 +232,29 @@ class Upscaler:
 
     def _upscale_to(self, arr: np.ndarray, tile: int | None, progress: Progress | None,
                     outscale: float | None) -> np.ndarray:
-        """An array upscaled by the model, then resized to ``outscale``; an interpolation model resizes to
-        ``outscale`` at once (one resampling, not two)."""
-        if outscale is None or not isinstance(self.net, _Interpolation):
-            return self._resized(self._upscale_array(arr, tile, progress), arr.shape, outscale)
+        """An array upscaled by the model, then resized to ``outscale`` (unless that is the model's own scale);
+        an interpolation model resizes to ``outscale`` at once with its kernel (one resampling, not two)."""
+        arr = _native(arr)
+        size = self._resize_to(arr.shape[:2], outscale)
+        if size is None or not isinstance(self.net, _Interpolation):
+            return self._resized(self._upscale_array(arr, tile, progress), size)
         _check_array(arr)
-        out = self._resized(arr, arr.shape, outscale)
-        self.last_tile_info = TileInfo(tile=max(arr.shape[:2]), tiles_run=1)
-        if progress is not None:
-            progress(1, 1)
+        out = self._resized(arr, size, self.net.kernel)
+        self._one_call(arr.shape[:2], progress)
         return out.copy() if out is arr else out
 
-    def _resized(self, out: np.ndarray, in_shape: tuple[int, ...], outscale: float | None) -> np.ndarray:
-        """``out`` (the model's output for an input of ``in_shape``) resized to ``outscale`` times the input."""
-        if outscale is None:
-            return out
-        size = _out_size(in_shape[:2], outscale)
-        if size == out.shape[:2]:
+    def _resized(self, out: np.ndarray, size: tuple[int, int] | None, kernel: str = "bicubic") -> np.ndarray:
+        """``out`` resized to ``size`` (``None``: kept) by MATLAB's ``imresize`` with ``kernel``."""
+        if size is None or size == out.shape[:2]:
             return out
         floating = np.issubdtype(out.dtype, np.floating)
         if out.ndim == 2 or out.shape[2] != 4 or (out[..., 3] == out[0, 0, 3]).all():
-            resized = imresize_np(out, size=size)  # integers round as MATLAB's do
+            resized = imresize_np(out, size=size, kernel=kernel)  # integers round as MATLAB's do
             return resized.clip(0, 1) if floating else resized
         top = 1.0 if floating else float(np.iinfo(out.dtype).max)
         f = out.astype(np.float64) / top
         f[..., :3] *= f[..., 3:]  # premultiplied: transparent pixels lend no colour to the edges
-        f = imresize_np(f, size=size).clip(0, 1)
+        f = imresize_np(f, size=size, kernel=kernel).clip(0, 1)
         alpha = f[..., 3:]
         f[..., :3] = np.where(alpha > 1e-6, f[..., :3] / np.maximum(alpha, 1e-6), 0).clip(0, 1)
         return f.astype(out.dtype) if floating else np.floor(f * top + 0.5).astype(out.dtype)
@@ -235,9 +276,7 @@ class Upscaler:
         tile = self._exact_tile(t.shape[0]) if tile is None else tile
         if tile <= 0 or (h <= tile and w <= tile) or self.scale == 1:
             out = torch.stack([self.net.resize_exact(c) for c in t])  # one channel at a time bounds memory
-            self.last_tile_info = TileInfo(tile=max(h, w), tiles_run=1)
-            if progress is not None:
-                progress(1, 1)
+            self._one_call((h, w), progress)
         else:
             out, self.last_tile_info = tiled_imresize(t, self.scale, self.net.kernel, tile, progress)
         out = out[0] if arr.ndim == 2 else out.permute(1, 2, 0)
@@ -254,18 +293,29 @@ def _out_size(hw: Any, outscale: float) -> tuple[int, int]:
     return tuple(max(1, math.floor(n * outscale + 0.5)) for n in hw)  # type: ignore[return-value]
 
 
-def _from_pil(img: Image.Image) -> np.ndarray:
-    """``(H, W[, C])`` pixels of a PIL image at its own depth ('F' as float32)."""
+def _pass_progress(progress: Progress | None, index: int, count: int) -> Progress | None:
+    """``progress`` for pass ``index`` of ``count`` alike: one running total over all of them."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(index * total + done, count * total)
+
+
+def _from_pil(img: Image.Image) -> tuple[np.ndarray, str]:
+    """``(H, W[, C])`` pixels of a PIL image at its own depth ('F' as float32) and the mode hint of
+    :func:`~subpixel.io.image.pil_to_array` ('F' for 'F')."""
     if img.mode == "F":
-        return np.array(img, dtype=np.float32)
-    pixels, _ = pil_to_array(img)
-    return pixels[..., 0] if pixels.shape[2] == 1 else pixels
+        return np.array(img, dtype=np.float32), "F"
+    pixels, hint = pil_to_array(img)
+    return (pixels[..., 0] if pixels.shape[2] == 1 else pixels), hint
 
 
-def _to_pil(arr: np.ndarray, mode: str) -> Image.Image:
-    """The upscaled pixels as a PIL image of the input's kind (32-bit integer grayscale back to 'I')."""
-    if arr.dtype == np.uint16 and arr.ndim == 3:  # 16-bit grey with a transparent value: RGBA, 8-bit in PIL
-        return Image.fromarray(((arr.astype(np.uint32) + 128) // 257).astype(np.uint8))
+def _to_pil(arr: np.ndarray, mode: str, hint: str) -> Image.Image:
+    """The upscaled pixels as a PIL image of the input's kind (32-bit integer grayscale back to 'I', grey with
+    alpha, RGBA pixels, back to 8-bit 'LA' by BT.601 luma)."""
+    if hint == "LA":
+        if arr.dtype == np.uint16:
+            arr = ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        return Image.fromarray(np.concatenate([_luma(arr[..., :3]), arr[..., 3:]], axis=2))
     if mode == "I":
         return Image.fromarray(arr.astype(np.int32))
     return Image.fromarray(arr)

@@ -42,21 +42,21 @@ def make_engine(net: SRNet, engine: str = "auto", device: str | torch.device = "
     if engine not in ENGINES:
         raise SubpixelError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     torch_dtype(precision)  # validates the name
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    dev = resolve_device(str(device))  # a torch.device is checked as its name is
     interpolation = isinstance(net, _Interpolation)
     if interpolation and engine == "onnx":
         raise SubpixelError(f"{type(net).__name__.lower()} is interpolation and runs on torch; "
-                            "use --engine torch or auto")
+                            "use engine torch or auto")
     if engine == "auto":
         if dev.type == "cpu" and precision == "fp32" and not interpolation:
             return choose_cpu_engine(net, threads)
         engine = "torch"
     if engine == "onnx":
         if dev.type != "cpu":
-            raise SubpixelError(f"the onnx engine runs on the CPU only, not {dev.type}; use --device cpu")
+            raise SubpixelError(f"the onnx engine runs on the CPU only, not {dev.type}; use device cpu")
         if precision != "fp32":
             log.warning("the onnx engine runs fp32 only; using fp32 instead of %s", precision)
         return OnnxEngine.from_net(net, threads)
     if engine == "torch-cudagraph" and dev.type != "cuda":
-        raise SubpixelError("--engine torch-cudagraph needs a CUDA GPU")
+        raise SubpixelError("engine torch-cudagraph needs a CUDA GPU")
     return TorchEngine(net, dev, precision, mode=_TORCH_MODE[engine])

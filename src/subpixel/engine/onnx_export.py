@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -34,6 +35,7 @@ PARITY_TOLERANCE = 1e-3
 # two batch sizes, odd non-square sizes and a side of 1 each way, so a shape baked into the graph is caught
 PARITY_SHAPES = ((1, 3, 32, 48), (2, 3, 45, 27), (1, 3, 1, 13), (1, 3, 11, 1))
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
+_EXPORT_LOCK = threading.Lock()  # torch.onnx.export and the console capture are process-wide: one at a time
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET,
     temporary name beside ``path`` and renamed over it only once it passes, so a failure leaves ``path``
     as it was. ``capture`` (for command-line use) takes the exporter's console output off the terminal,
     at the file-descriptor level, so for the whole process while it runs; it is logged at debug level
-    on failure.
+    on failure. Exports from several threads run one after another (the exporter has global state).
     """
     if isinstance(net, _Interpolation):
         raise SubpixelError(f"{type(net).__name__.lower()} is interpolation, not a network: nothing to export")
@@ -94,7 +96,7 @@ def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET,
     captured = io.StringIO()
     try:
         with replacing(path) as tmp:
-            with _captured_output(captured) if capture else contextlib.nullcontext():
+            with _EXPORT_LOCK, _captured_output(captured) if capture else contextlib.nullcontext():
                 error = _export_and_compare(model, tmp, opset)
             if not error < tolerance:
                 raise SubpixelError(f"ONNX export of {type(net).__name__} failed the parity check: max abs error "

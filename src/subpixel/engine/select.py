@@ -2,7 +2,8 @@
 
 The decision is cached in-process per architecture (class and parameter count, so variants of
 one class stay apart), scale and thread count; a cached decision still builds a fresh engine for
-the network at hand.
+the network at hand. A decision made without ONNX Runtime (its export failed) is not cached: the
+next ``auto`` tries the export again.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ def choose_cpu_engine(net: SRNet, threads: int | None = None) -> TorchEngine | O
         log.info(note)
     timings = {name: round(_probe_ms(engine, x), 3) for name, engine in candidates.items()}
     best = min(timings, key=timings.__getitem__)
-    choice = _CHOICES[key] = EngineChoice(best, timings, note)
+    choice = EngineChoice(best, timings, note)
+    if "onnx" in candidates:
+        _CHOICES[key] = choice
     log.info("engine auto on cpu: %s (%s)", best, ", ".join(f"{k} {v:.1f} ms" for k, v in timings.items()))
     candidates[best].selection = choice
     return candidates[best]

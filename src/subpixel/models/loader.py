@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from subpixel.engine.device import resolve_device
 from subpixel.errors import SubpixelError
 from subpixel.models.registry import architectures, build, get_spec
 from subpixel.models.weights import is_weights_path, load_net, shipped_models
@@ -54,7 +55,18 @@ def load(
     (see :mod:`subpixel.engine`).
     ``arch_args`` (architecture arguments) apply only with ``pretrained=False`` or to interpolation models;
     with weights, whose card fixes the architecture, they raise :class:`SubpixelError`.
+    Loading leaves torch's random number generators (CPU and the target device's) as they were.
     """
+    dev = resolve_device(str(device))
+    devices = [] if dev.type == "cpu" else [dev]
+    # device_type must name a real type even when no device is forked (torch 2.6 has no None)
+    with torch.random.fork_rng(devices=devices, device_type=dev.type if devices else "cuda"):
+        return _load(name_or_path, scale, dev, precision, engine, pretrained, **arch_args)
+
+
+def _load(name_or_path: str | Path, scale: int | None, device: torch.device, precision: str, engine: str,
+          pretrained: bool, **arch_args: Any) -> Upscaler:
+    """:func:`load` on a resolved device (random weights, export and probes may draw random numbers)."""
     from subpixel.engine import make_engine
 
     if scale is not None:
@@ -108,7 +120,7 @@ def _not_a_model(path: Path, name: str) -> str:
     """Why ``name`` loads nothing: an ONNX file, another file (only .safetensors are read, never pickles), a typo."""
     if path.suffix.lower() == ".onnx":
         return (f"{path}: ONNX files are not loadable as models; pass the .safetensors weights file it was "
-                "exported from, with its .json card (--engine onnx exports its own ONNX)")
+                "exported from, with its .json card (the onnx engine exports its own)")
     if path.is_file():
         return (f"{path}: not a model file; subpixel loads only .safetensors weights with a .json card beside them "
                 "(never pickled .pt/.pth files)")
