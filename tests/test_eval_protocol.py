@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -15,8 +16,11 @@ import subpixel
 from subpixel.cli import cli
 from subpixel.errors import SubpixelError
 from subpixel.eval import evaluate, make_lr, modcrop, score
+from subpixel.eval import video as video_eval
+from subpixel.eval.datasets import dataset_images
 from subpixel.eval.metrics import psnr, ssim
-from subpixel.eval.protocol import load_hr
+from subpixel.eval.protocol import load_hr, strict_fp32
+from subpixel.eval.video import ClipScore, VideoResult, evaluate_video, format_video_report
 from subpixel.io.image import write_image
 
 # (scale, protocol) -> (PSNR, SSIM, PSNR tolerance, SSIM tolerance)
@@ -166,3 +170,144 @@ def test_the_set14_footnote_is_for_the_default_protocol_on_y_only(tmp_path: Path
     assert "grayscale bridge" in _eval_cli(*markdown)
     assert "grayscale bridge" not in _eval_cli(*markdown, "--protocol", "legacy-y")
     assert "grayscale bridge" not in _eval_cli(*markdown, "--rgb")
+
+
+# -- order, hidden files, protocol fields, infinite PSNR ---------------------------------------
+class _Recorder:
+    """A frame processor that passes frames through and records each one's grey level."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def process(self, batch: torch.Tensor) -> torch.Tensor:
+        self.seen.append(round(float(batch[0, 0, 0, 0]) * 255))
+        return batch
+
+    def reset(self) -> None:
+        pass
+
+
+def _flat_frames(folder: Path, names: list[str], size: int = 16) -> Path:
+    """Flat frames named ``names``, the i-th of grey level 10 * i."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        Image.fromarray(np.full((size, size, 3), 10 * i, np.uint8)).save(folder / name)
+    return folder
+
+
+def test_frames_are_taken_in_natural_order(tmp_path: Path) -> None:
+    names = [f"frame{t}.png" for t in range(12)]  # ffmpeg's frame%d.png: frame10 sorts before frame2 as text
+    clip = _flat_frames(tmp_path / "vid" / "clip", names)
+    assert [p.name for p in dataset_images(clip)] == names
+    recorder = _Recorder()
+    evaluate_video(recorder, tmp_path / "vid", scale=1, temporal=False, progress=False)
+    assert recorder.seen == [10 * t for t in range(12)]
+    _flat_frames(tmp_path / "set", ["b.png", "A.png", "img10.png", "img9.png"])
+    assert [p.name for p in dataset_images(tmp_path / "set")] == ["A.png", "b.png", "img9.png", "img10.png"]
+
+
+def test_evaluation_runs_without_tf32_and_restores_the_flags(tmp_path: Path) -> None:
+    before = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    try:
+        torch.backends.cudnn.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")
+        with pytest.raises(RuntimeError, match="boom"), strict_fp32():
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+            raise RuntimeError("boom")
+        assert torch.backends.cudnn.allow_tf32 and torch.get_float32_matmul_precision() == "high"
+
+        seen = []
+        model = subpixel.load("bicubic", scale=2)
+        real = model.upscale
+
+        def upscale(lr: np.ndarray) -> np.ndarray:
+            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            return real(lr)
+
+        model.upscale = upscale  # type: ignore[method-assign]
+        Image.fromarray(_ramp()).save(tmp_path / "a.png")
+        evaluate(model, tmp_path)
+        evaluate_video(model, _flat_frames(tmp_path / "vid" / "c", ["0.png"]).parent, scale=2, temporal=False,
+                       progress=False)
+        assert seen and set(seen) == {(False, False)}
+        assert torch.backends.cudnn.allow_tf32 and torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.backends.cudnn.allow_tf32 = before[0]
+        torch.set_float32_matmul_precision(before[1])
+
+
+def test_infinite_psnr_is_inf_in_json_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(tmp_path / "flat.png")  # bicubic reproduces it
+    Image.fromarray(_ramp()).save(tmp_path / "ramp.png")
+    res = CliRunner().invoke(cli, ["eval", "-s", "2", "-d", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(res.stdout)
+    result = row["sets"][tmp_path.name]
+    assert result["psnr"] == "inf" and [x["psnr"] == "inf" for x in result["images"]] == [True, False]
+    assert "1 of 2 images reproduced exactly" in res.stderr
+
+    monkeypatch.setattr("subpixel.commands.evaluate._has_opencv", lambda: False)
+    _flat_frames(tmp_path / "vid" / "c", ["0.png", "1.png"], size=32)
+    res = CliRunner().invoke(cli, ["eval", "--video", str(tmp_path / "vid"), "-s", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    (video,) = json.loads(res.stdout)
+    assert video["psnr"] == "inf" and video["clips"][0]["psnr_frames"] == ["inf", "inf"]
+    assert "2 of 2 frames reproduced exactly" in res.stderr
+
+
+def test_hidden_files_and_folders_are_skipped(tmp_path: Path) -> None:
+    Image.fromarray(_ramp()).save(tmp_path / "real.png")
+    (tmp_path / "._real.png").write_bytes(b"\x00\x05\x16\x07")  # a macOS AppleDouble file
+    (tmp_path / ".DS_Store").write_bytes(b"junk")
+    assert [x.name for x in evaluate(subpixel.load("bicubic", scale=2), tmp_path).images] == ["real"]
+    (tmp_path / "bad.png").write_bytes(b"not an image")  # a real corrupt image still stops evaluation
+    with pytest.raises(SubpixelError, match=r"cannot read .*bad\.png"):
+        evaluate(subpixel.load("bicubic", scale=2), tmp_path)
+
+    _flat_frames(tmp_path / "vid" / "clip", ["0.png", "1.png"])
+    (tmp_path / "vid" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "vid" / ".ipynb_checkpoints" / "0-checkpoint.png").write_bytes(b"junk")
+    result = evaluate_video(_Recorder(), tmp_path / "vid", scale=1, temporal=False, progress=False)
+    assert [c.name for c in result.clips] == ["clip"]
+
+
+def test_a_folder_of_frames_is_one_clip(tmp_path: Path) -> None:
+    clip = _flat_frames(tmp_path / "walk", ["0.png", "1.png", "2.png"])
+    result = evaluate_video(_Recorder(), clip, scale=1, temporal=False, progress=False)
+    assert [(c.name, c.frames) for c in result.clips] == [("walk", 3)]
+    with pytest.raises(SubpixelError, match="no clip folders"):
+        evaluate_video(_Recorder(), _flat_frames(tmp_path / "empty", []), scale=1, temporal=False, progress=False)
+
+
+def test_video_json_states_the_protocol_and_frame_names(tmp_path: Path) -> None:
+    _flat_frames(tmp_path / "c", ["f1.png", "f2.png"])
+    out = evaluate_video(_Recorder(), tmp_path, scale=1, temporal=False, progress=False).to_dict()
+    assert {k: out[k] for k in ("protocol", "channel", "shave", "degradation", "recurrent")} == {
+        "protocol": "default", "channel": "y", "shave": 1, "degradation": "bicubic (MATLAB imresize)",
+        "recurrent": True}
+    assert out["clips"][0]["frame_names"] == ["f1.png", "f2.png"]
+    bicubic = evaluate_video(subpixel.load("bicubic", scale=2), tmp_path, scale=2, temporal=False, progress=False)
+    assert bicubic.to_dict()["recurrent"] is False and bicubic.to_dict()["shave"] == 2
+
+
+def test_images_sharing_a_stem_are_named_by_file_name(tmp_path: Path) -> None:
+    for name in ("a.png", "a.jpg", "b.png"):
+        Image.fromarray(_ramp()).save(tmp_path / name)
+    names = [x.name for x in evaluate(subpixel.load("bicubic", scale=2), tmp_path).images]
+    assert names == ["a.jpg", "a.png", "b"]
+
+
+def test_ssim_of_a_too_small_array_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="11x11"):
+        ssim(np.zeros((10, 30)), np.zeros((10, 30)))
+    with pytest.raises(ValueError, match="11x11"):
+        ssim(np.zeros((30, 8, 3)), np.zeros((30, 8, 3)))
+
+
+def test_the_warping_error_is_not_called_e_warp() -> None:
+    assert "not Lai et al. 2018's E_warp" in (video_eval.__doc__ or "")
+    clip = ClipScore("c", 2, 30.0, 0.9, 1.0, 1.0, ["0.png", "1.png"], [30.0] * 2, [0.9] * 2)
+    result = VideoResult("v", 1, "m", [clip])
+    assert "not Lai et al. 2018's E_warp" in format_video_report(result)

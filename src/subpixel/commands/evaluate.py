@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import click
 from tqdm import tqdm
@@ -12,7 +14,7 @@ from tqdm import tqdm
 from subpixel.commands.options import emit_json, json_text, output_options, runtime_options
 from subpixel.errors import SubpixelError
 from subpixel.eval.datasets import STANDARD_SETS, dataset_images, resolve_dataset, standard_set
-from subpixel.eval.protocol import PROTOCOLS, SetResult, evaluate
+from subpixel.eval.protocol import PROTOCOLS, SetResult, evaluate, strict_fp32
 from subpixel.io.atomic import write_atomic
 from subpixel.models.loader import load
 from subpixel.models.weights import card_path, find_shipped, is_weights_path, shipped_models
@@ -47,6 +49,26 @@ def markdown_table(rows: list[dict], sets: list[str]) -> str:
 def _json_row(row: dict) -> dict:
     """A row with its set results as plain dicts."""
     return {**row, "sets": {label: r.to_dict() for label, r in row["sets"].items()}}
+
+
+def _inf_as_text(obj: Any) -> Any:
+    """Infinite floats (the PSNR of an exact reproduction) as ``"inf"``/``"-inf"``, which JSON output
+    would otherwise write as null, the mark of a figure not measured."""
+    if isinstance(obj, float) and math.isinf(obj):
+        return "inf" if obj > 0 else "-inf"
+    if isinstance(obj, dict):
+        return {k: _inf_as_text(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_inf_as_text(v) for v in obj]
+    return obj
+
+
+def _warn_infinite(what: str, psnrs: list[float], unit: str) -> None:
+    """One line on stderr when a mean PSNR is infinite because some images were reproduced exactly."""
+    exact = sum(math.isinf(p) for p in psnrs)
+    if exact:
+        click.echo(f"warning: {what}: mean PSNR is inf: {exact} of {len(psnrs)} {unit} reproduced exactly "
+                   "(identical to the ground truth after shaving)", err=True)
 
 
 def _footnote(protocol: str, channel: str, ensemble: bool, folders: list[Path]) -> str:
@@ -93,6 +115,7 @@ def write_card_metrics(weights: Path, results: list[SetResult]) -> None:
 @click.option("--video", "video_set", default=None, help="Evaluate on a video set instead (e.g. Vid4).")
 @runtime_options
 @output_options
+@strict_fp32()  # loading (engine choice, warm-up) and scoring in true fp32: TF32 off
 def evaluate_cmd(model_names: tuple[str, ...], scale: int | None, sets: tuple[str, ...], protocol: str, rgb: bool,
                  self_ensemble: bool, all_models: bool, markdown: bool, update_card: bool, video_set: str | None,
                  device: str, precision: str, engine: str, quiet: bool, as_json: bool) -> None:
@@ -114,7 +137,7 @@ def evaluate_cmd(model_names: tuple[str, ...], scale: int | None, sets: tuple[st
     if update_card:
         for name in model_names:
             _check_update_card(name, all_models, protocol, rgb, self_ensemble, precision, engine)
-        engine = "torch"  # the figures a card records: eager PyTorch fp32, never another runtime's
+        engine = "torch"  # the figures a card records: eager PyTorch fp32 (TF32 off), never another runtime's
     names, folders = _sets(sets or STANDARD_SETS)
     if update_card:
         _check_standard_sets(names, folders)
@@ -139,6 +162,9 @@ def evaluate_cmd(model_names: tuple[str, ...], scale: int | None, sets: tuple[st
     rows = []
     for (model, weights), label in zip(models, _model_labels([m for m, _ in models], [n for n, _ in targets])):
         results = run_sets(model, folders, protocol, channel, self_ensemble, quiet or as_json)
+        for set_label, res in zip(labels, results):
+            if not quiet:
+                _warn_infinite(f"{res.model} x{res.scale} {set_label}", [x.psnr for x in res.images], "images")
         if update_card and weights is not None:
             write_card_metrics(weights, results)
             if not (quiet or as_json):
@@ -147,7 +173,7 @@ def evaluate_cmd(model_names: tuple[str, ...], scale: int | None, sets: tuple[st
         rows.append({"model": label, "scale": model.scale, "params": params, "macs": macs,
                      "sets": dict(zip(labels, results))})
     if as_json:
-        emit_json([_json_row(r) for r in rows])
+        emit_json(_inf_as_text([_json_row(r) for r in rows]))
     elif markdown or all_models:
         click.echo(markdown_table(rows, labels))
         click.echo("\n" + _footnote(protocol, channel, self_ensemble, folders))
@@ -239,8 +265,11 @@ def _video_eval(model_name: str, scale: int | None, video_set: str, device: str,
                      precision=precision, engine=engine)
         reports.append(evaluate_video(model, root, scale=model.scale, name=model.name, temporal=temporal,
                                       progress=not (quiet or as_json)))
+        r = reports[-1]
+        if not quiet:
+            _warn_infinite(f"{r.model} x{r.scale} {r.dataset}", [p for c in r.clips for p in c.psnr_frames], "frames")
     if as_json:
-        emit_json([r.to_dict() for r in reports])
+        emit_json(_inf_as_text([r.to_dict() for r in reports]))
         return
     for r in reports:
         click.echo(format_video_report(r) + "\n")

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from subpixel.errors import SubpixelError
 
-__all__ = ["STANDARD_SETS", "resolve_dataset", "standard_set", "dataset_images", "shared_data_root"]
+__all__ = ["STANDARD_SETS", "resolve_dataset", "standard_set", "dataset_images", "is_image_file", "natural_key",
+           "shared_data_root"]
 
 STANDARD_SETS = ("Set5", "Set14", "B100", "Urban100")
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+_DIGITS = re.compile(r"([0-9]+)")
+
+
+def natural_key(name: str) -> tuple[tuple[str | int, ...], str]:
+    """Sort key of a file name: digit runs compare as integers, text case-insensitively
+    (``frame2`` before ``frame10``, as ``frame%d`` numbering means); the name itself breaks ties."""
+    parts = _DIGITS.split(name)  # text, digits, text, ...: the same kind at the same position
+    return tuple(int(p) if i % 2 else p.casefold() for i, p in enumerate(parts)), name
+
+
+def is_image_file(path: Path) -> bool:
+    """An image by its suffix, not hidden (``.DS_Store``, macOS ``._name.png`` resource forks)."""
+    return not path.name.startswith(".") and path.suffix.lower() in _IMAGE_SUFFIXES
 
 
 def shared_data_root() -> Path | None:
@@ -58,8 +73,8 @@ def resolve_dataset(name_or_path: str | Path) -> Path:
 
 
 def dataset_images(folder: Path) -> list[Path]:
-    """Image files of a set, sorted by name."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    """Image files of a set (hidden files skipped), in natural order of their names (see :func:`natural_key`)."""
+    files = sorted((p for p in folder.iterdir() if is_image_file(p)), key=lambda p: natural_key(p.name))
     if not files:
         raise SubpixelError(f"no images in {folder}")
     return files

@@ -47,10 +47,14 @@ def _filter(x: torch.Tensor) -> torch.Tensor:
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
     """Mean SSIM (11x11 Gaussian, sigma 1.5, K1=0.01, K2=0.03, 'valid' windows) of 2-D arrays.
 
-    For ``(H, W, C)`` inputs the per-channel SSIMs are averaged.
+    For ``(H, W, C)`` inputs the per-channel SSIMs are averaged. Both sides need at least
+    :data:`SSIM_WINDOW` (11) pixels: a ``ValueError`` otherwise.
     """
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch: {a.shape} vs {b.shape}")
+    if min(a.shape[:2]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels (its window), "
+                         f"got shape {a.shape}")
     if a.ndim == 3:
         return float(np.mean([ssim(a[..., c], b[..., c], data_range) for c in range(a.shape[2])]))
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2

@@ -4,7 +4,7 @@
 kept); LR = MATLAB-bicubic ``imresize`` of the uint8 RGB image (rounded after each 1-D pass); the
 SR output clamped and rounded to uint8; PSNR/SSIM on the BT.601 Y channel (float, not rounded)
 with ``scale`` pixels shaved from each border; grayscale HR files are used as R=G=B. A set's figure
-is the mean over its images.
+is the mean over its images. Float32 maths is true fp32 (TF32 off, see :func:`strict_fp32`).
 
 ``legacy-y`` (SRCNN-era, for interpolation baselines only): Y of the uint8 image rounded to an
 integer (a grayscale file, alpha aside, or a palette of greys used as is), bicubic down and up in
@@ -14,11 +14,14 @@ float with the LR never quantized, the result rounded; this is how published bic
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from subpixel.errors import SubpixelError
@@ -31,7 +34,7 @@ from subpixel.ops.resize import imresize_np
 from subpixel.upscaler import Upscaler
 
 __all__ = ["PROTOCOLS", "ImageScore", "SetResult", "modcrop", "make_lr", "load_hr", "check_size", "score",
-           "evaluate", "self_ensemble"]
+           "evaluate", "self_ensemble", "strict_fp32", "image_names"]
 
 PROTOCOLS = ("default", "legacy-y")
 
@@ -68,6 +71,26 @@ class SetResult:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "seconds_per_image": self.seconds_per_image}
+
+
+@contextmanager
+def strict_fp32() -> Iterator[None]:
+    """True fp32 inside: TF32 off for cuDNN convolutions and CUDA matmuls (both allowed by
+    default or by a caller), the previous settings restored on the way out, on an error too."""
+    conv, matmul = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = conv
+        torch.set_float32_matmul_precision(matmul)
+
+
+def image_names(paths: list[Path]) -> list[str]:
+    """Each image's name in results: its stem, or its file name where two files share a stem (a.png, a.jpg)."""
+    stems = Counter(p.stem for p in paths)
+    return [p.stem if stems[p.stem] == 1 else p.name for p in paths]
 
 
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
@@ -173,7 +196,8 @@ def evaluate(
 ) -> SetResult:
     """Score ``model`` on a benchmark set (a folder of HR images or a standard set name).
 
-    Each image's upscale call is timed (after one untimed warm-up call on the first image).
+    Each image's upscale call is timed (after one untimed warm-up call on the first image). Runs
+    under :func:`strict_fp32`.
     """
     if protocol not in PROTOCOLS:
         raise SubpixelError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
@@ -185,8 +209,21 @@ def evaluate(
         raise SubpixelError("--protocol legacy-y is Y-only and has no self-ensemble")
     folder = resolve_dataset(data)
     s = model.scale
-    scores = []
-    for path in dataset_images(folder):
+    with strict_fp32():
+        scores = _score_images(model, dataset_images(folder), legacy, channel, ensemble, progress)
+    return SetResult(
+        dataset=folder.name, scale=s, model=model.name, protocol=protocol, channel=channel, ensemble=ensemble,
+        psnr=float(np.mean([x.psnr for x in scores])), ssim=float(np.mean([x.ssim for x in scores])),
+        images=scores,
+    )
+
+
+def _score_images(model: Upscaler, paths: list[Path], legacy: bool, channel: str, ensemble: bool,
+                  progress: Callable[[str], None] | None) -> list[ImageScore]:
+    """:func:`evaluate`'s per-image scores."""
+    s = model.scale
+    scores: list[ImageScore] = []
+    for path, name in zip(paths, image_names(paths)):
         seconds = None
         if legacy:
             sr, hr_y = _legacy_y_pair(path, s, model.net.kernel)
@@ -203,11 +240,7 @@ def evaluate(
             sr = run(lr)  # a host array: the device is synchronised
             seconds = time.perf_counter() - start
             p, q = score(sr, hr, s, channel)
-        scores.append(ImageScore(path.stem, p, q, seconds))
+        scores.append(ImageScore(name, p, q, seconds))
         if progress is not None:
-            progress(path.stem)
-    return SetResult(
-        dataset=folder.name, scale=s, model=model.name, protocol=protocol, channel=channel, ensemble=ensemble,
-        psnr=float(np.mean([x.psnr for x in scores])), ssim=float(np.mean([x.ssim for x in scores])),
-        images=scores,
-    )
+            progress(name)
+    return scores

@@ -1,6 +1,7 @@
 """Video SR evaluation (Vid4 protocol) with a temporal-consistency measure.
 
-Protocol: every frame of every clip (a folder of HR frames, sorted by name) is modcropped, and
+Protocol: every frame of every clip (a folder of HR frames in natural order of their names, frame2
+before frame10; hidden files and folders skipped; a root holding frames and no folder is one clip) is modcropped, and
 degraded as the image protocol does it (BI: MATLAB-bicubic ``imresize(hr, 1/scale)`` of the
 uint8 frame, uint8). The SR frame is clamped and rounded to uint8 and scored on BT.601 Y (float)
 with ``scale`` pixels shaved: Y-PSNR/SSIM per frame, a clip's figure is its frame mean, and the
@@ -15,6 +16,8 @@ reported for the ground truth itself: the level of a perfect reconstruction, set
 occlusions and lighting changes the check misses.
 It is not a lower bound: blur lowers the warping error (bicubic scores below the ground truth),
 so read it beside PSNR, and compare models of similar sharpness.
+It is not Lai et al. 2018's E_warp (squared RGB error on 0-1 with a motion-boundary test too): do
+not compare it with published E_warp tables.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ import torch
 from tqdm import tqdm
 
 from subpixel.errors import SubpixelError
-from subpixel.eval.datasets import dataset_images, resolve_dataset
+from subpixel.eval.datasets import dataset_images, is_image_file, natural_key, resolve_dataset
 from subpixel.eval.metrics import psnr, shave, ssim
-from subpixel.eval.protocol import check_size, load_hr, make_lr, modcrop
+from subpixel.eval.protocol import check_size, load_hr, make_lr, modcrop, strict_fp32
 from subpixel.models.frvsr import FRVSR
 from subpixel.ops.color import rgb_to_y
 from subpixel.upscaler import Upscaler
@@ -61,18 +64,24 @@ class ClipScore:
     ssim: float
     warp_error: float | None
     warp_error_gt: float | None
+    frame_names: list[str] = field(default_factory=list)  # file names, in the order scored
     psnr_frames: list[float] = field(default_factory=list)
     ssim_frames: list[float] = field(default_factory=list)
 
 
 @dataclass
 class VideoResult:
-    """A video set's figures: means of clip means, means over all frames, and per-clip scores."""
+    """A video set's figures: means of clip means, means over all frames, and per-clip scores.
+
+    ``recurrent``: the model ran as a frame processor fed each clip in order, reset per clip (FRVSR),
+    not frame by frame.
+    """
 
     dataset: str
     scale: int
     model: str
     clips: list[ClipScore]
+    recurrent: bool = False
 
     @property
     def frames(self) -> int:
@@ -105,7 +114,9 @@ class VideoResult:
         return _mean_measured([c.warp_error_gt for c in self.clips])
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        """The figures, with the protocol: Y channel, ``scale`` px shaved, MATLAB-bicubic LR."""
+        out = {**asdict(self), "protocol": "default", "channel": "y", "shave": self.scale,
+               "degradation": "bicubic (MATLAB imresize)"}
         for key in ("frames", "psnr", "ssim", "psnr_all_frames", "ssim_all_frames", "warp_error", "warp_error_gt"):
             out[key] = getattr(self, key)
         return out
@@ -182,6 +193,11 @@ class _Runner:
         self.processor: _Processor | None = None
 
     @property
+    def recurrent(self) -> bool:
+        """Whether clips go through a processor in order (reset per clip) rather than frame by frame."""
+        return not isinstance(self.model, Upscaler)
+
+    @property
     def name(self) -> str:
         named = self.processor if self.processor is not None else self.model
         return str(getattr(named, "name", None) or type(named).__name__)
@@ -207,7 +223,15 @@ class _Runner:
 
 
 def _clip_folders(root: Path, clips: list[str] | None) -> list[Path]:
-    folders = [root / c for c in clips] if clips else sorted(p for p in root.iterdir() if p.is_dir())
+    """The clips named, else the folders under ``root`` (hidden ones skipped), else ``root`` itself
+    when it holds frames."""
+    if clips:
+        folders = [root / c for c in clips]
+    else:
+        children = [p for p in root.iterdir() if not p.name.startswith(".")]
+        folders = sorted((p for p in children if p.is_dir()), key=lambda p: natural_key(p.name))
+        if not folders and any(is_image_file(p) for p in children):
+            folders = [root]
     missing = [str(f) for f in folders if not f.is_dir()]
     if missing:
         raise SubpixelError(f"clip folders not found: {', '.join(missing)}")
@@ -218,7 +242,7 @@ def _clip_folders(root: Path, clips: list[str] | None) -> list[Path]:
 
 def _score_clip(folder: Path, run: Callable[[np.ndarray], np.ndarray], scale: int, temporal: bool,
                 bar: tqdm) -> ClipScore:
-    psnrs, ssims, warp_sr, warp_gt = [], [], [], []
+    names, psnrs, ssims, warp_sr, warp_gt = [], [], [], [], []
     prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # grey GT, Y of GT, Y of SR
     first: tuple[Path, tuple[int, ...]] | None = None  # the clip's first frame and its shape
     for path in dataset_images(folder):
@@ -230,6 +254,7 @@ def _score_clip(folder: Path, run: Callable[[np.ndarray], np.ndarray], scale: in
         sr = run(make_lr(hr, scale))
         if sr.shape != hr.shape:
             raise SubpixelError(f"SR frame shape {sr.shape} differs from HR {hr.shape} ({path})")
+        names.append(path.name)
         y_hr, y_sr = rgb_to_y(hr), rgb_to_y(sr)
         a, b = shave(y_sr, scale), shave(y_hr, scale)
         psnrs.append(psnr(a, b))
@@ -248,7 +273,7 @@ def _score_clip(folder: Path, run: Callable[[np.ndarray], np.ndarray], scale: in
         name=folder.name, frames=len(psnrs), psnr=float(np.mean(psnrs)), ssim=float(np.mean(ssims)),
         warp_error=float(np.mean(warp_sr)) if temporal and warp_sr else None,
         warp_error_gt=float(np.mean(warp_gt)) if temporal and warp_gt else None,
-        psnr_frames=psnrs, ssim_frames=ssims,
+        frame_names=names, psnr_frames=psnrs, ssim_frames=ssims,
     )
 
 
@@ -265,7 +290,7 @@ def evaluate_video(model: Model, root: str | Path, scale: int = 4, clips: list[s
 
     ``model``: an :class:`Upscaler` (frame by frame), a frame processor (``process(batch)`` and
     ``reset()``, reset at each clip) or a zero-argument factory returning a fresh processor per
-    clip. Frames are fed one at a time, in order.
+    clip. Frames are fed one at a time, in order, under :func:`~subpixel.eval.protocol.strict_fp32`.
     """
     if isinstance(model, Upscaler) and model.scale != scale:
         raise SubpixelError(f"model is x{model.scale}, evaluation asked for x{scale}")
@@ -276,11 +301,11 @@ def evaluate_video(model: Model, root: str | Path, scale: int = 4, clips: list[s
     run = _Runner(model)
     total = sum(len(dataset_images(f)) for f in folders)
     scores = []
-    with tqdm(total=total, desc=f"{root.name} x{scale}", unit="frame", disable=not progress) as bar:
+    with strict_fp32(), tqdm(total=total, desc=f"{root.name} x{scale}", unit="frame", disable=not progress) as bar:
         for folder in folders:
             run.start()
             scores.append(_score_clip(folder, run, scale, temporal, bar))
-    return VideoResult(dataset=root.name, scale=scale, model=name or run.name, clips=scores)
+    return VideoResult(dataset=root.name, scale=scale, model=name or run.name, clips=scores, recurrent=run.recurrent)
 
 
 def evaluate_vid4(model: Model, root: str | Path | None = None, scale: int = 4, **kwargs: Any) -> VideoResult:
@@ -299,7 +324,8 @@ def format_video_report(result: VideoResult) -> str:
     """A markdown table of a :class:`VideoResult`."""
     lines = [
         f"**{result.dataset} x{result.scale}: {result.model}** (Y-PSNR/SSIM, {result.scale} px shaved; "
-        "warping error: mean |ΔY| of consecutive outputs under ground-truth flow, lower is smoother)",
+        "warping error: mean |ΔY| (0–255) of consecutive outputs under ground-truth flow, forward-backward "
+        "checked, lower is smoother)",
         "",
         "| clip | frames | PSNR (dB) | SSIM | warping error | GT warping error |",
         "|---|---:|---:|---:|---:|---:|",
@@ -315,4 +341,6 @@ def format_video_report(result: VideoResult) -> str:
     if 0 < measured < len(result.clips):
         lines += ["", f"Warping errors: means over the {measured} of {len(result.clips)} clips that have one "
                       "(one of a single frame, or with no flow-consistent pixel, has none)."]
+    lines += ["", "The warping error is not Lai et al. 2018's E_warp (squared RGB error on 0–1, with a motion-boundary "
+                  "test): do not compare it with published E_warp tables."]
     return "\n".join(lines) + "\n"
