@@ -480,8 +480,13 @@ def test_bf16_autocast_trains_and_fp16_needs_cuda(tmp_path: Path) -> None:
     assert any(not torch.equal(full[k], half[k]) for k in full)  # the network really ran in bf16
     with pytest.raises(SubpixelError, match="fp16 needs CUDA"):
         train_frvsr(FRVSRConfig.from_dict({**cfg.to_dict(), "amp": "fp16"}), tmp_path / "fp16", progress=False)
-    with pytest.raises(SubpixelError, match="amp must be"):
+    with pytest.raises(SubpixelError, match="amp: expected one of off, bf16, fp16"):
         FRVSRConfig.from_dict({**cfg.to_dict(), "amp": "int8"})
+
+
+def test_a_bare_off_for_amp_reads_as_off_as_in_image_recipes(tmp_path: Path) -> None:
+    raw = yaml.safe_load("amp: off")  # YAML 1.1: false
+    assert FRVSRConfig.from_dict({**_recipe(tmp_path, iters=1).to_dict(), **raw}).amp == "off"
 
 
 def test_checkpoint_from_before_a_new_recipe_key_resumes(tmp_path: Path) -> None:
@@ -746,6 +751,21 @@ def test_a_resumed_run_keeps_its_provenance_and_wall_time(tmp_path: Path) -> Non
     training = read_card(weights)["training"]
     assert training["init"]["sha256"] == sha and training["budget"] == budget.record()
     assert 10 < training["wall_minutes"] < 11
+
+
+def test_a_budget_run_resumed_without_budget_ends_at_its_fitted_total(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    ticks = iter(range(10**6))
+    budget = IterationBudget(20.0, warmup=1, window=2, margin=1.0, clock=lambda: float(next(ticks)))
+    cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=4).to_dict(), "log_every": 5})
+    assert train_frvsr(cfg, tmp_path / "run", progress=False, time_limit=0.0, budget=budget) is None
+    total = budget.fits[-1][1]
+    assert latest_checkpoint(tmp_path / "run").name == "iter_00000005.pt" and total > 5  # past the recipe's 4
+    cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=4).to_dict(), "log_every": 5})
+    assert train_frvsr(cfg, tmp_path / "run") is not None
+    assert cfg.iters == total and latest_checkpoint(tmp_path / "run").name == f"iter_{total:08d}.pt"
+    assert f"iters {total} (the --budget fit of checkpoint iter_00000005.pt), not the recipe's 4" \
+        in capsys.readouterr().err
 
 
 def test_a_diverging_run_stops_before_checkpointing_non_finite_weights(tmp_path: Path,

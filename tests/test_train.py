@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -37,7 +38,7 @@ from subpixel.ops.color import BT601_MATRIX
 from subpixel.train import evaluate_pairs, export_best, parse_config, train
 from subpixel.train import trainer as trainer_module
 from subpixel.train.budget import BUDGET_FILE, IterationBudget
-from subpixel.train.checkpoint import list_checkpoints, load_checkpoint, save_atomic
+from subpixel.train.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint, prune, save_atomic
 from subpixel.train.config import ConfigError, config_to_dict, load_config, read_recipe
 from subpixel.train.control import RunControl
 from subpixel.train.distributed import DistInfo
@@ -468,6 +469,65 @@ def test_resume_refuses_changed_data_and_a_checkpoint_past_the_end(tmp_path: Pat
     _images(tmp_path / "data", count=7)  # one image more
     with pytest.raises(ConfigError, match="training images differ"):
         train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True, resume=True)
+
+
+def test_a_moved_data_folder_with_the_same_images_resumes_with_a_warning(tmp_path: Path) -> None:
+    data = _images(tmp_path / "data")
+    train(parse_config(_recipe(data, iters=10)), tmp_path / "run", device="cpu", quiet=True, until=7)
+    moved = shutil.copytree(data, tmp_path / "elsewhere" / "data")  # same folder name and files: same SHA-256
+    with pytest.warns(UserWarning, match="data.train changed from .* the images are the same"):
+        result = train(parse_config(_recipe(moved, iters=10)), tmp_path / "run", device="cpu", quiet=True,
+                       resume=True)
+    assert result.iteration == 10
+    (moved / "im0.png").unlink()
+    with pytest.raises(ConfigError, match="training images differ"):
+        train(parse_config(_recipe(moved, iters=12)), tmp_path / "run", device="cpu", quiet=True, resume=True)
+
+
+def test_a_crop_stream_state_of_another_device_type_reseeds_with_a_warning(tmp_path: Path) -> None:
+    cfg = parse_config(_recipe(_images(tmp_path / "data"), iters=10))
+    train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True, until=7)
+    path = checkpoint_path(tmp_path / "run", 7)
+    ckpt = load_checkpoint(path)
+    ckpt["sampler"] = [torch.zeros(16 + 8, dtype=torch.uint8)]  # a CUDA generator's 16-byte state, then the position
+    save_atomic(ckpt, path)
+    with pytest.warns(UserWarning, match="another device type than cpu: the crop streams restart from new seeds"):
+        result = train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True, resume=True)
+    assert result.iteration == 10
+
+
+def test_numeric_strings_in_args_are_numbers_so_both_spellings_resume(tmp_path: Path) -> None:
+    raw = _recipe(_images(tmp_path / "data"), iters=10)
+    raw["loss"]["args"] = {"eps": 1.0e-3}
+    assert parse_config({**raw, "loss": {"name": "charbonnier", "args": {"eps": "1e-3", "x": ["2e-1", "y"]}},
+                         "model": {**raw["model"], "args": {"width": 6, "mode": "y"}}}
+                        ).loss.args == {"eps": 1e-3, "x": [0.2, "y"]}
+    train(parse_config(raw), tmp_path / "run", device="cpu", quiet=True, until=7)
+    raw["loss"]["args"] = {"eps": "1e-3"}  # as YAML 1.1 reads `eps: 1e-3`
+    cfg = parse_config(raw)
+    assert cfg.loss.args == {"eps": 1e-3} and cfg.model.args == {"width": 6}
+    assert train(cfg, tmp_path / "run", device="cpu", quiet=True, resume=True).iteration == 10
+
+
+def test_stop_checkpoints_do_not_push_out_scheduled_ones(tmp_path: Path) -> None:
+    cfg = parse_config(_recipe(_images(tmp_path / "data")))  # 20 iterations, ckpt_every 7, keep_last 2
+    train(copy.deepcopy(cfg), tmp_path / "a", device="cpu", quiet=True)
+    for until in (15, 16, None):  # two stops (as Ctrl-C or --time-limit make), then to the end
+        train(copy.deepcopy(cfg), tmp_path / "b", device="cpu", quiet=True, until=until, resume=True)
+        if until == 16:  # the newest, and the newest scheduled one; the earlier stop is gone
+            assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["iter_00000014.pt", "iter_00000016.pt"]
+    assert [p.name for p in list_checkpoints(tmp_path / "a")] == [p.name for p in list_checkpoints(tmp_path / "b")] \
+        == ["iter_00000014.pt", "iter_00000020.pt"]
+
+
+def test_prune_keeps_the_newest_and_the_newest_scheduled_checkpoints(tmp_path: Path) -> None:
+    for it in (4, 8, 9, 12, 13):
+        save_atomic({}, checkpoint_path(tmp_path, it))
+    prune(tmp_path, 3, 4)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["iter_00000008.pt", "iter_00000012.pt",
+                                                            "iter_00000013.pt"]
+    prune(tmp_path, 3, 0)  # ckpt_every 0: nothing is scheduled, only the newest stays
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["iter_00000013.pt"]
 
 
 def test_a_best_checkpoint_from_beyond_the_resume_point_is_dropped(tmp_path: Path) -> None:
@@ -972,10 +1032,11 @@ def _ddp_ctrl_c_worker(rank: int, world: int, ports: list[int], raw: dict[str, A
         stopped = type(err).__name__
     PatchSampler.sample = real_sample  # type: ignore[method-assign]
     kept = [p.name for p in list_checkpoints(root / "cut")]
+    streams = len(_state(root / "cut/checkpoints" / kept[-1])["sampler"])  # the resumed run prunes it
     os.environ["MASTER_PORT"] = str(ports[2])
     resumed = train(parse_config(raw), root / "cut", device="cpu", quiet=True, resume=True)
-    torch.save({"stopped": stopped, "steps": len(calls), "kept": kept, "straight": straight.net.state_dict(),
-                "resumed": resumed.net.state_dict()}, root / f"rank{rank}.pt")
+    torch.save({"stopped": stopped, "steps": len(calls), "kept": kept, "streams": streams,
+                "straight": straight.net.state_dict(), "resumed": resumed.net.state_dict()}, root / f"rank{rank}.pt")
 
 
 def _spawn(fn: Any, args: tuple, nprocs: int, deadline_s: float) -> None:
@@ -998,9 +1059,7 @@ def test_ctrl_c_on_one_ddp_rank_stops_every_rank_after_the_same_step(tmp_path: P
     assert [r["stopped"] for r in ranks] == ["KeyboardInterrupt", "Interrupted"]
     # both stopped after step 6 (step 5's vote had begun when Ctrl-C came), whose checkpoint rank 0 wrote
     assert [r["steps"] for r in ranks] == [6, 6]
-    assert ranks[0]["kept"] == ["iter_00000006.pt"]
-    ckpt = _state(tmp_path / "cut/checkpoints/iter_00000006.pt")
-    assert len(ckpt["sampler"]) == 2
+    assert ranks[0]["kept"] == ["iter_00000006.pt"] and ranks[0]["streams"] == 2  # each rank's crop stream
     for r in ranks:  # the resumed run ends with the weights of the straight one
         _assert_same_tensors(r["straight"], r["resumed"])
     sessions = read_sessions(tmp_path / "cut/throughput.json")
@@ -1039,6 +1098,44 @@ def test_budget_fits_iterations_and_the_card_records_it(tmp_path: Path) -> None:
     assert yaml.safe_load((tmp_path / "run/recipe.yaml").read_text())["train"]["iters"] == total
     card = read_card(tmp_path / "m.safetensors")
     assert card["training"]["recipe"]["train"]["iters"] == total and card["training"]["budget"]["total"] == total
+
+
+def _one_second_steps(seconds: float) -> IterationBudget:
+    ticks = iter(range(10**6))
+    return IterationBudget(seconds, warmup=3, window=5, margin=1.0, clock=lambda: float(next(ticks)))
+
+
+def _budget_run_past_the_recipe(run_dir: Path) -> tuple[Any, int]:
+    """A recipe of 20 iterations and its run, stopped at 25 of the 40 or so its budget fitted."""
+    cfg = parse_config(_recipe(_images(run_dir.parent / "data"), iters=20, val_every=10))
+    budget = _one_second_steps(40.0)
+    train(copy.deepcopy(cfg), run_dir, device="cpu", quiet=True, budget=budget, until=25)
+    total = budget.fits[-1][1]
+    assert total > 25 and list_checkpoints(run_dir)[-1].name == "iter_00000025.pt"
+    return cfg, total
+
+
+def test_a_budget_run_resumed_without_budget_keeps_its_fitted_total(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    cfg, total = _budget_run_past_the_recipe(tmp_path / "run")
+    with warnings.catch_warnings():  # after an interruption: neither refused nor a restarted schedule
+        warnings.simplefilter("error")  # (no "train.iters changed")
+        result = train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", resume=True)
+    assert result.iteration == total
+    assert f"train.iters {total} (the --budget fit of checkpoint iter_00000025.pt), not the recipe's 20" \
+        in capsys.readouterr().err
+    again = train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True, resume=True,
+                  export=tmp_path / "m.safetensors")  # finished: nothing to train, only exported
+    assert again.iteration == total and read_card(tmp_path / "m.safetensors")["training"]["budget"]["total"] == total
+    assert train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True, resume=True,
+                 max_iters=total + 2).iteration == total + 2  # --max-iters still sets the total
+
+
+def test_a_budget_run_past_the_recipes_iters_resumes_with_a_budget(tmp_path: Path) -> None:
+    cfg, total = _budget_run_past_the_recipe(tmp_path / "run")
+    refit = _one_second_steps(20.0)
+    result = train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True, resume=True, budget=refit)
+    assert refit.fits and result.iteration == refit.fits[-1][1] > 25  # from the fitted total, refitted from there
 
 
 def test_a_named_commit_wins_over_the_checkout(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -101,14 +101,18 @@ class PatchSampler:
         position = torch.tensor([self._position], dtype=torch.int64).view(torch.uint8)
         return torch.cat([start, position])
 
-    def set_state(self, state: torch.Tensor) -> None:
-        """Continue the crop stream from a :meth:`get_state` result."""
+    def set_state(self, state: torch.Tensor) -> bool:
+        """Continue the crop stream from a :meth:`get_state` result; False, with nothing changed, when it is
+        not this generator's kind of state (one saved on another device type: CPU and CUDA states differ)."""
         state = state.cpu()
+        if state.numel() - 8 != self.generator.get_state().numel():
+            return False
         self.generator.set_state(state[:-8].clone())
         self._chunk_start = state[:-8].clone()
         self._position = int(state[-8:].clone().view(torch.int64))
         if self._position < self.chunk:
             self._refill()
+        return True
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One batch of aligned, augmented crops on the sampler's device."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from subpixel.io.atomic import write_atomic
 
-__all__ = ["IterationBudget", "BUDGET_FILE"]
+__all__ = ["IterationBudget", "BUDGET_FILE", "fitted_total"]
 
 BUDGET_FILE = "budget.json"
 
@@ -161,3 +161,12 @@ class IterationBudget:
         """``budget.json`` in ``run_dir`` (atomic: a follower may read it at any time)."""
         path = Path(run_dir) / BUDGET_FILE
         write_atomic(path, json.dumps(self.record()) + "\n")
+
+
+def fitted_total(meta: dict[str, Any]) -> int | None:
+    """The total iterations a budget last fitted, from a checkpoint's ``meta`` (None: none was fitted).
+
+    A resumed run continues with it, not with the recipe's own total (unless ``--max-iters`` sets one).
+    """
+    total = (meta.get("budget") or {}).get("total")
+    return total if isinstance(total, int) else None

@@ -1,6 +1,6 @@
 """Checkpoint files of a run: atomic writes, the last ``K`` kept, the best by validation PSNR.
 
-A run directory holds ``checkpoints/iter_XXXXXXXX.pt`` (full training state) and
+A run directory holds ``checkpoints/iter_XXXXXXXX.pt`` (full training state; see :func:`prune`) and
 ``checkpoints/best.pt`` (the validated weights). They are written with :func:`torch.save` and
 read with ``torch.load(weights_only=True)``: tensors and plain Python values only.
 """
@@ -52,10 +52,16 @@ def save_atomic(obj: dict[str, Any], path: Path) -> None:
     write_atomic(path, lambda f: torch.save(obj, f))
 
 
-def prune(run_dir: Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` training-state checkpoints."""
-    for old in list_checkpoints(run_dir)[:-keep]:
-        old.unlink(missing_ok=True)
+def prune(run_dir: Path, keep: int, every: int) -> None:
+    """Keep the newest training-state checkpoint and the ``keep - 1`` newest others written on schedule (after a
+    multiple of ``every`` steps); delete the rest. A stop checkpoint (Ctrl-C, a time limit) thus stays only
+    while it is the newest, and a run stopped and resumed ends with the files of one that never stopped."""
+    found = list_checkpoints(run_dir)
+    regular = [p for p in found[:-1] if every and checkpoint_iteration(p) % every == 0]
+    kept = set(found[-1:] + regular[max(0, len(regular) - keep + 1):])
+    for old in found:
+        if old not in kept:
+            old.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

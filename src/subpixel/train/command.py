@@ -75,14 +75,14 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
         return
     cfg = load_config(recipe, raw)
     problem = schedule_problem(cfg.schedule, cfg.train.iters) if budget is None and max_iters is None else None
-    if problem:  # the recipe as run (with --max-iters, a trial, train() only warns; a --budget's iters is a ceiling)
+    # the recipe as run; with --max-iters (a trial) train() only warns, and with --budget the recipe's train.iters
+    # is the schedule's length only until the first fit replaces it (a resumed run starts from its last fit)
+    if problem:
         raise ConfigError(f"{recipe}: {problem}")
-    if max_iters is not None:
-        cfg.train.iters = max_iters
     if amp is not None:
         cfg.train.amp = amp
     result = run(cfg, run_dir, device=device, resume=resume, quiet=quiet, time_limit=time_limit, export=export_path,
-                 budget=fit)
+                 budget=fit, max_iters=max_iters)
     complete = result.iteration >= cfg.train.iters
     if as_json and _rank0():
         emit_json({"recipe": str(recipe), "run_dir": str(run_dir), "iteration": result.iteration,
@@ -165,7 +165,8 @@ def _train_video(raw: dict, run_dir: Path, resume: bool, max_iters: int | None, 
     if device != "auto":
         raw = {**raw, "device": device}
     cfg = FRVSRConfig.from_dict(raw)
-    weights = train_frvsr(cfg, run_dir, resume=resume, progress=not quiet, time_limit=time_limit, budget=budget)
+    weights = train_frvsr(cfg, run_dir, resume=resume, progress=not quiet, time_limit=time_limit, budget=budget,
+                          fixed_iters=max_iters is not None)
     last = latest_checkpoint(run_dir)
     sessions = read_sessions(run_dir / THROUGHPUT_FILE)
     summary = {"run_dir": str(run_dir), "iteration": checkpoint_iteration(last) if last else 0, "iters": cfg.iters,

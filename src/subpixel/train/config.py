@@ -2,7 +2,8 @@
 
 Unknown keys, missing required keys, a key given twice, wrong types, non-finite numbers and
 out-of-range values are all :class:`ConfigError` naming the offending ``section.key``. Floats may
-be written as YAML strings such as ``1e-3`` (which PyYAML does not read as a number), and a bare
+be written as YAML strings such as ``1e-3`` (which PyYAML does not read as a number; in ``args``,
+whose types are the network's or loss's, such a string is read as a float too), and a bare
 ``off`` (read as ``false``) is accepted where ``"off"`` is a choice.
 """
 
@@ -23,7 +24,7 @@ from subpixel.io.atomic import write_atomic
 __all__ = [
     "ConfigError", "ModelConfig", "DataConfig", "LossConfig", "OptimConfig", "ScheduleConfig", "TrainConfig",
     "Config", "parse_config", "load_config", "config_to_dict", "resolve_data_folder", "resolve_weights_file",
-    "REPO_ROOT", "IN_CHECKOUT", "RecipeLoader", "schedule_problem", "finite_float",
+    "REPO_ROOT", "IN_CHECKOUT", "RecipeLoader", "schedule_problem", "finite_float", "coerce", "AmpChoice",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -95,12 +96,15 @@ class ScheduleConfig:
     gamma: float = 0.5
 
 
+AmpChoice = Literal["off", "bf16", "fp16"]  # mixed precision: autocast dtype, or off
+
+
 @dataclass
 class TrainConfig:
     """Loop length, precision, EMA, clipping, and how often to log, validate and checkpoint (0: only at the end)."""
 
     iters: int = 100_000
-    amp: Literal["off", "bf16", "fp16"] = "off"
+    amp: AmpChoice = "off"
     ema: float = 0.0
     grad_clip: float = 0.0
     val_every: int = 5000
@@ -139,8 +143,17 @@ def finite_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """``value`` checked against (and converted to) the type ``hint``."""
+def _number_if_numeric(value: Any) -> Any:
+    """An ``args`` value with numeric strings (``1e-3``, which YAML 1.1 leaves a string) as floats, also in a
+    list, so both spellings of a number make the same recipe."""
+    if isinstance(value, list):
+        return [_number_if_numeric(v) for v in value]
+    number = finite_float(value) if isinstance(value, str) else None
+    return value if number is None else number
+
+
+def coerce(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against (and converted to) the type ``hint``; a :class:`ConfigError` names ``where``."""
     origin = get_origin(hint)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
@@ -171,16 +184,16 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {_kind(value)}")
         (item,) = get_args(hint)
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is tuple:
         items = get_args(hint)
         if not isinstance(value, (list, tuple)) or len(value) != len(items):
             raise ConfigError(f"{where}: expected a list of {len(items)} values, got {_kind(value)}")
-        return tuple(_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, items)))
+        return tuple(coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, items)))
     if origin is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise ConfigError(f"{where}: expected a mapping with string keys, got {_kind(value)}")
-        return dict(value)
+        return {k: _number_if_numeric(v) for k, v in value.items()}
     raise TypeError(f"unsupported config type {hint!r}")  # a bug in this module, not in the recipe
 
 
@@ -197,7 +210,7 @@ def _build(cls: type, raw: dict[str, Any], section: str) -> Any:
     if missing:
         raise ConfigError(f"missing key {missing[0]!r} in {where}")
     prefix = f"{section}." if section else ""
-    return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in raw.items()})
+    return cls(**{k: coerce(v, hints[k], prefix + k) for k, v in raw.items()})
 
 
 def _require(ok: bool, where: str, what: str, value: Any) -> None:

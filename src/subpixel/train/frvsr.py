@@ -42,9 +42,9 @@ from subpixel.errors import Interrupted, SubpixelError
 from subpixel.models.frvsr import FRVSR, check_flow_args, warp
 from subpixel.models.registry import build, check_counts
 from subpixel.models.weights import save_weights
-from subpixel.train.budget import IterationBudget
+from subpixel.train.budget import IterationBudget, fitted_total
 from subpixel.train.checkpoint import checkpoint_path, load_checkpoint, prune, save_atomic
-from subpixel.train.config import finite_float, resolve_data_folder, write_recipe
+from subpixel.train.config import AmpChoice, coerce, finite_float, resolve_data_folder, write_recipe
 from subpixel.train.control import RunControl, check_finite, check_resume_point, existing_checkpoint
 from subpixel.train.distributed import DistInfo, average_gradients, barrier, distributed
 from subpixel.train.ema import EMA
@@ -120,7 +120,9 @@ class FRVSRConfig:
         for name, value in raw.items():
             default = known[name].default
             expected = _CONTAINERS.get(name, type(default))
-            if expected is float:
+            if name == "amp":  # as in image recipes: a bare `off` (YAML false) is "off"
+                values[name] = coerce(value, AmpChoice, "FRVSR recipe: amp")
+            elif expected is float:
                 values[name] = finite_float(value)
                 if values[name] is None:
                     raise SubpixelError(f"FRVSR recipe: {name} must be a finite number, got {value!r}")
@@ -255,21 +257,23 @@ def _record_speed(run_dir: Path, timer: StepTimer, first: int, last: int, cfg: F
 
 
 def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, progress: bool = True,
-                time_limit: float | None = None, budget: IterationBudget | None = None) -> Path | None:
+                time_limit: float | None = None, budget: IterationBudget | None = None,
+                fixed_iters: bool = False) -> Path | None:
     """Train (or resume from the newest checkpoint in ``run_dir``) and export; returns the weights path.
 
     After ``time_limit`` seconds it stops at the next logging step with a checkpoint and returns None.
-    ``budget`` resets ``iters`` from the measured speed (:mod:`subpixel.train.budget`). Under
+    ``budget`` resets ``iters`` from the measured speed (:mod:`subpixel.train.budget`); a resumed run continues
+    with the total a budget recorded in its checkpoint, unless ``fixed_iters`` (``--max-iters``). Under
     ``torchrun`` every rank trains on its share of each batch (``batch`` is the global batch) and the
     gradients are averaged, so the job follows the single-process run; rank 0 writes everything and
     the other ranks return None.
     """
     with distributed(cfg.device) as info:
-        return _train(cfg, Path(run_dir), info, resume, progress, time_limit, budget)
+        return _train(cfg, Path(run_dir), info, resume, progress, time_limit, budget, fixed_iters)
 
 
 def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progress: bool,
-           time_limit: float | None, budget: IterationBudget | None) -> Path | None:
+           time_limit: float | None, budget: IterationBudget | None, fixed_iters: bool = False) -> Path | None:
     control = RunControl(info, budget, time_limit)  # the time limit counts data loading too
     device, main = info.device, info.is_main
     if cfg.batch % info.world:
@@ -301,6 +305,12 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         start = int(ckpt["iteration"])
+        fitted = fitted_total(ckpt.get("meta", {}))
+        if fitted is not None and not fixed_iters and fitted != cfg.iters:
+            if progress and main:
+                tqdm.write(f"iters {fitted} (the --budget fit of checkpoint {last.name}), not the recipe's {cfg.iters}",
+                           file=sys.stderr)
+            cfg.iters = fitted
         check_resume_point(last, start, cfg.iters, "iters")
         meta.update(ckpt.get("meta", {}))
         if cfg.init and main:
@@ -373,7 +383,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
                              "ema": ema.net.state_dict() if ema is not None else None,
                              "scaler": scaler.state_dict(), "config": cfg.to_dict(), "data_sha256": data_sha,
                              "meta": meta}, checkpoint_path(run_dir, done))
-                prune(run_dir, cfg.keep_last)
+                prune(run_dir, cfg.keep_last, cfg.ckpt_every)
                 control.paused()
             if stopping:  # on every rank after this same step (control.vote agreed on it)
                 barrier(info)  # no rank leaves before rank 0 has written the checkpoint

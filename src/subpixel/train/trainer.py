@@ -29,7 +29,7 @@ from subpixel.errors import Interrupted, SubpixelError, first_line
 from subpixel.models.base import SRNet
 from subpixel.models.registry import build
 from subpixel.models.weights import state_dict_on_cpu
-from subpixel.train.budget import IterationBudget
+from subpixel.train.budget import IterationBudget, fitted_total
 from subpixel.train.checkpoint import (
     BEST,
     CHECKPOINT_DIR,
@@ -182,21 +182,31 @@ class Trainer:
     def _wall_seconds(self) -> float:
         return self._wall_before + time.perf_counter() - self._clock
 
-    def resume(self, path: Path) -> None:
-        """Restore the full training state of checkpoint ``path``."""
+    def resume(self, path: Path, fixed_iters: bool = False) -> None:
+        """Restore the full training state of checkpoint ``path``.
+
+        A total iterations a ``--budget`` fitted (recorded in the checkpoint) replaces the recipe's
+        ``train.iters``, unless ``fixed_iters`` (``--max-iters``); a new budget refits it from there.
+        """
         ckpt = load_checkpoint(path)
+        self._keep_fitted_total(ckpt["meta"], path, fixed_iters)
         # the checkpoint's recipe read anew, so keys added since it was written compare as their defaults
         old, new = _flatten(config_to_dict(parse_config(ckpt["config"]))), _flatten(config_to_dict(self.cfg))
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-        blocking = [k for k in changed if k not in _RESUMABLE_CHANGES]
+        before = ckpt["meta"].get("data", {}).get("sha256")  # the same file on every rank
+        movable = _RESUMABLE_CHANGES | ({"data.train"} if before is not None else set())  # checked by content
+        blocking = [k for k in changed if k not in movable]
         if blocking:
             raise ConfigError(f"the recipe (with any --amp override) differs from the checkpoint {path.name} in "
                               f"{', '.join(blocking)}; restore those values or train into another --out folder")
         check_resume_point(path, ckpt["iteration"], self.cfg.train.iters, "train.iters")
-        before = ckpt["meta"].get("data", {}).get("sha256") if self.info.is_main else None
-        if any_rank(before is not None and before != self.meta["data"]["sha256"], self.info):  # rank 0 knows
+        if any_rank(self.info.is_main and before is not None and before != self.meta["data"]["sha256"],
+                    self.info):  # rank 0 knows
             raise ConfigError(f"the training images differ from those of checkpoint {path.name} (files added, "
                               "removed or changed); restore them or train into another --out folder")
+        if "data.train" in changed and self.info.is_main:
+            warnings.warn(f"data.train changed from {old['data.train']} to {new['data.train']}; the images are "
+                          "the same (SHA-256), so the run continues", stacklevel=2)
         if "train.iters" in changed and self.info.is_main:
             warnings.warn(f"train.iters changed from {old['train.iters']} to {new['train.iters']}: "
                           "the learning-rate schedule differs from here on", stacklevel=2)
@@ -207,18 +217,31 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         restore_rng(ckpt["rng"])
         states = ckpt["sampler"]
-        if len(states) == self.info.world:
-            self.sampler.set_state(states[self.info.rank])
+        if len(states) != self.info.world:
+            why = f"checkpoint was written by {len(states)} processes, resuming with {self.info.world}"
+        elif not self.sampler.set_state(states[self.info.rank]):
+            why = f"checkpoint's crop streams were drawn on another device type than {self.info.device.type}"
         else:
+            why = ""
+        if why:
             if self.info.is_main:
-                warnings.warn(f"checkpoint was written by {len(states)} processes, resuming with {self.info.world}: "
-                              "the crop streams restart from new seeds", stacklevel=2)
+                warnings.warn(f"{why}: the crop streams restart from new seeds", stacklevel=2)
             self.sampler.reseed(_stream_seed(self.cfg.seed + ckpt["iteration"], self.info.rank))
         self.iteration = ckpt["iteration"]
         self.best = ckpt["best"]
         self._wall_before = ckpt["wall_seconds"]
         if self.info.is_main:
             self._keep_provenance(ckpt["meta"])
+
+    def _keep_fitted_total(self, meta: dict[str, Any], path: Path, fixed_iters: bool) -> None:
+        """Continue with the total iterations of the checkpoint's budget fit, if it has one (not ``fixed_iters``)."""
+        fitted = fitted_total(meta)
+        if fixed_iters or fitted is None or fitted == self.cfg.train.iters:
+            return
+        if self.info.is_main and not self.quiet:
+            tqdm.write(f"train.iters {fitted} (the --budget fit of checkpoint {path.name}), not the recipe's "
+                       f"{self.cfg.train.iters}", file=sys.stderr)
+        self.cfg.train.iters = fitted
 
     def _keep_provenance(self, meta: dict[str, Any]) -> None:
         """Carry the checkpoint's record of the weights the run started from and of the budget that set
@@ -293,7 +316,7 @@ class Trainer:
             "rng": capture_rng(), "sampler": streams, "best": self.best, "wall_seconds": self._wall_seconds(),
         }
         save_atomic(state, checkpoint_path(self.run_dir, self.iteration))
-        prune(self.run_dir, self.cfg.train.keep_last)
+        prune(self.run_dir, self.cfg.train.keep_last, self.cfg.train.ckpt_every)
 
     def fit(self, until: int | None = None, time_limit: float | None = None,
             budget: IterationBudget | None = None) -> TrainResult:
@@ -418,18 +441,22 @@ class Trainer:
 
 def train(cfg: Config, run_dir: Path, *, device: str = "auto", resume: bool = False, quiet: bool = False,
           until: int | None = None, time_limit: float | None = None, export: Path | None = None,
-          budget: IterationBudget | None = None) -> TrainResult:
+          budget: IterationBudget | None = None, max_iters: int | None = None) -> TrainResult:
     """Train ``cfg`` into ``run_dir`` (single process, or one rank of a ``torchrun`` job).
 
     ``resume`` continues from the run's last checkpoint when there is one; without it an
     existing checkpoint is an error. ``until`` (a step) and ``time_limit`` (seconds of training)
     stop early with a checkpoint; ``budget`` fits ``train.iters`` to a wall-clock budget
     (:mod:`subpixel.train.budget`; a fit too short for ``schedule.warmup`` or a milestone warns and
-    keeps the deadline). ``export`` writes the best weights and a model card there once the run has
-    reached ``train.iters`` (rank 0). A ``train.iters`` not above ``schedule.warmup`` and every milestone
-    warns here (``subpixel train`` refuses such a recipe as written; see :func:`schedule_problem`).
+    keeps the deadline; a resumed run continues with the total an earlier fit recorded in its checkpoint).
+    ``max_iters`` replaces ``train.iters`` (and such a total). ``export`` writes the best weights and a
+    model card there once the run has reached ``train.iters`` (rank 0). A ``train.iters`` not above
+    ``schedule.warmup`` and every milestone warns here (``subpixel train`` refuses such a recipe as
+    written; see :func:`schedule_problem`).
     """
     run_dir = Path(run_dir)
+    if max_iters is not None:
+        cfg.train.iters = max_iters
     problem = schedule_problem(cfg.schedule, cfg.train.iters) if budget is None else None
     if problem:  # a short trial run (``--max-iters``) or a total an earlier budget fitted: allowed, but said
         warnings.warn(problem, stacklevel=2)
@@ -438,7 +465,7 @@ def train(cfg: Config, run_dir: Path, *, device: str = "auto", resume: bool = Fa
         trainer = Trainer(cfg, run_dir, info, quiet=quiet, resuming=last is not None)
         try:
             if last is not None:
-                trainer.resume(last)
+                trainer.resume(last, fixed_iters=max_iters is not None)
             if info.is_main:
                 trainer.drop_stale_best()
                 run_dir.mkdir(parents=True, exist_ok=True)
