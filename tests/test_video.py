@@ -662,6 +662,21 @@ def test_cli_notes_bicubic_for_a_scale_without_a_model(flag: str | None, tmp_pat
         assert result.stdout.startswith(f"wrote {out} (bicubic x5")
 
 
+def test_json_model_is_the_bare_name_beside_engine_and_precision(tmp_path: Path) -> None:
+    """As upscale, eval and export give it: ``"model": "frvsr"``, not ``"frvsr x2 fp32"``."""
+    from subpixel.models.frvsr import FRVSR
+
+    src = make_clip(tmp_path / "in.mp4", n=2, audio=None)
+    result = CliRunner().invoke(cli, ["video", str(src), "-o", str(tmp_path / "out.mp4"), "-s", "2", "-m", "bicubic",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["model"], summary["engine"], summary["precision"]) == ("bicubic", "torch", "fp32")
+    frvsr = subpixel.Upscaler(FRVSR(2, channels=8, blocks=1), "frvsr", device="cpu")
+    summary = upscale_video(src, tmp_path / "frvsr.mp4", frvsr)
+    assert (summary["model"], summary["engine"], summary["precision"]) == ("frvsr", "torch", "fp32")
+
+
 @pytest.mark.parametrize(("options", "message"), [
     (VideoOptions(crf=99), r"--crf 99 is out of range for libx264 \(0-51;"),
     (VideoOptions(crf=-1), r"--crf -1 is out of range for libx264 \(0-51;"),
@@ -898,7 +913,8 @@ def test_resume_with_engine_auto_does_not_depend_on_its_pick(tmp_path: Path) -> 
     old["options"]["model"] = "espcn x2 onnx fp32"
     manifest.write_text(json.dumps(old))
     summary = upscale_video(src, out, auto(net, "torch"), VideoOptions(segment_frames=10, resume=True))
-    assert summary["resumed_frames"] == 20 and summary["frames"] == 30 and summary["model"] == "espcn x2 torch fp32"
+    assert summary["resumed_frames"] == 20 and summary["frames"] == 30
+    assert (summary["model"], summary["engine"], summary["precision"]) == ("espcn", "torch", "fp32")
 
 
 def _raise() -> None:

@@ -124,7 +124,7 @@ def main() -> None:
         err.show()
         _json_error(err.format_message())
         sys.exit(err.exit_code)
-    except SubpixelError as err:
+    except (SubpixelError, OSError) as err:  # OSError: a file system's refusal (a name too long, a full disk)
         click.echo(f"error: {err}", err=True)
         _json_error(str(err))
         sys.exit(1)

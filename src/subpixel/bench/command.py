@@ -130,7 +130,12 @@ def bench(ctx: click.Context, models: str | None, peers: str | None, engines: st
     result = run_bench(cfg, _command_line(ctx), echo=echo)
     if not result.rows and not any(q.origin == "measured" for q in result.quality):
         why = "" if quiet else " (see the notes above)"
-        raise SubpixelError(f"nothing was measured: every item was skipped{why}; no report written")
+        if not as_json:
+            raise SubpixelError(f"nothing was measured: every item was skipped{why}; no report written")
+        # the notes reach stderr only without --quiet: the JSON error carries them
+        emit_json({"error": "nothing was measured: every item was skipped; no report written", "notes": result.notes})
+        click.echo(f"error: nothing was measured: every item was skipped{why}; no report written", err=True)
+        raise SystemExit(1)
     paths = write_reports(result, out)
     if as_json:
         emit_json(result.to_dict() | {"files": {k: str(v) for k, v in paths.items()}})

@@ -131,6 +131,23 @@ def _has_quality_weights(name: str) -> bool:
     return find_shipped(name, QUALITY_SCALE) is not None
 
 
+class _SteadyState(SRNet):
+    """A recurrent network's per-frame work in steady use (:meth:`SRNet.per_frame_forward`: FRVSR's flow
+    network, warp and SR network, what its MACs count) as its forward, for an engine to time."""
+
+    def __init__(self, net: SRNet) -> None:
+        super().__init__(net.scale)
+        self.net, self.receptive_field = net, net.receptive_field
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.per_frame_forward(x)
+
+
+def _recurrent(net: SRNet) -> bool:
+    """Whether a frame in steady use costs other work than :meth:`SRNet.forward` (a recurrent video network)."""
+    return type(net).per_frame_forward is not SRNet.per_frame_forward
+
+
 def _free(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
@@ -166,6 +183,10 @@ class _Runner:
                 params = None if isinstance(net, _Interpolation) else count_params(net)
                 gmacs = None if params is None else count_macs(net, (job.height * job.scale,
                                                                      job.width * job.scale)) / 1e9
+                if _recurrent(net) and requested == "onnx":
+                    self.note(f"{label} [onnx] {job.name} skipped: recurrent; the onnx export holds only the first "
+                              "frame's path, not the per-frame work (flow network and warp) timed and counted here")
+                    continue
                 self.echo(f"{label} [{requested}] {job.name} ...")
                 try:
                     engine = self.engine(name, job, requested, net)
@@ -182,8 +203,12 @@ class _Runner:
 
     def engine(self, name: str, job: Job, requested: str, net: SRNet) -> Engine:
         """The ``requested`` engine for ``net``. ``auto`` picks by running engines (on the CPU), which would make
-        the measured "cold" first call warm: it stands for the engine it picks, built anew on a fresh network."""
+        the measured "cold" first call warm: it stands for the engine it picks, built anew on a fresh network.
+        A recurrent network runs its steady-state frame (:class:`_SteadyState`); ``auto`` is torch for it."""
         cfg = self.cfg
+        if _recurrent(net):  # timed on what its MACs count: a later frame of a sequence, on torch
+            return make_engine(_SteadyState(net), "torch" if requested == "auto" else requested, cfg.device,
+                               cfg.precision, threads=cfg.threads)
         engine = make_engine(net, requested, cfg.device, cfg.precision, threads=cfg.threads)
         if requested != "auto":
             return engine

@@ -4,36 +4,45 @@ from __future__ import annotations
 
 import click
 
-from subpixel.commands.options import emit_json
+from subpixel.commands.options import emit_json, output_options
 from subpixel.models.registry import architectures
 from subpixel.models.weights import shipped_models
 
 
 def model_rows() -> list[dict]:
-    """One row per built-in interpolation and per shipped model x scale."""
-    rows = [{"name": n, "scales": "any", "params": 0, "weights": "built-in", "Set5": None, "Urban100": None}
+    """One row per built-in interpolation and per shipped model x scale; ``scales`` is a list of integers,
+    or None for any integer scale."""
+    rows = [{"name": n, "scales": None, "params": 0, "weights": "built-in", "Set5": None, "Urban100": None}
             for n, spec in sorted(architectures().items()) if spec.interpolation]
     for m in shipped_models():
         metrics = m.card.get("metrics", {})
-        rows.append({"name": m.name, "scales": f"x{m.scale}", "params": m.card.get("params"),
+        rows.append({"name": m.name, "scales": [m.scale], "params": m.card.get("params"),
                      "weights": m.weights.name,
                      "Set5": metrics.get("Set5", {}).get("psnr"), "Urban100": metrics.get("Urban100", {}).get("psnr")})
     return rows
 
 
+def _scales_text(scales: list[int] | None, arch: bool) -> str:
+    """The table's ``scales`` cell: "any", "x2" for a shipped model, "2,3,4" for an architecture."""
+    if scales is None:
+        return "any"
+    return ",".join(map(str, scales)) if arch else ",".join(f"x{s}" for s in scales)
+
+
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@output_options
 @click.option("--architectures", "show_arch", is_flag=True, help="List every registered architecture instead.")
-def models(as_json: bool, show_arch: bool) -> None:
+def models(quiet: bool, as_json: bool, show_arch: bool) -> None:
     """List models: scales, parameters and measured metrics (Y-PSNR, from their cards)."""
     if show_arch:
-        rows = [{"name": n, "scales": "any" if s.scales is None else ",".join(map(str, s.scales)),
+        rows = [{"name": n, "scales": None if s.scales is None else [int(x) for x in s.scales],
                  "summary": s.summary} for n, s in sorted(architectures().items())]
     else:
         rows = model_rows()
     if as_json:
         emit_json(rows)
         return
+    rows = [{**r, "scales": _scales_text(r["scales"], show_arch)} for r in rows]
     keys = list(rows[0]) if rows else []
     fmt = {k: (lambda v: "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else f"{v:,}"
                                                  if isinstance(v, int) else str(v))) for k in keys}

@@ -205,8 +205,10 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output_arg: 
     jobs_failed += [j for j in jobs if j.error]
     done = [j for j in jobs if not j.error]
     if as_json:
-        emit_json({"model": upscaler.name, "scale": scale, "outscale": outscale, "engine": upscaler.engine.name,
-                   "device": str(upscaler.device), "precision": getattr(upscaler.engine, "precision", "fp32"),
+        failed = {"error": f"{len(jobs_failed)} of {len(jobs_failed) + len(done)} inputs failed"} if jobs_failed else {}
+        emit_json({**failed, "model": upscaler.name, "scale": scale, "outscale": outscale,
+                   "engine": upscaler.engine.name, "device": str(upscaler.device),
+                   "precision": getattr(upscaler.engine, "precision", "fp32"),
                    "outputs": [{"input": str(j.src), "output": str(j.dst), "seconds": round(j.seconds, 3), **j.extra}
                                for j in done],
                    "failures": [{"input": str(j.src), "error": j.error} for j in jobs_failed],

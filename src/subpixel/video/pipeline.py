@@ -639,6 +639,13 @@ class _PngSegment(_OpenSegment):
         """Frames of an unfinished segment are simply rewritten on resume."""
 
 
+def _model_and_precision(model: Upscaler | FrameProcessor, processor: FrameProcessor) -> tuple[str, str | None]:
+    """The summary's bare model name (as upscale and eval give it) and precision (None where unknown)."""
+    if isinstance(model, Upscaler):
+        return model.name, getattr(model.engine, "precision", "fp32")
+    return getattr(processor, "name", type(processor).__qualname__), getattr(processor, "precision", None)
+
+
 def upscale_video(input: str | Path, output: str | Path, model: Upscaler | FrameProcessor,
                   options: VideoOptions | None = None) -> dict[str, Any]:
     """Upscale the video ``input`` into ``output`` (a video file, or a folder for a PNG sequence).
@@ -716,8 +723,9 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
                     "file?); the output holds those %d frames", src, expected[0], expected[1], manifest.frames_done)
     seconds = time.perf_counter() - started
     processed = job.stages["sr"].frames
-    return {"input": str(src), "output": str(dst), "model": name,
-            "engine": getattr(processor, "engine", None), "scale": processor.scale,
+    bare, precision = _model_and_precision(model, processor)
+    return {"input": str(src), "output": str(dst), "model": bare,
+            "engine": getattr(processor, "engine", None), "precision": precision, "scale": processor.scale,
             "codec": spec.codec, "pix_fmt": spec.pix_fmt, "encoder_options": spec.options,
             "width": size[0], "height": size[1], "frames": manifest.frames_done, "processed_frames": processed,
             "resumed_frames": resumed, "damaged_frames": damaged, "expected_frames": listed or None,
