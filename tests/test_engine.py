@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
+import subpixel
 from subpixel.cli import cli
 from subpixel.engine import FramePipeline, OnnxEngine, TorchEngine, make_engine, onnx_export
 from subpixel.engine.select import clear_choices
@@ -220,12 +222,70 @@ def test_loading_an_onnx_or_pickle_file_explains_what_loads(tmp_path) -> None:
         load("espnc", engine="torch")
 
 
-def test_exporting_a_recurrent_model_warns_that_only_its_first_frame_path_is_exported(tmp_path, caplog) -> None:
-    with caplog.at_level(logging.WARNING):
-        res = CliRunner().invoke(cli, ["export", "frvsr", "-s", "2", "--random-weights", "-o",
-                                       str(tmp_path / "f.onnx")])
+def test_exporting_a_recurrent_model_warns_that_only_its_first_frame_path_is_exported(tmp_path) -> None:
+    out = tmp_path / "f.onnx"
+    res = CliRunner().invoke(cli, ["export", "frvsr", "-s", "2", "--random-weights", "-q", "--json", "-o", str(out)])
     assert res.exit_code == 0, res.output
-    assert "frvsr is recurrent" in caplog.text and "single-frame path only" in caplog.text
+    # a correctness warning: on stderr even with -q; the report and the file say the graph is not recurrent
+    assert "frvsr is recurrent" in res.stderr and "single-frame path only" in res.stderr
+    assert json.loads(res.stdout)["recurrent"] is False
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["recurrent"] == "false" and meta["graph"] == "single-frame path of a recurrent model"
+    plain = CliRunner().invoke(cli, ["export", "espcn", "-s", "2", "--random-weights", "--json", "-o",
+                                     str(tmp_path / "e.onnx")])
+    assert "recurrent" not in json.loads(plain.stdout) and plain.stderr == ""
+
+
+def test_export_records_model_weights_card_and_io_contract_in_the_file(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    shipped = next(m for m in shipped_models() if m.name == "espcn" and m.scale == 2)
+    sha = hashlib.sha256(shipped.weights.read_bytes()).hexdigest()
+    runs = {"shipped": ["espcn", "-s", "2"], "random": ["espcn", "-s", "2", "--random-weights"],
+            "espcn_x2.safetensors": [str(shipped.weights), "-o", "own.onnx"]}
+    for weights, args in runs.items():
+        res = CliRunner().invoke(cli, ["export", *args, "--json"])
+        assert res.exit_code == 0, res.output
+        report = json.loads(res.stdout)
+        assert report["weights"] == weights
+        model = onnx.load(report["path"])
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert meta["model"] == report["model"] and meta["scale"] == "2" and meta["weights"] == weights
+        assert meta["subpixel_version"] == subpixel.__version__
+        assert "RGB (not BGR) in [0, 1]" in meta["input"] and "not clamped" in meta["output"]
+        assert "RGB in [0, 1]" in model.graph.doc_string and "\n" not in model.graph.doc_string
+        if weights == "random":  # no card nor weights file to name
+            assert "card" not in meta and "weights_sha256" not in meta
+        else:
+            assert meta["weights_sha256"] == sha and json.loads(meta["card"]) == shipped.card
+    # random weights get their own default name: the shipped export is not replaced, nor taken for it
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == ["espcn_x2.onnx", "espcn_x2_random.onnx", "own.onnx"]
+
+
+def test_export_help_states_the_io_contract_and_the_graph_does_not_clamp(tmp_path) -> None:
+    text = " ".join(CliRunner().invoke(cli, ["export", "--help"]).output.split())
+    assert "float32 NCHW RGB (not BGR) in [0, 1]" in text and "NOT clamped" in text and "clamp before" in text
+    path = onnx_export.export_onnx(build("espcn", 2), tmp_path / "e.onnx").path
+    assert "Clip" not in {node.op_type for node in onnx.load(path).graph.node}  # exact parity with eager
+
+
+def test_exported_output_declares_three_channels_and_symbolic_sizes(tmp_path) -> None:
+    net = load("espcn", scale=2, device="cpu", engine="torch").net  # shipped: the exporter leaves its channels symbolic
+    graph = onnx.load(onnx_export.export_onnx(net, tmp_path / "e.onnx").path).graph
+    for value, sizes in ((graph.input[0], ("batch", "height", "width")),
+                         (graph.output[0], ("batch", "out_height", "out_width"))):
+        dims = value.type.tensor_type.shape.dim
+        assert dims[1].dim_value == 3 and not dims[1].dim_param
+        assert tuple(dims[i].dim_param for i in (0, 2, 3)) == sizes
+
+
+def test_export_report_says_what_the_parity_check_ran_on(tmp_path) -> None:
+    out = tmp_path / "e.onnx"
+    res = CliRunner().invoke(cli, ["export", "espcn", "-s", "2", "--random-weights", "--json", "-o", str(out)])
+    parity_input = json.loads(res.stdout)["parity_input"]
+    assert parity_input.startswith("uniform [0,1) noise, seed 0, shapes ")
+    assert all("x".join(map(str, shape)) in parity_input for shape in onnx_export.PARITY_SHAPES)
+    text = CliRunner().invoke(cli, ["export", "espcn", "-s", "2", "--random-weights", "--overwrite", "-o", str(out)])
+    assert "parity vs PyTorch on uniform [0,1) noise: max abs error" in text.output
 
 
 def test_export_refuses_interpolation_and_old_opsets(tiny_net, tmp_path) -> None:
@@ -262,11 +322,10 @@ def test_export_into_a_folder_that_is_a_file_is_a_one_line_error(tmp_path) -> No
     assert "cannot create the output folder" in str(res.exception) and str(tmp_path / "a.png") in str(res.exception)
 
 
-def test_export_quiet_prints_nothing_but_errors(tmp_path, caplog) -> None:
-    with caplog.at_level(logging.WARNING):
-        res = CliRunner().invoke(cli, ["export", "frvsr", "-s", "2", "--random-weights", "-q", "-o",
-                                       str(tmp_path / "f.onnx")])
-    assert res.exit_code == 0 and res.output == "" and "recurrent" not in caplog.text
+def test_export_quiet_prints_nothing_but_errors(tmp_path) -> None:
+    res = CliRunner().invoke(cli, ["export", "espcn", "-s", "2", "--random-weights", "-q", "-o",
+                                   str(tmp_path / "f.onnx")])
+    assert res.exit_code == 0 and res.output == ""
     assert (tmp_path / "f.onnx").is_file()
     failed = CliRunner().invoke(cli, ["export", "espcn", "-s", "2", "--random-weights", "-q", "-o",
                                       str(tmp_path / "f.onnx")])
@@ -286,6 +345,14 @@ def test_auto_on_cpu_times_both_engines_and_caches_the_decision(tiny_net) -> Non
     x = torch.rand(1, 3, 9, 13)
     with torch.inference_mode():
         assert (first(x) - tiny_net(x)).abs().max().item() < 1e-3
+
+
+def test_onnx_engine_with_device_auto_runs_on_the_cpu_beside_a_gpu(tiny_net, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    engine = make_engine(tiny_net, "onnx", "auto", threads=1)
+    assert isinstance(engine, OnnxEngine) and engine.device.type == "cpu"
+    with pytest.raises(SubpixelError, match="CPU only, not cuda"):  # asking for the GPU stays an error
+        make_engine(tiny_net, "onnx", "cuda")
 
 
 def test_forcing_engines_and_clear_errors(tiny_net) -> None:

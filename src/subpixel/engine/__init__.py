@@ -35,14 +35,15 @@ def make_engine(net: SRNet, engine: str = "auto", device: str | torch.device = "
 
     ``auto``: on the CPU at fp32, the faster of eager torch and ONNX Runtime (timed once per
     architecture and scale, see :mod:`subpixel.engine.select`); elsewhere eager torch.
-    Interpolation built-ins always run on torch. ``onnx`` is CPU and fp32 only (another
-    precision falls back to fp32 with a warning); ``torch-cudagraph`` needs CUDA.
+    Interpolation built-ins always run on torch. ``onnx`` is CPU and fp32 only (device ``auto`` means
+    cpu for it; another precision falls back to fp32 with a warning); ``torch-cudagraph`` needs CUDA.
     ``threads``: ONNX Runtime intra-op threads (torch uses its process-wide setting).
     """
     if engine not in ENGINES:
         raise SubpixelError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     torch_dtype(precision)  # validates the name
-    dev = resolve_device(str(device))  # a torch.device is checked as its name is
+    # a torch.device is checked as its name is; onnx runs on the CPU, so auto means cpu for it
+    dev = resolve_device("cpu" if engine == "onnx" and str(device) == "auto" else str(device))
     interpolation = isinstance(net, _Interpolation)
     if interpolation and engine == "onnx":
         raise SubpixelError(f"{type(net).__name__.lower()} is interpolation and runs on torch; "

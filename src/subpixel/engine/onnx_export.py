@@ -11,7 +11,7 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +25,8 @@ from subpixel.io.atomic import replacing
 from subpixel.models.base import SRNet
 from subpixel.models.interp import _Interpolation
 
-__all__ = ["ExportReport", "export_onnx", "DEFAULT_OPSET", "MIN_OPSET", "PARITY_TOLERANCE", "PARITY_SHAPES"]
+__all__ = ["ExportReport", "export_onnx", "DEFAULT_OPSET", "MIN_OPSET", "PARITY_TOLERANCE", "PARITY_SHAPES",
+           "PARITY_INPUT", "INPUT_CONTRACT", "OUTPUT_CONTRACT"]
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,12 @@ DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-3
 # two batch sizes, odd non-square sizes and a side of 1 each way, so a shape baked into the graph is caught
 PARITY_SHAPES = ((1, 3, 32, 48), (2, 3, 45, 27), (1, 3, 1, 13), (1, 3, 11, 1))
+PARITY_INPUT = "uniform [0,1) noise, seed 0, shapes " + ", ".join("x".join(map(str, s)) for s in PARITY_SHAPES)
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
+INPUT_CONTRACT = f"{INPUT_NAME}: float32 NCHW RGB (not BGR) in [0, 1]; dynamic batch, height and width"
+OUTPUT_CONTRACT = (f"{OUTPUT_NAME}: float32 NCHW RGB, (N, 3, scale*H, scale*W); not clamped, values slightly "
+                   "outside [0, 1] occur: clamp before casting to uint8")
+RECURRENT_GRAPH = "single-frame path of a recurrent model"
 _EXPORT_LOCK = threading.Lock()  # torch.onnx.export and the console capture are process-wide: one at a time
 
 
@@ -47,6 +53,7 @@ class ExportReport:
     max_abs_error: float
     tolerance: float
     checked_shapes: list[list[int]]
+    parity_input: str = PARITY_INPUT
     input_name: str = INPUT_NAME
     output_name: str = OUTPUT_NAME
 
@@ -71,11 +78,13 @@ def _max_abs_error(net: SRNet, path: Path) -> float:
     return worst
 
 
-def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET,
-                tolerance: float = PARITY_TOLERANCE, capture: bool = False) -> ExportReport:
+def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET, tolerance: float = PARITY_TOLERANCE,
+                capture: bool = False, metadata: Mapping[str, str] | None = None) -> ExportReport:
     """Write ``net`` (fp32, CPU copy; ``net`` itself is untouched) to ``path`` as ONNX.
 
-    Input ``lr`` ``(N, 3, H, W)`` and output ``sr`` ``(N, 3, sH, sW)`` have dynamic N, H and W. The
+    Input ``lr`` ``(N, 3, H, W)`` and output ``sr`` ``(N, 3, sH, sW)`` have dynamic N, H and W (see
+    :data:`INPUT_CONTRACT` and :data:`OUTPUT_CONTRACT`: RGB in [0, 1] in, RGB out, not clamped). The file's
+    metadata (:func:`_metadata`) holds the version, model, scale and I/O contract, then ``metadata``. The
     file is validated with ``onnx.checker`` and run by ONNX Runtime at :data:`PARITY_SHAPES`; a max abs
     error >= ``tolerance`` against eager PyTorch raises :class:`SubpixelError`. It is written under a
     temporary name beside ``path`` and renamed over it only once it passes, so a failure leaves ``path``
@@ -97,7 +106,7 @@ def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET,
     try:
         with replacing(path) as tmp:
             with _EXPORT_LOCK, _captured_output(captured) if capture else contextlib.nullcontext():
-                error = _export_and_compare(model, tmp, opset)
+                error = _export_and_compare(model, tmp, opset, _metadata(net, metadata or {}))
             if not error < tolerance:
                 raise SubpixelError(f"ONNX export of {type(net).__name__} failed the parity check: max abs error "
                                     f"{error:.3g} vs eager PyTorch (must be < {tolerance:g})")
@@ -108,8 +117,34 @@ def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET,
     return ExportReport(str(path), opset, error, tolerance, [list(s) for s in PARITY_SHAPES])
 
 
-def _export_and_compare(model: SRNet, path: Path, opset: int) -> float:
-    """Export ``model`` to ``path``, validate the file and return :func:`_max_abs_error`."""
+def _metadata(net: SRNet, extra: Mapping[str, str]) -> dict[str, str]:
+    """The file's metadata: subpixel version, model, scale, I/O contract, the graph of a recurrent model, ``extra``."""
+    from subpixel import __version__  # here: the package imports this module
+
+    meta = {"subpixel_version": __version__, "model": type(net).__name__.lower(), "scale": str(net.scale),
+            "input": INPUT_CONTRACT, "output": OUTPUT_CONTRACT}
+    if getattr(net, "recurrent", False):
+        meta |= {"recurrent": "false", "graph": RECURRENT_GRAPH}
+    return meta | dict(extra)
+
+
+def _annotate(path: Path, metadata: Mapping[str, str]) -> None:
+    """Give the file at ``path`` its metadata, a one-line contract as doc string and 3 output channels."""
+    model = onnx.load(str(path))
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    model.doc_string = model.graph.doc_string = (
+        f"{metadata.get('model', '')} x{metadata.get('scale', '?')}: {INPUT_NAME} float32 NCHW RGB in [0, 1] -> "
+        f"{OUTPUT_NAME} float32 NCHW RGB, not clamped (clamp before uint8)")
+    channels = model.graph.output[0].type.tensor_type.shape.dim[1]
+    channels.Clear()  # the exporter leaves it symbolic (DepthToSpace's output)
+    channels.dim_value = 3
+    onnx.save(model, str(path))
+
+
+def _export_and_compare(model: SRNet, path: Path, opset: int, metadata: Mapping[str, str]) -> float:
+    """Export ``model`` to ``path`` with ``metadata`` (:func:`_annotate`), validate the file and return
+    :func:`_max_abs_error`."""
     name = type(model).__name__
     axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
             OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}}
@@ -120,6 +155,7 @@ def _export_and_compare(model: SRNet, path: Path, opset: int) -> float:
             torch.onnx.export(model, (torch.rand(1, 3, 24, 24),), str(path), dynamo=False, opset_version=opset,
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes,
                               do_constant_folding=True)
+        _annotate(path, metadata)
         onnx.checker.check_model(str(path))
     except Exception as err:  # the exporter raises many types for unsupported operators
         raise SubpixelError(f"ONNX export of {name} failed: {first_line(err)}") from err

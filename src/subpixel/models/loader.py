@@ -57,7 +57,7 @@ def load(
     with weights, whose card fixes the architecture, they raise :class:`SubpixelError`.
     Loading leaves torch's random number generators (CPU and the target device's) as they were.
     """
-    dev = resolve_device(str(device))
+    dev = resolve_device("cpu" if engine == "onnx" and str(device) == "auto" else str(device))  # ORT: CPU only
     devices = [] if dev.type == "cpu" else [dev]
     # device_type must name a real type even when no device is forked (torch 2.6 has no None)
     with torch.random.fork_rng(devices=devices, device_type=dev.type if devices else "cuda"):
