@@ -680,7 +680,8 @@ def test_json_model_is_the_bare_name_beside_engine_and_precision(tmp_path: Path)
 @pytest.mark.parametrize(("options", "message"), [
     (VideoOptions(crf=99), r"--crf 99 is out of range for libx264 \(0-51;"),
     (VideoOptions(crf=-1), r"--crf -1 is out of range for libx264 \(0-51;"),
-    (VideoOptions(tile=-3), r"--tile must be >= 0 \(0 = no tiling\), got -3"),
+    (VideoOptions(tile=-3), r"--tile must be 0 \(no tiling\) or >= 16, got -3"),
+    (VideoOptions(tile=4), r"--tile must be 0 \(no tiling\) or >= 16, got 4"),  # refused before any work
 ])
 def test_out_of_range_crf_and_tile_are_refused(options: VideoOptions, message: str, clip: Path,
                                                up: subpixel.Upscaler, tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ from subpixel.io.video import (
     resolve_encoder,
     segment_format,
 )
+from subpixel.ops.tiling import MIN_TILE
 from subpixel.upscaler import Upscaler
 from subpixel.video.segments import Manifest, Segment, WorkDir, input_identity, open_workdir
 
@@ -128,8 +129,8 @@ class VideoOptions:
             raise SubpixelError(f"--batch must be >= 1, got {self.batch}")
         if self.segment_frames < 1:
             raise SubpixelError(f"--segment-frames must be >= 1, got {self.segment_frames}")
-        if self.tile is not None and self.tile < 0:
-            raise SubpixelError(f"--tile must be >= 0 (0 = no tiling), got {self.tile}")
+        if self.tile is not None and (self.tile < 0 or 0 < self.tile < MIN_TILE):
+            raise SubpixelError(f"--tile must be 0 (no tiling) or >= {MIN_TILE}, got {self.tile}")
         if self.deinterlace not in (None, *DEINTERLACERS):
             raise SubpixelError(f"--deinterlace takes {' or '.join(DEINTERLACERS)}, got {self.deinterlace!r}")
 
