@@ -277,7 +277,7 @@ def test_auto_engine_memory_is_measured_on_a_fresh_engine(tmp_path, monkeypatch)
     from subpixel.bench import runner
     from subpixel.engine import select
 
-    select.clear_choices()  # so that auto picks by running both engines
+    monkeypatch.setattr(select, "_CHOICES", {})  # so that auto picks by running both engines
     probed, measured = [], []
     real_probe = select._probe_ms
     monkeypatch.setattr(select, "_probe_ms", lambda engine, x: probed.append(engine) or real_probe(engine, x, 1))

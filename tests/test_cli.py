@@ -152,6 +152,8 @@ def test_models_takes_quiet_as_every_command() -> None:
     res = CliRunner().invoke(cli, ["models", "--json", "-q"])
     assert res.exit_code == 0, res.output
     assert any(r["name"] == "bicubic" for r in json.loads(res.stdout))
+    full, quiet = (CliRunner().invoke(cli, ["models", *q]).output for q in ([], ["-q"]))
+    assert "Y-PSNR (dB)" in full and quiet == full[:full.index("Set5/Urban100: Y-PSNR")]  # -q: the table only
 
 
 def test_models_json_scales_are_numbers_and_the_table_keeps_its_text() -> None:
@@ -655,3 +657,154 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch: pytest.Monkey
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 1 and "error: broken pipe" in capsys.readouterr().err
+
+
+def _run(*args: str) -> click.testing.Result:
+    return CliRunner().invoke(cli, ["upscale", *args, "-m", "bicubic", "-s", "2"])
+
+
+@pytest.mark.parametrize("code, wrapped", [("ENOSPC", False), ("EDQUOT", True), ("EROFS", True)])
+def test_a_full_disk_stops_the_batch_at_once(code: str, wrapped: bool, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from subpixel.commands import upscale as upscale_cmd
+    from subpixel.io.image import ImageWriteError
+
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b", "c"):
+        _img(tmp_path / "in" / f"{name}.png")
+    upscaled: list[tuple[int, int]] = []
+    real_upscale, real_write = subpixel.Upscaler.upscale, upscale_cmd.write_image
+    monkeypatch.setattr(subpixel.Upscaler, "upscale",
+                        lambda self, image, *a, **k: upscaled.append(image.shape) or real_upscale(self, image, *a, **k))
+
+    def write(path, *args, **kwargs):
+        if path.name.startswith("b"):
+            err = OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+            if wrapped:  # as write_image raises it
+                raise ImageWriteError(f"{path}: cannot write image ({err})") from err
+            raise err
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(upscale_cmd, "write_image", write)
+    res = _run(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--json")
+    assert res.exit_code == 1, res.output
+    summary = json.loads(res.stdout)
+    assert len(upscaled) == 2  # c.png was never read nor upscaled
+    assert [Path(o["input"]).name for o in summary["outputs"]] == ["a.png"]
+    assert [Path(f["input"]).name for f in summary["failures"]] == ["b.png"]
+    assert [Path(p).name for p in summary["not_attempted"]] == ["c.png"]
+    assert "--skip-existing" in summary["error"] and "1 input(s) not attempted" in summary["error"]
+    res = _run(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--skip-existing")
+    assert res.exit_code == 1 and len(upscaled) == 3
+    assert ("writable" if code == "EROFS" else "free space") in res.stderr and "--skip-existing" in res.stderr
+
+
+def test_earlier_outputs_in_an_output_folder_inside_the_input_are_not_upscaled(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    _img(tmp_path / "in" / "a.png")
+    out = tmp_path / "in" / "up"
+    assert _run(str(tmp_path / "in"), "-r", "-o", str(out), "-q").exit_code == 0
+    res = _run(str(tmp_path / "in"), "-r", "-o", str(out), "--suffix", "_big")  # another suffix: not this run's
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.rglob("*")) == ["a_big.png", "a_x2.png"]  # no up/a_x2_big.png
+    assert "left out 1 file(s) under the output folder" in res.stderr
+    res = _run(str(tmp_path / "in"), "-r", "-o", str(out), "--format", "jpg", "--json")
+    summary = json.loads(res.stdout)
+    assert [Path(o["input"]).name for o in summary["outputs"]] == ["a.png"]
+    assert sorted(Path(p).name for p in summary["skipped_under_output_folder"]) == ["a_big.png", "a_x2.png"]
+
+
+def test_symlinked_folders_and_broken_links_are_reported_and_real_names_win(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    (src / "real").mkdir(parents=True)
+    _img(src / "real" / "a.png")
+    (src / "link").symlink_to("real", target_is_directory=True)
+    (src / "gone.png").symlink_to("nowhere.png")
+    (src / "0alias.png").symlink_to("real/a.png")  # sorts before real/a.png
+    res = _run(str(src), "-r", "-o", str(tmp_path / "out"), "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert [o["input"] for o in summary["outputs"]] == [str(src / "real" / "a.png")]  # not the alias
+    assert (tmp_path / "out" / "real" / "a_x2.png").is_file()
+    assert sorted(Path(p).name for p in summary["skipped_links"]) == ["gone.png", "link"]
+    res = _run(str(src), "-r", "-o", str(tmp_path / "out"), "--overwrite")
+    assert "left out 2 symlinked sub-folder(s) (not followed) and broken link(s)" in res.stderr
+
+
+def test_hidden_and_synology_folders_are_left_out(tmp_path: Path) -> None:
+    for sub in (".thumbnails", ".git/objects", "@eaDir/a.png", "keep"):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+    for f in (".thumbnails/t.png", ".git/objects/o.png", "@eaDir/a.png/SYNOPHOTO_THUMB_M.jpg", "keep/k.png",
+              "keep/.h.png"):
+        _img(tmp_path / "in" / f)
+    res = _run(str(tmp_path / "in"), "-r", "-o", str(tmp_path / "out"), "--json")
+    assert res.exit_code == 0, res.output
+    assert [Path(o["input"]).name for o in json.loads(res.stdout)["outputs"]] == ["k.png"]
+
+
+def test_glob_matches_that_are_not_images_are_left_out(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    _img(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "notes.txt").write_text("x")
+    (tmp_path / "in" / "Thumbs.db").write_bytes(b"\0")
+    res = _run(str(tmp_path / "in" / "*"), "-o", str(tmp_path / "out"), "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert [Path(o["input"]).name for o in summary["outputs"]] == ["a.png"]
+    assert sorted(Path(p).name for p in summary["not_images"]) == ["Thumbs.db", "notes.txt"]
+    res = _run(str(tmp_path / "in" / "notes.txt"), "-o", str(tmp_path / "out/"))  # named: still an error
+    assert res.exit_code == 1
+
+
+@pytest.mark.parametrize("flag", ["--skip-existing", "--overwrite"])
+def test_an_original_named_like_an_output_is_not_taken_for_one(flag: str, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    _img(tmp_path / "in" / "page.png", (12, 10))
+    scan = _img(tmp_path / "in" / "page_x2.png", (30, 40)).read_bytes()  # an original scan, not 24x20
+    res = _run(str(tmp_path / "in"), flag)
+    assert res.exit_code == 1 and "would replace the input" in str(res.exception)
+    assert (tmp_path / "in" / "page_x2.png").read_bytes() == scan
+    _img(tmp_path / "in" / "page_x2.png", (24, 10 * 2))  # an earlier output is still left out
+    res = _run(str(tmp_path / "in"), flag, "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert [Path(p).name for p in summary["skipped_outputs_of_other_inputs"]] == ["page_x2.png"]
+
+
+def test_an_interrupted_batch_says_what_it_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b", "c"):
+        _img(tmp_path / "in" / f"{name}.png")
+    (tmp_path / "in" / "bad.png").write_bytes(b"not an image")
+    real = subpixel.Upscaler.upscale
+    calls: list[int] = []
+
+    def upscale(self, image, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, image, *args, **kwargs)
+
+    monkeypatch.setattr(subpixel.Upscaler, "upscale", upscale)
+    res = _run(str(tmp_path / "in"), "-o", str(tmp_path / "out"))
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit)  # click's Abort
+    assert res.stdout.count("wrote ") == 2 and "error:" in res.stderr and "bad.png" in res.stderr
+    assert "interrupted: 2 of 4 written; rerun with --skip-existing" in res.stderr
+    calls.clear()
+    monkeypatch.setattr(sys, "argv", ["subpixel", "upscale", str(tmp_path / "in"), "-m", "bicubic", "-s", "2",
+                                      "-o", str(tmp_path / "out2"), "--json"])
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as code:
+            main()
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    out, err = capsys.readouterr()
+    summary = json.loads(out)  # one JSON object: what was done, beside the error
+    assert code.value.code == 130 and summary["error"] == "interrupted" and "interrupted" in err
+    assert [Path(o["input"]).name for o in summary["outputs"]] == ["a.png", "b.png"]
+    assert [Path(f["input"]).name for f in summary["failures"]] == ["bad.png"]
+    assert [Path(p).name for p in summary["not_attempted"]] == ["c.png"]

@@ -19,8 +19,7 @@ from torch import nn
 
 import subpixel
 from subpixel.cli import cli
-from subpixel.engine import FramePipeline, OnnxEngine, TorchEngine, make_engine, onnx_export
-from subpixel.engine.select import clear_choices
+from subpixel.engine import FramePipeline, OnnxEngine, TorchEngine, make_engine, onnx_export, select
 from subpixel.errors import OutOfMemory, SubpixelError
 from subpixel.models import build
 from subpixel.models.base import SRNet
@@ -30,6 +29,12 @@ from subpixel.upscaler import Upscaler
 from tests.conftest import TinyConvNet
 
 CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def fresh_choices(monkeypatch) -> None:
+    """No cached ``auto`` decision: the next ``auto`` times both engines."""
+    monkeypatch.setattr(select, "_CHOICES", {})
 
 
 class Overflowing(SRNet):
@@ -332,8 +337,7 @@ def test_export_quiet_prints_nothing_but_errors(tmp_path) -> None:
     assert isinstance(failed.exception, SubpixelError) and "exists" in str(failed.exception)
 
 
-def test_auto_on_cpu_times_both_engines_and_caches_the_decision(tiny_net) -> None:
-    clear_choices()
+def test_auto_on_cpu_times_both_engines_and_caches_the_decision(tiny_net, fresh_choices) -> None:
     first = make_engine(tiny_net, "auto", "cpu")
     assert first.name in ("torch", "onnx")
     choice = first.selection
@@ -462,10 +466,7 @@ def test_exports_from_several_threads_all_succeed(tmp_path) -> None:
     assert errors == []
 
 
-def test_auto_does_not_cache_a_choice_made_without_onnx(tiny_net, monkeypatch) -> None:
-    from subpixel.engine import select
-
-    clear_choices()
+def test_auto_does_not_cache_a_choice_made_without_onnx(tiny_net, monkeypatch, fresh_choices) -> None:
     real = OnnxEngine.from_net
 
     def busy(net: SRNet, threads: int | None = None) -> OnnxEngine:

@@ -770,7 +770,7 @@ def test_a_budget_run_resumed_without_budget_ends_at_its_fitted_total(tmp_path: 
 
 def test_a_diverging_run_stops_before_checkpointing_non_finite_weights(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(frvsr_train, "_cosine_lr", lambda cfg, it: float("inf") if it >= 2 else 1e-3)
+    monkeypatch.setattr(frvsr_train, "learning_rate", lambda it, total, lr, schedule: float("inf") if it >= 2 else 1e-3)
     cfg = FRVSRConfig.from_dict({**_recipe(tmp_path, iters=6).to_dict(), "log_every": 3})
     with pytest.raises(SubpixelError, match="^training diverged: the weights are not finite after iteration 3 "):
         train_frvsr(cfg, tmp_path / "run", progress=False)

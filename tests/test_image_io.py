@@ -16,7 +16,7 @@ import tifffile
 from PIL import Image, ImageCms, ImageFile, PngImagePlugin
 
 from subpixel.errors import SubpixelError
-from subpixel.io import (
+from subpixel.io.image import (
     DEFAULT_MAX_PIXELS,
     ImageData,
     ImageReadError,
@@ -27,11 +27,10 @@ from subpixel.io import (
     check_output_size,
     from_float,
     is_image_path,
+    pil_to_array,
     read_image,
-    to_float,
     write_image,
 )
-from subpixel.io.image import pil_to_array
 
 RNG = np.random.default_rng(0)
 ORIENTATION, MAKE, EXIF_IFD, DATE_TIME_ORIGINAL = 0x0112, 0x010F, 0x8769, 0x9003
@@ -493,7 +492,7 @@ def test_is_image_path() -> None:
 def test_float_round_trip(dtype: type) -> None:
     top = np.iinfo(dtype).max
     pixels = np.array([0, 1, top // 2, top - 1, top], dtype=dtype)
-    as_float = to_float(pixels)
+    as_float = np.divide(pixels, top, dtype=np.float32)
     assert as_float.dtype == np.float32 and as_float.max() == 1.0
     np.testing.assert_array_equal(from_float(as_float, dtype), pixels)
     np.testing.assert_array_equal(from_float(np.array([-0.5, np.nan, 2.0]), dtype), [0, 0, top])
@@ -865,3 +864,21 @@ def test_grey_plus_alpha_is_written_back_as_grey_plus_alpha(tmp_path: Path, ext:
     for name, pixels in [("o.webp", data.pixels), ("o16.tif", wide)]:  # WebP has no grey; Pillow cannot read
         written = read_image(write_image(tmp_path / name, pixels, like=data))  # 16-bit grey + alpha TIFF
         assert written.mode_hint == "RGBA" and written.pixels.shape == (5, 6, 4)
+
+
+@pytest.mark.parametrize("name", ["a" * 236 + ".png", "é" * 118 + ".png", "b" * 251 + ".png", "€" * 83 + ".png"])
+def test_a_long_file_name_writes_atomically(name: str, tmp_path: Path) -> None:
+    """The temporary name (``.NAME.RANDOM.tmp``) stays within 255 bytes however long the target's name is."""
+    from subpixel.io.atomic import replacing, write_atomic
+
+    assert 240 <= len(name.encode()) <= 255
+    target = tmp_path / name
+    write_atomic(target, b"x")
+    assert target.read_bytes() == b"x"
+    with replacing(target) as tmp:
+        assert tmp.name.startswith(".") and tmp.name.endswith(".tmp") and len(tmp.name.encode()) <= 255
+        assert tmp.name[1:].startswith(name[:50])
+        tmp.write_bytes(b"y")  # whole characters kept: the name is still valid UTF-8 (encode would fail)
+        tmp.name.encode()
+    assert target.read_bytes() == b"y"
+    assert sorted(tmp_path.iterdir()) == [target]

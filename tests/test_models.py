@@ -441,6 +441,12 @@ def test_build_refuses_a_scale_that_is_not_a_positive_whole_number(name: str, sc
         build(name, scale)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), 2.5, True])
+def test_load_refuses_a_scale_that_is_not_a_positive_whole_number(scale: object) -> None:
+    with pytest.raises(SubpixelError, match="^scale must be a positive whole number, got "):
+        load("bicubic", scale=scale)  # type: ignore[arg-type]
+
+
 def test_build_takes_whole_float_scales() -> None:
     net = build("bicubic", 2.0)  # type: ignore[arg-type]
     assert net.scale == 2 and isinstance(net.scale, int)

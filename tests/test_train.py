@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -602,7 +603,7 @@ def test_warm_start_begins_from_earlier_weights_and_records_them(tmp_path: Path)
     torch.save(ckpt, ckpt_file)
     assert train(plain, tmp_path / "old", device="cpu", quiet=True, resume=True).iteration == 4
     raw["model"]["args"] = {"width": 8}
-    with pytest.raises(ConfigError, match="does not fit the recipe's model.*other shapes"):
+    with pytest.raises(ConfigError, match="does not fit the recipe's model: tensor .* has shape"):
         train(parse_config(raw), tmp_path / "third", device="cpu", quiet=True)
     raw["model"]["init"] = str(tmp_path / "absent.safetensors")
     with pytest.raises(ConfigError, match="model.init .* not found"):
@@ -611,6 +612,19 @@ def test_warm_start_begins_from_earlier_weights_and_records_them(tmp_path: Path)
     raw["model"]["init"] = str(tmp_path / "bad.safetensors")
     with pytest.raises(ConfigError, match="not readable safetensors"):
         train(parse_config(raw), tmp_path / "third", device="cpu", quiet=True)
+
+
+def test_a_warm_start_file_with_non_finite_weights_is_refused_before_training(tmp_path: Path) -> None:
+    raw = _recipe(_images(tmp_path / "data"), iters=4, val_every=0)
+    state = {k: v.detach().clone() for k, v in TinyNet(2).state_dict().items()}
+    state["body.0.weight"][0, 0, 0, 0] = float("nan")
+    init = tmp_path / "nan.safetensors"
+    save_file(state, str(init))
+    raw["model"]["init"] = str(init)
+    message = f"^model.init '{re.escape(str(init))}' does not fit the recipe's model: tensor body.0.weight holds "
+    with pytest.raises(ConfigError, match=message + r"non-finite values \(NaN or infinity\)$"):
+        train(parse_config(raw), tmp_path / "run", device="cpu", quiet=True)
+    assert not (tmp_path / "run").exists()  # refused before the run began, not "training diverged" later
 
 
 def test_a_resumed_run_keeps_the_provenance_of_its_start(tmp_path: Path) -> None:

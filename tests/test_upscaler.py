@@ -13,8 +13,9 @@ from PIL import Image
 import subpixel
 from subpixel.engine import make_engine
 from subpixel.errors import SubpixelError
-from subpixel.io.image import _luma
+from subpixel.io.image import luma
 from subpixel.models import build
+from subpixel.ops.pixels import quantize
 from subpixel.ops.resize import imresize_np
 from subpixel.ops.tiling import MIN_TILE, tile_size_for_budget
 from subpixel.upscaler import Upscaler
@@ -73,7 +74,7 @@ def test_bad_arrays_and_tensors_are_refused_alike(model: str, tiny_net) -> None:
     u8 = torch.randint(0, 256, (3, 5, 6), dtype=torch.uint8)
     out = m.upscale(u8)
     assert out.dtype == torch.uint8 and out.shape == (3, 10, 12)
-    assert torch.equal(out, (m.upscale(u8.float() / 255).clamp(0, 1) * 255).round().to(torch.uint8))
+    assert torch.equal(out, quantize(m.upscale(u8.float() / 255)))  # rounded half up, as arrays are
 
 
 def test_load_refuses_bad_scales_and_devices() -> None:
@@ -289,7 +290,7 @@ def test_grey_with_alpha_pil_images_come_back_grey_with_alpha(tiny_net) -> None:
         rgba = m.upscale(np.stack([grey, grey, grey, alpha], 2))
         out = m.upscale(img)
         assert out.mode == "LA" and out.size == (16, 12)
-        assert np.array_equal(np.asarray(out), np.concatenate([_luma(rgba[..., :3]), rgba[..., 3:]], axis=2))
+        assert np.array_equal(np.asarray(out), np.concatenate([luma(rgba[..., :3]), rgba[..., 3:]], axis=2))
 
 
 def test_progress_covers_both_passes_of_varying_alpha(tiny_net) -> None:

@@ -24,7 +24,8 @@ import subpixel
 import subpixel.cli
 from subpixel.cli import cli
 from subpixel.errors import NotResumableError, SubpixelError
-from subpixel.io.video import decode_frames, mux_output, probe
+from subpixel.io.video_decode import decode_frames, probe
+from subpixel.io.video_mux import mux_output
 from subpixel.models.espcn import ESPCN
 from subpixel.video import UpscalerProcessor, VideoOptions, upscale_video
 
@@ -423,7 +424,7 @@ def test_joined_streams_with_audio_shift_the_audio_too(up: subpixel.Upscaler, tm
 def test_repeated_timestamps_move_one_frame_and_jumps_shift_the_rest(caplog: pytest.LogCaptureFixture) -> None:
     from types import SimpleNamespace
 
-    from subpixel.io.video import DecodeStats, _continuous
+    from subpixel.io.video_decode import DecodeStats, _continuous
 
     info = SimpleNamespace(frame_step=42, time_base=Fraction(1, 1000), rate=Fraction(24), path="x.mkv")
     frames = [SimpleNamespace(pts=p) for p in (0, 42, 83, 125, 125, 167, 150, 208, 0, 42)]
@@ -682,6 +683,7 @@ def test_json_model_is_the_bare_name_beside_engine_and_precision(tmp_path: Path)
     (VideoOptions(crf=-1), r"--crf -1 is out of range for libx264 \(0-51;"),
     (VideoOptions(tile=-3), r"--tile must be 0 \(no tiling\) or >= 16, got -3"),
     (VideoOptions(tile=4), r"--tile must be 0 \(no tiling\) or >= 16, got 4"),  # refused before any work
+    (VideoOptions(tile=24.0), r"--tile must be 0 \(no tiling\) or >= 16, got 24.0"),  # as Upscaler refuses it
 ])
 def test_out_of_range_crf_and_tile_are_refused(options: VideoOptions, message: str, clip: Path,
                                                up: subpixel.Upscaler, tmp_path: Path) -> None:
@@ -1111,7 +1113,8 @@ def test_pixel_formats_the_writer_cannot_honour_are_refused(codec: str, pix_fmt:
 @pytest.mark.parametrize(("suffix", "codec", "hint"), [(".mkv", "libx264", False), (".avi", "mpeg4", True)])
 def test_container_hint_suggests_mkv_only_when_it_is_not_mkv(suffix: str, codec: str, hint: bool,
                                                             tmp_path: Path) -> None:
-    from subpixel.io.video import check_container, resolve_encoder
+    from subpixel.io.video_encode import resolve_encoder
+    from subpixel.io.video_mux import check_container
 
     src = tmp_path / "in.mp4"
     with av.open(str(src), "w") as out:  # a video frame and an MP4 text subtitle (mov_text: no Matroska codec ID)
@@ -1137,7 +1140,7 @@ def test_the_stream_aspect_ratio_is_written_only_where_its_layout_is_known(known
                                                                            caplog: pytest.LogCaptureFixture) -> None:
     from fractions import Fraction
 
-    from subpixel.io import video as video_io
+    from subpixel.io import video_mux as video_io
 
     if not known:
         monkeypatch.setattr(video_io, "_AVSTREAM_LAYOUT_MAJORS", frozenset())

@@ -13,13 +13,14 @@ from PIL import Image
 
 from subpixel.engine.device import resolve_device
 from subpixel.engine.torch_engine import TorchEngine
-from subpixel.io.image import _luma, pil_to_array
+from subpixel.io.image import luma, pil_to_array, u16_to_u8
 from subpixel.models.base import SRNet
-from subpixel.models.interp import _Interpolation
+from subpixel.models.interp import Interpolation
+from subpixel.ops.pixels import quantize
 from subpixel.ops.resize import imresize, imresize_np
 from subpixel.ops.tiling import MIN_TILE, TileInfo, tile_size_for_budget, tiled_forward, tiled_imresize
 
-__all__ = ["Upscaler", "CPU_TILE_BUDGET"]
+__all__ = ["Upscaler", "CPU_TILE_BUDGET", "check_tile"]
 
 CPU_TILE_BUDGET = 768 * 2**20  # bytes of activations per tile on the CPU
 _CARRIED_INFO = ("icc_profile", "exif", "xmp", "dpi")  # PIL ``info`` entries an upscaled image keeps
@@ -34,8 +35,9 @@ def _check_array(arr: np.ndarray) -> None:
         raise ValueError(f"unsupported image dtype {arr.dtype}: use uint8, uint16 or float in [0, 1]")
 
 
-def _check_tile(tile: Any) -> int | None:
-    """``tile`` as an int: ``None`` (from the memory budget), 0 (no tiling) or a side of at least ``MIN_TILE``."""
+def check_tile(tile: Any) -> int | None:
+    """``tile`` as an int: ``None`` (from the memory budget), 0 (no tiling) or a side of at least ``MIN_TILE``;
+    anything else (``True``, ``16.0``, ``4``) raises :class:`ValueError`."""
     if tile is None:
         return None
     if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or not (tile == 0 or tile >= MIN_TILE):
@@ -73,10 +75,10 @@ def _from_chw_float(t: torch.Tensor, dtype: np.dtype, channels: int) -> np.ndarr
     consumes ``t`` (in-place ops)."""
     if channels == 1 and t.shape[1] != 1:
         t = t.mean(dim=1, keepdim=True)
-    t = t.clamp_(0, 1)
     if dtype == np.uint8 or dtype == np.uint16:
-        peak = 255.0 if dtype == np.uint8 else 65535.0
-        t = t.mul_(peak).add_(0.5).floor_().to(torch.uint8 if dtype == np.uint8 else torch.int32)
+        t = quantize(t, torch.uint8 if dtype == np.uint8 else torch.uint16, inplace=True)
+    else:
+        t = t.clamp_(0, 1)
     arr = t[0].permute(1, 2, 0).contiguous().numpy()
     return arr.astype(dtype, copy=False)
 
@@ -119,7 +121,7 @@ class Upscaler:
         Tensors are float in [0, 1] (returned unclamped, in their dtype) or uint8 (returned uint8).
         PIL images keep their ``info``'s ICC profile, EXIF (orientation included: the pixels are not turned),
         XMP and dpi (pass them on to ``save``), and their depth: 16-bit grayscale comes back 16-bit, 32-bit
-        integer grayscale comes back 'I' (its values clipped to 16 bits, as :func:`~subpixel.io.read_image`
+        integer grayscale comes back 'I' (its values clipped to 16 bits, as :func:`~subpixel.io.image.read_image`
         reads it), 'F' (float in [0, 1]) comes back 'F' clamped to [0, 1], '1' comes back 'L', grayscale with
         alpha or a transparent value 'LA' (BT.601 luma; 8-bit: PIL has no 16-bit 'LA'), other modes RGB or RGBA.
         ``tile``: LR tile side, ``None`` (picked from the memory budget), ``0`` (no tiling) or at least
@@ -129,7 +131,7 @@ class Upscaler:
         to it at once with its own kernel. Returns the same kind of object as given.
         """
         _check_outscale(outscale)
-        tile = _check_tile(tile)
+        tile = check_tile(tile)
         if isinstance(image, Image.Image):
             pixels, hint = _from_pil(image)
             out = _to_pil(self._upscale_to(pixels, tile, progress, outscale), image.mode, hint)
@@ -144,14 +146,14 @@ class Upscaler:
             x = image if batched else image[None]
             x = x.float() / 255.0 if image.dtype == torch.uint8 else x.float()
             size = self._resize_to(x.shape[-2:], outscale)
-            if size is not None and isinstance(self.net, _Interpolation):  # one resampling, not two
+            if size is not None and isinstance(self.net, Interpolation):  # one resampling, not two
                 out = imresize(x, size=size, kernel=self.net.kernel)
                 self._one_call(x.shape[-2:], progress)
             else:
                 out = self.upscale_tensor(x, tile, progress)
                 out = out if size is None else imresize(out, size=size)
             if image.dtype == torch.uint8:
-                out = out.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+                out = quantize(out, inplace=True)
             out = out.to(image.dtype)
             return out if batched else out[0]
         if isinstance(image, np.ndarray):
@@ -171,7 +173,7 @@ class Upscaler:
         one tile runs in one call; if that runs out of memory it is tiled at half its longer side, and so on
         (:func:`~subpixel.ops.tiling.tiled_forward`).
         """
-        tile = _check_tile(tile)
+        tile = check_tile(tile)
         h, w = x.shape[-2:]
         if h == 0 or w == 0:
             raise ValueError("cannot upscale an empty image")
@@ -215,7 +217,7 @@ class Upscaler:
         channels = 1 if arr.ndim == 2 else arr.shape[2]
         if channels == 4 and arr.size and (arr[..., 3] == arr[0, 0, 3]).all():
             return self._upscale_constant_alpha(arr, tile, progress)
-        if isinstance(self.net, _Interpolation) and channels in (1, 3) and not np.issubdtype(arr.dtype, np.floating):
+        if isinstance(self.net, Interpolation) and channels in (1, 3) and not np.issubdtype(arr.dtype, np.floating):
             return self._interpolate_exact(arr, tile, progress)
         x, dtype = _to_chw_float(arr)
         if channels == 4:
@@ -236,7 +238,7 @@ class Upscaler:
         an interpolation model resizes to ``outscale`` at once with its kernel (one resampling, not two)."""
         arr = _native(arr)
         size = self._resize_to(arr.shape[:2], outscale)
-        if size is None or not isinstance(self.net, _Interpolation):
+        if size is None or not isinstance(self.net, Interpolation):
             return self._resized(self._upscale_array(arr, tile, progress), size)
         _check_array(arr)
         out = self._resized(arr, size, self.net.kernel)
@@ -314,8 +316,8 @@ def _to_pil(arr: np.ndarray, mode: str, hint: str) -> Image.Image:
     alpha, RGBA pixels, back to 8-bit 'LA' by BT.601 luma)."""
     if hint == "LA":
         if arr.dtype == np.uint16:
-            arr = ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
-        return Image.fromarray(np.concatenate([_luma(arr[..., :3]), arr[..., 3:]], axis=2))
+            arr = u16_to_u8(arr)
+        return Image.fromarray(np.concatenate([luma(arr[..., :3]), arr[..., 3:]], axis=2))
     if mode == "I":
         return Image.fromarray(arr.astype(np.int32))
     return Image.fromarray(arr)

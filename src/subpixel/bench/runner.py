@@ -21,7 +21,7 @@ from subpixel.engine import Engine, make_engine
 from subpixel.errors import SubpixelError
 from subpixel.models.base import SRNet
 from subpixel.models.complexity import count_macs, count_params
-from subpixel.models.interp import _Interpolation
+from subpixel.models.interp import Interpolation
 from subpixel.models.registry import architectures, build
 from subpixel.models.weights import find_shipped, is_weights_path, load_net, read_card
 
@@ -101,7 +101,7 @@ def _network(name: str, scale: int) -> tuple[SRNet, str]:
             raise SubpixelError(f"{Path(name).name} is a x{net.scale} model")
         return net.deploy(), "file"
     net = build(name, scale)
-    if isinstance(net, _Interpolation):
+    if isinstance(net, Interpolation):
         return net, "none"
     shipped = find_shipped(name, scale)
     if shipped is not None:
@@ -180,7 +180,7 @@ class _Runner:
                 except SubpixelError as err:
                     self.note(f"{label}: {job.name} skipped: {err}")
                     break
-                params = None if isinstance(net, _Interpolation) else count_params(net)
+                params = None if isinstance(net, Interpolation) else count_params(net)
                 gmacs = None if params is None else count_macs(net, (job.height * job.scale,
                                                                      job.width * job.scale)) / 1e9
                 if _recurrent(net) and requested == "onnx":

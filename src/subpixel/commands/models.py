@@ -51,5 +51,5 @@ def models(quiet: bool, as_json: bool, show_arch: bool) -> None:
     click.echo("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
     for t in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(t, widths)))
-    if not show_arch:
+    if not show_arch and not quiet:  # -q: the table only
         click.echo("Set5/Urban100: Y-PSNR (dB) at the model's scale, default protocol (subpixel eval).")

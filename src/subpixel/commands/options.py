@@ -13,6 +13,7 @@ import click
 
 from subpixel.engine.device import PRECISIONS
 from subpixel.ops.tiling import MIN_TILE
+from subpixel.upscaler import check_tile
 
 F = Callable[..., Any]
 
@@ -39,9 +40,11 @@ def device_option(f: F) -> F:
 
 
 def _check_tile(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    if value is not None and 0 < value < MIN_TILE:
-        raise click.BadParameter(f"must be 0 (no tiling) or at least {MIN_TILE}")
-    return value
+    """``--tile``'s callback: :func:`~subpixel.upscaler.check_tile` as a usage error."""
+    try:
+        return check_tile(value)
+    except ValueError:
+        raise click.BadParameter(f"must be 0 (no tiling) or at least {MIN_TILE}") from None
 
 
 def tile_option(f: F) -> F:
@@ -72,8 +75,9 @@ def emit_json(obj: Any) -> None:
 
 
 def json_text(obj: Any) -> str:
-    """``obj`` as strict, indented JSON text ending in a newline: infinite or NaN numbers (the PSNR of
-    identical images) become null, which every parser reads; other objects become strings."""
+    """``obj`` as strict, indented JSON text ending in a newline: infinite or NaN numbers become null, which
+    every parser reads (a caller that must keep them writes text itself, as ``eval`` writes an exact
+    reproduction's PSNR as ``"inf"``); other objects become strings."""
     return json.dumps(_finite(obj), indent=2, default=str, allow_nan=False) + "\n"
 
 

@@ -28,13 +28,13 @@ from PIL import Image
 
 from subpixel.data.pairs import refuse_repeats
 from subpixel.errors import SubpixelError
+from subpixel.eval.datasets import dataset_images
 from subpixel.eval.protocol import load_hr
 from subpixel.ops.resize import imresize
 
 __all__ = ["Motion", "Clip", "random_motion", "clip_affines", "render_frames", "make_clip", "exact_flow",
            "motion_extent", "roomy_side", "ClipSampler"]
 
-_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 _SUPPORT = 3  # pixels kept between the sampled area and the still's border (bicubic taps + rounding)
 
 
@@ -182,12 +182,13 @@ def exact_flow(affines: torch.Tensor, lr_size: int, scale: int) -> torch.Tensor:
 
 
 def _list_stills(sources: list[Path]) -> list[Path]:
-    """The stills of folders and files, in order; one listed twice is an error."""
+    """The stills of folders (as :func:`~subpixel.eval.datasets.dataset_images` lists them: hidden files
+    skipped, natural order; an empty folder is an error) and files, in order; one listed twice is an error."""
     refuse_repeats(sources, "training data")
     files: list[Path] = []
     for src in sources:
         if src.is_dir():
-            files += sorted(p for p in src.iterdir() if p.suffix.lower() in _SUFFIXES)
+            files += dataset_images(src)
         elif src.is_file():
             files.append(src)
         else:

@@ -89,11 +89,6 @@ class PatchSampler:
         self._position = self.chunk  # batches of the current chunk already handed out; full: make a new one
         self._lr_chunk = self._hr_chunk = torch.empty(0)
 
-    @property
-    def nbytes(self) -> int:
-        """Device memory held by the packed images (the current chunk of float crops comes on top)."""
-        return 4 * (self._lr.numel() + self._hr.numel())
-
     def get_state(self) -> torch.Tensor:
         """Where the crop stream is: the generator state at the current chunk's start (or now, once the
         chunk is used up), then the position in the chunk as 8 bytes; a CPU uint8 tensor."""

@@ -1,8 +1,9 @@
 """Runtime backends. ``make_engine`` picks one: eager torch, ``torch.compile``, CUDA graphs or ONNX Runtime.
 
 Every engine is callable on float32 ``(N, 3, h, w)`` tensors and has ``name``, ``device`` and
-``precision``; see :class:`TorchEngine`, :class:`OnnxEngine` and :class:`FramePipeline` (uint8
-frames in and out, with host-device copies overlapped on CUDA).
+``precision``; see :class:`TorchEngine` and :class:`OnnxEngine`. :class:`FramePipeline` is not an
+engine (``make_engine`` never makes one): it runs an engine over uint8 frames, host memory in and
+out, with host-device copies overlapped on CUDA.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from subpixel.engine.select import EngineChoice, choose_cpu_engine
 from subpixel.engine.torch_engine import TorchEngine
 from subpixel.errors import SubpixelError
 from subpixel.models.base import SRNet
-from subpixel.models.interp import _Interpolation
+from subpixel.models.interp import Interpolation
 
 __all__ = ["make_engine", "ENGINES", "Engine", "TorchEngine", "OnnxEngine", "FramePipeline", "EngineChoice"]
 
@@ -44,7 +45,7 @@ def make_engine(net: SRNet, engine: str = "auto", device: str | torch.device = "
     torch_dtype(precision)  # validates the name
     # a torch.device is checked as its name is; onnx runs on the CPU, so auto means cpu for it
     dev = resolve_device("cpu" if engine == "onnx" and str(device) == "auto" else str(device))
-    interpolation = isinstance(net, _Interpolation)
+    interpolation = isinstance(net, Interpolation)
     if interpolation and engine == "onnx":
         raise SubpixelError(f"{type(net).__name__.lower()} is interpolation and runs on torch; "
                             "use engine torch or auto")

@@ -12,17 +12,17 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from subpixel.ops.pixels import quantize
+
 __all__ = ["FramePipeline", "to_uint8_nhwc"]
 
 Engine = Callable[[torch.Tensor], torch.Tensor]
 
 
 def to_uint8_nhwc(y: torch.Tensor) -> torch.Tensor:
-    """Float ``(N, 3, H, W)`` in [0, 1] -> uint8 ``(N, H, W, 3)``, ``floor(clamp(y) * 255 + 0.5)`` as for images.
-
-    Clamping after the scaling and truncating in the cast give the same values in fewer passes.
-    """
-    return y.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    """Float ``(N, 3, H, W)`` in [0, 1] -> uint8 ``(N, H, W, 3)``, rounded as for images
+    (:func:`~subpixel.ops.pixels.quantize`); ``y`` is left as it is."""
+    return quantize(y).permute(0, 2, 3, 1).contiguous()
 
 
 def _to_float_nchw(frames: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import onnxruntime as ort
 import torch
 
-from subpixel.engine.onnx_export import ExportReport, export_onnx
+from subpixel.engine.onnx_export import export_onnx
 from subpixel.errors import OutOfMemory, SubpixelError, first_line
 from subpixel.models.base import SRNet
 from subpixel.ops.tiling import is_oom_message
@@ -40,7 +40,6 @@ class OnnxEngine:
         self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
         self.threads = threads
         self.device = torch.device("cpu")
-        self.export_report: ExportReport | None = None
         self.selection: EngineChoice | None = None  # set when ``auto`` selection chose this engine
         self._input = self.session.get_inputs()[0].name
 
@@ -48,10 +47,8 @@ class OnnxEngine:
     def from_net(cls, net: SRNet, threads: int | None = None) -> OnnxEngine:
         """Export ``net`` (with the parity check) to a temporary file and load it."""
         with tempfile.TemporaryDirectory(prefix="subpixel-onnx-") as tmp:
-            report = export_onnx(net, Path(tmp) / "model.onnx")
-            engine = cls(report.path, threads)  # the session holds the model; the file can go
-        engine.export_report = report
-        return engine
+            # the session holds the model; the file can go
+            return cls(export_onnx(net, Path(tmp) / "model.onnx").path, threads)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         arr = x.detach().to("cpu", torch.float32).contiguous().numpy()

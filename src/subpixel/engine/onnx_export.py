@@ -23,7 +23,7 @@ import torch
 from subpixel.errors import SubpixelError, first_line
 from subpixel.io.atomic import replacing
 from subpixel.models.base import SRNet
-from subpixel.models.interp import _Interpolation
+from subpixel.models.interp import Interpolation
 
 __all__ = ["ExportReport", "export_onnx", "DEFAULT_OPSET", "MIN_OPSET", "PARITY_TOLERANCE", "PARITY_SHAPES",
            "PARITY_INPUT", "INPUT_CONTRACT", "OUTPUT_CONTRACT"]
@@ -78,21 +78,21 @@ def _max_abs_error(net: SRNet, path: Path) -> float:
     return worst
 
 
-def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET, tolerance: float = PARITY_TOLERANCE,
-                capture: bool = False, metadata: Mapping[str, str] | None = None) -> ExportReport:
+def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET, capture: bool = False,
+                metadata: Mapping[str, str] | None = None) -> ExportReport:
     """Write ``net`` (fp32, CPU copy; ``net`` itself is untouched) to ``path`` as ONNX.
 
     Input ``lr`` ``(N, 3, H, W)`` and output ``sr`` ``(N, 3, sH, sW)`` have dynamic N, H and W (see
     :data:`INPUT_CONTRACT` and :data:`OUTPUT_CONTRACT`: RGB in [0, 1] in, RGB out, not clamped). The file's
     metadata (:func:`_metadata`) holds the version, model, scale and I/O contract, then ``metadata``. The
     file is validated with ``onnx.checker`` and run by ONNX Runtime at :data:`PARITY_SHAPES`; a max abs
-    error >= ``tolerance`` against eager PyTorch raises :class:`SubpixelError`. It is written under a
+    error >= :data:`PARITY_TOLERANCE` against eager PyTorch raises :class:`SubpixelError`. It is written under a
     temporary name beside ``path`` and renamed over it only once it passes, so a failure leaves ``path``
     as it was. ``capture`` (for command-line use) takes the exporter's console output off the terminal,
     at the file-descriptor level, so for the whole process while it runs; it is logged at debug level
     on failure. Exports from several threads run one after another (the exporter has global state).
     """
-    if isinstance(net, _Interpolation):
+    if isinstance(net, Interpolation):
         raise SubpixelError(f"{type(net).__name__.lower()} is interpolation, not a network: nothing to export")
     if opset < MIN_OPSET:
         raise SubpixelError(f"ONNX opset must be >= {MIN_OPSET}, got {opset}")
@@ -107,14 +107,14 @@ def export_onnx(net: SRNet, path: str | Path, opset: int = DEFAULT_OPSET, tolera
         with replacing(path) as tmp:
             with _EXPORT_LOCK, _captured_output(captured) if capture else contextlib.nullcontext():
                 error = _export_and_compare(model, tmp, opset, _metadata(net, metadata or {}))
-            if not error < tolerance:
+            if not error < PARITY_TOLERANCE:
                 raise SubpixelError(f"ONNX export of {type(net).__name__} failed the parity check: max abs error "
-                                    f"{error:.3g} vs eager PyTorch (must be < {tolerance:g})")
+                                    f"{error:.3g} vs eager PyTorch (must be < {PARITY_TOLERANCE:g})")
     except SubpixelError:
         if captured.getvalue().strip():
             log.debug("ONNX exporter output:\n%s", captured.getvalue())
         raise
-    return ExportReport(str(path), opset, error, tolerance, [list(s) for s in PARITY_SHAPES])
+    return ExportReport(str(path), opset, error, PARITY_TOLERANCE, [list(s) for s in PARITY_SHAPES])
 
 
 def _metadata(net: SRNet, extra: Mapping[str, str]) -> dict[str, str]:

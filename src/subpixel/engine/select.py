@@ -19,7 +19,7 @@ from subpixel.engine.torch_engine import TorchEngine
 from subpixel.errors import SubpixelError
 from subpixel.models.base import SRNet
 
-__all__ = ["EngineChoice", "choose_cpu_engine", "clear_choices", "PROBE_SHAPE"]
+__all__ = ["EngineChoice", "choose_cpu_engine", "PROBE_SHAPE"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,3 @@ def choose_cpu_engine(net: SRNet, threads: int | None = None) -> TorchEngine | O
     candidates[best].selection = choice
     return candidates[best]
 
-
-def clear_choices() -> None:
-    """Forget every cached decision (the next ``auto`` times again)."""
-    _CHOICES.clear()

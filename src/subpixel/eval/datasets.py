@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 
 from subpixel.errors import SubpixelError
+from subpixel.io.image import is_image_path
 
 __all__ = ["STANDARD_SETS", "resolve_dataset", "standard_set", "dataset_images", "is_image_file", "natural_key",
            "shared_data_root"]
 
 STANDARD_SETS = ("Set5", "Set14", "B100", "Urban100")
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 _DIGITS = re.compile(r"([0-9]+)")
 
 
@@ -24,8 +24,9 @@ def natural_key(name: str) -> tuple[tuple[str | int, ...], str]:
 
 
 def is_image_file(path: Path) -> bool:
-    """An image by its suffix, not hidden (``.DS_Store``, macOS ``._name.png`` resource forks)."""
-    return not path.name.startswith(".") and path.suffix.lower() in _IMAGE_SUFFIXES
+    """An image by its suffix (:data:`~subpixel.io.image.SUPPORTED_EXTENSIONS`), not hidden (``.DS_Store``,
+    macOS ``._name.png`` resource forks)."""
+    return is_image_path(path)
 
 
 def shared_data_root() -> Path | None:

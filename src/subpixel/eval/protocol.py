@@ -27,8 +27,8 @@ from PIL import Image
 from subpixel.errors import SubpixelError
 from subpixel.eval.datasets import dataset_images, resolve_dataset
 from subpixel.eval.metrics import SSIM_WINDOW, psnr, shave, ssim
-from subpixel.io.image import read_16bit_colour
-from subpixel.models.interp import _Interpolation
+from subpixel.io.image16 import read_16bit_colour
+from subpixel.models.interp import Interpolation
 from subpixel.ops.color import rgb_to_y
 from subpixel.ops.resize import imresize_np
 from subpixel.upscaler import Upscaler
@@ -202,7 +202,7 @@ def evaluate(
     if protocol not in PROTOCOLS:
         raise SubpixelError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     legacy = protocol == "legacy-y"
-    if legacy and not isinstance(model.net, _Interpolation):
+    if legacy and not isinstance(model.net, Interpolation):
         raise SubpixelError("--protocol legacy-y reproduces published interpolation rows; "
                             "networks are scored with the default protocol")
     if legacy and (channel != "y" or ensemble):

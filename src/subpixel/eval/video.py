@@ -38,6 +38,7 @@ from subpixel.eval.metrics import psnr, shave, ssim
 from subpixel.eval.protocol import check_size, load_hr, make_lr, modcrop, strict_fp32
 from subpixel.models.frvsr import FRVSR
 from subpixel.ops.color import rgb_to_y
+from subpixel.ops.pixels import quantize
 from subpixel.upscaler import Upscaler
 from subpixel.video.recurrent import RecurrentProcessor
 
@@ -218,8 +219,7 @@ class _Runner:
         x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255.0
         with torch.inference_mode():
             out = self.processor.process(x)
-        out = torch.floor(out[0].float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
-        return out.permute(1, 2, 0).cpu().numpy()
+        return quantize(out[0]).permute(1, 2, 0).cpu().numpy()
 
 
 def _clip_folders(root: Path, clips: list[str] | None) -> list[Path]:

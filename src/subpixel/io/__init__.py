@@ -1,35 +1,3 @@
-"""Reading and writing images; video decoding and encoding live in :mod:`subpixel.io.video`."""
-
-from subpixel.io.image import (
-    DEFAULT_MAX_PIXELS,
-    SUPPORTED_EXTENSIONS,
-    ImageData,
-    ImageReadError,
-    ImageTooLargeError,
-    ImageWriteError,
-    OutputExistsError,
-    OutputTooLargeError,
-    check_output_size,
-    from_float,
-    is_image_path,
-    read_image,
-    to_float,
-    write_image,
-)
-
-__all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "SUPPORTED_EXTENSIONS",
-    "ImageData",
-    "ImageReadError",
-    "ImageTooLargeError",
-    "ImageWriteError",
-    "OutputExistsError",
-    "OutputTooLargeError",
-    "check_output_size",
-    "from_float",
-    "is_image_path",
-    "read_image",
-    "to_float",
-    "write_image",
-]
+"""File I/O: still images in :mod:`subpixel.io.image` (with :mod:`~subpixel.io.image_meta`,
+:mod:`~subpixel.io.image16` and :mod:`~subpixel.io.image_errors`), video in :mod:`subpixel.io.video_decode`,
+:mod:`~subpixel.io.video_encode` and :mod:`~subpixel.io.video_mux`, atomic writes in :mod:`subpixel.io.atomic`."""

@@ -15,13 +15,15 @@ from typing import BinaryIO
 
 __all__ = ["replacing", "write_atomic"]
 
+_MAX_NAME_BYTES = 255  # ext4, XFS, Btrfs, APFS, tmpfs; NTFS counts 255 UTF-16 units, never more than bytes
+
 
 @contextmanager
 def replacing(path: Path) -> Iterator[Path]:
     """A fresh temporary path beside ``path`` to write; flushed to disk and renamed over ``path`` when the block
     succeeds (so the new file survives a crash), removed when it raises."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    tmp = path.with_name(_temp_name(path.name))
     try:
         yield tmp
         _sync_file(tmp)
@@ -29,6 +31,15 @@ def replacing(path: Path) -> Iterator[Path]:
     finally:
         tmp.unlink(missing_ok=True)
     _sync_folder(path.parent)
+
+
+def _temp_name(name: str) -> str:
+    """``.NAME.RANDOM.tmp``, with NAME cut short (by whole characters) where the whole would pass the
+    255-byte limit on a file name that most file systems set, so that a long name still writes."""
+    token = secrets.token_hex(6)
+    while name and len(os.fsencode(f".{name}.{token}.tmp")) > _MAX_NAME_BYTES:
+        name = name[:-1]
+    return f".{name}.{token}.tmp"
 
 
 def _sync_file(path: Path) -> None:

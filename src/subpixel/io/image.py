@@ -6,16 +6,15 @@ and within a format PNG text and colour chunks, a JPEG's comment and IPTC record
 and TIFF compression (helpers in :mod:`subpixel.io.image_meta`).
 
 Pillow does the work, except for 16-bit colour (RGB, RGBA, grey plus alpha), which Pillow
-decodes at 8 bits and cannot write: PNG goes through pypng and TIFF through tifffile. Written
-16-bit colour TIFF keeps the ICC profile and descriptive tags but not the EXIF/GPS sub-IFDs.
+decodes at 8 bits and cannot write: PNG goes through pypng and TIFF through tifffile
+(:mod:`subpixel.io.image16`). Written 16-bit colour TIFF keeps the ICC profile and descriptive tags but
+not the EXIF/GPS sub-IFDs.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
-import struct
 import threading
 import warnings
 import zlib
@@ -27,13 +26,33 @@ from typing import BinaryIO
 
 import numpy as np
 import png
-import tifffile
 from numpy.typing import DTypeLike
-from PIL import ExifTags, Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from subpixel.errors import SubpixelError
-from subpixel.io import image_meta
 from subpixel.io.atomic import write_atomic
+from subpixel.io.image16 import read_16bit_colour, write_png16, write_tiff16
+from subpixel.io.image_errors import (
+    ImageReadError,
+    ImageTooLargeError,
+    ImageWriteError,
+    OutputExistsError,
+    OutputTooLargeError,
+)
+from subpixel.io.image_meta import (
+    Metadata,
+    apply_cmyk_profile,
+    carried_metadata,
+    descriptive_tiff_exif,
+    format_details,
+    frame_count,
+    header_exif,
+    matching_icc,
+    pillow_params,
+    read_dpi,
+    read_xmp,
+    unsupported_format,
+)
+from subpixel.ops.pixels import quantize_np
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -48,15 +67,14 @@ __all__ = [
     "pil_to_array",
     "from_float",
     "is_image_path",
-    "read_16bit_colour",
+    "luma",
     "read_image",
-    "to_float",
+    "u16_to_u8",
     "write_image",
 ]
 
 DEFAULT_MAX_PIXELS = 178_956_970
 """Default read limit in pixels: Pillow's own hard decompression-bomb limit (about 179 MP)."""
-
 _FORMATS = {
     ".png": "PNG",
     ".jpg": "JPEG",
@@ -68,7 +86,6 @@ _FORMATS = {
 }
 SUPPORTED_EXTENSIONS = frozenset(_FORMATS)
 """Lower-case file extensions (with the dot) that can be read and written."""
-
 _READ_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
 _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 _METADATA_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "TIFF"})
@@ -90,54 +107,10 @@ _ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
     7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],  # TRANSVERSE
     8: lambda a: np.rot90(a, 1),  # ROTATE_90
 }
-_PNG_COLOUR_TYPES = frozenset({2, 4, 6})  # RGB, grey + alpha, RGBA: what Pillow reads at 8 bits
-_PNG_EXIF_PREFIX = b"Exif\x00\x00"  # Pillow's EXIF bytes start with this; an eXIf chunk does not
-_PNG_XMP_KEY = b"XML:com.adobe.xmp"  # the iTXt keyword of XMP in PNG
-_JPEG_MAX_XMP = 65504  # bytes of XMP one JPEG APP1 marker holds (larger, "extended" XMP is left out)
-_TIFF_XMP, _TIFF_X_RESOLUTION, _TIFF_PREDICTOR = 700, 282, 317
 # XMP's copy of the EXIF orientation, as an attribute or an element (removed as ImageOps.exif_transpose does)
 _XMP_ORIENTATION = re.compile(rb'tiff:Orientation="[0-9]"|<tiff:Orientation>[0-9]</tiff:Orientation>')
-_INCH = 0.0254  # metres: PNG's pHYs counts pixels per metre
-# A TIFF's "EXIF" is its whole header; only these descriptive IFD0 tags are carried over.
-_TIFF_EXIF_TAGS = frozenset(
-    {
-        ExifTags.Base.ImageDescription,
-        ExifTags.Base.Make,
-        ExifTags.Base.Model,
-        ExifTags.Base.Software,
-        ExifTags.Base.DateTime,
-        ExifTags.Base.Artist,
-        ExifTags.Base.Copyright,
-        ExifTags.IFD.Exif,
-        ExifTags.IFD.GPSInfo,
-    }
-)
-
-# IFD0 tags of ``like.exif`` written to 16-bit colour TIFF (tifffile cannot write the EXIF/GPS sub-IFDs).
-_TIFF16_ASCII_TAGS = frozenset(_TIFF_EXIF_TAGS - {ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo})
-
 # Pillow's bomb limit and truncation flag are module globals: swap them only under this lock.
 _PILLOW_GLOBALS_LOCK = threading.Lock()
-
-
-class ImageReadError(SubpixelError):
-    """An input image is missing, not an image, truncated, empty or undecodable."""
-
-
-class ImageTooLargeError(ImageReadError):
-    """An input image has more pixels than the read limit (decompression-bomb guard)."""
-
-
-class ImageWriteError(SubpixelError):
-    """An output image cannot be written (unsupported extension, encoder or disk failure)."""
-
-
-class OutputExistsError(ImageWriteError):
-    """The output file exists and overwriting was not requested."""
-
-
-class OutputTooLargeError(ImageWriteError):
-    """The output dimensions exceed what the output format can store."""
 
 
 @dataclass
@@ -248,9 +221,9 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         with open(path, "rb") as f, _pillow_guard(max_pixels), Image.open(f, formats=_READ_FORMATS) as im:
             if im.mode == "F":
                 raise ImageReadError(f"{path}: floating-point images are not supported")
-            frames = image_meta.frame_count(im, path)
+            frames = frame_count(im, path)
             wide = read_16bit_colour(im, path)
-            dpi, xmp = _read_dpi(im), _read_xmp(im)
+            dpi, xmp = read_dpi(im), read_xmp(im)
             if wide is None:
                 # A TIFF's orientation, read before loading: Pillow applies it and drops the tag while loading.
                 turned = im.getexif().get(_ORIENTATION) if im.format == "TIFF" else None
@@ -258,10 +231,10 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
                 orientation = turned or im.getexif().get(_ORIENTATION, 1)
                 ImageOps.exif_transpose(im, in_place=True)  # whatever Pillow has not applied yet
                 exif = im.getexif()
-                pixels, mode_hint = pil_to_array(_cmyk_to_srgb(im, path))
+                pixels, mode_hint = pil_to_array(apply_cmyk_profile(im, path))
             else:
                 pixels, mode_hint = wide
-                exif = _header_exif(im, path)
+                exif = header_exif(im, path)
                 orientation = exif.get(_ORIENTATION, 1)
                 if orientation in _ORIENT:  # as exif_transpose: transpose, then drop the tag
                     pixels = np.ascontiguousarray(_ORIENT[orientation](pixels))
@@ -270,20 +243,20 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
                 dpi = dpi[::-1] if dpi and orientation >= 5 else dpi
                 xmp = _XMP_ORIENTATION.sub(b"", xmp) if xmp else xmp
             if im.format == "TIFF":
-                exif = _descriptive_tiff_exif(exif)
+                exif = descriptive_tiff_exif(exif)
             if exif:
                 exif[_ORIENTATION] = 1
             data = ImageData(
                 pixels=pixels,
                 mode_hint=mode_hint,
-                icc_profile=_matching_icc(im.info.get("icc_profile"), 1 if mode_hint in ("L", "LA") else 3),
+                icc_profile=matching_icc(im.info.get("icc_profile"), 1 if mode_hint in ("L", "LA") else 3),
                 exif=exif.tobytes() if exif else None,
                 format=im.format,
                 path=path,
                 dpi=dpi,
                 xmp=xmp,
                 frames=frames,
-                **_format_details(im, path),
+                **format_details(im, path),
             )
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise ImageTooLargeError(
@@ -291,7 +264,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
             "pass a larger max_pixels, or None for no limit (CLI: --max-pixels N, or --max-pixels 0 for no limit)"
         ) from e
     except UnidentifiedImageError as e:
-        name = image_meta.unsupported_format(path)
+        name = unsupported_format(path)
         if name is not None:
             raise ImageReadError(
                 f"{path}: {name} images are not supported (only PNG, JPEG, WebP, TIFF and BMP); convert it to PNG first"
@@ -305,146 +278,6 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         unit = "pages" if data.format == "TIFF" else "frames"
         warnings.warn(f"{path} has {frames} {unit}; only the first is upscaled", stacklevel=2)
     return data
-
-
-def _format_details(im: ImageFile.ImageFile, path: Path) -> dict[str, object]:
-    """The :class:`ImageData` fields carried only within a format: compression, PNG chunks, JPEG comment and IPTC."""
-    if im.format == "TIFF":
-        return {"compression": im.info.get("compression")}
-    if im.format == "WEBP":
-        return {"compression": "lossless" if image_meta.webp_is_lossless(path) else "lossy"}
-    if im.format == "PNG":
-        return {"png_chunks": image_meta.png_chunks(path)}
-    if im.format in ("JPEG", "MPO"):  # MPO: a JPEG with further images (MPF) after the first
-        comment = im.info.get("comment")
-        return {"comment": comment if isinstance(comment, bytes) and comment else None,
-                "iptc": image_meta.jpeg_iptc(im.info.get("photoshop"))}
-    return {}
-
-
-def _cmyk_to_srgb(im: Image.Image, path: Path) -> Image.Image:
-    """A CMYK image with a CMYK ICC profile as sRGB through that profile, else ``im`` as it is (for the
-    plain conversion of :func:`pil_to_array`, which drops the profile too)."""
-    icc = im.info.get("icc_profile")
-    if im.mode != "CMYK" or not isinstance(icc, bytes) or icc[16:20] != b"CMYK":
-        return im
-    converted = image_meta.cmyk_to_srgb(im)
-    if converted is None:
-        warnings.warn(f"{path}: its CMYK ICC profile cannot be used; converting to RGB without it", stacklevel=3)
-        return im
-    return converted
-
-
-def read_16bit_colour(im: ImageFile.ImageFile, path: Path) -> tuple[np.ndarray, str] | None:
-    """HxWxC uint16 pixels and mode hint of a 16-bit colour PNG or TIFF, not yet oriented.
-
-    None for everything Pillow decodes at full depth itself (8-bit, 16-bit grayscale, ...).
-    Pillow has opened ``im`` and so checked its size against the limit; nothing is decoded yet.
-    """
-    if im.format == "PNG":
-        with open(path, "rb") as f:  # IHDR is the first chunk: bit depth at byte 24, colour type at 25
-            header = f.read(26)
-        if len(header) == 26 and header[24] == 16 and header[25] in _PNG_COLOUR_TYPES:
-            return _read_png16(path, im.size)
-    elif im.format == "TIFF" and im.mode in ("RGB", "RGBX", "RGBA"):
-        tags = im.tag_v2
-        if (
-            set(tags.get(258, ())) == {16}  # BitsPerSample
-            and tags.get(262) == 2  # PhotometricInterpretation: RGB
-            and set(tags.get(339, (1,))) == {1}  # SampleFormat: unsigned
-        ):
-            return _read_tiff16(path, im)
-    return None
-
-
-def _read_png16(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, str]:
-    """A 16-bit RGB, RGBA or grey + alpha PNG, decoded with pypng (sBIT is ignored, as by Pillow)."""
-    with open(path, "rb") as f:
-        width, height, rows, info = png.Reader(file=f).read()
-        if (width, height) != size:
-            raise ImageReadError(f"{path}: PNG header size changed while reading")
-        planes = info["planes"]
-        pixels = np.empty((height, width * planes), np.uint16)
-        count = 0
-        for row in itertools.islice(rows, height):  # array('H') rows in native byte order
-            pixels[count] = np.frombuffer(row, np.uint16)
-            count += 1
-        if count != height:
-            raise ImageReadError(f"{path}: cannot decode image (pixel data has {count} of {height} rows)")
-    pixels = pixels.reshape(height, width, planes)
-    if planes == 2:  # grey + alpha becomes RGBA, as 'LA' does
-        return np.concatenate([np.repeat(pixels[..., :1], 3, axis=2), pixels[..., 1:]], axis=2), "LA"
-    if planes == 3 and "transparent" in info:  # tRNS: one fully transparent colour
-        opaque = np.any(pixels != np.array(info["transparent"], np.uint16), axis=2, keepdims=True)
-        return np.concatenate([pixels, opaque.astype(np.uint16) * np.uint16(65535)], axis=2), "RGBA"
-    return pixels, "RGBA" if planes == 4 else "RGB"
-
-
-def _read_tiff16(path: Path, im: ImageFile.ImageFile) -> tuple[np.ndarray, str] | None:
-    """The first page of a 16-bit RGB(A) TIFF, decoded with tifffile; None if it needs imagecodecs."""
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
-        if page.compression not in tifffile.TIFF.DECOMPRESSORS:
-            warnings.warn(
-                f"{path}: decoding this 16-bit TIFF at 8 bits: its {page.compression.name} compression "
-                "needs the 'imagecodecs' package (pip install imagecodecs) to keep 16 bits",
-                stacklevel=4,
-            )
-            return None
-        pixels = page.asarray()
-        if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
-            pixels = np.moveaxis(pixels, 0, -1)
-        premultiplied = page.extrasamples[:1] == (tifffile.EXTRASAMPLE.ASSOCALPHA,)
-    channels = 3 if im.mode in ("RGB", "RGBX") else 4  # Pillow's reading of ExtraSamples
-    # Pillow gives a TIFF's size after orientation: 5 to 8 swap width and height.
-    stored = (im.width, im.height) if im.tag_v2.get(_ORIENTATION) in (5, 6, 7, 8) else (im.height, im.width)
-    if pixels.ndim != 3 or pixels.shape[:2] != stored or pixels.shape[2] < channels:
-        raise ImageReadError(f"{path}: unexpected 16-bit TIFF layout {pixels.shape} for {im.size}")
-    pixels = np.ascontiguousarray(pixels[..., :channels], dtype=np.uint16)
-    if channels == 4 and premultiplied:  # associated alpha: un-premultiply, as Pillow does
-        pixels = _unpremultiply_u16(pixels)
-    return pixels, "RGBA" if channels == 4 else "RGB"
-
-
-def _header_exif(im: ImageFile.ImageFile, path: Path) -> Image.Exif:
-    """``im.getexif()`` without decoding the pixels (for images decoded by pypng or tifffile)."""
-    if im.format != "PNG":
-        return im.getexif()  # a TIFF's EXIF is its header
-    if "exif" not in im.info:
-        # Pillow finds an eXIf chunk after the pixel data only while decoding them; look for it here.
-        with open(path, "rb") as f:
-            found = next((data for kind, data in png.Reader(file=f).chunks() if kind == b"eXIf"), None)
-        if found is not None:
-            im.info["exif"] = _PNG_EXIF_PREFIX + found
-    return Image.Image.getexif(im)  # the base method: PngImageFile's would decode the pixels first
-
-
-def _read_dpi(im: ImageFile.ImageFile) -> tuple[float, float] | None:
-    """The (x, y) dots per inch the file states; None for none (Pillow reads a TIFF without any as 1 dpi)."""
-    dpi = im.info.get("dpi")
-    if not dpi or (im.format == "TIFF" and _TIFF_X_RESOLUTION not in im.tag_v2):
-        return None
-    x, y = float(dpi[0]), float(dpi[1])
-    return (x, y) if 0 < x < float("inf") and 0 < y < float("inf") else None
-
-
-def _read_xmp(im: ImageFile.ImageFile) -> bytes | None:
-    """The XMP packet as Pillow finds it (PNG iTXt, JPEG APP1, TIFF tag 700, WebP chunk), else None."""
-    xmp = im.info.get("xmp")
-    if isinstance(xmp, str):
-        xmp = xmp.encode()
-    return xmp if isinstance(xmp, bytes) and xmp else None
-
-
-def _descriptive_tiff_exif(tags: Image.Exif) -> Image.Exif:
-    """The descriptive tags and EXIF/GPS sub-IFDs of a TIFF header, without layout tags."""
-    kept = Image.Exif()
-    for tag in _TIFF_EXIF_TAGS & tags.keys():
-        kept[tag] = tags.get_ifd(tag) if tag in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo) else tags[tag]
-    description = kept.get(ExifTags.Base.ImageDescription)
-    if isinstance(description, str) and description.startswith('{"shape":'):  # tifffile's layout note, not a caption
-        del kept[ExifTags.Base.ImageDescription]
-    return kept
 
 
 def pil_to_array(im: Image.Image) -> tuple[np.ndarray, str]:
@@ -467,12 +300,6 @@ def pil_to_array(im: Image.Image) -> tuple[np.ndarray, str]:
         return np.array(im.convert("L"))[..., None], "L"
     mode = "RGBA" if has_alpha else "RGB"
     return np.array(im.convert(mode)), "LA" if im.mode in ("1", "L", "LA") and has_alpha else mode
-
-
-def _matching_icc(icc: bytes | None, channels: int) -> bytes | None:
-    """``icc`` if its colour space (header bytes 16-20) fits ``channels`` (1 or 2: grey, 3 or 4: RGB), else None."""
-    space = b"GRAY" if channels <= 2 else b"RGB "
-    return icc if icc and icc[16:20] == space else None
 
 
 def _output_format(path: Path | None, format: str | None) -> str:
@@ -553,7 +380,7 @@ def write_image(
             " (use from_float for float arrays)"
         )
     if like is not None and like.mode_hint == "L" and pixels.shape[2] == 3:
-        pixels = _luma(pixels)
+        pixels = luma(pixels)
     check_output_size(path if format is None else fmt, pixels.shape[1], pixels.shape[0])
     if not overwrite and path.exists():
         raise OutputExistsError(f"{path}: already exists (pass overwrite=True to replace it)")
@@ -562,20 +389,20 @@ def write_image(
 
     grey_alpha = like is not None and like.mode_hint == "LA" and pixels.shape[2] == 4
     if grey_alpha and pixels.dtype in _GREY_ALPHA_FORMATS.get(fmt, ()):  # grey plus alpha, as read
-        pixels = np.concatenate([_luma(pixels[..., :3]), pixels[..., 3:]], axis=2)
+        pixels = np.concatenate([luma(pixels[..., :3]), pixels[..., 3:]], axis=2)
     if pixels.dtype == np.uint16 and fmt not in _SIXTEEN_BIT_FORMATS:
-        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        pixels = u16_to_u8(pixels)
     if fmt == "WEBP" and pixels.shape[2] == 1:  # WebP has no grayscale; a gray ICC profile would not fit
         pixels = np.repeat(pixels, 3, axis=2)
-    meta = _metadata(like, fmt, pixels.shape) if like is not None and fmt in _METADATA_FORMATS else _Metadata()
+    meta = carried_metadata(like, fmt, pixels.shape) if like is not None and fmt in _METADATA_FORMATS else Metadata()
 
     if pixels.dtype == np.uint16 and pixels.shape[2] > 1:  # 16-bit colour: Pillow would drop to 8 bits
-        write16 = _write_png16 if fmt == "PNG" else _write_tiff16
+        write16 = write_png16 if fmt == "PNG" else write_tiff16
         _atomic_save(path, lambda f: write16(f, pixels, meta))
         return path
 
     im = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
-    params = _pillow_params(fmt, meta)
+    params = pillow_params(fmt, meta)
     if fmt in ("JPEG", "WEBP"):
         params["quality"] = quality
     if fmt == "JPEG":
@@ -584,136 +411,15 @@ def write_image(
     return path
 
 
-def _metadata(like: ImageData, fmt: str, shape: tuple[int, ...]) -> _Metadata:
-    """What an output of ``fmt`` and ``shape`` (HxWxC) carries over from ``like``."""
-    same = like.format == fmt or (like.format, fmt) == ("MPO", "JPEG")
-    compression = like.compression if same else None
-    return _Metadata(
-        icc=_matching_icc(like.icc_profile, shape[2]),
-        exif=image_meta.exif_with_size(like.exif, shape[1], shape[0]) if like.exif else None,
-        dpi=like.dpi if fmt != "WEBP" else None,
-        xmp=like.xmp if fmt != "JPEG" or len(like.xmp or b"") <= _JPEG_MAX_XMP else None,
-        png_chunks=like.png_chunks if same and fmt == "PNG" else (),
-        comment=like.comment if same and fmt == "JPEG" else None,
-        iptc=like.iptc if same and fmt == "JPEG" else None,
-        tiff_compression=image_meta.TIFF_COMPRESSIONS.get(compression or "") if fmt == "TIFF" else None,
-        lossless=fmt == "WEBP" and compression == "lossless",
-    )
-
-
-@dataclass(frozen=True)
-class _Metadata:
-    """What an output carries over from its input (each None when absent or unsupported by the format)."""
-
-    icc: bytes | None = None
-    exif: bytes | None = None
-    dpi: tuple[float, float] | None = None
-    xmp: bytes | None = None
-    png_chunks: tuple[tuple[bytes, bytes], ...] = ()
-    comment: bytes | None = None
-    iptc: bytes | None = None
-    tiff_compression: tuple[str, str] | None = None  # (Pillow's name, tifffile's name)
-    lossless: bool = False  # WebP
-
-
-def _pillow_params(fmt: str, meta: _Metadata) -> dict[str, object]:
-    """Pillow ``save`` arguments carrying ``meta`` to ``fmt``: XMP is an iTXt chunk in PNG and tag 700 in TIFF."""
-    params: dict[str, object] = {"icc_profile": meta.icc, "exif": meta.exif, "dpi": meta.dpi,
-                                 "comment": meta.comment, "lossless": meta.lossless,
-                                 "extra": image_meta.jpeg_app13(meta.iptc) if meta.iptc else None,
-                                 "compression": meta.tiff_compression[0] if meta.tiff_compression else None}
-    if params["compression"] in ("tiff_lzw", "tiff_adobe_deflate"):
-        params["tiffinfo"] = {_TIFF_PREDICTOR: 2}  # horizontal differencing: a third smaller, as tifffile's 16-bit
-    if (meta.xmp or meta.png_chunks) and fmt == "PNG":
-        info = PngImagePlugin.PngInfo()
-        for kind, data in meta.png_chunks:  # Pillow writes these before the pixel data, sRGB only without iCCP
-            info.add(kind, data)
-        if meta.xmp:
-            info.add_itxt(_PNG_XMP_KEY, meta.xmp)
-        params["pnginfo"] = info
-    elif meta.xmp and fmt == "TIFF":  # Pillow's TIFF writer takes XMP only as a tag beside the EXIF ones
-        tags = Image.Exif()
-        if meta.exif:
-            tags.load(meta.exif)
-        tags[_TIFF_XMP] = meta.xmp
-        params["exif"] = tags
-    elif meta.xmp:
-        params["xmp"] = meta.xmp
-    return {key: value for key, value in params.items() if value}
-
-
-class _PngWriter(png.Writer):
-    """pypng's writer plus extra chunks (iCCP, eXIf) right after IHDR, before the pixel data."""
-
-    def __init__(self, *args: object, extra_chunks: list[tuple[bytes, bytes]], **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.extra_chunks = extra_chunks
-
-    def write_preamble(self, outfile: BinaryIO) -> None:
-        super().write_preamble(outfile)
-        for kind, data in self.extra_chunks:
-            png.write_chunk(outfile, kind, data)
-
-
-def _write_png16(f: BinaryIO, pixels: np.ndarray, meta: _Metadata) -> None:
-    """Write HxWx2/3/4 uint16 as a 16-bit grey + alpha, RGB or RGBA PNG with pypng."""
-    height, width, channels = pixels.shape
-    chunks = [(kind, data) for kind, data in meta.png_chunks if not (kind == b"sRGB" and meta.icc)]  # as Pillow
-    if meta.icc:  # profile name, NUL, compression method 0 (zlib), compressed profile
-        chunks.append((b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(meta.icc)))
-    if meta.exif:
-        chunks.append((b"eXIf", meta.exif.removeprefix(_PNG_EXIF_PREFIX)))
-    if meta.dpi:  # pixels per metre, unit 1 (metre), rounded as Pillow does
-        chunks.append((b"pHYs", struct.pack(">IIB", *(int(d / _INCH + 0.5) for d in meta.dpi), 1)))
-    if meta.xmp:  # keyword, NUL, uncompressed, method 0, no language, no translated keyword
-        chunks.append((b"iTXt", _PNG_XMP_KEY + b"\x00\x00\x00\x00\x00" + meta.xmp))
-    writer = _PngWriter(width, height, greyscale=channels == 2, alpha=channels in (2, 4), bitdepth=16,
-                        extra_chunks=chunks)
-    # Rows as big-endian bytes, one at a time (no full-size copy).
-    writer.write_packed(f, (pixels[y].astype(">u2").tobytes() for y in range(height)))
-
-
-def _write_tiff16(f: BinaryIO, pixels: np.ndarray, meta: _Metadata) -> None:
-    """Write HxWx3/4 uint16 as a 16-bit RGB/RGBA TIFF with tifffile, compressed as ``meta`` says (with the
-    horizontal predictor), else uncompressed."""
-    tags: list[tuple[int, str, int, object, bool]] = []
-    if meta.xmp:
-        tags.append((_TIFF_XMP, "B", len(meta.xmp), meta.xmp, True))
-    if meta.exif:
-        loaded = Image.Exif()
-        loaded.load(meta.exif)
-        for tag in sorted(_TIFF16_ASCII_TAGS & loaded.keys()):
-            value = loaded[tag]
-            if isinstance(value, str):
-                value = value.encode("ascii", "replace")  # TIFF ASCII is 7-bit, as Pillow writes it
-            if isinstance(value, bytes):
-                tags.append((tag, "s", 0, value, True))
-        if isinstance(loaded.get(_ORIENTATION), int):
-            tags.append((_ORIENTATION, "H", 1, loaded[_ORIENTATION], True))
-    compression = meta.tiff_compression[1] if meta.tiff_compression else None
-    if compression == "lzw" and tifffile.COMPRESSION.LZW not in tifffile.TIFF.COMPRESSORS:
-        compression = "zlib"  # LZW encoding needs imagecodecs; Deflate is built in
-    tifffile.imwrite(
-        tifffile.FileHandle(f, name="output.tif"),  # named: tifffile cannot use an fd-opened file's int name
-        pixels,
-        photometric="rgb",
-        planarconfig="contig",
-        extrasamples=("unassalpha",) if pixels.shape[2] == 4 else None,
-        compression=compression,
-        predictor=compression in ("lzw", "zlib"),
-        iccprofile=meta.icc,
-        resolution=meta.dpi,
-        resolutionunit="INCH" if meta.dpi else None,
-        metadata=None,  # no JSON shape description
-        software=False,
-        extratags=tags,
-    )
-
-
-def _luma(rgb: np.ndarray) -> np.ndarray:
+def luma(rgb: np.ndarray) -> np.ndarray:
     """HxWx3 uint8/uint16 to HxWx1 of the same dtype with BT.601 weights."""
     y = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return np.clip(np.rint(y), 0, np.iinfo(rgb.dtype).max).astype(rgb.dtype)[..., None]
+
+
+def u16_to_u8(pixels: np.ndarray) -> np.ndarray:
+    """uint16 pixels as the nearest uint8 ones: round(x * 255 / 65535), computed as (x + 128) // 257."""
+    return ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
 def _atomic_save(path: Path, save: Callable[[BinaryIO], object]) -> None:
@@ -724,34 +430,7 @@ def _atomic_save(path: Path, save: Callable[[BinaryIO], object]) -> None:
         raise ImageWriteError(f"{path}: cannot write image ({e})") from e
 
 
-def _max_value(dtype: np.dtype) -> float:
-    """Full-scale value: 255, 65535, or 1.0 for floats."""
-    if dtype in (np.uint8, np.uint16):
-        return float(np.iinfo(dtype).max)
-    if np.issubdtype(dtype, np.floating):
-        return 1.0
-    raise ValueError(f"expected uint8, uint16 or float pixels, got {dtype}")
-
-
-def to_float(pixels: np.ndarray) -> np.ndarray:
-    """uint8/uint16 pixels as float32 in [0, 1]; float input is only cast to float32."""
-    return np.divide(pixels, _max_value(pixels.dtype), dtype=np.float32)
-
-
 def from_float(arr: np.ndarray, dtype: DTypeLike = np.uint8) -> np.ndarray:
-    """Float pixels in [0, 1] to uint8/uint16: scaled, rounded and clipped; NaN becomes 0."""
-    dtype = np.dtype(dtype)
-    if dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"dtype must be uint8 or uint16, got {dtype}")
-    top = _max_value(dtype)
-    scaled = np.nan_to_num(np.asarray(arr, dtype=np.float32) * np.float32(top), nan=0.0)
-    return np.clip(np.rint(scaled), 0, top).astype(dtype)
-
-
-def _unpremultiply_u16(rgba: np.ndarray) -> np.ndarray:
-    """Associated (premultiplied) uint16 RGBA -> straight alpha; colour is 0 where alpha is 0."""
-    alpha = rgba[..., 3:].astype(np.float64)
-    rgb = np.divide(rgba[..., :3] * 65535.0, alpha, out=np.zeros(rgba.shape[:2] + (3,)), where=alpha > 0)
-    out = rgba.copy()
-    out[..., :3] = np.rint(np.clip(rgb, 0, 65535))
-    return out
+    """Float pixels in [0, 1] to uint8/uint16: clipped, scaled and rounded half up as everywhere else
+    (:func:`~subpixel.ops.pixels.quantize_np`); NaN becomes 0."""
+    return quantize_np(np.nan_to_num(np.asarray(arr, dtype=np.float32), nan=0.0), dtype)

@@ -1,27 +1,51 @@
-"""Format details an upscaled image carries over from its input, for :mod:`subpixel.io.image`.
+"""Metadata an upscaled image carries over from its input, for :mod:`subpixel.io.image` and
+:mod:`subpixel.io.image16`.
 
-PNG text and colour chunks, a JPEG's comment and IPTC record, whether a WebP is lossless, a TIFF's
-compression, the EXIF pixel dimensions; also the frame count of animations and multi-page TIFF,
-the name of a recognised but unsupported format, and CMYK to sRGB through the file's ICC profile.
+Reading it (ICC profile, EXIF, XMP, resolution) and choosing what an output of a given format keeps
+(:class:`Metadata`, :func:`carried_metadata`, :func:`pillow_params`); PNG text and colour chunks, a JPEG's
+comment and IPTC record, whether a WebP is lossless, a TIFF's compression, the EXIF pixel dimensions; also
+the frame count of animations and multi-page TIFF, the name of a recognised but unsupported format, and CMYK
+to sRGB through the file's ICC profile.
 """
 
 from __future__ import annotations
 
 import io
 import struct
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import png
 import tifffile
-from PIL import ExifTags, Image, ImageCms
+from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin
+
+if TYPE_CHECKING:
+    from subpixel.io.image import ImageData
 
 __all__ = [
+    "PNG_EXIF_PREFIX",
+    "PNG_XMP_KEY",
     "TIFF_COMPRESSIONS",
+    "TIFF_EXIF_TAGS",
+    "TIFF_XMP",
+    "Metadata",
+    "apply_cmyk_profile",
+    "carried_metadata",
     "cmyk_to_srgb",
+    "descriptive_tiff_exif",
     "exif_with_size",
+    "format_details",
     "frame_count",
+    "header_exif",
     "jpeg_app13",
     "jpeg_iptc",
+    "matching_icc",
+    "pillow_params",
     "png_chunks",
+    "read_dpi",
+    "read_xmp",
     "unsupported_format",
     "webp_is_lossless",
 ]
@@ -53,6 +77,25 @@ _JPEG_MAX_SEGMENT = 65533  # bytes of data one JPEG marker segment holds
 _PIXEL_X_DIMENSION, _PIXEL_Y_DIMENSION = 0xA002, 0xA003
 
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
+
+PNG_EXIF_PREFIX = b"Exif\x00\x00"  # Pillow's EXIF bytes start with this; an eXIf chunk does not
+PNG_XMP_KEY = b"XML:com.adobe.xmp"  # the iTXt keyword of XMP in PNG
+_JPEG_MAX_XMP = 65504  # bytes of XMP one JPEG APP1 marker holds (larger, "extended" XMP is left out)
+TIFF_XMP, _TIFF_X_RESOLUTION, _TIFF_PREDICTOR = 700, 282, 317
+# A TIFF's "EXIF" is its whole header; only these descriptive IFD0 tags are carried over.
+TIFF_EXIF_TAGS = frozenset(
+    {
+        ExifTags.Base.ImageDescription,
+        ExifTags.Base.Make,
+        ExifTags.Base.Model,
+        ExifTags.Base.Software,
+        ExifTags.Base.DateTime,
+        ExifTags.Base.Artist,
+        ExifTags.Base.Copyright,
+        ExifTags.IFD.Exif,
+        ExifTags.IFD.GPSInfo,
+    }
+)
 
 
 def png_chunks(path: Path) -> tuple[tuple[bytes, bytes], ...]:
@@ -195,3 +238,136 @@ def cmyk_to_srgb(im: Image.Image) -> Image.Image | None:
         )
     except (ImportError, OSError, ValueError, ImageCms.PyCMSError):  # ImportError: Pillow built without littleCMS
         return None
+
+
+def format_details(im: ImageFile.ImageFile, path: Path) -> dict[str, object]:
+    """The :class:`ImageData` fields carried only within a format: compression, PNG chunks, JPEG comment and IPTC."""
+    if im.format == "TIFF":
+        return {"compression": im.info.get("compression")}
+    if im.format == "WEBP":
+        return {"compression": "lossless" if webp_is_lossless(path) else "lossy"}
+    if im.format == "PNG":
+        return {"png_chunks": png_chunks(path)}
+    if im.format in ("JPEG", "MPO"):  # MPO: a JPEG with further images (MPF) after the first
+        comment = im.info.get("comment")
+        return {"comment": comment if isinstance(comment, bytes) and comment else None,
+                "iptc": jpeg_iptc(im.info.get("photoshop"))}
+    return {}
+
+
+def apply_cmyk_profile(im: Image.Image, path: Path) -> Image.Image:
+    """A CMYK image with a CMYK ICC profile as sRGB through that profile, else ``im`` as it is (for the
+    plain conversion of :func:`~subpixel.io.image.pil_to_array`, which drops the profile too)."""
+    icc = im.info.get("icc_profile")
+    if im.mode != "CMYK" or not isinstance(icc, bytes) or icc[16:20] != b"CMYK":
+        return im
+    converted = cmyk_to_srgb(im)
+    if converted is None:
+        warnings.warn(f"{path}: its CMYK ICC profile cannot be used; converting to RGB without it", stacklevel=3)
+        return im
+    return converted
+
+
+def header_exif(im: ImageFile.ImageFile, path: Path) -> Image.Exif:
+    """``im.getexif()`` without decoding the pixels (for images decoded by pypng or tifffile)."""
+    if im.format != "PNG":
+        return im.getexif()  # a TIFF's EXIF is its header
+    if "exif" not in im.info:
+        # Pillow finds an eXIf chunk after the pixel data only while decoding them; look for it here.
+        with open(path, "rb") as f:
+            found = next((data for kind, data in png.Reader(file=f).chunks() if kind == b"eXIf"), None)
+        if found is not None:
+            im.info["exif"] = PNG_EXIF_PREFIX + found
+    return Image.Image.getexif(im)  # the base method: PngImageFile's would decode the pixels first
+
+
+def read_dpi(im: ImageFile.ImageFile) -> tuple[float, float] | None:
+    """The (x, y) dots per inch the file states; None for none (Pillow reads a TIFF without any as 1 dpi)."""
+    dpi = im.info.get("dpi")
+    if not dpi or (im.format == "TIFF" and _TIFF_X_RESOLUTION not in im.tag_v2):
+        return None
+    x, y = float(dpi[0]), float(dpi[1])
+    return (x, y) if 0 < x < float("inf") and 0 < y < float("inf") else None
+
+
+def read_xmp(im: ImageFile.ImageFile) -> bytes | None:
+    """The XMP packet as Pillow finds it (PNG iTXt, JPEG APP1, TIFF tag 700, WebP chunk), else None."""
+    xmp = im.info.get("xmp")
+    if isinstance(xmp, str):
+        xmp = xmp.encode()
+    return xmp if isinstance(xmp, bytes) and xmp else None
+
+
+def descriptive_tiff_exif(tags: Image.Exif) -> Image.Exif:
+    """The descriptive tags and EXIF/GPS sub-IFDs of a TIFF header, without layout tags."""
+    kept = Image.Exif()
+    for tag in TIFF_EXIF_TAGS & tags.keys():
+        kept[tag] = tags.get_ifd(tag) if tag in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo) else tags[tag]
+    description = kept.get(ExifTags.Base.ImageDescription)
+    if isinstance(description, str) and description.startswith('{"shape":'):  # tifffile's layout note, not a caption
+        del kept[ExifTags.Base.ImageDescription]
+    return kept
+
+
+def matching_icc(icc: bytes | None, channels: int) -> bytes | None:
+    """``icc`` if its colour space (header bytes 16-20) fits ``channels`` (1 or 2: grey, 3 or 4: RGB), else None."""
+    space = b"GRAY" if channels <= 2 else b"RGB "
+    return icc if icc and icc[16:20] == space else None
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """What an output carries over from its input (each None when absent or unsupported by the format)."""
+
+    icc: bytes | None = None
+    exif: bytes | None = None
+    dpi: tuple[float, float] | None = None
+    xmp: bytes | None = None
+    png_chunks: tuple[tuple[bytes, bytes], ...] = ()
+    comment: bytes | None = None
+    iptc: bytes | None = None
+    tiff_compression: tuple[str, str] | None = None  # (Pillow's name, tifffile's name)
+    lossless: bool = False  # WebP
+
+
+def carried_metadata(like: ImageData, fmt: str, shape: tuple[int, ...]) -> Metadata:
+    """What an output of ``fmt`` and ``shape`` (HxWxC) carries over from ``like``."""
+    same = like.format == fmt or (like.format, fmt) == ("MPO", "JPEG")
+    compression = like.compression if same else None
+    return Metadata(
+        icc=matching_icc(like.icc_profile, shape[2]),
+        exif=exif_with_size(like.exif, shape[1], shape[0]) if like.exif else None,
+        dpi=like.dpi if fmt != "WEBP" else None,
+        xmp=like.xmp if fmt != "JPEG" or len(like.xmp or b"") <= _JPEG_MAX_XMP else None,
+        png_chunks=like.png_chunks if same and fmt == "PNG" else (),
+        comment=like.comment if same and fmt == "JPEG" else None,
+        iptc=like.iptc if same and fmt == "JPEG" else None,
+        tiff_compression=TIFF_COMPRESSIONS.get(compression or "") if fmt == "TIFF" else None,
+        lossless=fmt == "WEBP" and compression == "lossless",
+    )
+
+
+def pillow_params(fmt: str, meta: Metadata) -> dict[str, object]:
+    """Pillow ``save`` arguments carrying ``meta`` to ``fmt``: XMP is an iTXt chunk in PNG and tag 700 in TIFF."""
+    params: dict[str, object] = {"icc_profile": meta.icc, "exif": meta.exif, "dpi": meta.dpi,
+                                 "comment": meta.comment, "lossless": meta.lossless,
+                                 "extra": jpeg_app13(meta.iptc) if meta.iptc else None,
+                                 "compression": meta.tiff_compression[0] if meta.tiff_compression else None}
+    if params["compression"] in ("tiff_lzw", "tiff_adobe_deflate"):
+        params["tiffinfo"] = {_TIFF_PREDICTOR: 2}  # horizontal differencing: a third smaller, as tifffile's 16-bit
+    if (meta.xmp or meta.png_chunks) and fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        for kind, data in meta.png_chunks:  # Pillow writes these before the pixel data, sRGB only without iCCP
+            info.add(kind, data)
+        if meta.xmp:
+            info.add_itxt(PNG_XMP_KEY, meta.xmp)
+        params["pnginfo"] = info
+    elif meta.xmp and fmt == "TIFF":  # Pillow's TIFF writer takes XMP only as a tag beside the EXIF ones
+        tags = Image.Exif()
+        if meta.exif:
+            tags.load(meta.exif)
+        tags[TIFF_XMP] = meta.xmp
+        params["exif"] = tags
+    elif meta.xmp:
+        params["xmp"] = meta.xmp
+    return {key: value for key, value in params.items() if value}

@@ -8,8 +8,12 @@ from subpixel.models.base import SRNet
 from subpixel.models.registry import register
 from subpixel.ops.resize import imresize
 
+__all__ = ["Interpolation", "Bicubic", "Lanczos"]
 
-class _Interpolation(SRNet):
+
+class Interpolation(SRNet):
+    """A fixed resampling kernel, no parameters: what ``isinstance`` tells apart from a learned network."""
+
     kernel = "bicubic"
     receptive_field = 3
 
@@ -22,14 +26,14 @@ class _Interpolation(SRNet):
 
 
 @register("bicubic", scales=None, interpolation=True)
-class Bicubic(_Interpolation):
+class Bicubic(Interpolation):
     """MATLAB imresize bicubic (the field's baseline)."""
 
     kernel = "bicubic"
 
 
 @register("lanczos", scales=None, interpolation=True)
-class Lanczos(_Interpolation):
+class Lanczos(Interpolation):
     """MATLAB imresize Lanczos-3."""
 
     kernel = "lanczos3"

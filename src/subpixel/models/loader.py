@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import torch
 
 from subpixel.engine.device import resolve_device
 from subpixel.errors import SubpixelError
-from subpixel.models.registry import architectures, build, get_spec
+from subpixel.models.registry import architectures, build, check_scale, get_spec
 from subpixel.models.weights import is_weights_path, load_net, shipped_models
 from subpixel.upscaler import Upscaler
 
@@ -70,9 +69,7 @@ def _load(name_or_path: str | Path, scale: int | None, device: torch.device, pre
     from subpixel.engine import make_engine
 
     if scale is not None:
-        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or scale != int(scale) or scale < 1:
-            raise SubpixelError(f"scale must be a positive whole number, got {scale!r}")
-        scale = int(scale)  # 2.0 or numpy.int64(2) are fine
+        scale = check_scale(scale)
     path = Path(name_or_path)
     if is_weights_path(path):
         if not path.is_file():

@@ -12,7 +12,7 @@ from typing import TypeVar
 from subpixel.errors import SubpixelError
 from subpixel.models.base import SRNet
 
-__all__ = ["ArchSpec", "register", "build", "check_counts", "get_spec", "architectures"]
+__all__ = ["ArchSpec", "register", "build", "check_counts", "check_scale", "get_spec", "architectures"]
 
 T = TypeVar("T", bound=type[SRNet])
 
@@ -87,7 +87,7 @@ def check_counts(name: str, kwargs: dict[str, object], label: str | None = None)
             raise SubpixelError(f"{label}{key} must be a positive integer, got {value!r}")
 
 
-def _check_scale(scale: object) -> int:
+def check_scale(scale: object) -> int:
     """``scale`` as an int: a whole number >= 1 (``2.0`` and ``numpy.int64(2)`` are fine, ``True`` is not)."""
     if (isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale)
             or scale != int(scale) or scale < 1):
@@ -99,7 +99,7 @@ def build(name: str, scale: int, **kwargs: object) -> SRNet:
     """Instantiate architecture ``name`` for ``scale`` (a whole number >= 1, else :class:`SubpixelError`); channel
     and layer counts must be positive integers."""
     spec = get_spec(name)
-    scale = _check_scale(scale)
+    scale = check_scale(scale)
     if spec.scales is not None and scale not in spec.scales:
         raise SubpixelError(f"{name} supports scales {', '.join(map(str, spec.scales))}, not x{scale}")
     check_counts(name, kwargs)

@@ -21,7 +21,7 @@ from subpixel.models.base import SRNet
 from subpixel.models.registry import architectures, build
 
 __all__ = ["ShippedModel", "shipped_models", "find_shipped", "card_path", "read_card", "load_net", "save_weights",
-           "state_dict_on_cpu", "is_weights_path", "WEIGHTS_DIR"]
+           "state_dict_on_cpu", "is_weights_path", "check_state", "WEIGHTS_DIR"]
 
 WEIGHTS_DIR = Path(str(resources.files("subpixel") / "weights"))
 
@@ -103,7 +103,7 @@ def load_net(weights: Path, card: dict[str, Any] | None = None) -> tuple[SRNet, 
         state = load_file(str(weights))
     except Exception as err:  # safetensors raises its own types for corrupt headers
         raise SubpixelError(f"cannot read weights {weights}: {err}") from None
-    _check_state(net.state_dict(), state, f"weights {weights} do not fit {card['architecture']} x{net.scale}")
+    check_state(net.state_dict(), state, f"weights {weights} do not fit {card['architecture']} x{net.scale}")
     net.load_state_dict(state)
     return net.eval(), card
 
@@ -118,12 +118,16 @@ def _build(card: dict[str, Any], weights: Path) -> SRNet:
                             f"x{card['scale']}: {first_line(err)}") from err
 
 
-def _check_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], unfit: str) -> None:
+def check_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], unfit: str,
+                optional: tuple[str, ...] = ()) -> None:
     """Raise ``unfit`` plus the first tensor of ``state`` that is missing, extra, misshapen, not floating point
-    where ``own``'s is, or not finite."""
+    where ``own``'s is, or not finite. Tensors of ``own`` whose names start with a prefix in ``optional`` may be
+    missing (they keep their own values)."""
     for key, ref in own.items():
         tensor = state.get(key)
         if tensor is None:
+            if key.startswith(optional):
+                continue
             raise SubpixelError(f"{unfit}: tensor {key} is missing")
         if tensor.shape != ref.shape:
             raise SubpixelError(f"{unfit}: tensor {key} has shape {list(tensor.shape)}, not {list(ref.shape)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["BT601_MATRIX", "BT601_OFFSET", "rgb_to_y", "rgb_to_ycbcr", "ycbcr_to_rgb"]
+__all__ = ["BT601_MATRIX", "BT601_OFFSET", "rgb_to_y"]
 
 # MATLAB rgb2ycbcr for [0, 255] inputs: ycbcr = BT601_OFFSET + BT601_MATRIX @ rgb / 255.
 BT601_MATRIX = np.array(
@@ -27,14 +27,3 @@ def rgb_to_y(rgb: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     x = np.asarray(rgb, dtype=np.float64)
     return 16.0 + x @ (BT601_MATRIX[0] / 255.0)
 
-
-def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
-    """Full BT.601 YCbCr (float) from an ``(H, W, 3)`` RGB array in [0, 255]."""
-    x = np.asarray(rgb, dtype=np.float64)
-    return x @ (BT601_MATRIX.T / 255.0) + BT601_OFFSET
-
-
-def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`rgb_to_ycbcr` (float, unclipped)."""
-    x = np.asarray(ycc, dtype=np.float64) - BT601_OFFSET
-    return x @ (np.linalg.inv(BT601_MATRIX).T * 255.0)

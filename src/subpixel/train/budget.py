@@ -9,15 +9,18 @@ another run's total so that both train for the same iterations.
 from __future__ import annotations
 
 import json
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from subpixel.io.atomic import write_atomic
 
-__all__ = ["IterationBudget", "BUDGET_FILE", "fitted_total"]
+__all__ = ["IterationBudget", "BUDGET_FILE", "fitted_total", "resumed_total"]
 
 BUDGET_FILE = "budget.json"
 
@@ -170,3 +173,16 @@ def fitted_total(meta: dict[str, Any]) -> int | None:
     """
     total = (meta.get("budget") or {}).get("total")
     return total if isinstance(total, int) else None
+
+
+def resumed_total(meta: dict[str, Any], total: int, path: Path, fixed_iters: bool, key: str, say: bool) -> int:
+    """The total iterations a run resumed from checkpoint ``path`` (its ``meta``) continues with: the total its
+    budget last fitted, if it has one and ``fixed_iters`` (``--max-iters``) does not hold the recipe's ``total``
+    (recipe key ``key``); when that replaces ``total`` and ``say``, the progress stream says so."""
+    fitted = fitted_total(meta)
+    if fixed_iters or fitted is None or fitted == total:
+        return total
+    if say:
+        tqdm.write(f"{key} {fitted} (the --budget fit of checkpoint {path.name}), not the recipe's {total}",
+                   file=sys.stderr)
+    return fitted

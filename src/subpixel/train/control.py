@@ -11,15 +11,18 @@ divergence check both trainers share live here too.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
-from subpixel.errors import SubpixelError
+from subpixel.errors import Interrupted, SubpixelError
 from subpixel.train.budget import IterationBudget
 from subpixel.train.checkpoint import latest_checkpoint
 from subpixel.train.config import ConfigError
@@ -53,9 +56,26 @@ class RunControl:
             finally:
                 self._pending, self._ballot = (lambda: False), None
 
-    def refit(self, done: int, total: int) -> int | None:
-        """After step ``done``: the budget's new total iterations when it changes, else None."""
-        return self.budget.update(done, total) if self.budget is not None else None
+    def refit(self, done: int, total: int, meta: dict[str, Any], run_dir: Path, bar: tqdm, key: str,
+              say: bool) -> int | None:
+        """After step ``done`` of ``total``: the budget's new total iterations when it changes, else None.
+
+        A new total is recorded as the budget's record in ``meta`` (what checkpoints and the model card keep),
+        in the run's ``budget.json`` (for runs that follow this one) and as the progress bar's total; with
+        ``say`` the bar says so (recipe key ``key``). The caller sets its recipe's total.
+        """
+        if self.budget is None:
+            return None
+        new = self.budget.update(done, total)
+        if new is None:
+            return None
+        meta["budget"] = self.budget.record()
+        bar.total = new
+        bar.refresh()
+        self.budget.write(run_dir)
+        if say:
+            bar.write(f"iteration budget: {key} set to {new} at iteration {done}")
+        return new
 
     def paused(self) -> None:
         """The time since the last step went to validation or a checkpoint, not training."""
@@ -88,6 +108,17 @@ class RunControl:
             return self._pending()
         ballot, self._ballot = self._ballot, None
         return ballot is not None and ballot()
+
+    def raise_interrupted(self, iteration: int, say: bool) -> NoReturn:
+        """End a session that :meth:`interrupted` stopped, once the checkpoint of step ``iteration`` is written and
+        every rank is past it: rank 0 speaks for the job, so the other ranks raise :class:`Interrupted`; rank 0
+        raises ``KeyboardInterrupt``, or with ``say`` tells how to continue and raises :class:`Interrupted`."""
+        if not self.info.is_main:
+            raise Interrupted
+        if not say:
+            raise KeyboardInterrupt
+        tqdm.write(f"interrupted: checkpoint at iteration {iteration}; continue with --resume", file=sys.stderr)
+        raise Interrupted
 
 
 def _under_torchrun() -> bool:

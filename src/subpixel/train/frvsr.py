@@ -3,13 +3,17 @@
 Each step draws ``batch`` clips of ``frames`` aligned LR/HR crops, runs the network over the
 whole sequence (gradients flow through the recurrence) and minimises
 
-    L1(SR_t, HR_t) averaged over frames  +  flow_weight * MSE(warp(LR_{t-1}, flow_t), LR_t)
+    sr_weight * L1(SR_t, HR_t) averaged over frames  +  flow_weight * flow loss
 
-(the flow term trains FNet without flow ground truth, as in the paper; both losses are computed in
-float32, also when ``amp`` runs the network in bf16/fp16 autocast). ``recurrent: false``
-trains the ablation: the same SR network fed zeros instead of the warped previous estimate, on
-the same batches for the same iterations (and so without FNet or its loss). ``ema > 0`` keeps an
-exponential moving average of the weights, which is what gets exported.
+The flow loss is, with ``flow_loss: warp`` (the default, as in the paper), MSE(warp(LR_{t-1}, flow_t),
+LR_t), which trains FNet without flow ground truth; with ``flow_loss: exact`` it is the mean end-point
+error of FNet's flow against the true motion the synthetic clips were made with
+(:func:`~subpixel.data.clips.exact_flow`). ``sr_weight: 0`` trains FNet alone (the SR network is not
+run), e.g. to pre-train it before joint training. Both losses are computed in float32, also when
+``amp`` runs the network in bf16/fp16 autocast. ``recurrent: false`` trains the ablation: the same SR
+network fed zeros instead of the warped previous estimate, on the same batches for the same
+iterations (and so without FNet or its loss). ``ema > 0`` keeps an exponential moving average of
+the weights, which is what gets exported.
 
 A run directory holds ``checkpoints/iter_*.pt`` (atomic; read with ``weights_only=True``),
 ``recipe.yaml``, ``log.jsonl`` (and the same figures as TensorBoard scalars in ``tb/``),
@@ -25,7 +29,6 @@ import contextlib
 import dataclasses
 import inspect
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,13 +41,20 @@ from tqdm import tqdm
 
 from subpixel.data.clips import ClipSampler, Motion, exact_flow
 from subpixel.data.pairs import fingerprint
-from subpixel.errors import Interrupted, SubpixelError
+from subpixel.errors import SubpixelError
 from subpixel.models.frvsr import FRVSR, check_flow_args, warp
 from subpixel.models.registry import build, check_counts
 from subpixel.models.weights import save_weights
-from subpixel.train.budget import IterationBudget, fitted_total
+from subpixel.train.budget import IterationBudget, resumed_total
 from subpixel.train.checkpoint import checkpoint_path, load_checkpoint, prune, save_atomic
-from subpixel.train.config import AmpChoice, coerce, finite_float, resolve_data_folder, write_recipe
+from subpixel.train.config import (
+    AmpChoice,
+    ScheduleConfig,
+    coerce,
+    finite_float,
+    resolve_data_folder,
+    write_recipe,
+)
 from subpixel.train.control import RunControl, check_finite, check_resume_point, existing_checkpoint
 from subpixel.train.distributed import DistInfo, average_gradients, barrier, distributed
 from subpixel.train.ema import EMA
@@ -56,6 +66,7 @@ from subpixel.train.monitor import (
     read_sessions,
     record_session,
 )
+from subpixel.train.optim import learning_rate
 from subpixel.train.provenance import environment
 from subpixel.train.trainer import AMP_DTYPES, amp_dtype
 from subpixel.train.warm_start import warm_start, warn_if_init_changed
@@ -211,10 +222,6 @@ def _loss_text(cfg: FRVSRConfig) -> str:
     return " + ".join(p for p in (sr, f"{cfg.flow_weight:g} x {flow}") if p)
 
 
-def _cosine_lr(cfg: FRVSRConfig, it: int) -> float:
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * it / cfg.iters))
-
-
 def _same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
     a = FRVSRConfig(**a).to_dict()  # a checkpoint's recipe, keys added since then at their defaults
     return {k: v for k, v in a.items() if k not in _RUNTIME_KEYS} == \
@@ -305,12 +312,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         start = int(ckpt["iteration"])
-        fitted = fitted_total(ckpt.get("meta", {}))
-        if fitted is not None and not fixed_iters and fitted != cfg.iters:
-            if progress and main:
-                tqdm.write(f"iters {fitted} (the --budget fit of checkpoint {last.name}), not the recipe's {cfg.iters}",
-                           file=sys.stderr)
-            cfg.iters = fitted
+        cfg.iters = resumed_total(ckpt.get("meta", {}), cfg.iters, last, fixed_iters, "iters", say=progress and main)
         check_resume_point(last, start, cfg.iters, "iters")
         meta.update(ckpt.get("meta", {}))
         if cfg.init and main:
@@ -328,6 +330,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
         write_recipe(run_dir, cfg.to_dict())
     barrier(info)
     timer = StepTimer(device)
+    schedule = ScheduleConfig("cosine", min_lr=cfg.min_lr)  # no warmup: cosine from lr to min_lr over iters
     wall_before, clock = meta["wall_seconds"], time.perf_counter()
     with (open(run_dir / "log.jsonl", "a") if main else contextlib.nullcontext()) as log, \
             contextlib.closing(ScalarLog(run_dir / "tb" if main else None, start=start)) as board, \
@@ -343,7 +346,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
                 if cfg.flow_loss == "exact" and cfg.recurrent else None
             timer.data_ready()
             for group in opt.param_groups:
-                group["lr"] = _cosine_lr(cfg, it)
+                group["lr"] = learning_rate(it, cfg.iters, cfg.lr, schedule)
             with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
                 loss, parts = frvsr_loss(net, lr, hr, cfg.flow_weight, cfg.sr_weight, true_flow)
             opt.zero_grad(set_to_none=True)
@@ -356,14 +359,9 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
                 ema.update(net, done)
             timer.end()
             bar.update(1)
-            total = control.refit(done, cfg.iters)
+            total = control.refit(done, cfg.iters, meta, run_dir, bar, "iters", say=progress)
             if total is not None:
-                assert budget is not None
-                cfg.iters = bar.total = total
-                meta["budget"] = budget.record()
-                budget.write(run_dir)
-                if progress:
-                    bar.write(f"iteration budget: iters set to {total} at iteration {done}")
+                cfg.iters = total
             if main and (done % cfg.log_every == 0 or done == cfg.iters):  # rank 0's share of the batch
                 bar.set_postfix(loss=f"{loss.item():.4f}")
                 record = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()},
@@ -387,13 +385,9 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
                 control.paused()
             if stopping:  # on every rank after this same step (control.vote agreed on it)
                 barrier(info)  # no rank leaves before rank 0 has written the checkpoint
-                if not main:
-                    raise Interrupted  # rank 0 speaks for the job
-                _record_speed(run_dir, timer, start, done, cfg, info)  # an interrupted session's speed counts too
-                if progress:
-                    bar.write(f"interrupted: checkpoint at iteration {done}; continue with --resume", file=sys.stderr)
-                    raise Interrupted
-                raise KeyboardInterrupt
+                if main:
+                    _record_speed(run_dir, timer, start, done, cfg, info)  # an interrupted session's speed counts too
+                control.raise_interrupted(done, say=progress)
             if out_of_time and done < cfg.iters:
                 if main:
                     _record_speed(run_dir, timer, start, done, cfg, info)

@@ -11,13 +11,13 @@ __all__ = ["deferred_interrupt"]
 
 
 @contextmanager
-def deferred_interrupt(enabled: bool = True, repeat_stops: bool = True) -> Iterator[Callable[[], bool]]:
+def deferred_interrupt(repeat_stops: bool = True) -> Iterator[Callable[[], bool]]:
     """Yield ``pending()``: whether SIGINT arrived. The first SIGINT only sets it, so the loop can end its
     step and save a consistent checkpoint before raising ``KeyboardInterrupt`` itself; a second one
     raises at once, unless not ``repeat_stops`` (under a launcher that forwards the SIGINT it got to
     processes that got the terminal's already, and answers a second Ctrl-C by terminating them itself).
-    A no-op (``pending`` always False) off the main thread or when not ``enabled``."""
-    if not enabled or threading.current_thread() is not threading.main_thread():
+    A no-op (``pending`` always False) off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
         yield lambda: False
         return
     hits = []

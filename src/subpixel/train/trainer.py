@@ -25,11 +25,11 @@ from tqdm import tqdm
 from subpixel.data.pairs import fingerprint, load_pairs, split_images
 from subpixel.data.patches import PatchSampler
 from subpixel.engine.device import cpu_has_native_bf16
-from subpixel.errors import Interrupted, SubpixelError, first_line
+from subpixel.errors import SubpixelError, first_line
 from subpixel.models.base import SRNet
 from subpixel.models.registry import build
 from subpixel.models.weights import state_dict_on_cpu
-from subpixel.train.budget import IterationBudget, fitted_total
+from subpixel.train.budget import IterationBudget, resumed_total
 from subpixel.train.checkpoint import (
     BEST,
     CHECKPOINT_DIR,
@@ -189,7 +189,8 @@ class Trainer:
         ``train.iters``, unless ``fixed_iters`` (``--max-iters``); a new budget refits it from there.
         """
         ckpt = load_checkpoint(path)
-        self._keep_fitted_total(ckpt["meta"], path, fixed_iters)
+        self.cfg.train.iters = resumed_total(ckpt["meta"], self.cfg.train.iters, path, fixed_iters, "train.iters",
+                                             say=self.info.is_main and not self.quiet)
         # the checkpoint's recipe read anew, so keys added since it was written compare as their defaults
         old, new = _flatten(config_to_dict(parse_config(ckpt["config"]))), _flatten(config_to_dict(self.cfg))
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
@@ -232,16 +233,6 @@ class Trainer:
         self._wall_before = ckpt["wall_seconds"]
         if self.info.is_main:
             self._keep_provenance(ckpt["meta"])
-
-    def _keep_fitted_total(self, meta: dict[str, Any], path: Path, fixed_iters: bool) -> None:
-        """Continue with the total iterations of the checkpoint's budget fit, if it has one (not ``fixed_iters``)."""
-        fitted = fitted_total(meta)
-        if fixed_iters or fitted is None or fitted == self.cfg.train.iters:
-            return
-        if self.info.is_main and not self.quiet:
-            tqdm.write(f"train.iters {fitted} (the --budget fit of checkpoint {path.name}), not the recipe's "
-                       f"{self.cfg.train.iters}", file=sys.stderr)
-        self.cfg.train.iters = fitted
 
     def _keep_provenance(self, meta: dict[str, Any]) -> None:
         """Carry the checkpoint's record of the weights the run started from and of the budget that set
@@ -352,10 +343,10 @@ class Trainer:
                     losses += 1
                     bar.update()
                     it = self.iteration
-                    total = control.refit(it, t.iters)
+                    total = control.refit(it, t.iters, self.meta, self.run_dir, bar, "train.iters", say=not self.quiet)
                     if total is not None:
                         assert budget is not None
-                        stop = self._set_total(total, until, bar, budget)
+                        stop = self._set_total(total, until, budget)
                     if it % t.log_every == 0 or it == stop:
                         loss, losses = loss_sum.item() / losses, 0
                         loss_sum.zero_()
@@ -387,17 +378,12 @@ class Trainer:
         if main and speed is not None:
             self._report(speed, first, say=not interrupted)  # an interrupted session's speed counts too
         if interrupted:
-            if not main:
-                raise Interrupted  # rank 0 speaks for the job
-            if self.quiet:
-                raise KeyboardInterrupt
-            tqdm.write(f"interrupted: checkpoint at iteration {self.iteration}; continue with --resume",
-                       file=sys.stderr)
-            raise Interrupted
+            control.raise_interrupted(self.iteration, say=not self.quiet)
         return TrainResult(self.eval_net, self.iteration, self.best, speed)
 
-    def _set_total(self, total: int, until: int | None, bar: tqdm, budget: IterationBudget) -> int:
-        """Apply a budget's new ``train.iters``; returns the new stopping step.
+    def _set_total(self, total: int, until: int | None, budget: IterationBudget) -> int:
+        """Apply a budget's new ``train.iters`` (which :meth:`RunControl.refit` recorded) to the recipe and its
+        file; returns the new stopping step.
 
         A total too short for the schedule (not above ``schedule.warmup`` or a milestone) is kept, with a
         warning: the budget's deadline wins over the schedule running its course.
@@ -406,13 +392,7 @@ class Trainer:
         if problem and (len(budget.fits) == 1 or not schedule_problem(self.cfg.schedule, self.cfg.train.iters)):
             warnings.warn(f"iteration budget: {problem}", stacklevel=3)  # on its first fit, or when newly short
         self.cfg.train.iters = total
-        self.meta["budget"] = budget.record()
-        bar.total = total
-        bar.refresh()
-        budget.write(self.run_dir)
         write_recipe(self.run_dir, config_to_dict(self.cfg))
-        if not self.quiet:
-            bar.write(f"iteration budget: train.iters set to {total} at iteration {self.iteration}")
         return total if until is None else min(until, total)
 
     def _log(self, log: ScalarLog, bar: tqdm, loss: float, speed: tuple[float, float] | None) -> None:

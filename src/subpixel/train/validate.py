@@ -12,6 +12,7 @@ from torch import nn
 
 from subpixel.errors import SubpixelError
 from subpixel.eval.protocol import check_size, score
+from subpixel.ops.pixels import quantize
 
 __all__ = ["evaluate_pairs", "to_uint8", "check_val_images"]
 
@@ -33,8 +34,9 @@ def check_val_images(paths: Sequence[Path], scale: int) -> None:
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Float RGB in [0, 1] -> uint8, clamped and rounded half up as the evaluation does."""
-    return torch.floor(x.float().clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+    """Float RGB in [0, 1] -> uint8, clamped and rounded half up as the evaluation does
+    (:func:`~subpixel.ops.pixels.quantize`)."""
+    return quantize(x)
 
 
 def _hwc(t: torch.Tensor) -> np.ndarray:

@@ -9,8 +9,9 @@ from typing import Any
 
 from safetensors.torch import load_file
 
+from subpixel.errors import SubpixelError
 from subpixel.models.base import SRNet
-from subpixel.models.weights import card_path, read_card
+from subpixel.models.weights import card_path, check_state, read_card
 from subpixel.train.config import ConfigError, resolve_weights_file
 
 __all__ = ["warm_start", "warn_if_init_changed"]
@@ -36,7 +37,8 @@ def _check_card(net: SRNet, arch: str | None, card: dict[str, Any], entry: str, 
 
 def warm_start(net: SRNet, entry: str, fresh: tuple[str, ...] = (), key: str = "model.init",
                arch: str | None = None) -> dict[str, Any]:
-    """Load the ``.safetensors`` weights named by ``entry`` into ``net`` (every tensor, exact shapes).
+    """Load the ``.safetensors`` weights named by ``entry`` into ``net`` (every tensor, exact shapes, floating
+    point where ``net``'s are, finite: :func:`~subpixel.models.weights.check_state`).
 
     Tensors of ``net`` whose names start with a prefix in ``fresh`` may be absent from the file and
     keep their initial values (e.g. the flow network of an FRVSR started from its ablation's
@@ -58,14 +60,14 @@ def warm_start(net: SRNet, entry: str, fresh: tuple[str, ...] = (), key: str = "
     except Exception as err:  # safetensors raises its own types for corrupt headers
         raise ConfigError(f"{key} {entry!r} is not readable safetensors: {err}") from None
     own = net.state_dict()
-    missing = [k for k in own if k not in state and not any(k.startswith(p) for p in fresh)]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [k for k, v in own.items() if k in state and state[k].shape != v.shape]
-    if missing or unexpected or mismatched:
-        folds = type(net).deploy is not SRNet.deploy  # the file may hold the folded inference form
+    try:  # every tensor present (but those ``fresh``), none extra, each shaped, floating point and finite
+        check_state(own, state, f"{key} {entry!r} does not fit the recipe's model", optional=fresh)
+    except SubpixelError as err:
+        # the file may hold the folded inference form (other tensor names or shapes)
+        folds = type(net).deploy is not SRNet.deploy and {k: v.shape for k, v in state.items()} != \
+            {k: v.shape for k, v in own.items() if k in state or not k.startswith(fresh)}
         hint = "; folded (deployed) weights cannot start the expanded training network" if folds else ""
-        raise ConfigError(f"{key} {entry!r} does not fit the recipe's model (missing {missing[:3]}, "
-                          f"unexpected {unexpected[:3]}, other shapes {mismatched[:3]}){hint}")
+        raise ConfigError(f"{err}{hint}") from None
     net.load_state_dict(state, strict=not fresh)
     info: dict[str, Any] = {"weights": entry, "sha256": _sha256(path)}
     if card is not None:

@@ -13,7 +13,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from subpixel.commands.options import emit_json, output_options, runtime_options, tile_option
 from subpixel.errors import Interrupted, SubpixelError
-from subpixel.io.video import DEINTERLACERS
+from subpixel.io.video_decode import DEINTERLACERS
 from subpixel.models.loader import load
 from subpixel.video.pipeline import VideoOptions, upscale_video
 from subpixel.video.segments import WorkDir

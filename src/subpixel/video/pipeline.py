@@ -36,24 +36,19 @@ import torch
 from tqdm import tqdm
 
 from subpixel.errors import NotResumableError, SubpixelError, first_line
-from subpixel.io.video import (
-    DEINTERLACERS,
-    ColorInfo,
-    DecodeStats,
+from subpixel.io.video_decode import DEINTERLACERS, ColorInfo, DecodeStats, VideoInfo, decode_frames, probe
+from subpixel.io.video_encode import (
     EncoderSpec,
     PngEncoder,
     SegmentEncoder,
-    VideoInfo,
-    check_container,
     check_encoder,
-    decode_frames,
-    mux_output,
-    probe,
     resolve_encoder,
     segment_format,
 )
+from subpixel.io.video_mux import check_container, mux_output
+from subpixel.ops.pixels import quantize
 from subpixel.ops.tiling import MIN_TILE
-from subpixel.upscaler import Upscaler
+from subpixel.upscaler import Upscaler, check_tile
 from subpixel.video.segments import Manifest, Segment, WorkDir, input_identity, open_workdir
 
 __all__ = ["FrameProcessor", "UpscalerProcessor", "VideoOptions", "as_processor", "upscale_video"]
@@ -111,7 +106,7 @@ class VideoOptions:
     """Settings of :func:`upscale_video` (the ``subpixel video`` flags)."""
 
     codec: str | None = None  # None: libx264, or png for a folder output
-    crf: int | None = None  # None: the encoder's default in subpixel.io.video.DEFAULT_CRF
+    crf: int | None = None  # None: the encoder's default in subpixel.io.video_encode.DEFAULT_CRF
     bitrate: str | int | None = None  # e.g. "8M"; excludes crf
     preset: str | None = None
     pix_fmt: str | None = None  # None: yuv420p, yuv420p10le for > 8-bit input where the encoder has it
@@ -129,8 +124,10 @@ class VideoOptions:
             raise SubpixelError(f"--batch must be >= 1, got {self.batch}")
         if self.segment_frames < 1:
             raise SubpixelError(f"--segment-frames must be >= 1, got {self.segment_frames}")
-        if self.tile is not None and (self.tile < 0 or 0 < self.tile < MIN_TILE):
-            raise SubpixelError(f"--tile must be 0 (no tiling) or >= {MIN_TILE}, got {self.tile}")
+        try:
+            check_tile(self.tile)
+        except ValueError:
+            raise SubpixelError(f"--tile must be 0 (no tiling) or >= {MIN_TILE}, got {self.tile!r}") from None
         if self.deinterlace not in (None, *DEINTERLACERS):
             raise SubpixelError(f"--deinterlace takes {' or '.join(DEINTERLACERS)}, got {self.deinterlace!r}")
 
@@ -343,11 +340,10 @@ def _warn_downgrades(src: Path, info: VideoInfo, spec: EncoderSpec, full: tuple[
 
 
 def _quantize(y: torch.Tensor, deep: bool) -> np.ndarray:
-    """Float ``(N, 3, H, W)`` -> ``(N, H, W, 3)`` uint8 (uint16 if ``deep``), rounding half up."""
-    q = y.float().clamp(0, 1).mul_(65535.0 if deep else 255.0).add_(0.5).floor_().permute(0, 2, 3, 1)
-    if deep:
-        return q.to(torch.int32).cpu().numpy().astype(np.uint16)
-    return q.to(torch.uint8).cpu().numpy()
+    """Float ``(N, 3, H, W)`` -> ``(N, H, W, 3)`` uint8 (uint16 if ``deep``), rounding half up
+    (:func:`~subpixel.ops.pixels.quantize`, on ``y``'s device; ``y`` itself, perhaps a recurrent model's
+    state, is left as it is)."""
+    return quantize(y, torch.uint16 if deep else torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 class _Job:
@@ -654,7 +650,7 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
     ``output`` is a folder when it exists as one, ends with a slash or has no extension.
     ``model``: an :class:`Upscaler` (run frame-wise) or any :class:`FrameProcessor`. Returns a
     summary: frame counts, wall time and per-stage busy time and throughput (decode, sr,
-    encode, mux). Raises :class:`SubpixelError` for unreadable input, an existing output
+    convert, encode, mux). Raises :class:`SubpixelError` for unreadable input, an existing output
     (without ``overwrite``), unavailable encoders or incompatible containers.
     """
     opts = options or VideoOptions()

@@ -1,0 +1,334 @@
+"""Video decoding on PyAV: probing an input and decoding its frames to RGB in the stream's own colour matrix.
+
+Frames travel as ``(H, W, 3)`` RGB arrays: uint8, or uint16 for deep (> 8-bit) video. YUV <-> RGB
+uses the stream's own matrix (BT.601 / BT.709 / BT.2020) and range (limited / full); unspecified
+tags are guessed like players do (BT.709 from 720 lines up, else BT.601; limited range unless the
+pixel format is ``yuvj*``) and every output is tagged explicitly. Encoding is in
+:mod:`subpixel.io.video_encode`, muxing in :mod:`subpixel.io.video_mux`.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.filter
+import numpy as np
+from av.video.reformatter import Interpolation
+
+from subpixel.errors import NotResumableError, SubpixelError
+
+__all__ = ["ColorInfo", "VideoInfo", "DecodeStats", "probe", "decode_frames", "open_input", "error_reason",
+           "DEINTERLACERS"]
+
+SPC_RGB, SPC_BT709, SPC_SMPTE170M = 0, 1, 6
+RANGE_LIMITED, RANGE_FULL = 1, 2
+_UNSPECIFIED = (0, 2)  # reserved / unspecified values of primaries and trc
+_SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}  # AVColorSpace -> swscale matrix (SWS_CS_*)
+_IMPLIED_TAGS = {1: (1, 1), 5: (5, 6), 6: (6, 6)}  # matrix -> usual (primaries, trc) when untagged
+_FIELD_ORDER = {1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
+_SWS_FLAGS = (Interpolation.BICUBIC | Interpolation.ACCURATE_RND
+              | Interpolation.FULL_CHR_H_INT | Interpolation.FULL_CHR_H_INP)
+DEINTERLACERS = ("yadif", "bwdif")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ColorInfo:
+    """Colour tags (FFmpeg enum values); ``colorspace`` and ``color_range`` also select the matrix."""
+
+    colorspace: int  # AVColorSpace; 0 = RGB
+    color_range: int  # 1 limited, 2 full
+    primaries: int
+    trc: int
+
+    @classmethod
+    def of_frame(cls, frame: av.VideoFrame) -> ColorInfo:
+        """The frame's tags, unspecified ones resolved (a guess by frame height for the matrix)."""
+        if frame.format.is_rgb:
+            return cls(SPC_RGB, RANGE_FULL, frame.color_primaries, frame.color_trc)
+        space = frame.colorspace if frame.colorspace in _SWS_MATRIX else (
+            SPC_BT709 if frame.height >= 720 else SPC_SMPTE170M)
+        full = frame.color_range == RANGE_FULL or frame.format.name.startswith("yuvj")
+        implied_prim, implied_trc = _IMPLIED_TAGS.get(space, (2, 2))
+        prim = implied_prim if frame.color_primaries in _UNSPECIFIED else frame.color_primaries
+        trc = implied_trc if frame.color_trc in _UNSPECIFIED else frame.color_trc
+        return cls(space, RANGE_FULL if full else RANGE_LIMITED, prim, trc)
+
+    def for_output(self, pix_fmt: str) -> ColorInfo:
+        """Tags for an output in ``pix_fmt``: RGB outputs drop the matrix, RGB sources get BT.709."""
+        if av.VideoFormat(pix_fmt).is_rgb:
+            return ColorInfo(SPC_RGB, RANGE_FULL, self.primaries, self.trc)
+        if self.colorspace == SPC_RGB:
+            prim = SPC_BT709 if self.primaries in _UNSPECIFIED else self.primaries
+            trc = SPC_BT709 if self.trc in _UNSPECIFIED else self.trc
+            return ColorInfo(SPC_BT709, RANGE_LIMITED, prim, trc)
+        return self
+
+    def to_rgb(self, frame: av.VideoFrame, deep: bool) -> np.ndarray:
+        """Decoded frame -> full-range RGB ``(H, W, 3)``: uint16 if ``deep`` else uint8."""
+        fmt = "rgb48le" if deep else "rgb24"
+        if self.colorspace == SPC_RGB:
+            return frame.to_ndarray(format=fmt, interpolation=_SWS_FLAGS)
+        return frame.to_ndarray(format=fmt, src_colorspace=_SWS_MATRIX[self.colorspace],
+                                src_color_range=self.color_range, dst_color_range=RANGE_FULL,
+                                interpolation=_SWS_FLAGS)
+
+    def from_rgb(self, rgb: np.ndarray, pix_fmt: str) -> av.VideoFrame:
+        """Full-range RGB (uint8 or uint16) -> a frame in ``pix_fmt`` with these tags."""
+        src = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb48le" if rgb.dtype == np.uint16
+                                         else "rgb24")
+        if self.colorspace == SPC_RGB:
+            frame = src.reformat(format=pix_fmt, interpolation=_SWS_FLAGS)
+        else:
+            matrix = _SWS_MATRIX[self.colorspace]
+            frame = src.reformat(format=pix_fmt, src_colorspace=matrix, dst_colorspace=matrix,
+                                 src_color_range=RANGE_FULL, dst_color_range=self.color_range,
+                                 interpolation=_SWS_FLAGS)
+        frame.colorspace, frame.color_range = self.colorspace, self.color_range
+        frame.color_primaries, frame.color_trc = self.primaries, self.trc
+        return frame
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the pipeline needs to know about an input's video stream (and what else it carries)."""
+
+    path: str
+    stream: int  # index of the video stream
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str
+    bit_depth: int
+    time_base: Fraction
+    rate: Fraction  # average frame rate
+    frames: int  # container's count, else estimated from the duration (0: unknown)
+    duration: float | None  # seconds
+    sar: Fraction | None
+    display_matrix: tuple[int, ...] | None  # 9 ints, as stored in the container
+    rotation: float
+    field_order: str | None
+    color: ColorInfo
+    copy_streams: tuple[int, ...]  # audio and subtitle streams, copied untouched
+    dropped_streams: tuple[int, ...] = ()  # the rest (more video, cover art, data): not in the output
+    listed_frames: int = 0  # the container's own frame count, not an estimate (0: it lists none)
+    stream_duration: float | None = None  # seconds, as the video stream itself states it (None: it does not)
+    dropped_kinds: tuple[str, ...] = ()  # what each of dropped_streams holds, in words ("cover art")
+    attachments: tuple[int, ...] = ()  # attachment streams (fonts): copied into Matroska outputs
+
+    @property
+    def frame_step(self) -> int:
+        """One nominal frame duration in ``time_base`` units (at least 1)."""
+        return max(1, round(1 / (self.rate * self.time_base))) if self.rate else 1
+
+    def summary(self) -> dict:
+        d = asdict(self)
+        d.update(time_base=str(self.time_base), rate=str(self.rate),
+                 sar=str(self.sar) if self.sar else None, color=asdict(self.color))
+        return d
+
+
+@dataclass
+class DecodeStats:
+    """What decoding repaired: packets the decoder rejected (skipped) and jumps back in time (shifted);
+    ``drift``: how far (seconds) frame times stray from a constant frame rate (variable frame rate)."""
+
+    damaged: int = 0
+    jumps: int = 0
+    drift: float = 0.0
+
+
+def open_input(path: str | Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path))
+    except av.FileNotFoundError:
+        raise SubpixelError(f"no such file: {path}") from None
+    except (av.FFmpegError, OSError) as err:
+        raise SubpixelError(f"cannot read {path}: not a readable media file ({error_reason(err)})") from None
+
+
+def error_reason(err: Exception) -> str:
+    return getattr(err, "strerror", None) or str(err)
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read the stream parameters of ``path``'s main video stream, decoding its first frame."""
+    with open_input(path) as container:
+        stream = container.streams.best("video")
+        if stream is None:
+            raise SubpixelError(f"{path} has no video stream")
+        try:
+            first = next(_decoded(container, stream, DecodeStats()), None)
+        except av.FFmpegError:
+            first = None
+        if first is None:
+            raise SubpixelError(f"{path}: no video frame could be decoded (corrupt or truncated file?)")
+        cc = stream.codec_context
+        tb = stream.time_base or Fraction(1, 90000)
+        rate = stream.average_rate or stream.guessed_rate or Fraction(0)
+        own = float(stream.duration * tb) if stream.duration else _tag_seconds(stream.metadata)
+        duration = own or (container.duration / 1e6 if container.duration else None)
+        frames = stream.frames or (round(duration * rate) if duration and rate else 0)
+        matrix = next((struct.unpack("<9i", bytes(sd)) for sd in first.side_data
+                       if sd.type.name == "DISPLAYMATRIX"), None)
+        copy = tuple(s.index for s in container.streams if s.type in ("audio", "subtitle"))
+        attachments = tuple(s.index for s in container.streams if s.type == "attachment")
+        chapters = len(container.chapters())
+        dropped = tuple(s for s in container.streams if s.index != stream.index and s.index not in copy + attachments
+                        and not _is_chapter_track(s, chapters))
+        return VideoInfo(
+            path=str(path), stream=stream.index, codec=cc.name, width=first.width, height=first.height,
+            pix_fmt=first.format.name, bit_depth=max(c.bits for c in first.format.components),
+            time_base=tb, rate=rate, frames=frames, duration=duration,
+            sar=stream.sample_aspect_ratio or None, display_matrix=matrix,
+            rotation=first.rotation if matrix else 0.0, field_order=_FIELD_ORDER.get(cc.field_order),
+            color=ColorInfo.of_frame(first), copy_streams=copy, dropped_streams=tuple(s.index for s in dropped),
+            listed_frames=stream.frames, stream_duration=own, dropped_kinds=tuple(map(_kind, dropped)),
+            attachments=attachments)
+
+
+def _tag_seconds(metadata: dict[str, str]) -> float | None:
+    """A Matroska ``DURATION`` tag ("HH:MM:SS.nnnnnnnnn", the stream's end) in seconds; None without one."""
+    text = next((v for k, v in metadata.items() if k.upper() == "DURATION"), None)
+    try:
+        h, m, sec = (text or "").split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec) or None
+    except ValueError:
+        return None
+
+
+def _is_chapter_track(stream: av.stream.Stream, chapters: int) -> bool:
+    """MP4 keeps chapters in a text track of its own, which comes back as a data stream (rewritten from them)."""
+    return (chapters > 0 and stream.type == "data" and stream.frames == chapters
+            and "mp4" in stream.container.format.name.split(","))
+
+
+def _kind(stream: av.stream.Stream) -> str:
+    """What a stream that is not copied holds, in words."""
+    if stream.type == "video" and stream.disposition & av.stream.Disposition.attached_pic:
+        return "cover art"
+    if stream.type == "data":
+        return "data stream"
+    return f"{stream.type} stream"
+
+
+def _decoded(container: av.container.InputContainer, stream: av.video.VideoStream, stats: DecodeStats
+             ) -> Iterator[av.VideoFrame]:
+    """Frames of ``stream``; packets the decoder rejects are skipped (damaged data) and counted."""
+    stream.thread_type = "AUTO"
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.InvalidDataError:
+            stats.damaged += 1
+            continue
+        yield from frames
+
+
+def _deinterlaced(frames: Iterator[av.VideoFrame], stream: av.video.VideoStream, name: str,
+                  time_base: Fraction) -> Iterator[av.VideoFrame]:
+    """``frames`` through FFmpeg's ``name`` filter, one output frame per input frame."""
+    graph = av.filter.Graph()
+    src = graph.add_buffer(template=stream, time_base=time_base)
+    node = graph.add(name, "mode=send_frame:deint=interlaced")  # frames flagged progressive pass through
+    sink = graph.add("buffersink")
+    src.link_to(node)
+    node.link_to(sink)
+    graph.configure()
+
+    def drain() -> Iterator[av.VideoFrame]:
+        while True:
+            try:
+                out = graph.vpull()
+            except (av.BlockingIOError, av.EOFError):
+                return
+            out.pts = round(out.pts * out.time_base / time_base)
+            out.time_base = time_base
+            yield out
+
+    for frame in frames:
+        graph.vpush(frame)
+        yield from drain()
+    graph.vpush(None)
+    yield from drain()
+
+
+def _continuous(frames: Iterator[av.VideoFrame], info: VideoInfo, stats: DecodeStats) -> Iterator[av.VideoFrame]:
+    """``frames`` with strictly increasing pts. Where they jump back by more than two frames (joined
+    streams, such as concatenated MPEG-TS files) the rest is shifted to follow one frame after the
+    previous frame, as FFmpeg does; a smaller stumble (a repeated timestamp, e.g. rounded to
+    milliseconds) moves that frame one tick past the previous one without shifting the rest, and a
+    missing pts follows on from the previous one."""
+    prev: int | None = None
+    offset = first = 0
+    for n, frame in enumerate(frames):
+        pts = frame.pts + offset if frame.pts is not None else (0 if prev is None else prev + info.frame_step)
+        if prev is not None and prev - 2 * info.frame_step <= pts <= prev:
+            pts = prev + 1
+        elif prev is not None and pts < prev:
+            if not stats.jumps:
+                log.warning("%s: video timestamps jump back at %.3f s (joined streams?); the frames after it "
+                            "are shifted to follow on, and so are audio and subtitles",
+                            info.path, float(prev * info.time_base))
+            stats.jumps += 1
+            offset += prev + info.frame_step - pts
+            pts = prev + info.frame_step
+        if n == 0:
+            first = pts
+        frame.pts, prev = pts, pts
+        if info.rate:
+            stats.drift = max(stats.drift, abs(float((pts - first) * info.time_base - n / info.rate)))
+        yield frame
+
+
+def _frames_from(info: VideoInfo, deinterlace: str | None, seek_pts: int | None, stats: DecodeStats
+                 ) -> Iterator[av.VideoFrame]:
+    with open_input(info.path) as container:
+        stream = container.streams[info.stream]
+        if seek_pts is not None:
+            container.seek(seek_pts, stream=stream, backward=True)
+        frames = _decoded(container, stream, stats)
+        if deinterlace:
+            frames = _deinterlaced(frames, stream, deinterlace, info.time_base)
+        yield from _continuous(_same_size(frames, info), info, stats)
+
+
+def _same_size(frames: Iterator[av.VideoFrame], info: VideoInfo) -> Iterator[av.VideoFrame]:
+    for frame in frames:
+        if (frame.width, frame.height) != (info.width, info.height):
+            raise NotResumableError(f"{info.path}: frame size changes mid-stream "
+                                f"({info.width}x{info.height} -> {frame.width}x{frame.height}); not supported")
+        yield frame
+
+
+def decode_frames(info: VideoInfo, deinterlace: str | None = None, after_pts: int | None = None,
+                  stats: DecodeStats | None = None) -> Iterator[av.VideoFrame]:
+    """Frames in presentation order with strictly increasing ``pts`` in ``info.time_base``.
+
+    ``after_pts``: only frames after it, seeking to the keyframe before it first (falling back to
+    decoding from the start unless the seek leads to a frame at exactly ``after_pts``: it failed,
+    went too far or landed among timestamps that a full decode shifts). The frames before it still
+    go through the deinterlacer, so its output matches that of a full decode. ``stats`` counts repairs.
+    """
+    stats = stats if stats is not None else DecodeStats()
+    if after_pts is not None:
+        damaged = stats.damaged
+        with closing(_frames_from(info, deinterlace, after_pts, stats)) as frames:
+            try:
+                hit = next((f.pts for f in frames if f.pts >= after_pts), None) == after_pts
+            except av.FFmpegError:
+                hit = False
+            if hit:
+                yield from frames
+                return
+        stats.damaged = damaged  # the full decode counts them again
+    with closing(_frames_from(info, deinterlace, None, stats)) as frames:
+        yield from (f for f in frames if after_pts is None or f.pts > after_pts)

@@ -1,0 +1,225 @@
+"""Video muxing on PyAV: joining encoded segments with the input's copied audio and subtitle packets."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import heapq
+import logging
+from collections.abc import Iterator
+from contextlib import closing
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import av
+
+from subpixel.errors import SubpixelError
+from subpixel.io.video_decode import VideoInfo, error_reason, open_input
+
+if TYPE_CHECKING:
+    from subpixel.io.video_encode import EncoderSpec
+
+__all__ = ["check_container", "mux_output"]
+
+_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EIO, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT,
+                           errno.EFBIG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR})
+_TECHNICAL_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder", "duration"})
+
+log = logging.getLogger(__name__)
+
+
+def check_container(path: Path, spec: EncoderSpec, info: VideoInfo) -> None:
+    """Fail early when ``path``'s container cannot hold the encoded video or a copied stream."""
+    try:
+        out = av.open(str(path), "w")
+    except ValueError:
+        raise SubpixelError(f"cannot tell the container format of {path.name} from its extension") from None
+    with closing(out), open_input(info.path) as src:  # nothing is written: the header never is
+        try:
+            out.add_stream(spec.codec)
+        except ValueError:
+            raise SubpixelError(f"the {out.format.name} container cannot hold {spec.codec} video; "
+                                "pick another --codec or output extension") from None
+        if out.format.name == "avi" and av.Codec(spec.codec, "w").canonical_name == "h264":
+            # AVI wants Annex B H.264 and stores no presentation times, so B-frames would lose their order
+            raise SubpixelError(f"{path}: AVI cannot hold the H.264 video this writes; use a .mkv or .mp4 output, "
+                                "or --codec mpeg4 for AVI")
+        for index in info.copy_streams:
+            s = src.streams[index]
+            try:
+                out.add_stream_from_template(s, opaque=True)
+            except ValueError:
+                most = "" if out.format.name == "matroska" else " (.mkv takes most)"
+                raise SubpixelError(f"the {out.format.name} container cannot hold input stream #{index} "
+                                    f"({s.type}, {s.codec_context.name}) without re-encoding; "
+                                    f"pick another output extension{most}") from None
+
+
+def _rescale(value: int | None, src: Fraction, dst: Fraction) -> int | None:
+    return None if value is None else round(value * src / dst)
+
+
+def _segment_packets(segments: list[tuple[Path, int]], info: VideoInfo, out_stream: av.stream.Stream
+                     ) -> Iterator[tuple[float, int, av.Packet, av.stream.Stream]]:
+    """Video packets of all segments with their start offsets added back, DTS kept increasing."""
+    tb, last_dts, order = info.time_base, None, 0
+    for path, start in segments:
+        with av.open(str(path)) as seg:
+            stream = seg.streams.video[0]
+            for p in seg.demux(stream):
+                if p.size == 0:
+                    continue
+                pts = _rescale(p.pts, stream.time_base, tb)
+                dts = _rescale(p.dts, stream.time_base, tb)
+                p.pts = None if pts is None else pts + start
+                p.dts = None if dts is None else dts + start
+                if p.dts is not None and last_dts is not None and p.dts <= last_dts:
+                    p.dts = last_dts + 1
+                    if p.pts is not None and p.pts < p.dts:
+                        raise SubpixelError("segments cannot be joined: their decode timestamps overlap")
+                last_dts = p.dts if p.dts is not None else last_dts
+                p.duration = _rescale(p.duration, stream.time_base, tb) or 0
+                p.time_base = tb
+                key = p.dts if p.dts is not None else p.pts
+                yield float((key or 0) * tb), order, p, out_stream
+                order += 1
+
+
+def _numbered(packets: Iterator[tuple[float, int, av.Packet, av.stream.Stream]], start: int, rate: Fraction
+              ) -> Iterator[tuple[float, int, av.Packet, av.stream.Stream]]:
+    """For AVI, which stores a frame rate and no timestamps: packet ``n`` becomes frame ``start + n`` at ``rate``
+    (a larger time base makes the muxer state 600 fps and pad with empty frames)."""
+    for n, (_, order, p, stream) in enumerate(packets, start):
+        p.pts = p.dts = n
+        p.duration, p.time_base = 1, 1 / rate
+        yield float(n / rate), order, p, stream
+
+
+def _copied_packets(src: av.container.InputContainer, mapping: dict[int, av.stream.Stream]
+                    ) -> Iterator[tuple[float, int, av.Packet, av.stream.Stream]]:
+    """The packets of the copied streams. Where a stream's timestamps jump back (joined streams, such as
+    concatenated MPEG-TS files; the video is shifted likewise by ``video_decode._continuous``) the rest of that stream
+    is shifted to follow on from the end of its packet before the jump."""
+    if not mapping:  # demux([]) would read every stream
+        return
+    order = 0
+    offset: dict[int, int] = {}
+    last: dict[int, tuple[int, int]] = {}  # stream -> (key timestamp, end) of its previous packet, shifted
+    for p in src.demux([src.streams[i] for i in mapping]):
+        if p.size == 0:
+            continue
+        index = p.stream.index
+        shift = offset.get(index, 0)
+        key = p.dts if p.dts is not None else p.pts
+        if key is not None and index in last and key + shift < last[index][0]:
+            prev, end = last[index]
+            if key + shift < prev - max(p.duration or 0, end - prev, 1):  # a jump back: shift the rest
+                shift = offset[index] = shift + end - key
+            else:  # a stumble: this packet only, to keep the order muxers insist on
+                shift = prev - key
+        if shift:
+            p.pts = None if p.pts is None else p.pts + shift
+            p.dts = None if p.dts is None else p.dts + shift
+        if key is not None:
+            last[index] = (key + shift, key + shift + max(p.duration or 0, 1))
+        yield float(((key or 0) + shift) * p.time_base), order, p, mapping[index]
+        order += 1
+
+
+def mux_output(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: Path | None = None,
+               drift: float = 0.0) -> None:
+    """Write ``path``: the segments' video joined without re-encoding, plus the input's audio and
+    subtitle packets copied untouched, interleaved by time. ``segments``: (file, start pts);
+    ``shown``: the path errors name (the final output when ``path`` is a temporary file);
+    ``drift``: :attr:`DecodeStats.drift`, for the warning that AVI (constant rate only) moves frames."""
+    try:
+        _mux(path, segments, info, shown or path, drift)
+    except av.FFmpegError as err:  # also raised by the final close, which writes the trailer
+        if isinstance(err, OSError) and err.errno in _WRITE_ERRORS:  # the disk, not the streams
+            raise SubpixelError(f"cannot write {shown or path}: {error_reason(err)}") from None
+        raise SubpixelError(f"cannot mux {shown or path}: {error_reason(err)}") from None
+
+
+def _mux(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: Path, drift: float) -> None:
+    with av.open(str(segments[0][0])) as first:
+        template = first.streams.video[0]
+        with av.open(str(path), "w") as out, open_input(info.path) as src:
+            video = out.add_stream_from_template(template, opaque=True)
+            avi = out.format.name == "avi" and bool(info.rate)
+            video.time_base = 1 / info.rate if avi else info.time_base
+            # the template's rate is 1/time_base (Matroska and FLV would state it): use the input's average
+            video.codec_context.framerate = info.rate
+            if info.sar:  # H.264/H.265 carry it in their bitstream, VP9 and AV1 only in the container
+                _set_sample_aspect_ratio(video, info.sar, shown)
+            if info.display_matrix:
+                video.set_display_matrix(list(info.display_matrix))
+            _copy_tags(src.streams[info.stream], video)
+            out.metadata.update({k: v for k, v in src.metadata.items() if k.lower() not in _TECHNICAL_TAGS})
+            chapters = src.chapters()
+            if chapters:
+                out.set_chapters(chapters)
+            mapping = {}
+            for index in info.copy_streams:
+                mapping[index] = out.add_stream_from_template(src.streams[index], opaque=True)
+                _copy_tags(src.streams[index], mapping[index])
+            if out.format.name == "matroska":
+                for index in info.attachments:
+                    a = src.streams[index]
+                    out.add_attachment(a.name or f"attachment{index}", a.mimetype or "application/octet-stream",
+                                       a.data)
+            packets = _segment_packets(segments, info, video)
+            if avi:
+                begins = [s.start_time * s.time_base for s in map(src.streams.__getitem__, mapping)
+                          if s.start_time is not None]
+                video_start = segments[0][1] * info.time_base  # frames count from the earliest stream's start
+                packets = _numbered(packets, round((video_start - min([video_start, *begins])) * info.rate), info.rate)
+                if drift > 0.5 / info.rate:
+                    log.warning("%s: AVI cannot keep variable frame timing; frames are written at a constant "
+                                "%.3f fps, up to %.3f s off their times (.mkv or .mp4 keep them)",
+                                shown, float(info.rate), drift)
+            merged = heapq.merge(packets, _copied_packets(src, mapping),
+                                 key=lambda item: (item[0], item[3].index, item[1]))
+            for _, _, packet, stream in merged:
+                packet.stream = stream
+                out.mux(packet)
+# libavformat majors whose AVStream layout (index at 8, time_base at 32, sample_aspect_ratio at 72) is known
+_AVSTREAM_LAYOUT_MAJORS = frozenset({60, 61, 62})
+
+
+def _set_sample_aspect_ratio(stream: av.video.stream.VideoStream, sar: Fraction, shown: Path) -> None:
+    """Give an output stream the pixel aspect ratio ``sar``: in its codec parameters (what MP4 and the codecs
+    that carry it in their bitstream read) and in the stream itself (what Matroska and WebM read, and PyAV has
+    no setter for: it is written through the ``AVStream`` pointer, only for a libavformat whose layout is
+    known, once the fields around it are confirmed, and undone unless PyAV then reads it back)."""
+    stream.codec_context.sample_aspect_ratio = sar
+    if sar == 1 or sar.numerator > 2**31 - 1 or sar.denominator > 2**31 - 1:
+        return
+    if stream.container.format.name not in ("matroska", "webm"):
+        return
+    if av.library_versions.get("libavformat", (0,))[0] in _AVSTREAM_LAYOUT_MAJORS:
+        try:
+            # a PyAV Stream: object header (16 bytes), vtable, AVStream *ptr, Container container
+            ptr = ctypes.c_void_p.from_address(id(stream) + 24).value
+            holder = ctypes.c_void_p.from_address(id(stream) + 32).value
+            if ptr and holder == id(stream.container):
+                index = ctypes.c_int.from_address(ptr + 8).value
+                tb = (ctypes.c_int * 2).from_address(ptr + 32)
+                field = (ctypes.c_int * 2).from_address(ptr + 72)
+                if index == stream.index and (stream.time_base is None
+                                              or Fraction(tb[0], tb[1] or 1) == stream.time_base):
+                    saved = field[0], field[1]
+                    field[0], field[1] = sar.numerator, sar.denominator
+                    if stream.sample_aspect_ratio == sar:
+                        return
+                    field[0], field[1] = saved  # not the field PyAV reads: leave the stream as it was
+        except (TypeError, ValueError, ZeroDivisionError):
+            pass
+    if stream.codec_context.name not in ("h264", "hevc", "libx264", "libx265"):  # those carry it themselves
+        log.warning("%s: cannot record the pixel aspect ratio %s in the %s container (this PyAV build); "
+                    "the video may display with square pixels", shown, sar, stream.container.format.name)
+
+
+def _copy_tags(src: av.stream.Stream, dst: av.stream.Stream) -> None:
+    dst.metadata.update({k: v for k, v in src.metadata.items() if k in ("language", "title")})
+    dst.disposition = src.disposition
