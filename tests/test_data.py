@@ -276,13 +276,19 @@ def test_clip_draws_always_succeed_and_small_stills_are_warned_about(tmp_path: P
         assert still.shape == (3, 180, 180)
 
 
-def test_clip_stills_skip_hidden_files_and_sort_naturally(tmp_path: Path) -> None:
+def test_training_stills_skip_hidden_files_and_keep_name_order(tmp_path: Path) -> None:
+    """Training lists folders in plain name order, as it always has (a run's data fingerprint, held-out slice
+    and crop streams depend on it), not in the natural order evaluation uses for frames."""
     rng = np.random.default_rng(0)
-    for name in ("s10.png", "s9.png"):
+    for name in ("s10.png", "s9.png", "s2.png"):
         Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(tmp_path / name)
     (tmp_path / "._s9.png").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")  # not an image
     sampler = ClipSampler([tmp_path], frames=2, size=32, scale=2)
-    assert [p.name for p in sampler.paths] == ["s9.png", "s10.png"]
+    assert [p.name for p in sampler.paths] == ["s10.png", "s2.png", "s9.png"]
+    split = split_images([tmp_path], val_count=1)
+    held = {p.name for p in split.val}
+    names = [n for n in ("s10.png", "s2.png", "s9.png") if n not in held]
+    assert len(held) == 1 and [p.name for p in split.train] == names
 
 
 def _png16(path: Path, pixels: np.ndarray) -> None:
@@ -299,9 +305,9 @@ def test_clip_stills_decode_16_bit_and_grey_as_evaluation_does(tmp_path: Path) -
     _png16(tmp_path / "rgb16.png", colour)
     Image.fromarray(rng.integers(0, 256, (49, 50), dtype=np.uint8), "L").save(tmp_path / "grey8.png")
     sampler = ClipSampler([tmp_path], frames=2, size=32, scale=2)
-    assert [p.name for p in sampler.paths] == ["grey8.png", "grey16.png", "rgb16.png"]  # natural order
+    assert [p.name for p in sampler.paths] == ["grey16.png", "grey8.png", "rgb16.png"]
     for path, still in zip(sampler.paths, sampler.stills):
         assert np.array_equal(still.permute(1, 2, 0).numpy(), load_hr(path)), path.name
     rounded = ((grey.astype(np.int64) + 128) // 257).astype(np.uint8)  # not clipped at 255
-    assert np.array_equal(sampler.stills[1].numpy(), np.stack([rounded] * 3))
+    assert np.array_equal(sampler.stills[0].numpy(), np.stack([rounded] * 3))
     assert np.array_equal(sampler.stills[2].permute(1, 2, 0).numpy(), (colour.astype(np.int64) + 128) // 257)

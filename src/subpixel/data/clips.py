@@ -183,12 +183,13 @@ def exact_flow(affines: torch.Tensor, lr_size: int, scale: int) -> torch.Tensor:
 
 def _list_stills(sources: list[Path]) -> list[Path]:
     """The stills of folders (as :func:`~subpixel.eval.datasets.dataset_images` lists them: hidden files
-    skipped, natural order; an empty folder is an error) and files, in order; one listed twice is an error."""
+    skipped, in plain name order as ever; an empty folder is an error) and files, in order; one listed twice
+    is an error."""
     refuse_repeats(sources, "training data")
     files: list[Path] = []
     for src in sources:
         if src.is_dir():
-            files += dataset_images(src)
+            files += dataset_images(src, natural=False)
         elif src.is_file():
             files.append(src)
         else:

@@ -80,7 +80,7 @@ def split_images(folders: Sequence[Path], val_count: int = 0, val_names: Sequenc
     held-out file (a duplicate under another name) is left out of training, with a warning.
     """
     refuse_repeats(folders, "data.train")
-    files = [p for folder in folders for p in dataset_images(folder)]
+    files = [p for folder in folders for p in dataset_images(folder, natural=False)]
     if val_names:
         val: list[Path] = []
         for name in val_names:
