@@ -208,22 +208,43 @@ def test_frames_are_taken_in_natural_order(tmp_path: Path) -> None:
     assert [p.name for p in dataset_images(tmp_path / "set")] == ["A.png", "b.png", "img9.png", "img10.png"]
 
 
+_NEW_TF32_API = hasattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision")  # torch >= 2.9
+
+
+def _tf32() -> tuple[object, object]:
+    """(cuDNN conv, CUDA matmul) TF32 settings, read through the API this torch prefers."""
+    if _NEW_TF32_API:
+        return torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    return torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+
+
+def _set_tf32(conv: object, matmul: object) -> None:
+    if _NEW_TF32_API:
+        torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = conv, matmul
+    else:
+        torch.backends.cudnn.allow_tf32 = conv
+        torch.set_float32_matmul_precision(matmul)
+
+
 def test_evaluation_runs_without_tf32_and_restores_the_flags(tmp_path: Path) -> None:
-    before = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    """TF32 is off while evaluating and restored after, also for a caller that set it through torch's newer
+    per-backend API (which refuses the legacy flags once used)."""
+    before = _tf32()
+    allowed = ("tf32", "tf32") if _NEW_TF32_API else (True, "high")
+    strict = ("ieee", "ieee") if _NEW_TF32_API else (False, "highest")
     try:
-        torch.backends.cudnn.allow_tf32 = True
-        torch.set_float32_matmul_precision("high")
+        _set_tf32(*allowed)
         with pytest.raises(RuntimeError, match="boom"), strict_fp32():
-            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+            assert _tf32() == strict
             raise RuntimeError("boom")
-        assert torch.backends.cudnn.allow_tf32 and torch.get_float32_matmul_precision() == "high"
+        assert _tf32() == allowed
 
         seen = []
         model = subpixel.load("bicubic", scale=2)
         real = model.upscale
 
         def upscale(lr: np.ndarray) -> np.ndarray:
-            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            seen.append(_tf32())
             return real(lr)
 
         model.upscale = upscale  # type: ignore[method-assign]
@@ -231,11 +252,10 @@ def test_evaluation_runs_without_tf32_and_restores_the_flags(tmp_path: Path) -> 
         evaluate(model, tmp_path)
         evaluate_video(model, _flat_frames(tmp_path / "vid" / "c", ["0.png"]).parent, scale=2, temporal=False,
                        progress=False)
-        assert seen and set(seen) == {(False, False)}
-        assert torch.backends.cudnn.allow_tf32 and torch.get_float32_matmul_precision() == "high"
+        assert seen and set(seen) == {strict}
+        assert _tf32() == allowed
     finally:
-        torch.backends.cudnn.allow_tf32 = before[0]
-        torch.set_float32_matmul_precision(before[1])
+        _set_tf32(*before)
 
 
 def test_infinite_psnr_is_inf_in_json_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

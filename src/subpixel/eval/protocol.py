@@ -76,7 +76,19 @@ class SetResult:
 @contextmanager
 def strict_fp32() -> Iterator[None]:
     """True fp32 inside: TF32 off for cuDNN convolutions and CUDA matmuls (both allowed by
-    default or by a caller), the previous settings restored on the way out, on an error too."""
+    default or by a caller), the previous settings restored on the way out, on an error too.
+
+    torch >= 2.9 has per-backend ``fp32_precision`` settings and refuses the legacy flags once a caller
+    has used those, so they are used where they exist; older torch has only the legacy flags."""
+    cuda_matmul, cudnn_conv = torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)
+    if cudnn_conv is not None and hasattr(cudnn_conv, "fp32_precision"):
+        saved = cuda_matmul.fp32_precision, cudnn_conv.fp32_precision
+        cuda_matmul.fp32_precision = cudnn_conv.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            cuda_matmul.fp32_precision, cudnn_conv.fp32_precision = saved
+        return
     conv, matmul = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
