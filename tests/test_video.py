@@ -1140,13 +1140,13 @@ def test_the_stream_aspect_ratio_is_written_only_where_its_layout_is_known(known
                                                                            caplog: pytest.LogCaptureFixture) -> None:
     from fractions import Fraction
 
-    from subpixel.io import video_mux as video_io
+    from subpixel.io import video_encode
 
     if not known:
-        monkeypatch.setattr(video_io, "_AVSTREAM_LAYOUT_MAJORS", frozenset())
+        monkeypatch.setattr(video_encode, "_AVSTREAM_LAYOUT_MAJORS", frozenset())
     with av.open(str(tmp_path / "o.mkv"), "w") as out:
         stream = out.add_stream("mpeg4", rate=25)
         stream.width, stream.height = 64, 48
-        video_io._set_sample_aspect_ratio(stream, Fraction(8, 9), tmp_path / "o.mkv")
+        video_encode.set_sample_aspect_ratio(stream, Fraction(8, 9), tmp_path / "o.mkv")
         assert stream.sample_aspect_ratio == (Fraction(8, 9) if known else None)
     assert ("pixel aspect ratio" in caplog.text) != known

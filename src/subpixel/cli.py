@@ -71,9 +71,16 @@ def cli() -> None:
     """Image and video super-resolution."""
 
 
-def _json_error(message: str) -> None:
-    """With ``--json``, scripts reading stdout get the error too."""
-    if "--json" in sys.argv[1:]:
+def _json_error(message: str, details: dict | None = None) -> None:
+    """With ``--json``, scripts reading stdout get the error too, in one object with the ``details`` an error
+    carries (what the command did before it stopped), written as the command's own ``--json`` output."""
+    if "--json" not in sys.argv[1:]:
+        return
+    if details:
+        from subpixel.commands.options import json_text  # loaded already: the command that raised uses it
+
+        click.echo(json_text({"error": message, **details}), nl=False)
+    else:
         click.echo(json.dumps({"error": message}))
 
 
@@ -86,7 +93,7 @@ def _interrupted(err: KeyboardInterrupt) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not isinstance(err, Interrupted):
         click.echo("interrupted", err=True)
-    _json_error(str(err) if isinstance(err, Interrupted) and str(err) else "interrupted")
+    _json_error(str(err) if isinstance(err, Interrupted) and str(err) else "interrupted", getattr(err, "details", None))
 
 
 def _exit_quietly_on_a_closed_pipe() -> NoReturn:
@@ -126,7 +133,7 @@ def main() -> None:
         sys.exit(err.exit_code)
     except (SubpixelError, OSError) as err:  # OSError: a file system's refusal (a name too long, a full disk)
         click.echo(f"error: {err}", err=True)
-        _json_error(str(err))
+        _json_error(str(err), getattr(err, "details", None))
         sys.exit(1)
     except KeyboardInterrupt as err:
         _interrupted(err)

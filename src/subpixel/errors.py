@@ -4,7 +4,12 @@ __all__ = ["SubpixelError", "NotResumableError", "OutOfMemory", "Interrupted", "
 
 
 class SubpixelError(Exception):
-    """Base class for errors reported to the user without a traceback."""
+    """Base class for errors reported to the user without a traceback. ``details``: further keys of the
+    ``{"error": ...}`` object the CLI prints on stdout with ``--json`` (what a command did before it failed)."""
+
+    def __init__(self, *args: object, details: dict | None = None) -> None:
+        super().__init__(*args)
+        self.details = details
 
 
 class NotResumableError(SubpixelError):
@@ -18,7 +23,12 @@ class OutOfMemory(SubpixelError, MemoryError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """A Ctrl-C that has already told the user what was kept and how to continue (no second message)."""
+    """A Ctrl-C that has already told the user what was kept and how to continue (no second message).
+    ``details``: further keys of the ``{"error": ...}`` object the CLI prints on stdout with ``--json``."""
+
+    def __init__(self, *args: object, details: dict | None = None) -> None:
+        super().__init__(*args)
+        self.details = details
 
 
 def first_line(err: BaseException) -> str:

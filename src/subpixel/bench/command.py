@@ -129,13 +129,10 @@ def bench(ctx: click.Context, models: str | None, peers: str | None, engines: st
     echo = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     result = run_bench(cfg, _command_line(ctx), echo=echo)
     if not result.rows and not any(q.origin == "measured" for q in result.quality):
-        why = "" if quiet else " (see the notes above)"
-        if not as_json:
-            raise SubpixelError(f"nothing was measured: every item was skipped{why}; no report written")
+        why = "" if quiet or as_json else " (see the notes above)"
         # the notes reach stderr only without --quiet: the JSON error carries them
-        emit_json({"error": "nothing was measured: every item was skipped; no report written", "notes": result.notes})
-        click.echo(f"error: nothing was measured: every item was skipped{why}; no report written", err=True)
-        raise SystemExit(1)
+        raise SubpixelError(f"nothing was measured: every item was skipped{why}; no report written",
+                            details={"notes": result.notes} if as_json else None)
     paths = write_reports(result, out)
     if as_json:
         emit_json(result.to_dict() | {"files": {k: str(v) for k, v in paths.items()}})

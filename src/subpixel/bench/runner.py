@@ -19,7 +19,7 @@ from subpixel.bench.peers import ENGINE_PEERS, HOST_PEERS, PeerUpscaler, host_pe
 from subpixel.bench.quality import QUALITY_SCALE, QualityFigure, add_cited, load_cited, measure_quality
 from subpixel.engine import Engine, make_engine
 from subpixel.errors import SubpixelError
-from subpixel.models.base import SRNet
+from subpixel.models.base import PerFrame, SRNet
 from subpixel.models.complexity import count_macs, count_params
 from subpixel.models.interp import Interpolation
 from subpixel.models.registry import architectures, build
@@ -131,18 +131,6 @@ def _has_quality_weights(name: str) -> bool:
     return find_shipped(name, QUALITY_SCALE) is not None
 
 
-class _SteadyState(SRNet):
-    """A recurrent network's per-frame work in steady use (:meth:`SRNet.per_frame_forward`: FRVSR's flow
-    network, warp and SR network, what its MACs count) as its forward, for an engine to time."""
-
-    def __init__(self, net: SRNet) -> None:
-        super().__init__(net.scale)
-        self.net, self.receptive_field = net, net.receptive_field
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.per_frame_forward(x)
-
-
 def _recurrent(net: SRNet) -> bool:
     """Whether a frame in steady use costs other work than :meth:`SRNet.forward` (a recurrent video network)."""
     return type(net).per_frame_forward is not SRNet.per_frame_forward
@@ -204,10 +192,11 @@ class _Runner:
     def engine(self, name: str, job: Job, requested: str, net: SRNet) -> Engine:
         """The ``requested`` engine for ``net``. ``auto`` picks by running engines (on the CPU), which would make
         the measured "cold" first call warm: it stands for the engine it picks, built anew on a fresh network.
-        A recurrent network runs its steady-state frame (:class:`_SteadyState`); ``auto`` is torch for it."""
+        A recurrent network runs its steady-state frame (:class:`~subpixel.models.base.PerFrame`); ``auto`` is
+        torch for it."""
         cfg = self.cfg
         if _recurrent(net):  # timed on what its MACs count: a later frame of a sequence, on torch
-            return make_engine(_SteadyState(net), "torch" if requested == "auto" else requested, cfg.device,
+            return make_engine(PerFrame(net), "torch" if requested == "auto" else requested, cfg.device,
                                cfg.precision, threads=cfg.threads)
         engine = make_engine(net, requested, cfg.device, cfg.precision, threads=cfg.threads)
         if requested != "auto":

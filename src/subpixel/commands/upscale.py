@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import glob
 import math
 import os
-import signal
 import sys
 import time
 import warnings
@@ -333,11 +331,8 @@ def upscale(inputs: tuple[str, ...], scale: int | None, model: str, output_arg: 
             hint = f"interrupted: {done} of {len(jobs)} written; rerun with --skip-existing to continue"
             click.echo(hint, err=True)
             raise Interrupted(hint) from None
-        emit_json(summary("interrupted", ran, jobs[len(ran):]))  # what was done before the Ctrl-C
-        click.echo("interrupted", err=True)
-        with contextlib.suppress(ValueError):  # as the CLI's own handler: a second Ctrl-C cannot kill the exit
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise SystemExit(130) from None
+        click.echo("interrupted", err=True)  # the CLI prints the JSON error, with what was done before the Ctrl-C
+        raise Interrupted("interrupted", details=summary(None, ran, jobs[len(ran):])) from None
     bar.close()
     if tiles is not None:
         tiles.close()

@@ -12,7 +12,7 @@ import logging
 
 import torch
 
-from subpixel.engine.device import resolve_device, torch_dtype
+from subpixel.engine.device import engine_device, torch_dtype
 from subpixel.engine.frames import FramePipeline
 from subpixel.engine.onnx_engine import OnnxEngine
 from subpixel.engine.select import EngineChoice, choose_cpu_engine
@@ -43,8 +43,7 @@ def make_engine(net: SRNet, engine: str = "auto", device: str | torch.device = "
     if engine not in ENGINES:
         raise SubpixelError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     torch_dtype(precision)  # validates the name
-    # a torch.device is checked as its name is; onnx runs on the CPU, so auto means cpu for it
-    dev = resolve_device("cpu" if engine == "onnx" and str(device) == "auto" else str(device))
+    dev = engine_device(engine, device)
     interpolation = isinstance(net, Interpolation)
     if interpolation and engine == "onnx":
         raise SubpixelError(f"{type(net).__name__.lower()} is interpolation and runs on torch; "

@@ -6,7 +6,7 @@ import torch
 
 from subpixel.errors import SubpixelError
 
-__all__ = ["resolve_device", "PRECISIONS", "torch_dtype", "cpu_has_native_bf16"]
+__all__ = ["resolve_device", "engine_device", "PRECISIONS", "torch_dtype", "cpu_has_native_bf16"]
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -33,6 +33,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise SubpixelError("--device mps asked for, but MPS is not available")
     return dev
+
+
+def engine_device(engine: str, device: str | torch.device = "auto") -> torch.device:
+    """The device ``engine`` runs on: :func:`resolve_device` of ``device`` (a ``torch.device`` is checked as its
+    name is), except that ``auto`` means cpu for the ``onnx`` engine (ONNX Runtime runs on the CPU only)."""
+    return resolve_device("cpu" if engine == "onnx" and str(device) == "auto" else str(device))
 
 
 def torch_dtype(precision: str) -> torch.dtype:

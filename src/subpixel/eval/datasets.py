@@ -9,7 +9,7 @@ from pathlib import Path
 from subpixel.errors import SubpixelError
 from subpixel.io.image import is_image_path
 
-__all__ = ["STANDARD_SETS", "resolve_dataset", "standard_set", "dataset_images", "is_image_file", "natural_key",
+__all__ = ["STANDARD_SETS", "resolve_dataset", "standard_set", "dataset_images", "natural_key",
            "shared_data_root"]
 
 STANDARD_SETS = ("Set5", "Set14", "B100", "Urban100")
@@ -21,12 +21,6 @@ def natural_key(name: str) -> tuple[tuple[str | int, ...], str]:
     (``frame2`` before ``frame10``, as ``frame%d`` numbering means); the name itself breaks ties."""
     parts = _DIGITS.split(name)  # text, digits, text, ...: the same kind at the same position
     return tuple(int(p) if i % 2 else p.casefold() for i, p in enumerate(parts)), name
-
-
-def is_image_file(path: Path) -> bool:
-    """An image by its suffix (:data:`~subpixel.io.image.SUPPORTED_EXTENSIONS`), not hidden (``.DS_Store``,
-    macOS ``._name.png`` resource forks)."""
-    return is_image_path(path)
 
 
 def shared_data_root() -> Path | None:
@@ -77,7 +71,7 @@ def dataset_images(folder: Path, natural: bool = True) -> list[Path]:
     """Image files of a set (hidden files skipped), in natural order of their names (see :func:`natural_key`),
     or with ``natural=False`` in plain name order (training data: its fingerprint, held-out slice and crop
     streams depend on the order, so runs and shipped cards keep theirs)."""
-    files = sorted((p for p in folder.iterdir() if is_image_file(p)),
+    files = sorted((p for p in folder.iterdir() if is_image_path(p)),
                    key=(lambda p: natural_key(p.name)) if natural else (lambda p: p.name))
     if not files:
         raise SubpixelError(f"no images in {folder}")

@@ -33,9 +33,10 @@ import torch
 from tqdm import tqdm
 
 from subpixel.errors import SubpixelError
-from subpixel.eval.datasets import dataset_images, is_image_file, natural_key, resolve_dataset
+from subpixel.eval.datasets import dataset_images, natural_key, resolve_dataset
 from subpixel.eval.metrics import psnr, shave, ssim
 from subpixel.eval.protocol import check_size, load_hr, make_lr, modcrop, strict_fp32
+from subpixel.io.image import is_image_path
 from subpixel.models.frvsr import FRVSR
 from subpixel.ops.color import rgb_to_y
 from subpixel.ops.pixels import quantize
@@ -230,7 +231,7 @@ def _clip_folders(root: Path, clips: list[str] | None) -> list[Path]:
     else:
         children = [p for p in root.iterdir() if not p.name.startswith(".")]
         folders = sorted((p for p in children if p.is_dir()), key=lambda p: natural_key(p.name))
-        if not folders and any(is_image_file(p) for p in children):
+        if not folders and any(is_image_path(p) for p in children):
             folders = [root]
     missing = [str(f) for f in folders if not f.is_dir()]
     if missing:

@@ -27,7 +27,7 @@ from typing import BinaryIO
 import numpy as np
 import png
 from numpy.typing import DTypeLike
-from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from subpixel.io.atomic import write_atomic
 from subpixel.io.image16 import read_16bit_colour, write_png16, write_tiff16
@@ -39,6 +39,7 @@ from subpixel.io.image_errors import (
     OutputTooLargeError,
 )
 from subpixel.io.image_meta import (
+    ORIENTATION,
     Metadata,
     apply_cmyk_profile,
     carried_metadata,
@@ -96,7 +97,6 @@ _GREY_ALPHA_FORMATS = {"PNG": (np.uint8, np.uint16), "TIFF": (np.uint8,)}
 # Largest width or height each encoder accepts; JPEG is 65500 in libjpeg, not 65535.
 _MAX_SIDE = {"WEBP": 16383, "JPEG": 65500, "PNG": 2**31 - 1, "BMP": 2**31 - 1}
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
-_ORIENTATION = ExifTags.Base.Orientation
 # EXIF orientation -> the numpy equivalent of the transpose ImageOps.exif_transpose applies.
 _ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
     2: lambda a: a[:, ::-1],  # FLIP_LEFT_RIGHT
@@ -226,26 +226,26 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
             dpi, xmp = read_dpi(im), read_xmp(im)
             if wide is None:
                 # A TIFF's orientation, read before loading: Pillow applies it and drops the tag while loading.
-                turned = im.getexif().get(_ORIENTATION) if im.format == "TIFF" else None
+                turned = im.getexif().get(ORIENTATION) if im.format == "TIFF" else None
                 im.load()
-                orientation = turned or im.getexif().get(_ORIENTATION, 1)
+                orientation = turned or im.getexif().get(ORIENTATION, 1)
                 ImageOps.exif_transpose(im, in_place=True)  # whatever Pillow has not applied yet
                 exif = im.getexif()
                 pixels, mode_hint = pil_to_array(apply_cmyk_profile(im, path))
             else:
                 pixels, mode_hint = wide
                 exif = header_exif(im, path)
-                orientation = exif.get(_ORIENTATION, 1)
+                orientation = exif.get(ORIENTATION, 1)
                 if orientation in _ORIENT:  # as exif_transpose: transpose, then drop the tag
                     pixels = np.ascontiguousarray(_ORIENT[orientation](pixels))
-                    del exif[_ORIENTATION]
+                    del exif[ORIENTATION]
             if orientation in _ORIENT:  # the pixels are upright now: so are their resolution and XMP
                 dpi = dpi[::-1] if dpi and orientation >= 5 else dpi
                 xmp = _XMP_ORIENTATION.sub(b"", xmp) if xmp else xmp
             if im.format == "TIFF":
                 exif = descriptive_tiff_exif(exif)
             if exif:
-                exif[_ORIENTATION] = 1
+                exif[ORIENTATION] = 1
             data = ImageData(
                 pixels=pixels,
                 mode_hint=mode_hint,

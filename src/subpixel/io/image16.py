@@ -19,11 +19,10 @@ import tifffile
 from PIL import ExifTags, Image, ImageFile
 
 from subpixel.io.image_errors import ImageReadError
-from subpixel.io.image_meta import PNG_EXIF_PREFIX, PNG_XMP_KEY, TIFF_EXIF_TAGS, TIFF_XMP, Metadata
+from subpixel.io.image_meta import ORIENTATION, PNG_EXIF_PREFIX, PNG_XMP_KEY, TIFF_EXIF_TAGS, TIFF_XMP, Metadata
 
 __all__ = ["read_16bit_colour", "write_png16", "write_tiff16"]
 
-_ORIENTATION = ExifTags.Base.Orientation
 _PNG_COLOUR_TYPES = frozenset({2, 4, 6})  # RGB, grey + alpha, RGBA: what Pillow reads at 8 bits
 _INCH = 0.0254  # metres: PNG's pHYs counts pixels per metre
 # IFD0 tags of ``like.exif`` written to 16-bit colour TIFF (tifffile cannot write the EXIF/GPS sub-IFDs).
@@ -92,7 +91,7 @@ def _read_tiff16(path: Path, im: ImageFile.ImageFile) -> tuple[np.ndarray, str] 
         premultiplied = page.extrasamples[:1] == (tifffile.EXTRASAMPLE.ASSOCALPHA,)
     channels = 3 if im.mode in ("RGB", "RGBX") else 4  # Pillow's reading of ExtraSamples
     # Pillow gives a TIFF's size after orientation: 5 to 8 swap width and height.
-    stored = (im.width, im.height) if im.tag_v2.get(_ORIENTATION) in (5, 6, 7, 8) else (im.height, im.width)
+    stored = (im.width, im.height) if im.tag_v2.get(ORIENTATION) in (5, 6, 7, 8) else (im.height, im.width)
     if pixels.ndim != 3 or pixels.shape[:2] != stored or pixels.shape[2] < channels:
         raise ImageReadError(f"{path}: unexpected 16-bit TIFF layout {pixels.shape} for {im.size}")
     pixels = np.ascontiguousarray(pixels[..., :channels], dtype=np.uint16)
@@ -156,8 +155,8 @@ def write_tiff16(f: BinaryIO, pixels: np.ndarray, meta: Metadata) -> None:
                 value = value.encode("ascii", "replace")  # TIFF ASCII is 7-bit, as Pillow writes it
             if isinstance(value, bytes):
                 tags.append((tag, "s", 0, value, True))
-        if isinstance(loaded.get(_ORIENTATION), int):
-            tags.append((_ORIENTATION, "H", 1, loaded[_ORIENTATION], True))
+        if isinstance(loaded.get(ORIENTATION), int):
+            tags.append((ORIENTATION, "H", 1, loaded[ORIENTATION], True))
     compression = meta.tiff_compression[1] if meta.tiff_compression else None
     if compression == "lzw" and tifffile.COMPRESSION.LZW not in tifffile.TIFF.COMPRESSORS:
         compression = "zlib"  # LZW encoding needs imagecodecs; Deflate is built in

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from subpixel.io.image import ImageData
 
 __all__ = [
+    "ORIENTATION",
     "PNG_EXIF_PREFIX",
     "PNG_XMP_KEY",
     "TIFF_COMPRESSIONS",
@@ -78,6 +79,7 @@ _PIXEL_X_DIMENSION, _PIXEL_Y_DIMENSION = 0xA002, 0xA003
 
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 
+ORIENTATION = ExifTags.Base.Orientation  # the EXIF (and TIFF) tag of how a picture is turned or mirrored
 PNG_EXIF_PREFIX = b"Exif\x00\x00"  # Pillow's EXIF bytes start with this; an eXIf chunk does not
 PNG_XMP_KEY = b"XML:com.adobe.xmp"  # the iTXt keyword of XMP in PNG
 _JPEG_MAX_XMP = 65504  # bytes of XMP one JPEG APP1 marker holds (larger, "extended" XMP is left out)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import io
+import logging
 import struct
 import zlib
 from dataclasses import dataclass
@@ -15,10 +17,9 @@ import numpy as np
 
 from subpixel.errors import SubpixelError
 from subpixel.io.video_decode import ColorInfo, VideoInfo, error_reason
-from subpixel.io.video_mux import _set_sample_aspect_ratio
 
 __all__ = ["EncoderSpec", "available_encoders", "resolve_encoder", "check_encoder",
-           "segment_format", "SegmentEncoder", "PngEncoder", "DEFAULT_CRF", "CRF_RANGE"]
+           "segment_format", "SegmentEncoder", "PngEncoder", "set_sample_aspect_ratio", "DEFAULT_CRF", "CRF_RANGE"]
 
 _ALIASES = {"h264": ("libx264",), "avc": ("libx264",), "x264": ("libx264",), "h265": ("libx265",),
             "hevc": ("libx265",), "x265": ("libx265",), "vp9": ("libvpx-vp9",),
@@ -27,6 +28,8 @@ _SHORT_TIME_BASE = {"mpeg4", "h263", "h263p", "msmpeg4", "msmpeg4v2", "flv"}  # 
 _PNG_FORMATS = ("rgb24", "rgb48be")  # what PngEncoder writes: 8 or 16 bits per channel
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 30, "libsvtav1": 30, "libaom-av1": 30}
 CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libsvtav1": (0, 63), "libaom-av1": (0, 63)}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,7 @@ class SegmentEncoder:
         cc.colorspace, cc.color_range = color.colorspace, color.color_range
         cc.color_primaries, cc.color_trc = color.primaries, color.trc
         if info.sar:
-            _set_sample_aspect_ratio(stream, info.sar, path)
+            set_sample_aspect_ratio(stream, info.sar, path)
         if spec.bit_rate is not None:
             cc.bit_rate = spec.bit_rate
         cc.options = dict(spec.options)
@@ -279,3 +282,40 @@ def _with_phys(png: bytes, phys: bytes) -> bytes:
             out.append(phys)
         pos += size
     return b"".join(out)
+
+
+# libavformat majors whose AVStream layout (index at 8, time_base at 32, sample_aspect_ratio at 72) is known
+_AVSTREAM_LAYOUT_MAJORS = frozenset({60, 61, 62})
+
+
+def set_sample_aspect_ratio(stream: av.video.stream.VideoStream, sar: Fraction, shown: Path) -> None:
+    """Give an output stream the pixel aspect ratio ``sar``: in its codec parameters (what MP4 and the codecs
+    that carry it in their bitstream read) and in the stream itself (what Matroska and WebM read, and PyAV has
+    no setter for: it is written through the ``AVStream`` pointer, only for a libavformat whose layout is
+    known, once the fields around it are confirmed, and undone unless PyAV then reads it back)."""
+    stream.codec_context.sample_aspect_ratio = sar
+    if sar == 1 or sar.numerator > 2**31 - 1 or sar.denominator > 2**31 - 1:
+        return
+    if stream.container.format.name not in ("matroska", "webm"):
+        return
+    if av.library_versions.get("libavformat", (0,))[0] in _AVSTREAM_LAYOUT_MAJORS:
+        try:
+            # a PyAV Stream: object header (16 bytes), vtable, AVStream *ptr, Container container
+            ptr = ctypes.c_void_p.from_address(id(stream) + 24).value
+            holder = ctypes.c_void_p.from_address(id(stream) + 32).value
+            if ptr and holder == id(stream.container):
+                index = ctypes.c_int.from_address(ptr + 8).value
+                tb = (ctypes.c_int * 2).from_address(ptr + 32)
+                field = (ctypes.c_int * 2).from_address(ptr + 72)
+                if index == stream.index and (stream.time_base is None
+                                              or Fraction(tb[0], tb[1] or 1) == stream.time_base):
+                    saved = field[0], field[1]
+                    field[0], field[1] = sar.numerator, sar.denominator
+                    if stream.sample_aspect_ratio == sar:
+                        return
+                    field[0], field[1] = saved  # not the field PyAV reads: leave the stream as it was
+        except (TypeError, ValueError, ZeroDivisionError):
+            pass
+    if stream.codec_context.name not in ("h264", "hevc", "libx264", "libx265"):  # those carry it themselves
+        log.warning("%s: cannot record the pixel aspect ratio %s in the %s container (this PyAV build); "
+                    "the video may display with square pixels", shown, sar, stream.container.format.name)

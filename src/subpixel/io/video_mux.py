@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import heapq
 import logging
@@ -10,15 +9,12 @@ from collections.abc import Iterator
 from contextlib import closing
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import av
 
 from subpixel.errors import SubpixelError
 from subpixel.io.video_decode import VideoInfo, error_reason, open_input
-
-if TYPE_CHECKING:
-    from subpixel.io.video_encode import EncoderSpec
+from subpixel.io.video_encode import EncoderSpec, set_sample_aspect_ratio
 
 __all__ = ["check_container", "mux_output"]
 
@@ -151,7 +147,7 @@ def _mux(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: P
             # the template's rate is 1/time_base (Matroska and FLV would state it): use the input's average
             video.codec_context.framerate = info.rate
             if info.sar:  # H.264/H.265 carry it in their bitstream, VP9 and AV1 only in the container
-                _set_sample_aspect_ratio(video, info.sar, shown)
+                set_sample_aspect_ratio(video, info.sar, shown)
             if info.display_matrix:
                 video.set_display_matrix(list(info.display_matrix))
             _copy_tags(src.streams[info.stream], video)
@@ -183,43 +179,6 @@ def _mux(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: P
             for _, _, packet, stream in merged:
                 packet.stream = stream
                 out.mux(packet)
-# libavformat majors whose AVStream layout (index at 8, time_base at 32, sample_aspect_ratio at 72) is known
-_AVSTREAM_LAYOUT_MAJORS = frozenset({60, 61, 62})
-
-
-def _set_sample_aspect_ratio(stream: av.video.stream.VideoStream, sar: Fraction, shown: Path) -> None:
-    """Give an output stream the pixel aspect ratio ``sar``: in its codec parameters (what MP4 and the codecs
-    that carry it in their bitstream read) and in the stream itself (what Matroska and WebM read, and PyAV has
-    no setter for: it is written through the ``AVStream`` pointer, only for a libavformat whose layout is
-    known, once the fields around it are confirmed, and undone unless PyAV then reads it back)."""
-    stream.codec_context.sample_aspect_ratio = sar
-    if sar == 1 or sar.numerator > 2**31 - 1 or sar.denominator > 2**31 - 1:
-        return
-    if stream.container.format.name not in ("matroska", "webm"):
-        return
-    if av.library_versions.get("libavformat", (0,))[0] in _AVSTREAM_LAYOUT_MAJORS:
-        try:
-            # a PyAV Stream: object header (16 bytes), vtable, AVStream *ptr, Container container
-            ptr = ctypes.c_void_p.from_address(id(stream) + 24).value
-            holder = ctypes.c_void_p.from_address(id(stream) + 32).value
-            if ptr and holder == id(stream.container):
-                index = ctypes.c_int.from_address(ptr + 8).value
-                tb = (ctypes.c_int * 2).from_address(ptr + 32)
-                field = (ctypes.c_int * 2).from_address(ptr + 72)
-                if index == stream.index and (stream.time_base is None
-                                              or Fraction(tb[0], tb[1] or 1) == stream.time_base):
-                    saved = field[0], field[1]
-                    field[0], field[1] = sar.numerator, sar.denominator
-                    if stream.sample_aspect_ratio == sar:
-                        return
-                    field[0], field[1] = saved  # not the field PyAV reads: leave the stream as it was
-        except (TypeError, ValueError, ZeroDivisionError):
-            pass
-    if stream.codec_context.name not in ("h264", "hevc", "libx264", "libx265"):  # those carry it themselves
-        log.warning("%s: cannot record the pixel aspect ratio %s in the %s container (this PyAV build); "
-                    "the video may display with square pixels", shown, sar, stream.container.format.name)
-
-
 def _copy_tags(src: av.stream.Stream, dst: av.stream.Stream) -> None:
     dst.metadata.update({k: v for k, v in src.metadata.items() if k in ("language", "title")})
     dst.disposition = src.disposition

@@ -7,7 +7,7 @@ from torch import nn
 
 from subpixel.models.complexity import count_params
 
-__all__ = ["SRNet"]
+__all__ = ["SRNet", "PerFrame"]
 
 
 class SRNet(nn.Module):
@@ -45,3 +45,16 @@ class SRNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+class PerFrame(SRNet):
+    """``net``'s :meth:`~SRNet.per_frame_forward` as a network's forward: a recurrent network's work per frame in
+    steady use (FRVSR's flow network, warp and SR network), what :func:`~subpixel.models.complexity.count_macs`
+    counts and ``subpixel bench`` times. ``net`` is held, not copied: its parameters are this module's."""
+
+    def __init__(self, net: SRNet) -> None:
+        super().__init__(net.scale)
+        self.net, self.receptive_field = net, net.receptive_field
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.per_frame_forward(x)

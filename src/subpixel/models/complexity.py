@@ -31,17 +31,6 @@ def _layer_macs(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: tor
     return output.numel() * module.in_features
 
 
-class _PerFrame(nn.Module):
-    """``net.per_frame_forward`` as a module's forward (what :func:`torch.func.functional_call` runs)."""
-
-    def __init__(self, net: SRNet) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.per_frame_forward(x)
-
-
 def count_macs(net: SRNet, out_hw: tuple[int, int] = (720, 1280)) -> int:
     """MACs of the computation producing one ``out_hw`` image (default 1280x720).
 
@@ -54,8 +43,10 @@ def count_macs(net: SRNet, out_hw: tuple[int, int] = (720, 1280)) -> int:
     folding a re-parameterizable network's branches), and ``net`` itself is not copied or changed; forward hooks
     already on its layers see the pass too (on meta tensors).
     """
+    from subpixel.models.base import PerFrame  # here: base imports this module
+
     h, w = (math.ceil(n / net.scale) for n in out_hw)
-    probe = _PerFrame(net.deploy())
+    probe = PerFrame(net.deploy())
     stand_ins = {name: torch.empty_like(t, device="meta")
                  for name, t in [*probe.named_parameters(), *probe.named_buffers()]}
     total = 0

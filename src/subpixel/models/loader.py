@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from subpixel.engine.device import resolve_device
+from subpixel.engine.device import engine_device
 from subpixel.errors import SubpixelError
 from subpixel.models.registry import architectures, build, check_scale, get_spec
 from subpixel.models.weights import is_weights_path, load_net, shipped_models
@@ -56,7 +56,7 @@ def load(
     with weights, whose card fixes the architecture, they raise :class:`SubpixelError`.
     Loading leaves torch's random number generators (CPU and the target device's) as they were.
     """
-    dev = resolve_device("cpu" if engine == "onnx" and str(device) == "auto" else str(device))  # ORT: CPU only
+    dev = engine_device(engine, device)
     devices = [] if dev.type == "cpu" else [dev]
     # device_type must name a real type even when no device is forked (torch 2.6 has no None)
     with torch.random.fork_rng(devices=devices, device_type=dev.type if devices else "cuda"):
