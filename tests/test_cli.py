@@ -824,3 +824,12 @@ def test_an_interrupted_batch_says_what_it_did(tmp_path: Path, monkeypatch: pyte
     assert [Path(o["input"]).name for o in summary["outputs"]] == ["a.png", "b.png"]
     assert [Path(f["input"]).name for f in summary["failures"]] == ["bad.png"]
     assert [Path(p).name for p in summary["not_attempted"]] == ["c.png"]
+
+
+def test_update_card_of_a_shipped_model_is_refused_in_an_installed_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed package's cards live in site-packages: --update-card does not rewrite them."""
+    import subpixel.commands.evaluate as evaluate_command
+
+    monkeypatch.setattr(evaluate_command, "IN_CHECKOUT", False)
+    res = CliRunner().invoke(cli, ["eval", "-m", "espcn", "-s", "2", "-d", "Set5", "--update-card"])
+    assert res.exit_code == 2 and "only in a source checkout" in res.output, res.output

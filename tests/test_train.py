@@ -1190,3 +1190,25 @@ def test_short_budgets_measure_within_their_chunk() -> None:
 
     short, long = _budget(30.0, None), _budget(600.0, None)
     assert short.warmup + short.window <= 0.25 * 30 and (long.warmup, long.window) == (15.0, 20.0)
+
+
+def test_recipes_shared_data_paths_resolve_through_subpixel_data_outside_the_checkout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed package runs the repository's recipes from any folder: ``../shared/data/...`` is also
+    looked up in ``$SUBPIXEL_DATA``, as evaluation finds its sets; without it the error says how to point there."""
+    from subpixel.train import config as train_config
+
+    (tmp_path / "data" / "train" / "T91").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.setattr(train_config, "IN_CHECKOUT", False)
+    found = train_config.shared_data_root
+    monkeypatch.setattr(train_config, "shared_data_root", lambda: None)  # no shared data anywhere
+    with pytest.raises(SubpixelError, match="set SUBPIXEL_DATA to the shared data folder"):
+        train_config.resolve_data_folder("../shared/data/train/T91")
+    monkeypatch.setattr(train_config, "shared_data_root", found)
+    monkeypatch.setenv("SUBPIXEL_DATA", str(tmp_path / "data"))
+    assert train_config.resolve_data_folder("../shared/data/train/T91") == (tmp_path / "data" / "train" / "T91")
+    with pytest.raises(SubpixelError, match="not found") as err:  # other relative paths: as before
+        train_config.resolve_data_folder("train/T91")
+    assert "SUBPIXEL_DATA" not in str(err.value)

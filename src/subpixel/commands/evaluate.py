@@ -18,6 +18,7 @@ from subpixel.eval.protocol import PROTOCOLS, SetResult, evaluate, strict_fp32
 from subpixel.io.atomic import write_atomic
 from subpixel.models.loader import load
 from subpixel.models.weights import card_path, find_shipped, is_weights_path, shipped_models
+from subpixel.train.config import IN_CHECKOUT
 from subpixel.upscaler import Upscaler
 
 
@@ -220,6 +221,9 @@ def _check_update_card(model_name: str, all_models: bool, protocol: str, rgb: bo
         raise click.UsageError("--update-card records fp32 figures of the torch engine (no --precision/--engine)")
     if not all_models and model_name.lower() in ("bicubic", "lanczos"):
         raise click.UsageError(f"--update-card needs a model with weights, not {model_name!r}")
+    if not IN_CHECKOUT and (all_models or not is_weights_path(model_name)):
+        raise click.UsageError("--update-card rewrites the cards of shipped models only in a source checkout, not "
+                               "in an installed package; copy the .safetensors and its .json card and pass that file")
 
 
 def _check_standard_sets(names: list[str], folders: list[Path]) -> None:

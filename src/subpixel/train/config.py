@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 import yaml
 
 from subpixel.errors import SubpixelError, first_line
+from subpixel.eval.datasets import shared_data_root
 from subpixel.io.atomic import write_atomic
 
 __all__ = [
@@ -352,14 +353,25 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     return plain(dataclasses.asdict(cfg))
 
 
+_SHARED_DATA = ("..", "shared", "data")  # how recipes name the shared data (from the repository root)
+
+
 def _resolve(entry: str, exists: Callable[[Path], bool], what: str) -> Path:
-    """A path from a recipe: absolute as is; relative against the current directory, then the repo root."""
+    """A path from a recipe: absolute as is; relative against the current directory, then the repo root
+    (in a source checkout); a ``../shared/data/...`` path also inside the shared data folder
+    (``$SUBPIXEL_DATA``, as evaluation finds it), so the repository's recipes run from anywhere."""
     path = Path(entry).expanduser()
     candidates = [path] if path.is_absolute() else [Path.cwd() / path, *([REPO_ROOT / path] if IN_CHECKOUT else [])]
+    shared = not path.is_absolute() and path.parts[:3] == _SHARED_DATA
+    root = shared_data_root() if shared else None
+    if root is not None:
+        candidates.append(root.joinpath(*path.parts[3:]))
     for cand in candidates:
         if exists(cand):
             return cand.resolve()
-    raise ConfigError(f"{what} {entry!r} not found (looked in {', '.join(map(str, candidates))})")
+    hint = ("; set SUBPIXEL_DATA to the shared data folder (the one holding train/ and benchmarks/)"
+            if shared and root is None else "")
+    raise ConfigError(f"{what} {entry!r} not found (looked in {', '.join(map(str, candidates))}){hint}")
 
 
 def resolve_data_folder(entry: str) -> Path:
