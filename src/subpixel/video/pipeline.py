@@ -342,7 +342,9 @@ def _warn_downgrades(src: Path, info: VideoInfo, spec: EncoderSpec, full: tuple[
 def _quantize(y: torch.Tensor, deep: bool) -> np.ndarray:
     """Float ``(N, 3, H, W)`` -> ``(N, H, W, 3)`` uint8 (uint16 if ``deep``), rounding half up
     (:func:`~subpixel.ops.pixels.quantize`, on ``y``'s device; ``y`` itself, perhaps a recurrent model's
-    state, is left as it is)."""
+    state, is left as it is). MPS has no uint16 before torch 2.9: deep frames are quantized on the CPU there."""
+    if deep and y.device.type == "mps":
+        y = y.cpu()
     return quantize(y, torch.uint16 if deep else torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
