@@ -1150,3 +1150,94 @@ def test_the_stream_aspect_ratio_is_written_only_where_its_layout_is_known(known
         video_encode.set_sample_aspect_ratio(stream, Fraction(8, 9), tmp_path / "o.mkv")
         assert stream.sample_aspect_ratio == (Fraction(8, 9) if known else None)
     assert ("pixel aspect ratio" in caplog.text) != known
+
+
+def _flat_ten_bit_clip(path: Path, colours: list[tuple[int, int, int]]) -> Path:
+    """A lossless BT.709 limited-range 10-bit clip, one frame of each flat Y/U/V colour."""
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=FPS, options={"qp": "0"})
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p10le"
+        cc = vs.codec_context
+        cc.colorspace = cc.color_primaries = cc.color_trc = 1
+        cc.color_range = 1
+        for i, yuv in enumerate(colours):
+            frame = av.VideoFrame(W, H, "yuv420p10le")
+            for plane, value in zip(frame.planes, yuv):
+                plane.update(np.full(plane.buffer_size // 2, value, np.uint16).tobytes())
+            frame.colorspace, frame.color_range, frame.pts = 1, 1, i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    return path
+
+
+def _yuv(frame: av.VideoFrame, mean: bool = False) -> list:
+    """The values each plane holds (``mean``: their mean, rounded)."""
+    size = 2 if frame.format.name.endswith("le") else 1
+    planes = [np.frombuffer(bytes(p), f"<u{size}").reshape(-1, p.line_size // size)[:, :p.width] for p in frame.planes]
+    return [round(float(p.mean())) if mean else np.unique(p).tolist() for p in planes]
+
+
+@pytest.mark.skipif(not _x264_ten_bit(), reason="this FFmpeg build's libx264 has no 10-bit")
+def test_deep_frames_decode_to_the_full_sixteen_bit_range_and_round_trip_exactly(up: subpixel.Upscaler,
+                                                                                 tmp_path: Path) -> None:
+    """swscale's YUV -> rgb48 tops out at 255 * 256: white must still be 65535 and colours exact, while the
+    video written back holds the very same Y/U/V (and an 8-bit output, on average, a quarter of them)."""
+    src = _flat_ten_bit_clip(tmp_path / "flat10.mkv", [(940, 512, 512), (464, 664, 380), (64, 512, 512)])
+    info = probe(src)
+    rgb = [info.color.to_rgb(f, True) for f in decode_frames(info)]
+    assert [np.unique(x.reshape(-1, 3), axis=0).tolist() for x in rgb] == [
+        [[65535] * 3], [[14720, 32362, 50554]], [[0] * 3]]  # exact: (464 - 64) / 876 etc. through BT.709
+    upscale_video(src, tmp_path / "png", up)
+    with av.open(str(tmp_path / "png" / "frame_000000.png")) as c:
+        assert np.unique(next(c.decode(video=0)).to_ndarray(format="rgb48le")).tolist() == [65535]
+    upscale_video(src, tmp_path / "ten.mkv", up, VideoOptions(codec="libx264", crf=0))
+    upscale_video(src, tmp_path / "eight.mkv", up, VideoOptions(codec="libx264", crf=0, pix_fmt="yuv420p"))
+    with av.open(str(tmp_path / "ten.mkv")) as ten, av.open(str(tmp_path / "eight.mkv")) as eight:
+        assert [_yuv(f) for f in ten.decode(video=0)] == [[[940], [512], [512]], [[464], [664], [380]],
+                                                          [[64], [512], [512]]]
+        # swscale dithers down to 8 bits: on average a quarter
+        assert [_yuv(f, mean=True) for f in eight.decode(video=0)] == [[235, 128, 128], [116, 166, 95], [16, 128, 128]]
+
+
+def test_adts_aac_into_avi_is_refused_before_any_frame_is_decoded(up: subpixel.Upscaler, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """MPEG-TS carries AAC as ADTS, which FFmpeg's AVI muxer refuses only at the final mux; MKV and MP4 convert it."""
+    src = make_clip(tmp_path / "in.ts", n=5)
+    with av.open(str(src)) as c:
+        assert c.streams.audio[0].codec_context.name == "aac" and not c.streams.audio[0].codec_context.extradata
+    import subpixel.video.pipeline as pipeline
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoding started")
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "decode_frames", no_decoding)
+        with pytest.raises(SubpixelError, match=r"avi container cannot hold input stream #1 \(audio, ADTS AAC.*\.mkv"):
+            upscale_video(src, tmp_path / "o.avi", up, VideoOptions(codec="mpeg4"))
+    assert not list(tmp_path.glob("o*")) and not any(p.name.startswith(".") for p in tmp_path.iterdir())
+    for suffix in (".mkv", ".mp4"):
+        upscale_video(src, tmp_path / f"o{suffix}", up, VideoOptions(codec="mpeg4"))
+        assert len(packets(tmp_path / f"o{suffix}", "audio")) == len(packets(src, "audio"))
+
+
+def test_frames_lost_mid_stream_are_reported_as_timestamp_gaps(tmp_path: Path) -> None:
+    """A constant-rate clip whose times skip a second (frames the demuxer dropped from damaged data)."""
+    pts = [40 * i for i in range(10)] + [1400 + 40 * i for i in range(10)]  # 360 -> 1400 ms: 25 frames missing (1 s)
+    src = make_clip(tmp_path / "gap.mkv", n=20, pts=pts, audio=None)
+    result = CliRunner().invoke(cli, ["video", str(src), "-o", str(tmp_path / "o.mkv"), "-s", "2", "-m", "bicubic",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["frames"], summary["timestamp_gaps"], summary["missing_seconds"]) == (20, 1, 1.0)
+    assert result.stderr.count("the video skips") == 1 and (
+        f"{src}: the video skips 1.000 s in 1 gap between frame times (frames lost to damaged data?)") in result.stderr
+
+
+def test_variable_frame_rate_holds_are_no_timestamp_gaps(up: subpixel.Upscaler, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    steps = [40, 40, 200, 20, 40, 300, 33, 47, 40, 500] * 2  # stills held far over three frame durations
+    src = make_clip(tmp_path / "vfr.mkv", n=20, pts=np.cumsum([0] + steps)[:20].tolist(), audio=None)
+    with caplog.at_level("WARNING"):
+        summary = upscale_video(src, tmp_path / "o.mkv", up)
+    assert (summary["frames"], summary["timestamp_gaps"], summary["missing_seconds"]) == (20, 0, 0.0)
+    assert not caplog.records

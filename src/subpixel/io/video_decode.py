@@ -13,7 +13,7 @@ import logging
 import struct
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -32,10 +32,13 @@ RANGE_LIMITED, RANGE_FULL = 1, 2
 _UNSPECIFIED = (0, 2)  # reserved / unspecified values of primaries and trc
 _SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}  # AVColorSpace -> swscale matrix (SWS_CS_*)
 _IMPLIED_TAGS = {1: (1, 1), 5: (5, 6), 6: (6, 6)}  # matrix -> usual (primaries, trc) when untagged
+_KR_KB = {1: (0.2126, 0.0722), 4: (0.30, 0.11), 5: (0.299, 0.114), 7: (0.212, 0.087), 9: (0.2627, 0.0593)}
+_YUV444 = {8: "yuv444p", 9: "yuv444p9le", 10: "yuv444p10le", 12: "yuv444p12le", 14: "yuv444p14le"}
 _FIELD_ORDER = {1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
 _SWS_FLAGS = (Interpolation.BICUBIC | Interpolation.ACCURATE_RND
               | Interpolation.FULL_CHR_H_INT | Interpolation.FULL_CHR_H_INP)
 DEINTERLACERS = ("yadif", "bwdif")
+GAP_FRAMES = 3  # a step between frames over this many nominal frame durations is a gap (lost frames)
 
 log = logging.getLogger(__name__)
 
@@ -73,21 +76,52 @@ class ColorInfo:
         return self
 
     def to_rgb(self, frame: av.VideoFrame, deep: bool) -> np.ndarray:
-        """Decoded frame -> full-range RGB ``(H, W, 3)``: uint16 if ``deep`` else uint8."""
-        fmt = "rgb48le" if deep else "rgb24"
-        if self.colorspace == SPC_RGB:
-            return frame.to_ndarray(format=fmt, interpolation=_SWS_FLAGS)
-        return frame.to_ndarray(format=fmt, src_colorspace=_SWS_MATRIX[self.colorspace],
-                                src_color_range=self.color_range, dst_color_range=RANGE_FULL,
-                                interpolation=_SWS_FLAGS)
+        """Decoded frame -> full-range RGB ``(H, W, 3)``: uint16 (0-65535) if ``deep`` else uint8."""
+        if not deep:
+            if self.colorspace == SPC_RGB:
+                return frame.to_ndarray(format="rgb24", interpolation=_SWS_FLAGS)
+            return frame.to_ndarray(format="rgb24", src_colorspace=_SWS_MATRIX[self.colorspace],
+                                    src_color_range=self.color_range, dst_color_range=RANGE_FULL,
+                                    interpolation=_SWS_FLAGS)
+        bits = max(c.bits for c in frame.format.components)
+        if self.colorspace == SPC_RGB:  # swscale scales deep RGB exactly, 8-bit RGB by 256: widen that by 257
+            return (frame.to_ndarray(format="rgb48le", interpolation=_SWS_FLAGS) if bits > 8
+                    else frame.to_ndarray(format="rgb24", interpolation=_SWS_FLAGS).astype(np.uint16) * 257)
+        # swscale's YUV -> rgb48 gives 255 * 256 for white (limited range), or the source's white shifted to 16
+        # bits (full range), not 65535: only upsample the chroma with it, at the source's own depth (values
+        # unchanged), and apply the matrix here
+        planar = "yuvj444p" if frame.format.name.startswith("yuvj") else _YUV444.get(bits, "yuv444p16le")
+        bits = 16 if planar == "yuv444p16le" else bits
+        if frame.format.name != planar:
+            frame = frame.reformat(format=planar, src_color_range=self.color_range,
+                                   dst_color_range=self.color_range, interpolation=_SWS_FLAGS)
+        yuv = np.empty((frame.height, frame.width, 3), np.float32)
+        size = 2 if bits > 8 else 1
+        for k, p in enumerate(frame.planes[:3]):
+            plane = np.frombuffer(p, f"<u{size}").reshape(-1, p.line_size // size)
+            yuv[..., k] = plane[:frame.height, :frame.width]
+        mid, unit = 1 << (bits - 1), 1 << (bits - 8)
+        if self.color_range == RANGE_FULL:
+            black, luma, chroma = 0, (1 << bits) - 1, (1 << bits) - 1
+        else:
+            black, luma, chroma = 16 * unit, 219 * unit, 224 * unit
+        kr, kb = _KR_KB[_SWS_MATRIX[self.colorspace]]
+        kg = 1 - kr - kb
+        m = np.array([[1, 0, 2 - 2 * kr], [1, -kb * (2 - 2 * kb) / kg, -kr * (2 - 2 * kr) / kg], [1, 2 - 2 * kb, 0]])
+        m = m / [luma, chroma, chroma] * 65535  # raw Y/U/V -> 0-65535 RGB, after taking black and mid off
+        rgb = yuv @ m.T.astype(np.float32)
+        rgb += (0.5 - m @ [black, mid, mid]).astype(np.float32)  # rounding half up
+        return np.clip(rgb, 0, 65535, out=rgb).astype(np.uint16)
 
     def from_rgb(self, rgb: np.ndarray, pix_fmt: str) -> av.VideoFrame:
         """Full-range RGB (uint8 or uint16) -> a frame in ``pix_fmt`` with these tags."""
-        src = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb48le" if rgb.dtype == np.uint16
-                                         else "rgb24")
         if self.colorspace == SPC_RGB:
+            src = _rgb_frame(rgb)
             frame = src.reformat(format=pix_fmt, interpolation=_SWS_FLAGS)
         else:
+            if rgb.dtype == np.uint16:  # swscale's rgb48 -> YUV takes 255 * 256 for white: v * 256 / 257, rounded
+                rgb = rgb - ((rgb.astype(np.uint32) + 128) // 257).astype(np.uint16)
+            src = _rgb_frame(rgb)
             matrix = _SWS_MATRIX[self.colorspace]
             frame = src.reformat(format=pix_fmt, src_colorspace=matrix, dst_colorspace=matrix,
                                  src_color_range=RANGE_FULL, dst_color_range=self.color_range,
@@ -95,6 +129,11 @@ class ColorInfo:
         frame.colorspace, frame.color_range = self.colorspace, self.color_range
         frame.color_primaries, frame.color_trc = self.primaries, self.trc
         return frame
+
+
+def _rgb_frame(rgb: np.ndarray) -> av.VideoFrame:
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb48le" if rgb.dtype == np.uint16
+                                      else "rgb24")
 
 
 @dataclass(frozen=True)
@@ -139,11 +178,43 @@ class VideoInfo:
 @dataclass
 class DecodeStats:
     """What decoding repaired: packets the decoder rejected (skipped) and jumps back in time (shifted);
-    ``drift``: how far (seconds) frame times stray from a constant frame rate (variable frame rate)."""
+    ``drift``: how far (seconds) frame times stray from a constant frame rate (variable frame rate).
+    Steps between consecutive frames of over :data:`GAP_FRAMES` nominal frame durations are gaps (frames
+    the demuxer dropped, e.g. damaged data); they count only for constant-rate input (see :attr:`gaps`)."""
 
     damaged: int = 0
     jumps: int = 0
     drift: float = 0.0
+    steps: int = 0  # steps from one frame to the next
+    regular: int = 0  # of them, about one nominal frame duration
+    long_steps: int = 0  # of them, over GAP_FRAMES nominal frame durations
+    long_seconds: float = 0.0  # the time those miss, beyond one frame duration each
+
+    @property
+    def constant_rate(self) -> bool:
+        """Whether (nearly) all the steps that are not gaps are one nominal frame duration."""
+        return self.regular >= 0.9 * (self.steps - self.long_steps)
+
+    @property
+    def gaps(self) -> tuple[int, float]:
+        """Gaps in the frame times and the seconds they miss in all; none for variable-frame-rate input,
+        where long steps (a still held) are part of the timing."""
+        return (self.long_steps, self.long_seconds) if self.long_steps and self.constant_rate else (0, 0.0)
+
+    def add_step(self, step: int, info: VideoInfo) -> None:
+        """One step of ``step`` (``info.time_base`` units) from a frame to the next."""
+        nominal = info.frame_step
+        self.steps += 1
+        if abs(step - nominal) <= max(1, nominal // 10):
+            self.regular += 1
+        elif info.rate and step > GAP_FRAMES * nominal:
+            self.long_steps += 1
+            self.long_seconds += float((step - nominal) * info.time_base)
+
+    def restore(self, saved: DecodeStats) -> None:
+        """Back to the counts ``saved`` has, of frames a decode that starts over counts again."""
+        self.damaged, self.steps, self.regular = saved.damaged, saved.steps, saved.regular
+        self.long_steps, self.long_seconds = saved.long_steps, saved.long_seconds
 
 
 def open_input(path: str | Path) -> av.container.InputContainer:
@@ -283,6 +354,8 @@ def _continuous(frames: Iterator[av.VideoFrame], info: VideoInfo, stats: DecodeS
             pts = prev + info.frame_step
         if n == 0:
             first = pts
+        if prev is not None:
+            stats.add_step(pts - prev, info)
         frame.pts, prev = pts, pts
         if info.rate:
             stats.drift = max(stats.drift, abs(float((pts - first) * info.time_base - n / info.rate)))
@@ -320,7 +393,7 @@ def decode_frames(info: VideoInfo, deinterlace: str | None = None, after_pts: in
     """
     stats = stats if stats is not None else DecodeStats()
     if after_pts is not None:
-        damaged = stats.damaged
+        saved = replace(stats)
         with closing(_frames_from(info, deinterlace, after_pts, stats)) as frames:
             try:
                 hit = next((f.pts for f in frames if f.pts >= after_pts), None) == after_pts
@@ -329,6 +402,6 @@ def decode_frames(info: VideoInfo, deinterlace: str | None = None, after_pts: in
             if hit:
                 yield from frames
                 return
-        stats.damaged = damaged  # the full decode counts them again
+        stats.restore(saved)  # the full decode counts them again
     with closing(_frames_from(info, deinterlace, None, stats)) as frames:
         yield from (f for f in frames if after_pts is None or f.pts > after_pts)

@@ -43,6 +43,11 @@ def check_container(path: Path, spec: EncoderSpec, info: VideoInfo) -> None:
                                 "or --codec mpeg4 for AVI")
         for index in info.copy_streams:
             s = src.streams[index]
+            if out.format.name == "avi" and s.codec_context.name == "aac" and not s.codec_context.extradata:
+                # ADTS AAC (as MPEG-TS carries it): AVI takes it only under a tag FFmpeg does not write, and Matroska
+                # and MP4 convert it to plain AAC as they mux; failing up front spares encoding all the frames first
+                raise SubpixelError(f"the avi container cannot hold input stream #{index} (audio, ADTS AAC as "
+                                    "MPEG-TS carries it) without re-encoding; use a .mkv or .mp4 output")
             try:
                 out.add_stream_from_template(s, opaque=True)
             except ValueError:

@@ -711,6 +711,10 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
     damaged = job.decode_stats.damaged
     if damaged:
         log.warning("%s: %d damaged frames could not be decoded and were skipped", src, damaged)
+    gaps, missing = job.decode_stats.gaps
+    if gaps:
+        log.warning("%s: the video skips %.3f s in %d gap%s between frame times (frames lost to damaged data?); "
+                    "the output skips them too", src, missing, gaps, "" if gaps == 1 else "s")
     listed = info.listed_frames
     # a container's count may be one off; a resumed job counts only this session's damaged frames
     if listed and not resumed and manifest.frames_done + damaged < listed - 1:
@@ -727,7 +731,8 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
             "engine": getattr(processor, "engine", None), "precision": precision, "scale": processor.scale,
             "codec": spec.codec, "pix_fmt": spec.pix_fmt, "encoder_options": spec.options,
             "width": size[0], "height": size[1], "frames": manifest.frames_done, "processed_frames": processed,
-            "resumed_frames": resumed, "damaged_frames": damaged, "expected_frames": listed or None,
+            "resumed_frames": resumed, "damaged_frames": damaged, "timestamp_gaps": gaps,
+            "missing_seconds": round(missing, 3), "expected_frames": listed or None,
             "expected_duration": None if listed else info.stream_duration or info.duration,
             "segments": len(manifest.segments),
             "seconds": round(seconds, 3), "fps": round(processed / seconds, 2) if seconds > 0 else None,
