@@ -13,7 +13,7 @@ import logging
 import struct
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -132,6 +132,7 @@ class ColorInfo:
 
 
 def _rgb_frame(rgb: np.ndarray) -> av.VideoFrame:
+    """An RGB frame of uint8 (rgb24) or uint16 (rgb48le) pixels ``(H, W, 3)``."""
     return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb48le" if rgb.dtype == np.uint16
                                       else "rgb24")
 
@@ -212,9 +213,9 @@ class DecodeStats:
             self.long_seconds += float((step - nominal) * info.time_base)
 
     def restore(self, saved: DecodeStats) -> None:
-        """Back to the counts ``saved`` has, of frames a decode that starts over counts again."""
-        self.damaged, self.steps, self.regular = saved.damaged, saved.steps, saved.regular
-        self.long_steps, self.long_seconds = saved.long_steps, saved.long_seconds
+        """Back to what ``saved`` counted, before frames a decode that starts over counts again."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(saved, f.name))
 
 
 def open_input(path: str | Path) -> av.container.InputContainer:
