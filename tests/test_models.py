@@ -325,6 +325,7 @@ def test_a_whole_scale_written_as_a_float_or_string_still_loads(tmp_path, scale)
     ("espcn", "must be a JSON object, not str"),
     ({"architecture": ["espcn"], "scale": 2}, "architecture must be one of"),
     ({"architecture": "espcn", "scale": "two"}, "scale must be a positive integer, got 'two'"),
+    ({"architecture": "espcn", "scale": "\u00b2"}, "scale must be a positive integer, got '\u00b2'"),
     ({"architecture": "espcn", "scale": True}, "scale must be a positive integer, got True"),
     ({"architecture": "espcn", "scale": 2.5}, "scale must be a positive integer, got 2.5"),
     ({"architecture": "espcn", "scale": 2, "arch_args": None}, "arch_args must be a JSON object, got None"),
@@ -349,6 +350,7 @@ def test_malformed_cards_are_one_line_errors_naming_the_file(tmp_path, card, mes
     (lambda s: s.update({"conv1.weight": s["conv1.weight"].to(torch.int32)}), "conv1.weight is int32, not floating"),
     (lambda s: s["conv2.bias"].__setitem__(0, float("nan")), "conv2.bias holds non-finite values"),
     (lambda s: s["conv2.bias"].__setitem__(0, float("inf")), "conv2.bias holds non-finite values"),
+    (lambda s: s.update({"conv2.bias": s["conv2.bias"].double().fill_(1e300)}), "conv2.bias holds non-finite values"),
     (lambda s: s.update({"conv1.weight": s["conv1.weight"].flatten()}), r"conv1.weight has shape \[4800\], not"),
     (lambda s: s.pop("conv1.bias"), "tensor conv1.bias is missing"),
     (lambda s: s.update({"extra": torch.zeros(1)}), "unexpected tensor extra"),
@@ -360,6 +362,23 @@ def test_unfit_weights_are_one_line_errors_naming_the_tensor(tmp_path, change, m
     save_file(state, str(weights))
     with pytest.raises(SubpixelError, match=f"^weights {re.escape(str(weights))} do not fit espcn x2: .*{message}"):
         load_net(weights)
+
+
+def test_a_card_that_is_not_utf8_is_a_one_line_error(tmp_path) -> None:
+    weights = _espcn_file(tmp_path)
+    text = json.dumps({"architecture": "espcn", "scale": 2, "notes": "mod\u00e8le"}, ensure_ascii=False)
+    weights.with_suffix(".json").write_bytes(text.encode("latin-1"))
+    with pytest.raises(SubpixelError, match=r"w\.json is not valid JSON"):
+        load_net(weights)
+
+
+def test_float8_weights_are_checked_in_the_dtype_they_load_as(tmp_path) -> None:
+    weights = _espcn_file(tmp_path)
+    state = load_file(str(weights))
+    state["conv1.bias"] = state["conv1.bias"].to(torch.float8_e4m3fn)
+    save_file(state, str(weights))
+    net, _ = load_net(weights)
+    assert torch.equal(net.conv1.bias, state["conv1.bias"].float())
 
 
 def test_a_weights_file_is_named_by_its_stem_whatever_its_card_says(tmp_path) -> None:

@@ -76,10 +76,10 @@ def measure_quality(models: list[tuple[str, Callable[[], Any]]], data_dir: Path 
 def load_cited(path: Path) -> list[QualityFigure]:
     """Read cited figures, shaped as ``_CITED_SHAPE`` says, each with a non-empty ``source``."""
     try:
-        doc = json.loads(Path(path).read_text())
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SubpixelError(f"cited figures file not found: {path}") from None
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise SubpixelError(f"{path} is not valid JSON: {err}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("figures"), list):
         raise SubpixelError(f"{path}: expected an object with a \"figures\" list: {_CITED_SHAPE}")

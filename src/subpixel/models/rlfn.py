@@ -4,9 +4,10 @@ Built from the paper for speed comparisons (random weights are fine): a 3x3 head
 feature blocks (RLFB) of 52 channels, a 3x3 conv with a long residual, and a 3x3 conv + PixelShuffle.
 An RLFB is three conv3x3-ReLU with a local residual, a 1x1 conv and enhanced spatial attention (ESA):
 1x1 reduce to 16 channels, strided 3x3 conv, 7x7/3 max-pool, 3x3 conv, bilinear upsampling back, plus a
-1x1 of the reduced features, 1x1 expand, sigmoid gate. The max-pool is padded by 3, and a side under 3 is
-replicate-padded to 3 before the strided conv, so inputs of any size run (1x1 included) and larger ones
-are computed as in the paper; this adds no parameters and negligible work.
+1x1 of the reduced features, 1x1 expand, sigmoid gate. Unlike the paper's, the max-pool is padded by 3 and
+a side under 3 is replicate-padded to 3 before the strided conv, so inputs of any size run (1x1 included);
+the pooled grid is thus a little larger than the paper's (11x11 rather than 9x9 for a 64x64 input): no
+parameters added and negligible work, but not the paper's exact function.
 
 ESA pools over wide windows whose grid depends on the image size, so tiled and whole-image outputs
 differ slightly whatever the padding; ``receptive_field`` is a generous bound on its reach.

@@ -50,10 +50,10 @@ def read_card(weights: Path) -> dict[str, Any]:
     """Parse the card of ``weights`` (clear error when absent or malformed, see :func:`_check_card`)."""
     path = card_path(weights)
     try:
-        card = json.loads(path.read_text())
+        card = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SubpixelError(f"no model card {path.name} beside {weights}") from None
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise SubpixelError(f"model card {path} is not valid JSON: {err}") from None
     _check_card(card, path)
     return card
@@ -72,8 +72,9 @@ def _check_card(card: object, path: Path) -> None:
     if not isinstance(arch, str) or arch not in known:
         raise SubpixelError(f"model card {path}: architecture must be one of {', '.join(sorted(known))}, "
                             f"got {arch!r}")
+    digits = scale.strip() if isinstance(scale, str) else ""
     whole = (isinstance(scale, int) and not isinstance(scale, bool)) or (
-        isinstance(scale, float) and scale.is_integer()) or (isinstance(scale, str) and scale.strip().isdigit())
+        isinstance(scale, float) and scale.is_integer()) or (digits.isascii() and digits.isdecimal())
     if not whole or int(scale) < 1:
         raise SubpixelError(f"model card {path}: scale must be a positive integer, got {scale!r}")
     card["scale"] = int(scale)  # 2.0 or "2" from other tools read as 2, as before cards were checked
@@ -121,8 +122,8 @@ def _build(card: dict[str, Any], weights: Path) -> SRNet:
 def check_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], unfit: str,
                 optional: tuple[str, ...] = ()) -> None:
     """Raise ``unfit`` plus the first tensor of ``state`` that is missing, extra, misshapen, not floating point
-    where ``own``'s is, or not finite. Tensors of ``own`` whose names start with a prefix in ``optional`` may be
-    missing (they keep their own values)."""
+    where ``own``'s is, or not finite in ``own``'s dtype (what it will hold once loaded). Tensors of ``own``
+    whose names start with a prefix in ``optional`` may be missing (they keep their own values)."""
     for key, ref in own.items():
         tensor = state.get(key)
         if tensor is None:
@@ -134,7 +135,8 @@ def check_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], un
         if ref.dtype.is_floating_point and not tensor.dtype.is_floating_point:
             raise SubpixelError(f"{unfit}: tensor {key} is {str(tensor.dtype).removeprefix('torch.')}, "
                                 "not floating point")
-        if tensor.dtype.is_floating_point and not bool(torch.isfinite(tensor).all()):
+        loaded = tensor.to(ref.dtype) if ref.dtype.is_floating_point else tensor  # float8 has no isfinite
+        if loaded.dtype.is_floating_point and not bool(torch.isfinite(loaded).all()):
             raise SubpixelError(f"{unfit}: tensor {key} holds non-finite values (NaN or infinity)")
     extra = next((key for key in state if key not in own), None)
     if extra is not None:
