@@ -480,3 +480,41 @@ def test_a_cv2_whose_dnn_superres_is_empty_skips_the_opencv_peers(monkeypatch, t
     cv2.dnn_superres = type(sys)("cv2.dnn_superres")  # plain opencv-python installed over the contrib wheel
     monkeypatch.setitem(sys.modules, "cv2", cv2)
     assert "no dnn_superres" in peers.host_peer("opencv-espcn", tmp_path, 1)
+
+
+class _ForeignError(Exception):
+    """What an outside program raises (cv2.error, say): not one of ours."""
+
+
+def test_a_failing_host_peer_is_a_note_and_the_run_keeps_what_it_measured(tmp_path, monkeypatch) -> None:
+    from subpixel.bench import runner
+    from subpixel.ops.resize import imresize_np
+
+    def make(scale: int):
+        if scale == 4:
+            raise _ForeignError("Failed to parse GraphDef file\nsecond line")
+        return lambda rgb: imresize_np(rgb, scale=scale)
+
+    def broken(rgb):
+        raise _ForeignError("crashed mid-run")
+
+    fakes = {"opencv-espcn": peers.HostPeer("opencv-espcn", "fake", (2, 4), make),
+             "opencv-fsrcnn": peers.HostPeer("opencv-fsrcnn", "fake", (2,), make),
+             "opencv-lapsrn": peers.HostPeer("opencv-lapsrn", "fake", (2,), lambda scale: broken)}
+    monkeypatch.setattr(runner, "host_peer", lambda name, *a: fakes[name])
+    Image.fromarray(np.zeros((48, 48, 3), np.uint8)).save(_tiny_set(tmp_path / "data" / "Set5") / "a.png")
+    doc = _bench(tmp_path / "out", "--models", "none", "--peers", ",".join(fakes), "--jobs", "16x12x2,16x12x4",
+                 "--quality", "--data-dir", str(tmp_path / "data"))
+    assert {(r["name"], r["job"]) for r in doc["rows"]} == {("opencv-espcn", "16x12x2"), ("opencv-fsrcnn", "16x12x2")}
+    notes = doc["notes"]
+    load_error = "opencv-espcn cannot load its x4 model: Failed to parse GraphDef file"
+    assert f"opencv-espcn: 16x12x4 skipped: {load_error}" in notes
+    assert "opencv-lapsrn: 16x12x2 skipped: opencv-lapsrn failed: crashed mid-run" in notes
+    assert f"opencv-espcn: quality not measured: {load_error}" in notes
+    assert "opencv-fsrcnn: quality not measured: no x4 model (has x2)" in notes
+
+
+def test_an_empty_engine_list_is_a_usage_error(tmp_path) -> None:
+    result = CliRunner().invoke(cli, ["bench", "--quick", *FAST, "--out", str(tmp_path), "--models", "espcn",
+                                      "--engines", " , "])
+    assert result.exit_code == 2 and "no engines given" in result.output and not any(tmp_path.iterdir())

@@ -114,6 +114,8 @@ def bench(ctx: click.Context, models: str | None, peers: str | None, engines: st
     if not model_list and not peer_list:
         raise click.UsageError("nothing to measure: --models none and --peers none")
     engine_list = _split(engines) if engines else DEFAULT_ENGINES.get(dev.type, ("torch",))
+    if not engine_list:
+        raise click.UsageError(f"no engines given in --engines {engines!r}; choose from {', '.join(ENGINES)}")
     for e in engine_list:
         if e not in ENGINES:
             raise SubpixelError(f"unknown engine {e!r}; choose from {', '.join(ENGINES)}")

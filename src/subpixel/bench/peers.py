@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from subpixel.errors import SubpixelError, first_line
+
 __all__ = ["ENGINE_PEERS", "HOST_PEERS", "PEERS", "HostPeer", "PeerUpscaler", "default_peers_dir", "host_peer"]
 
 ENGINE_PEERS = ("bicubic", "rlfn", "rlfn-plain")
@@ -49,6 +51,22 @@ class HostPeer:
     engine: str
     scales: tuple[int, ...]
     make: Callable[[int], Frame]
+
+    def load(self, scale: int) -> Frame:
+        """``make(scale)``, with whatever the outside program raises (a corrupt weight file, a failed call) made a
+        :class:`SubpixelError` naming the peer, so a run notes it and keeps what it measured."""
+        try:
+            run = self.make(scale)
+        except Exception as err:  # cv2.error, ncnn's RuntimeError...: foreign types
+            raise SubpixelError(f"{self.name} cannot load its x{scale} model: {first_line(err)}") from err
+
+        def frame(rgb: np.ndarray) -> np.ndarray:
+            try:
+                return run(rgb)
+            except Exception as err:
+                raise SubpixelError(f"{self.name} failed: {first_line(err)}") from err
+
+        return frame
 
 
 @dataclass

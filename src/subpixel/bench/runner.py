@@ -216,7 +216,11 @@ class _Runner:
                 self.note(f"{name}: {job.name} skipped: no x{job.scale} model (has {have})")
                 continue
             self.echo(f"{name} [{peer.engine}] {job.name} ...")
-            speed = measure_host(peer.make(job.scale), job, self.cfg.iters, self.cfg.warmup)
+            try:
+                speed = measure_host(peer.load(job.scale), job, self.cfg.iters, self.cfg.warmup)
+            except SubpixelError as err:
+                self.note(f"{name}: {job.name} skipped: {err}")
+                continue
             self.rows.append(_row(name, "peer", peer.engine, "cpu", "fp32", job, speed, None, None, "bundled"))
 
     def quality(self) -> list[QualityFigure]:
@@ -237,9 +241,14 @@ class _Runner:
                 self.note(f"{_display_name(name)}: quality not measured: no x{QUALITY_SCALE} weights")
         for name in (p for p in self.cfg.peers if p in HOST_PEERS):
             peer = host_peer(name, self.cfg.peers_dir, self.cfg.threads)
-            if not isinstance(peer, str) and QUALITY_SCALE in peer.scales:
+            if isinstance(peer, str):  # the speed phase noted why
+                continue
+            if QUALITY_SCALE in peer.scales:
                 candidates.append((name, lambda peer=peer: PeerUpscaler(peer.name, QUALITY_SCALE,
-                                                                         peer.make(QUALITY_SCALE))))
+                                                                         peer.load(QUALITY_SCALE))))
+            else:
+                have = ", ".join(f"x{s}" for s in peer.scales)
+                self.note(f"{name}: quality not measured: no x{QUALITY_SCALE} model (has {have})")
         figures, notes = measure_quality(candidates, self.cfg.data_dir, self.echo)
         for text in notes:
             self.note(text)
