@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -479,3 +480,22 @@ def test_auto_does_not_cache_a_choice_made_without_onnx(tiny_net, monkeypatch, f
     again = make_engine(tiny_net, "auto", "cpu")  # tried again, not the remembered failure
     assert set(again.selection.timings_ms) == {"torch", "onnx"} and again.selection.note == ""
     assert make_engine(tiny_net, "auto", "cpu").selection is again.selection  # a full decision is cached
+
+
+def test_a_cached_onnx_choice_falls_back_to_torch_for_weights_that_do_not_export(tiny_net, monkeypatch,
+                                                                                   fresh_choices) -> None:
+    first = make_engine(tiny_net, "auto", "cpu")
+    select._CHOICES[next(iter(select._CHOICES))] = dataclasses.replace(first.selection, engine="onnx")
+
+    def refuses(net: SRNet, threads: int | None = None) -> OnnxEngine:
+        raise SubpixelError("failed the parity check")
+
+    monkeypatch.setattr(select.OnnxEngine, "from_net", refuses)
+    other = make_engine(TinyConvNet(scale=2).eval(), "auto", "cpu")  # same architecture: the cached choice
+    assert other.name == "torch" and other.selection.note == "onnx not considered: failed the parity check"
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_an_empty_batch_gives_an_empty_batch_on_every_engine(engine) -> None:
+    model = load("espcn", 2, device="cpu", engine=engine)  # ONNX Runtime's Reshape refuses batch 0
+    assert tuple(model.upscale(torch.zeros(0, 3, 17, 23)).shape) == (0, 3, 34, 46)

@@ -182,6 +182,18 @@ def test_outscale_keeps_transparent_pixels_out_of_the_colour() -> None:
     assert edge.any() and (out[edge][:, 0] >= 250).all()  # straight-alpha resizing would darken the edge
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+@pytest.mark.parametrize("alpha", [1.0, 0.7])
+def test_outscale_copies_a_constant_alpha_exactly(tiny_net, dtype: type, alpha: float) -> None:
+    rng = np.random.default_rng(0)
+    arr = rng.random((17, 23, 4))
+    arr[..., 3] = alpha
+    arr = (arr * 255).round().astype(dtype) if dtype == np.uint8 else arr.astype(dtype)
+    for outscale in (1.5, 0.6, 3.3):
+        out = Upscaler(tiny_net, name="tiny", device="cpu").upscale(arr, outscale=outscale)
+        assert out.dtype == dtype and (out[..., 3] == arr[0, 0, 3]).all()
+
+
 def test_pil_images_keep_their_colour_profile_exif_and_dpi(tiny_net) -> None:
     from PIL import ImageCms
 

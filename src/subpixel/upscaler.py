@@ -177,6 +177,8 @@ class Upscaler:
         h, w = x.shape[-2:]
         if h == 0 or w == 0:
             raise ValueError("cannot upscale an empty image")
+        if x.shape[0] == 0:  # an empty batch: ONNX Runtime refuses what torch would return
+            return x.new_zeros(0, 3, h * self.scale, w * self.scale, dtype=torch.float32)
         tile = self._auto_tile(x.shape[0]) if tile is None else tile
         if tile <= 0:  # one whole-image call, as asked: no tiling, not even on running out of memory
             out = self.engine(x)
@@ -250,9 +252,14 @@ class Upscaler:
         if size is None or size == out.shape[:2]:
             return out
         floating = np.issubdtype(out.dtype, np.floating)
-        if out.ndim == 2 or out.shape[2] != 4 or (out[..., 3] == out[0, 0, 3]).all():
-            resized = imresize_np(out, size=size, kernel=kernel)  # integers round as MATLAB's do
-            return resized.clip(0, 1) if floating else resized
+        constant = out.ndim == 3 and out.shape[2] == 4 and bool((out[..., 3] == out[0, 0, 3]).all())
+        if out.ndim == 2 or out.shape[2] != 4 or constant:
+            colour = out[..., :3] if constant else out  # a constant alpha is copied exactly, not resampled
+            resized = imresize_np(colour, size=size, kernel=kernel)  # integers round as MATLAB's do
+            resized = resized.clip(0, 1) if floating else resized
+            if constant:
+                resized = np.concatenate([resized, np.full((*size, 1), out[0, 0, 3], out.dtype)], axis=2)
+            return resized
         top = 1.0 if floating else float(np.iinfo(out.dtype).max)
         f = out.astype(np.float64) / top
         f[..., :3] *= f[..., 3:]  # premultiplied: transparent pixels lend no colour to the edges

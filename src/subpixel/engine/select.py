@@ -56,8 +56,14 @@ def choose_cpu_engine(net: SRNet, threads: int | None = None) -> TorchEngine | O
     key = _key(net, threads)
     choice = _CHOICES.get(key)
     if choice is not None:
-        engine: TorchEngine | OnnxEngine
-        engine = OnnxEngine.from_net(net, threads) if choice.engine == "onnx" else TorchEngine(net, torch.device("cpu"))
+        engine: TorchEngine | OnnxEngine | None = None
+        if choice.engine == "onnx":
+            try:  # the choice was made for other weights of the same architecture: these may not export
+                engine = OnnxEngine.from_net(net, threads)
+            except SubpixelError as err:
+                choice = EngineChoice("torch", note=f"onnx not considered: {err}")
+                log.info(choice.note)
+        engine = engine or TorchEngine(net, torch.device("cpu"))
         engine.selection = choice
         return engine
     x = torch.rand(PROBE_SHAPE, generator=torch.Generator().manual_seed(0))
