@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import png
 import pytest
 import torch
 from click.testing import CliRunner
@@ -127,12 +128,38 @@ def test_grey_files_with_alpha_or_a_grey_palette_score_as_grey(tmp_path: Path) -
     files = {"L": Image.fromarray(g, "L"), "LA": Image.fromarray(np.stack([g, np.full_like(g, 255)], -1), "LA"),
              "P": grey_palette}
     psnrs = {}
-    for mode, im in files.items():
+    for mode in (*files, "LA16"):
         (tmp_path / mode).mkdir()
-        im.save(tmp_path / mode / "g.png")
+        if mode == "LA16":  # Pillow opens a 16-bit grey + alpha PNG as RGBA
+            la = np.stack([g.astype(np.uint16) * 257, np.full(g.shape, 65535, np.uint16)], -1)
+            with open(tmp_path / mode / "g.png", "wb") as f:
+                png.Writer(g.shape[1], g.shape[0], greyscale=True, alpha=True, bitdepth=16).write(
+                    f, la.reshape(g.shape[0], -1).tolist())
+        else:
+            files[mode].save(tmp_path / mode / "g.png")
         psnrs[mode] = [evaluate(subpixel.load("bicubic", scale=2), tmp_path / mode, protocol=p).psnr
                        for p in ("default", "legacy-y")]
-    assert psnrs["LA"] == psnrs["L"] and psnrs["P"] == psnrs["L"], psnrs
+    assert psnrs["LA"] == psnrs["L"] and psnrs["P"] == psnrs["L"] and psnrs["LA16"] == psnrs["L"], psnrs
+
+
+def test_folders_named_like_images_are_skipped_and_a_relative_set_is_named_by_its_folder(tmp_path,
+                                                                                        monkeypatch) -> None:
+    Image.fromarray(_ramp(), "L").save(tmp_path / "a.png")
+    (tmp_path / "sub.png").mkdir()
+    assert dataset_images(tmp_path) == [tmp_path / "a.png"]
+    monkeypatch.chdir(tmp_path)
+    assert evaluate(subpixel.load("bicubic", scale=2), ".").dataset == tmp_path.name
+
+
+def test_legacy_with_a_network_among_the_models_is_refused_before_any_scoring(tmp_path, monkeypatch) -> None:
+    from subpixel.commands import evaluate as command
+
+    scored = []
+    monkeypatch.setattr(command, "run_sets", lambda *a, **k: scored.append(a) or [])
+    Image.fromarray(_ramp(), "L").save(tmp_path / "a.png")
+    res = CliRunner().invoke(cli, ["eval", "-s", "2", "-d", str(tmp_path), "--protocol", "legacy-y", "-m", "bicubic",
+                                   "-m", "espcn"])
+    assert isinstance(res.exception, SubpixelError) and "legacy-y" in str(res.exception) and scored == []
 
 
 def test_16_bit_colour_is_rounded_to_8_bits_as_16_bit_grey_is(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from subpixel.commands.options import emit_json, json_text, output_options, runtime_options
 from subpixel.errors import SubpixelError
 from subpixel.eval.datasets import STANDARD_SETS, dataset_images, resolve_dataset, standard_set
-from subpixel.eval.protocol import PROTOCOLS, SetResult, evaluate, strict_fp32
+from subpixel.eval.protocol import PROTOCOLS, SetResult, check_protocol, evaluate, strict_fp32
 from subpixel.io.atomic import write_atomic
 from subpixel.models.loader import load
 from subpixel.models.weights import card_path, find_shipped, is_weights_path, shipped_models
@@ -159,6 +159,7 @@ def evaluate_cmd(model_names: tuple[str, ...], scale: int | None, sets: tuple[st
         weights = Path(name) if is_weights_path(name) else shipped.weights if shipped else None
         if update_card and weights is None and not all_models:
             raise SubpixelError(f"--update-card: no weights file behind {name!r} at x{model.scale}")
+        check_protocol(model, protocol, channel, self_ensemble)
         models.append((model, weights))
     rows = []
     for (model, weights), label in zip(models, _model_labels([m for m, _ in models], [n for n, _ in targets])):

@@ -68,10 +68,10 @@ def resolve_dataset(name_or_path: str | Path) -> Path:
 
 
 def dataset_images(folder: Path, natural: bool = True) -> list[Path]:
-    """Image files of a set (hidden files skipped), in natural order of their names (see :func:`natural_key`),
-    or with ``natural=False`` in plain name order (training data: its fingerprint, held-out slice and crop
-    streams depend on the order, so runs and shipped cards keep theirs)."""
-    files = sorted((p for p in folder.iterdir() if is_image_path(p)),
+    """Image files of a set (hidden files and folders skipped), in natural order of their names (see
+    :func:`natural_key`), or with ``natural=False`` in plain name order (training data: its fingerprint,
+    held-out slice and crop streams depend on the order, so runs and shipped cards keep theirs)."""
+    files = sorted((p for p in folder.iterdir() if is_image_path(p) and p.is_file()),  # not a folder "x.png"
                    key=(lambda p: natural_key(p.name)) if natural else (lambda p: p.name))
     if not files:
         raise SubpixelError(f"no images in {folder}")

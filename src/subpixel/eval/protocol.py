@@ -13,6 +13,7 @@ float with the LR never quantized, the result rounded; this is how published bic
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -34,7 +35,7 @@ from subpixel.ops.resize import imresize_np
 from subpixel.upscaler import Upscaler
 
 __all__ = ["PROTOCOLS", "ImageScore", "SetResult", "modcrop", "make_lr", "load_hr", "check_size", "score",
-           "evaluate", "self_ensemble", "strict_fp32", "image_names"]
+           "check_protocol", "evaluate", "self_ensemble", "strict_fp32", "image_names"]
 
 PROTOCOLS = ("default", "legacy-y")
 
@@ -124,7 +125,7 @@ def _read_hr(path: Path) -> tuple[np.ndarray, bool]:
                 raise SubpixelError(f"{path}: floating-point images cannot be evaluated")
             wide = read_16bit_colour(im, path)  # convert('RGB') would truncate 16-bit colour to its high byte
             if wide is not None:
-                return _round_16_to_8(wide[0][..., :3]), _is_grey(im)
+                return _round_16_to_8(wide[0][..., :3]), _is_grey(im) or wide[1] == "LA"  # Pillow says RGBA
             if im.mode.startswith("I"):  # 16/32-bit integer grayscale: convert('RGB') would clip it at 255
                 grey = _round_16_to_8(np.asarray(im))
                 return np.repeat(grey[..., None], 3, axis=2), True
@@ -198,6 +199,17 @@ def _legacy_y_pair(path: Path, scale: int, kernel: str) -> tuple[np.ndarray, np.
     return np.floor(np.clip(sr * 255.0, 0, 255) + 0.5), y
 
 
+def check_protocol(model: Upscaler, protocol: str, channel: str = "y", ensemble: bool = False) -> None:
+    """Refuse a protocol :func:`evaluate` cannot apply to ``model`` with these options (before any scoring)."""
+    if protocol not in PROTOCOLS:
+        raise SubpixelError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    if protocol == "legacy-y" and not isinstance(model.net, Interpolation):
+        raise SubpixelError("--protocol legacy-y reproduces published interpolation rows; "
+                            "networks are scored with the default protocol")
+    if protocol == "legacy-y" and (channel != "y" or ensemble):
+        raise SubpixelError("--protocol legacy-y is Y-only and has no self-ensemble")
+
+
 def evaluate(
     model: Upscaler,
     data: str | Path,
@@ -211,20 +223,15 @@ def evaluate(
     Each image's upscale call is timed (after one untimed warm-up call on the first image). Runs
     under :func:`strict_fp32`.
     """
-    if protocol not in PROTOCOLS:
-        raise SubpixelError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    check_protocol(model, protocol, channel, ensemble)
     legacy = protocol == "legacy-y"
-    if legacy and not isinstance(model.net, Interpolation):
-        raise SubpixelError("--protocol legacy-y reproduces published interpolation rows; "
-                            "networks are scored with the default protocol")
-    if legacy and (channel != "y" or ensemble):
-        raise SubpixelError("--protocol legacy-y is Y-only and has no self-ensemble")
     folder = resolve_dataset(data)
     s = model.scale
     with strict_fp32():
         scores = _score_images(model, dataset_images(folder), legacy, channel, ensemble, progress)
     return SetResult(
-        dataset=folder.name, scale=s, model=model.name, protocol=protocol, channel=channel, ensemble=ensemble,
+        dataset=Path(os.path.abspath(folder)).name, scale=s, model=model.name, protocol=protocol, channel=channel,
+        ensemble=ensemble,
         psnr=float(np.mean([x.psnr for x in scores])), ssim=float(np.mean([x.ssim for x in scores])),
         images=scores,
     )

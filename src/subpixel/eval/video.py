@@ -23,6 +23,7 @@ not compare it with published E_warp tables.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -271,7 +272,8 @@ def _score_clip(folder: Path, run: Callable[[np.ndarray], np.ndarray], scale: in
         prev = (grey, y_hr, y_sr)
         bar.update(1)
     return ClipScore(
-        name=folder.name, frames=len(psnrs), psnr=float(np.mean(psnrs)), ssim=float(np.mean(ssims)),
+        name=Path(os.path.abspath(folder)).name, frames=len(psnrs), psnr=float(np.mean(psnrs)),
+        ssim=float(np.mean(ssims)),
         warp_error=float(np.mean(warp_sr)) if temporal and warp_sr else None,
         warp_error_gt=float(np.mean(warp_gt)) if temporal and warp_gt else None,
         frame_names=names, psnr_frames=psnrs, ssim_frames=ssims,
