@@ -276,6 +276,19 @@ def test_rotation_and_aspect_ratio_kept(up: subpixel.Upscaler, tmp_path: Path) -
         assert next(c.decode(v)).rotation == 90
 
 
+@pytest.mark.parametrize(("suffix", "kept"), [(".avi", False), (".mkv", True)])
+def test_a_rotation_the_container_cannot_store_is_warned_of(suffix: str, kept: bool, up: subpixel.Upscaler,
+                                                           tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = make_clip(tmp_path / "rot.mp4", n=3, audio=None, rotation=90)
+    out = tmp_path / f"o{suffix}"
+    with caplog.at_level("WARNING"):
+        upscale_video(src, out, up, VideoOptions(codec="mpeg4"))
+    assert probe(out).rotation == (90 if kept else 0)
+    assert [r.getMessage() for r in caplog.records] == ([] if kept else [
+        f"{out}: the avi container cannot store the input's rotation (90 degrees): the output displays unrotated "
+        "(.mkv or .mp4 keep it)"])
+
+
 @pytest.mark.skipif("libvpx-vp9" not in av.codecs_available, reason="no libvpx in this FFmpeg build")
 @pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
 def test_aspect_ratio_kept_by_codecs_without_it_in_their_bitstream(suffix: str, up: subpixel.Upscaler,
@@ -795,6 +808,25 @@ def test_truncated_input_warns_of_the_frames_it_lacks(tmp_path: Path, caplog: py
     assert len(frame_times(tmp_path / "o.mp4")) == summary["frames"]
 
 
+def test_an_mp4_trimmed_by_its_edit_list_is_no_truncated_file(up: subpixel.Upscaler, tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """As ``ffmpeg -ss 0.2 -c copy`` writes it: from the keyframe before, the frames ahead of the cut at negative
+    times, which the edit list hides; the container still counts them."""
+    src = make_clip(tmp_path / "src.mp4", n=20, audio=None)
+    trimmed = tmp_path / "trimmed.mp4"
+    with av.open(str(src)) as c, av.open(str(trimmed), "w") as out:
+        v = c.streams.video[0]
+        o = out.add_stream_from_template(v, opaque=True)
+        for p in c.demux(v):
+            if p.size:
+                p.pts, p.dts, p.stream = p.pts - round(0.2 / v.time_base), p.dts - round(0.2 / v.time_base), o
+                out.mux(p)
+    with caplog.at_level("WARNING"):
+        summary = upscale_video(trimmed, tmp_path / "o.mp4", up)
+    assert summary["frames"] == len(frame_times(trimmed)) == 15 and summary["expected_frames"] is None
+    assert summary["expected_duration"] == 0.6 and not caplog.records
+
+
 def test_truncated_matroska_warns_of_the_time_it_lacks(up: subpixel.Upscaler, tmp_path: Path,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     """Matroska lists no frame count, but states each stream's duration: a file cut short is told by its time."""
@@ -855,6 +887,30 @@ def test_a_failed_write_is_a_clear_error_and_keeps_finished_segments(
     assert sorted(p.name for p in (tmp_path / ".out.mp4.parts").iterdir()) == ["manifest.json", "segment_000000.mp4"]
     summary = upscale_video(clip, out, up, VideoOptions(segment_frames=20, resume=True))
     assert summary["resumed_frames"] == 20 and len(frame_times(out)) == 50
+
+
+def test_a_stop_after_the_last_short_segment_resumes_with_only_the_final_step(
+        up: subpixel.Upscaler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manifest lists the short last segment but not yet that the job is complete (a full disk then)."""
+    from subpixel.video import segments
+
+    src = make_clip(tmp_path / "in.mkv", n=10, audio=None)
+    out = tmp_path / "out.mkv"
+    real_save = segments.WorkDir.save
+
+    def save(self, manifest) -> None:
+        if manifest.complete:
+            raise OSError(28, "No space left on device")
+        real_save(self, manifest)
+
+    with monkeypatch.context() as m:
+        m.setattr(segments.WorkDir, "save", save)
+        with pytest.raises(SubpixelError, match="10 finished frames are kept for --resume"):
+            upscale_video(src, out, up, VideoOptions(segment_frames=4))
+    counting = Counting(up)
+    summary = upscale_video(src, out, counting, VideoOptions(segment_frames=4, resume=True))
+    assert counting.frames == 0 and summary["resumed_frames"] == summary["frames"] == 10
+    assert len(frame_times(out)) == 10
 
 
 def test_resume_with_other_weights_is_refused(up: subpixel.Upscaler, tmp_path: Path) -> None:
@@ -1130,8 +1186,23 @@ def test_container_hint_suggests_mkv_only_when_it_is_not_mkv(suffix: str, codec:
         packet.duration, packet.time_base, packet.stream = 400, Fraction(1, 1000), subs
         out.mux(packet)
     with pytest.raises(SubpixelError, match=r"cannot hold input stream #1 \(subtitle, mov_text\)") as err:
-        check_container(tmp_path / f"o{suffix}", resolve_encoder(codec, bitrate="1M"), probe(src))
+        check_container(tmp_path / f"o{suffix}", resolve_encoder(codec, bitrate="1M"), W, H, probe(src))
     assert str(err.value).endswith("pick another output extension" + " (.mkv takes most)" * hint)
+
+
+@pytest.mark.parametrize(("audio", "codec", "message"), [
+    ("libopus", None, r"the mov container cannot hold input stream #1 \(audio, opus\) without re-encoding: .*opus.*; "
+                      r"pick another output extension \(\.mkv takes most\)$"),
+    pytest.param(None, "libvpx-vp9", r"the mov container cannot hold libvpx-vp9 video: .*vp9.*; pick another --codec",
+                 marks=pytest.mark.skipif("libvpx-vp9" not in av.codecs_available, reason="no libvpx")),
+])
+def test_streams_a_muxer_refuses_only_as_it_writes_the_header_are_refused_before_any_work(
+        audio: str | None, codec: str | None, message: str, up: subpixel.Upscaler, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "in.mkv", n=3, audio=audio)
+    counting = Counting(up)
+    with pytest.raises(SubpixelError, match=message):
+        upscale_video(src, tmp_path / "o.mov", counting, VideoOptions(codec=codec))
+    assert counting.frames == 0 and os.listdir(tmp_path) == ["in.mkv"]
 
 
 @pytest.mark.parametrize("known", [True, False])
@@ -1199,6 +1270,28 @@ def test_deep_frames_decode_to_the_full_sixteen_bit_range_and_round_trip_exactly
         assert [_yuv(f, mean=True) for f in eight.decode(video=0)] == [[235, 128, 128], [116, 166, 95], [16, 128, 128]]
 
 
+def test_grey_keeps_its_black_and_white_levels(up: subpixel.Upscaler, tmp_path: Path) -> None:
+    """swscale reads and writes grey as full range whatever the tag: a limited-range grey input (Y 16 and 235)
+    keeps its black and white, and a grey output holds full-range levels tagged full range."""
+    src = tmp_path / "grey.mkv"
+    with av.open(str(src), "w") as out:
+        vs = out.add_stream("ffv1", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt = W, H, "gray"
+        vs.codec_context.color_range = 1
+        for i, level in enumerate((16, 235)):
+            frame = av.VideoFrame(W, H, "gray")
+            frame.planes[0].update(np.full(frame.planes[0].buffer_size, level, np.uint8).tobytes())
+            frame.color_range, frame.pts = 1, i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    upscale_video(src, tmp_path / "yuv.mkv", up, VideoOptions(crf=0))
+    upscale_video(src, tmp_path / "grey_x2.mkv", up, VideoOptions(crf=0, pix_fmt="gray"))
+    with av.open(str(tmp_path / "yuv.mkv")) as yuv, av.open(str(tmp_path / "grey_x2.mkv")) as grey:
+        assert [_yuv(f)[0] for f in yuv.decode(video=0)] == [[16], [235]]
+        frames = list(grey.decode(video=0))
+        assert [_yuv(f)[0] for f in frames] == [[0], [255]] and {f.color_range for f in frames} == {2}
+
+
 def test_adts_aac_into_avi_is_refused_before_any_frame_is_decoded(up: subpixel.Upscaler, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """MPEG-TS carries AAC as ADTS, which FFmpeg's AVI muxer refuses only at the final mux; MKV and MP4 convert it."""
@@ -1231,6 +1324,25 @@ def test_frames_lost_mid_stream_are_reported_as_timestamp_gaps(tmp_path: Path) -
     assert (summary["frames"], summary["timestamp_gaps"], summary["missing_seconds"]) == (20, 1, 1.0)
     assert result.stderr.count("the video skips") == 1 and (
         f"{src}: the video skips 1.000 s in 1 gap between frame times (frames lost to damaged data?)") in result.stderr
+
+
+def test_timestamp_gaps_and_drift_before_an_interruption_are_reported_after_resume(
+        up: subpixel.Upscaler, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The gap lies in a finished segment; the resumed decode starts at the keyframe after it."""
+    pts = [40 * i for i in range(10)] + [1400 + 40 * i for i in range(10)]
+    src = make_clip(tmp_path / "gap.mkv", n=20, pts=pts, audio=None, gop=5)
+    out = tmp_path / "o.avi"
+
+    def stop(segment) -> None:
+        if segment.index == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(src, out, up, VideoOptions(codec="mpeg4", segment_frames=5, on_segment=stop))
+    with caplog.at_level("WARNING"):
+        summary = upscale_video(src, out, up, VideoOptions(codec="mpeg4", segment_frames=5, resume=True))
+    assert (summary["resumed_frames"], summary["timestamp_gaps"], summary["missing_seconds"]) == (15, 1, 1.0)
+    assert sum("AVI cannot keep variable frame timing" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_variable_frame_rate_holds_are_no_timestamp_gaps(up: subpixel.Upscaler, tmp_path: Path,

@@ -24,8 +24,8 @@ from av.video.reformatter import Interpolation
 
 from subpixel.errors import NotResumableError, SubpixelError
 
-__all__ = ["ColorInfo", "VideoInfo", "DecodeStats", "probe", "decode_frames", "open_input", "error_reason",
-           "DEINTERLACERS"]
+__all__ = ["ColorInfo", "VideoInfo", "DecodeStats", "FrameTiming", "probe", "decode_frames", "open_input",
+           "error_reason", "DEINTERLACERS"]
 
 SPC_RGB, SPC_BT709, SPC_SMPTE170M = 0, 1, 6
 RANGE_LIMITED, RANGE_FULL = 1, 2
@@ -59,24 +59,35 @@ class ColorInfo:
             return cls(SPC_RGB, RANGE_FULL, frame.color_primaries, frame.color_trc)
         space = frame.colorspace if frame.colorspace in _SWS_MATRIX else (
             SPC_BT709 if frame.height >= 720 else SPC_SMPTE170M)
-        full = frame.color_range == RANGE_FULL or frame.format.name.startswith("yuvj")
+        full = (frame.color_range == RANGE_FULL or frame.format.name.startswith("yuvj")
+                or (_grey_bits(frame.format) and frame.color_range != RANGE_LIMITED))  # untagged grey: as swscale
         implied_prim, implied_trc = _IMPLIED_TAGS.get(space, (2, 2))
         prim = implied_prim if frame.color_primaries in _UNSPECIFIED else frame.color_primaries
         trc = implied_trc if frame.color_trc in _UNSPECIFIED else frame.color_trc
         return cls(space, RANGE_FULL if full else RANGE_LIMITED, prim, trc)
 
     def for_output(self, pix_fmt: str) -> ColorInfo:
-        """Tags for an output in ``pix_fmt``: RGB outputs drop the matrix, RGB sources get BT.709."""
-        if av.VideoFormat(pix_fmt).is_rgb:
+        """Tags for an output in ``pix_fmt``: RGB outputs drop the matrix, RGB sources get BT.709, grey outputs
+        are full range (swscale writes grey full range whatever it is asked)."""
+        fmt = av.VideoFormat(pix_fmt)
+        if fmt.is_rgb:
             return ColorInfo(SPC_RGB, RANGE_FULL, self.primaries, self.trc)
+        out = self
         if self.colorspace == SPC_RGB:
             prim = SPC_BT709 if self.primaries in _UNSPECIFIED else self.primaries
             trc = SPC_BT709 if self.trc in _UNSPECIFIED else self.trc
-            return ColorInfo(SPC_BT709, RANGE_LIMITED, prim, trc)
-        return self
+            out = ColorInfo(SPC_BT709, RANGE_LIMITED, prim, trc)
+        return replace(out, color_range=RANGE_FULL) if _grey_bits(fmt) else out
 
     def to_rgb(self, frame: av.VideoFrame, deep: bool) -> np.ndarray:
         """Decoded frame -> full-range RGB ``(H, W, 3)``: uint16 (0-65535) if ``deep`` else uint8."""
+        grey = _grey_bits(frame.format)
+        if grey:  # swscale reads grey as full range whatever its tag: levels by hand
+            black, white = (16 << (grey - 8), 235 << (grey - 8)) if self.color_range == RANGE_LIMITED else (
+                0, (1 << grey) - 1)
+            peak = 65535 if deep else 255
+            y = (frame.to_ndarray().astype(np.float32) - black) * (peak / (white - black)) + 0.5  # rounding half up
+            return np.repeat(np.clip(y, 0, peak)[..., None], 3, axis=2).astype(np.uint16 if deep else np.uint8)
         if not deep:
             if self.colorspace == SPC_RGB:
                 return frame.to_ndarray(format="rgb24", interpolation=_SWS_FLAGS)
@@ -131,6 +142,12 @@ class ColorInfo:
         return frame
 
 
+def _grey_bits(fmt: av.VideoFormat) -> int:
+    """The bit depth of an integer grey pixel format of 8 bits or more (gray, gray10le, ...); 0 for any other."""
+    bits = fmt.components[0].bits
+    return bits if fmt.name.startswith("gray") and len(fmt.components) == 1 and 8 <= bits <= 16 else 0
+
+
 def _rgb_frame(rgb: np.ndarray) -> av.VideoFrame:
     """An RGB frame of uint8 (rgb24) or uint16 (rgb48le) pixels ``(H, W, 3)``."""
     return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb48le" if rgb.dtype == np.uint16
@@ -159,7 +176,7 @@ class VideoInfo:
     color: ColorInfo
     copy_streams: tuple[int, ...]  # audio and subtitle streams, copied untouched
     dropped_streams: tuple[int, ...] = ()  # the rest (more video, cover art, data): not in the output
-    listed_frames: int = 0  # the container's own frame count, not an estimate (0: it lists none)
+    listed_frames: int = 0  # the container's own frame count, not an estimate (0: it lists none, or a wrong one)
     stream_duration: float | None = None  # seconds, as the video stream itself states it (None: it does not)
     dropped_kinds: tuple[str, ...] = ()  # what each of dropped_streams holds, in words ("cover art")
     attachments: tuple[int, ...] = ()  # attachment streams (fonts): copied into Matroska outputs
@@ -178,13 +195,24 @@ class VideoInfo:
 
 @dataclass
 class DecodeStats:
-    """What decoding repaired: packets the decoder rejected (skipped) and jumps back in time (shifted);
-    ``drift``: how far (seconds) frame times stray from a constant frame rate (variable frame rate).
-    Steps between consecutive frames of over :data:`GAP_FRAMES` nominal frame durations are gaps (frames
-    the demuxer dropped, e.g. damaged data); they count only for constant-rate input (see :attr:`gaps`)."""
+    """What decoding repaired: packets the decoder rejected (skipped) and jumps back in time (shifted)."""
 
     damaged: int = 0
     jumps: int = 0
+
+    def restore(self, saved: DecodeStats) -> None:
+        """Back to what ``saved`` counted, before frames a decode that starts over counts again."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(saved, f.name))
+
+
+@dataclass
+class FrameTiming:
+    """How the frame times of a run of frames step: ``drift``, how far (seconds) they stray from a constant frame
+    rate (variable frame rate). Steps between consecutive frames of over :data:`GAP_FRAMES` nominal frame durations
+    are gaps (frames the demuxer dropped, e.g. damaged data); they count only for constant-rate input (see
+    :attr:`gaps`)."""
+
     drift: float = 0.0
     steps: int = 0  # steps from one frame to the next
     regular: int = 0  # of them, about one nominal frame duration
@@ -202,9 +230,13 @@ class DecodeStats:
         where long steps (a still held) are part of the timing."""
         return (self.long_steps, self.long_seconds) if self.long_steps and self.constant_rate else (0, 0.0)
 
-    def add_step(self, step: int, info: VideoInfo) -> None:
-        """One step of ``step`` (``info.time_base`` units) from a frame to the next."""
-        nominal = info.frame_step
+    def add_frame(self, index: int, pts: int, prev_pts: int | None, first_pts: int, info: VideoInfo) -> None:
+        """Frame ``index`` at ``pts``, after a frame at ``prev_pts`` (None: none); frame 0 is at ``first_pts``."""
+        if info.rate:
+            self.drift = max(self.drift, abs(float((pts - first_pts) * info.time_base - index / info.rate)))
+        if prev_pts is None:
+            return
+        step, nominal = pts - prev_pts, info.frame_step
         self.steps += 1
         if abs(step - nominal) <= max(1, nominal // 10):
             self.regular += 1
@@ -212,10 +244,11 @@ class DecodeStats:
             self.long_steps += 1
             self.long_seconds += float((step - nominal) * info.time_base)
 
-    def restore(self, saved: DecodeStats) -> None:
-        """Back to what ``saved`` counted, before frames a decode that starts over counts again."""
+    def merge(self, other: FrameTiming) -> None:
+        """Add the frames ``other`` timed."""
         for f in fields(self):
-            setattr(self, f.name, getattr(saved, f.name))
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            setattr(self, f.name, max(mine, theirs) if f.name == "drift" else mine + theirs)
 
 
 def open_input(path: str | Path) -> av.container.InputContainer:
@@ -248,7 +281,9 @@ def probe(path: str | Path) -> VideoInfo:
         rate = stream.average_rate or stream.guessed_rate or Fraction(0)
         own = float(stream.duration * tb) if stream.duration else _tag_seconds(stream.metadata)
         duration = own or (container.duration / 1e6 if container.duration else None)
-        frames = stream.frames or (round(duration * rate) if duration and rate else 0)
+        # an MP4 edit list (a trim without re-encoding) drops frames the count still lists: more than fit its time
+        listed = 0 if own and rate and stream.frames > own * rate + 1 else stream.frames
+        frames = listed or (round(duration * rate) if duration and rate else 0)
         matrix = next((struct.unpack("<9i", bytes(sd)) for sd in first.side_data
                        if sd.type.name == "DISPLAYMATRIX"), None)
         copy = tuple(s.index for s in container.streams if s.type in ("audio", "subtitle"))
@@ -263,7 +298,7 @@ def probe(path: str | Path) -> VideoInfo:
             sar=stream.sample_aspect_ratio or None, display_matrix=matrix,
             rotation=first.rotation if matrix else 0.0, field_order=_FIELD_ORDER.get(cc.field_order),
             color=ColorInfo.of_frame(first), copy_streams=copy, dropped_streams=tuple(s.index for s in dropped),
-            listed_frames=stream.frames, stream_duration=own, dropped_kinds=tuple(map(_kind, dropped)),
+            listed_frames=listed, stream_duration=own, dropped_kinds=tuple(map(_kind, dropped)),
             attachments=attachments)
 
 
@@ -340,8 +375,8 @@ def _continuous(frames: Iterator[av.VideoFrame], info: VideoInfo, stats: DecodeS
     milliseconds) moves that frame one tick past the previous one without shifting the rest, and a
     missing pts follows on from the previous one."""
     prev: int | None = None
-    offset = first = 0
-    for n, frame in enumerate(frames):
+    offset = 0
+    for frame in frames:
         pts = frame.pts + offset if frame.pts is not None else (0 if prev is None else prev + info.frame_step)
         if prev is not None and prev - 2 * info.frame_step <= pts <= prev:
             pts = prev + 1
@@ -353,13 +388,7 @@ def _continuous(frames: Iterator[av.VideoFrame], info: VideoInfo, stats: DecodeS
             stats.jumps += 1
             offset += prev + info.frame_step - pts
             pts = prev + info.frame_step
-        if n == 0:
-            first = pts
-        if prev is not None:
-            stats.add_step(pts - prev, info)
         frame.pts, prev = pts, pts
-        if info.rate:
-            stats.drift = max(stats.drift, abs(float((pts - first) * info.time_base - n / info.rate)))
         yield frame
 
 

@@ -2,59 +2,99 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import heapq
+import io
 import logging
-from collections.abc import Iterator
-from contextlib import closing
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import av
+from av.container import OutputContainer
 
 from subpixel.errors import SubpixelError
 from subpixel.io.video_decode import VideoInfo, error_reason, open_input
-from subpixel.io.video_encode import EncoderSpec, set_sample_aspect_ratio
+from subpixel.io.video_encode import EncoderSpec, encoder_time_base, set_sample_aspect_ratio
 
 __all__ = ["check_container", "mux_output"]
 
 _WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EIO, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT,
                            errno.EFBIG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR})
 _TECHNICAL_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder", "duration"})
+# muxers that store a display matrix (rotation): the MOV family and Matroska
+_DISPLAY_MATRIX_FORMATS = frozenset({"mov", "mp4", "3gp", "3g2", "ismv", "ipod", "psp", "f4v", "matroska", "webm"})
 
 log = logging.getLogger(__name__)
 
 
-def check_container(path: Path, spec: EncoderSpec, info: VideoInfo) -> None:
-    """Fail early when ``path``'s container cannot hold the encoded video or a copied stream."""
+def check_container(path: Path, spec: EncoderSpec, width: int, height: int, info: VideoInfo) -> None:
+    """Fail early when ``path``'s container cannot hold the encoded video or a copied stream (a muxer may refuse a
+    codec only as it writes the header, so one is written into memory), and warn of a rotation it cannot store."""
     try:
-        out = av.open(str(path), "w")
+        with av.open(str(path), "w") as out:  # nothing is written: the header never is
+            fmt = out.format.name
     except ValueError:
         raise SubpixelError(f"cannot tell the container format of {path.name} from its extension") from None
-    with closing(out), open_input(info.path) as src:  # nothing is written: the header never is
-        try:
-            out.add_stream(spec.codec)
-        except ValueError:
-            raise SubpixelError(f"the {out.format.name} container cannot hold {spec.codec} video; "
-                                "pick another --codec or output extension") from None
-        if out.format.name == "avi" and av.Codec(spec.codec, "w").canonical_name == "h264":
-            # AVI wants Annex B H.264 and stores no presentation times, so B-frames would lose their order
-            raise SubpixelError(f"{path}: AVI cannot hold the H.264 video this writes; use a .mkv or .mp4 output, "
-                                "or --codec mpeg4 for AVI")
-        for index in info.copy_streams:
-            s = src.streams[index]
-            if out.format.name == "avi" and s.codec_context.name == "aac" and not s.codec_context.extradata:
+    if fmt == "avi" and av.Codec(spec.codec, "w").canonical_name == "h264":
+        # AVI wants Annex B H.264 and stores no presentation times, so B-frames would lose their order
+        raise SubpixelError(f"{path}: AVI cannot hold the H.264 video this writes; use a .mkv or .mp4 output, "
+                            "or --codec mpeg4 for AVI")
+    with open_input(info.path) as src:
+        copied = [src.streams[i] for i in info.copy_streams]
+        for s in copied:
+            if fmt == "avi" and s.codec_context.name == "aac" and not s.codec_context.extradata:
                 # ADTS AAC (as MPEG-TS carries it): AVI takes it only under a tag FFmpeg does not write, and Matroska
                 # and MP4 convert it to plain AAC as they mux; failing up front spares encoding all the frames first
-                raise SubpixelError(f"the avi container cannot hold input stream #{index} (audio, ADTS AAC as "
+                raise SubpixelError(f"the avi container cannot hold input stream #{s.index} (audio, ADTS AAC as "
                                     "MPEG-TS carries it) without re-encoding; use a .mkv or .mp4 output")
-            try:
+
+        def add(out: OutputContainer, streams: list[av.stream.Stream]) -> None:
+            video = out.add_stream(spec.codec, rate=info.rate or None, options=dict(spec.options))
+            video.width, video.height, video.pix_fmt = width, height, spec.pix_fmt
+            video.time_base = encoder_time_base(spec.codec, info)
+            for s in streams:
                 out.add_stream_from_template(s, opaque=True)
-            except ValueError:
-                most = "" if out.format.name == "matroska" else " (.mkv takes most)"
-                raise SubpixelError(f"the {out.format.name} container cannot hold input stream #{index} "
-                                    f"({s.type}, {s.codec_context.name}) without re-encoding; "
-                                    f"pick another output extension{most}") from None
+
+        together = _header_refusal(fmt, lambda out: add(out, copied))
+        if together is not None:  # which stream is refused: the video, a copied one, or only all of them together?
+            why = _header_refusal(fmt, lambda out: add(out, [])) if copied else together
+            if why is not None:
+                raise SubpixelError(f"the {fmt} container cannot hold {spec.codec} video{why}; "
+                                    "pick another --codec or output extension")
+            most = "" if fmt == "matroska" else " (.mkv takes most)"
+            for s in copied:
+                if (why := _header_refusal(fmt, lambda out, s=s: add(out, [s]))) is not None:
+                    raise SubpixelError(f"the {fmt} container cannot hold input stream #{s.index} "
+                                        f"({s.type}, {s.codec_context.name}) without re-encoding{why}; "
+                                        f"pick another output extension{most}")
+            raise SubpixelError(f"the {fmt} container cannot hold the video with the input's audio and subtitles"
+                                f"{together}; pick another output extension{most}")
+    if info.display_matrix and fmt not in _DISPLAY_MATRIX_FORMATS:
+        log.warning("%s: the %s container cannot store the input's rotation (%g degrees): the output displays "
+                    "unrotated (.mkv or .mp4 keep it)", path, fmt, info.rotation)
+
+
+def _header_refusal(fmt: str, add: Callable[[OutputContainer], object]) -> str | None:
+    """None if the ``fmt`` muxer writes a header for the streams ``add`` puts in; else FFmpeg's reason, as ": reason"
+    (empty where PyAV knows the container has no such codec)."""
+    out = av.open(io.BytesIO(), "w", format=fmt)
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)  # for the reason, which FFmpeg only logs
+    try:
+        with av.logging.Capture():  # not printed
+            add(out)
+            out.start_encoding()
+    except av.FFmpegError as err:
+        return f": {(err.log[2] if err.log else error_reason(err)).strip().rstrip('.')}"
+    except ValueError:
+        return ""
+    finally:
+        av.logging.set_level(level)
+        with contextlib.suppress(av.FFmpegError):  # the trailer of a file without packets
+            out.close()
+    return None
 
 
 def _rescale(value: int | None, src: Fraction, dst: Fraction) -> int | None:
@@ -133,7 +173,7 @@ def mux_output(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, sh
     """Write ``path``: the segments' video joined without re-encoding, plus the input's audio and
     subtitle packets copied untouched, interleaved by time. ``segments``: (file, start pts);
     ``shown``: the path errors name (the final output when ``path`` is a temporary file);
-    ``drift``: :attr:`DecodeStats.drift`, for the warning that AVI (constant rate only) moves frames."""
+    ``drift``: :attr:`FrameTiming.drift`, for the warning that AVI (constant rate only) moves frames."""
     try:
         _mux(path, segments, info, shown or path, drift)
     except av.FFmpegError as err:  # also raised by the final close, which writes the trailer

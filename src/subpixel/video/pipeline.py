@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from subpixel.errors import NotResumableError, SubpixelError, first_line
-from subpixel.io.video_decode import DEINTERLACERS, ColorInfo, DecodeStats, VideoInfo, decode_frames, probe
+from subpixel.io.video_decode import DEINTERLACERS, ColorInfo, DecodeStats, FrameTiming, VideoInfo, decode_frames, probe
 from subpixel.io.video_encode import (
     EncoderSpec,
     PngEncoder,
@@ -364,6 +364,8 @@ class _Job:
         self.upscaled = _Channel(2, self.stop)
         self.converted = _Channel(2, self.stop)
         self.decode_stats = DecodeStats()
+        done = manifest.segments  # the frame timing goes on from the finished segments
+        self.first_pts, self.last_pts = (done[0].start_pts, done[-1].end_pts) if done else (None, None)
         self.stages = {"decode": _Stage(), "sr": _Stage(), "convert": _Stage(), "encode": _Stage(), "mux": _Stage()}
         self.writer: _VideoSegment | _PngSegment | None = None
         self.png_encoder = (PngEncoder(work.path / "frames", *size, spec.deep, info.rotation, info.sar)
@@ -451,7 +453,10 @@ class _Job:
             for index, pts, frame in batch:
                 if self.writer is None:
                     self.writer = self._open_segment(index // seg)
+                self.first_pts = pts if self.first_pts is None else self.first_pts
+                self.writer.timing.add_frame(index, pts, self.last_pts, self.first_pts, self.info)
                 self.writer.write(frame, index, pts)
+                self.last_pts = pts
                 if (index + 1) % seg == 0:
                     self._finish_segment()
             stage.seconds += time.perf_counter() - t0
@@ -493,11 +498,10 @@ class _Job:
 
     def run(self) -> None:
         """Encode the frames not yet in finished segments (none if the manifest is complete)."""
+        if self.manifest.frames_done % self.opts.segment_frames:  # only the input's last segment is short
+            self.manifest.complete = True  # a stop before the manifest said so left only the final step
         if self.manifest.complete:
             return
-        seg = self.opts.segment_frames
-        if self.manifest.frames_done % seg:
-            raise SubpixelError(f"cannot resume: {self.work.manifest_path} lists a partial segment")
         total = self.info.frames or None
         bar = tqdm(total=total, initial=self.manifest.frames_done, unit="frame", dynamic_ncols=True,
                    disable=not self.opts.progress, desc=self.work.output.name)
@@ -547,13 +551,20 @@ class _Job:
             else:
                 tmp = self.work.path / f"output{dst.suffix}"
                 segments = [(self.work.path / s.file, s.start_pts) for s in self.manifest.segments]
-                mux_output(tmp, segments, self.info, shown=dst, drift=self.decode_stats.drift)
+                mux_output(tmp, segments, self.info, shown=dst, drift=self.timing().drift)
                 os.replace(tmp, dst)
         except OSError as err:
             raise _cannot_write(dst, err, self.manifest.frames_done) from None
         self.work.remove()
         self.stages["mux"].seconds = time.perf_counter() - t0
         self.stages["mux"].frames = self.manifest.frames_done
+
+    def timing(self) -> FrameTiming:
+        """The frame timing of all finished segments (segments recorded before it was kept count as none)."""
+        total = FrameTiming()
+        for segment in self.manifest.segments:
+            total.merge(FrameTiming(**segment.timing))
+        return total
 
     def _place_frames(self, dst: Path) -> None:
         """Move the PNG frames into ``dst``: a new folder by one rename; into an existing one frame by frame,
@@ -576,10 +587,11 @@ class _Job:
 
 
 class _OpenSegment:
-    """A segment being written: counts its frames and first/last pts."""
+    """A segment being written: counts its frames and first/last pts; ``timing``: its frames' timing."""
 
     def __init__(self, index: int) -> None:
         self.index, self.frames, self.start_pts, self.end_pts = index, 0, 0, 0
+        self.timing = FrameTiming()
 
     def write(self, frame: Any, index: int, pts: int) -> None:
         if self.frames == 0:
@@ -588,7 +600,7 @@ class _OpenSegment:
         self.frames += 1
 
     def record(self, file: str) -> Segment:
-        return Segment(self.index, file, self.frames, self.start_pts, self.end_pts)
+        return Segment(self.index, file, self.frames, self.start_pts, self.end_pts, asdict(self.timing))
 
 
 class _VideoSegment(_OpenSegment):
@@ -683,7 +695,7 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
     _check_output_free(dst, png, opts.overwrite, _frames_all_done(dst, opts.resume))
     if not png:
         check_encoder(spec, *size, info)
-        check_container(dst, spec, info)
+        check_container(dst, spec, *size, info)
     elif info.copy_streams:
         log.warning("%s: a PNG sequence holds no audio or subtitles; input %s not copied", src,
                     _streams(info.copy_streams))
@@ -711,7 +723,7 @@ def upscale_video(input: str | Path, output: str | Path, model: Upscaler | Frame
     damaged = job.decode_stats.damaged
     if damaged:
         log.warning("%s: %d damaged frames could not be decoded and were skipped", src, damaged)
-    gaps, missing = job.decode_stats.gaps
+    gaps, missing = job.timing().gaps
     if gaps:
         log.warning("%s: the video skips %.3f s in %d gap%s between frame times (frames lost to damaged data?); "
                     "the output skips them too", src, missing, gaps, "" if gaps == 1 else "s")

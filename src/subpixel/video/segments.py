@@ -26,13 +26,15 @@ MANIFEST_VERSION = 1
 
 @dataclass(frozen=True)
 class Segment:
-    """A finished segment: ``frames`` frames whose pts run from ``start_pts`` to ``end_pts``."""
+    """A finished segment: ``frames`` frames whose pts run from ``start_pts`` to ``end_pts``; ``timing``: how
+    their times step (:class:`~subpixel.io.video_decode.FrameTiming`'s fields; empty in older manifests)."""
 
     index: int
     file: str
     frames: int
     start_pts: int
     end_pts: int
+    timing: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
