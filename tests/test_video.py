@@ -1190,6 +1190,17 @@ def test_container_hint_suggests_mkv_only_when_it_is_not_mkv(suffix: str, codec:
     assert str(err.value).endswith("pick another output extension" + " (.mkv takes most)" * hint)
 
 
+@pytest.mark.parametrize(("suffix", "codec"), [(".ts", "mpeg4"), (".mpg", "libx264"), (".vob", "mpeg4")])
+def test_pairs_a_muxer_takes_but_writes_unplayable_are_refused_up_front(suffix: str, codec: str, clip: Path,
+                                                                        tmp_path: Path) -> None:
+    from subpixel.io.video_encode import resolve_encoder
+    from subpixel.io.video_mux import check_container
+
+    with pytest.raises(SubpixelError, match="not so that it can be read back; use a .mkv or .mp4 output"):
+        check_container(tmp_path / f"o{suffix}", resolve_encoder(codec, bitrate="1M"), W, H, probe(clip))
+    check_container(tmp_path / "o.ts", resolve_encoder("libx264", bitrate="1M"), W, H, probe(clip))  # H.264 fine
+
+
 @pytest.mark.parametrize(("audio", "codec", "message"), [
     ("libopus", None, r"the mov container cannot hold input stream #1 \(audio, opus\) without re-encoding: .*opus.*; "
                       r"pick another output extension \(\.mkv takes most\)$"),

@@ -24,6 +24,7 @@ _WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EIO, errno.EACCES, errno.EPERM, e
                            errno.EFBIG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR})
 _TECHNICAL_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder", "duration"})
 # muxers that store a display matrix (rotation): the MOV family and Matroska
+_PROGRAM_STREAMS = frozenset({"mpeg", "vob", "svcd", "vcd", "dvd"})
 _DISPLAY_MATRIX_FORMATS = frozenset({"mov", "mp4", "3gp", "3g2", "ismv", "ipod", "psp", "f4v", "matroska", "webm"})
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,14 @@ def check_container(path: Path, spec: EncoderSpec, width: int, height: int, info
             fmt = out.format.name
     except ValueError:
         raise SubpixelError(f"cannot tell the container format of {path.name} from its extension") from None
-    if fmt == "avi" and av.Codec(spec.codec, "w").canonical_name == "h264":
+    codec = av.Codec(spec.codec, "w").canonical_name
+    if fmt == "avi" and codec == "h264":
         # AVI wants Annex B H.264 and stores no presentation times, so B-frames would lose their order
         raise SubpixelError(f"{path}: AVI cannot hold the H.264 video this writes; use a .mkv or .mp4 output, "
                             "or --codec mpeg4 for AVI")
+    if _unreadable(fmt, codec):
+        raise SubpixelError(f"{path}: the {fmt} container takes {codec} video but not so that it can be read "
+                            "back; use a .mkv or .mp4 output")
     with open_input(info.path) as src:
         copied = [src.streams[i] for i in info.copy_streams]
         for s in copied:
@@ -74,6 +79,14 @@ def check_container(path: Path, spec: EncoderSpec, width: int, height: int, info
     if info.display_matrix and fmt not in _DISPLAY_MATRIX_FORMATS:
         log.warning("%s: the %s container cannot store the input's rotation (%g degrees): the output displays "
                     "unrotated (.mkv or .mp4 keep it)", path, fmt, info.rotation)
+
+
+def _unreadable(fmt: str, codec: str) -> bool:
+    """Pairs a muxer takes and writes unplayable: MPEG-4 Part 2 (its headers out of band, as the segments keep them)
+    and AV1 in MPEG-TS; anything but MPEG-1/2 video in an MPEG program stream (.mpg, .vob)."""
+    if fmt in _PROGRAM_STREAMS:
+        return codec not in ("mpeg1video", "mpeg2video")
+    return fmt == "mpegts" and codec in ("mpeg4", "av1")
 
 
 def _header_refusal(fmt: str, add: Callable[[OutputContainer], object]) -> str | None:
