@@ -417,9 +417,11 @@ def test_an_existing_run_needs_resume_and_ctrl_c_checkpoints(tmp_path: Path, mon
         train_frvsr(cfg, tmp_path / "whole", resume=False, progress=False)
     _on_batch(monkeypatch, 3, lambda: os.kill(os.getpid(), signal.SIGINT))  # Ctrl-C mid-step 3: it completes
     capsys.readouterr()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stop:
         train_frvsr(cfg, tmp_path / "cut")
     assert latest_checkpoint(tmp_path / "cut").name == "iter_00000003.pt"
+    assert stop.value.details == {"run_dir": str(tmp_path / "cut"), "iteration": 3,  # the --json error's
+                                  "checkpoint": str(latest_checkpoint(tmp_path / "cut"))}
     out, err = capsys.readouterr()  # the message goes with the progress bar: stdout is left to results (--json)
     assert "interrupted: checkpoint at iteration 3" in err and "interrupted" not in out
     monkeypatch.undo()
@@ -449,7 +451,7 @@ def test_resume_refuses_changed_stills_and_a_checkpoint_past_iters(tmp_path: Pat
     with pytest.raises(SubpixelError, match="past iters"):
         train_frvsr(FRVSRConfig.from_dict({**cfg.to_dict(), "iters": 1}), tmp_path / "run", progress=False)
     Image.fromarray(smooth_still(70, 80, seed=5).permute(1, 2, 0).numpy()).save(Path(cfg.data[0]) / "new.png")
-    with pytest.raises(SubpixelError, match="stills differ"):
+    with pytest.raises(SubpixelError, match="stills differ .* changed or renamed, folders included"):
         train_frvsr(FRVSRConfig.from_dict({**cfg.to_dict(), "iters": 3}), tmp_path / "run", progress=False)
 
 
@@ -606,7 +608,7 @@ def _frvsr_ctrl_c_rank(rank: int, world: int, ports: list[int], raw: dict, out: 
     try:
         train_frvsr(FRVSRConfig.from_dict(raw), Path(out) / "ddp", progress=False)
     except KeyboardInterrupt as err:
-        stopped = type(err).__name__
+        stopped = f"{type(err).__name__}: {err}"
     ClipSampler.batch_with_affines = real  # type: ignore[method-assign]
     last = latest_checkpoint(Path(out) / "ddp")
     record = {"stopped": stopped, "steps": len(calls), "kept": last.name if last else None}
@@ -627,8 +629,8 @@ def test_ctrl_c_on_one_rank_stops_both_after_the_same_step(tmp_path: Path) -> No
                 process.kill()
             pytest.fail("the processes still ran after 240 s")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    # rank 0 (no progress bar) says "interrupted" for the job; rank 1 stays silent (Interrupted: already said)
-    assert [r["stopped"] for r in ranks] == ["KeyboardInterrupt", "Interrupted"]
+    # rank 0 (no progress bar) says "interrupted" for the job; rank 1 stays silent
+    assert [r["stopped"] for r in ranks] == ["Interrupted: interrupted", "Interrupted: "]
     # both stopped after step 4 (step 3's vote had begun when Ctrl-C came), whose checkpoint rank 0 wrote
     assert [r["steps"] for r in ranks] == [4, 4] and ranks[0]["kept"] == "iter_00000004.pt"
     ddp = load_file(str(tmp_path / "ddp" / "frvsr_x2.safetensors"))  # the resumed job ends as one process would

@@ -26,7 +26,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from subpixel.cli import cli
+from subpixel.cli import cli, main
 from subpixel.data.pairs import load_pairs
 from subpixel.data.patches import PatchSampler
 from subpixel.errors import SubpixelError
@@ -480,6 +480,9 @@ def test_a_moved_data_folder_with_the_same_images_resumes_with_a_warning(tmp_pat
         result = train(parse_config(_recipe(moved, iters=10)), tmp_path / "run", device="cpu", quiet=True,
                        resume=True)
     assert result.iteration == 10
+    renamed = shutil.copytree(data, tmp_path / "renamed")  # the fingerprint covers the folder's name
+    with pytest.raises(ConfigError, match="training images differ .* changed or renamed, folders included"):
+        train(parse_config(_recipe(renamed, iters=12)), tmp_path / "run", device="cpu", quiet=True, resume=True)
     (moved / "im0.png").unlink()
     with pytest.raises(ConfigError, match="training images differ"):
         train(parse_config(_recipe(moved, iters=12)), tmp_path / "run", device="cpu", quiet=True, resume=True)
@@ -954,6 +957,45 @@ def test_stop_messages_go_to_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "interrupted: checkpoint at iteration 2" in err and "interrupted" not in out
 
 
+
+def test_ctrl_c_with_json_reports_the_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    _images(tmp_path / "data")
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(_recipe(Path("data"), iters=12, val_every=0)))
+    monkeypatch.setattr(sys, "argv", ["subpixel", "train", "r.yaml", "--out", "run", "--json"])
+    _ctrl_c_at_batch(monkeypatch, 2)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as code:
+            main()
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    out, err = capsys.readouterr()
+    assert code.value.code == 130 and err.count("interrupted") == 1
+    assert json.loads(out) == {"error": "interrupted", "run_dir": "run", "iteration": 2,
+                               "checkpoint": str(Path("run/checkpoints/iter_00000002.pt"))}
+    assert (tmp_path / "run/checkpoints/iter_00000002.pt").is_file()
+
+
+def test_a_run_resumed_at_its_lowered_iters_validates_before_export(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = parse_config(_recipe(_images(tmp_path / "data"), iters=8, val_every=0))
+    train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True, until=4)  # stopped: nothing validated
+    assert not (tmp_path / "run/checkpoints/best.pt").exists()
+    real, calls = Trainer.validate, []
+    monkeypatch.setattr(Trainer, "validate", lambda self: calls.append(self.iteration) or real(self))
+    with pytest.warns(UserWarning, match="train.iters changed from 8 to 4"):
+        result = train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True, resume=True, max_iters=4,
+                       export=tmp_path / "m.safetensors")
+    assert calls == [4] and result.best is not None and result.best["iteration"] == 4
+    ckpt = _state(checkpoint_path(tmp_path / "run", 4))
+    assert ckpt["best"] == result.best  # a run resumed from it with more iterations knows its best
+    _assert_same_tensors(_state(tmp_path / "run/checkpoints/best.pt")["weights"], ckpt["ema"])
+    assert read_card(tmp_path / "m.safetensors")["training"]["validation"]["psnr_y"] == result.best["psnr"]
+    train(copy.deepcopy(cfg), tmp_path / "run", device="cpu", quiet=True, resume=True, max_iters=4)
+    assert calls == [4]  # validated already: not again
+
 def test_export_without_validation_uses_last_ema(tmp_path: Path) -> None:
     raw = _recipe(_images(tmp_path / "data"), iters=3, val_every=0)
     raw["data"]["val_count"], raw["schedule"]["warmup"] = 0, 0
@@ -995,6 +1037,20 @@ def test_a_resumed_session_hides_what_an_earlier_one_logged_after_its_start(tmp_
     steps = [(e.step, e.value) for e in events.Scalars("loss")]
     assert steps == [(s, 1.0) for s in range(1, 6)] + [(s, 0.5) for s in range(6, 9)]
 
+
+
+def test_a_fresh_run_hides_what_a_run_killed_before_its_first_checkpoint_logged(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for value, last in ((1.0, 6), (0.5, 3)):  # a run killed at step 6, then a fresh one in its folder
+        log = ScalarLog(tmp_path / "tb")
+        for step in range(1, last + 1):
+            log.scalar("loss", value, step)
+        log.close()
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(s, 0.5) for s in range(1, 4)]
 
 # --- DDP -----------------------------------------------------------------------------------------------------
 
@@ -1043,7 +1099,7 @@ def _ddp_ctrl_c_worker(rank: int, world: int, ports: list[int], raw: dict[str, A
     try:
         train(parse_config(raw), root / "cut", device="cpu", quiet=True)
     except KeyboardInterrupt as err:
-        stopped = type(err).__name__
+        stopped = f"{type(err).__name__}: {err}"
     PatchSampler.sample = real_sample  # type: ignore[method-assign]
     kept = [p.name for p in list_checkpoints(root / "cut")]
     streams = len(_state(root / "cut/checkpoints" / kept[-1])["sampler"])  # the resumed run prunes it
@@ -1069,8 +1125,8 @@ def test_ctrl_c_on_one_ddp_rank_stops_every_rank_after_the_same_step(tmp_path: P
     raw = _recipe(_images(tmp_path / "data"), iters=8, val_every=0, ckpt_every=0)
     _spawn(_ddp_ctrl_c_worker, (2, free_ports(3), raw, str(tmp_path)), nprocs=2, deadline_s=240)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    # rank 0, quiet, says "interrupted" for the job; rank 1 stays silent (Interrupted: already said)
-    assert [r["stopped"] for r in ranks] == ["KeyboardInterrupt", "Interrupted"]
+    # rank 0, quiet, says "interrupted" for the job; rank 1 stays silent
+    assert [r["stopped"] for r in ranks] == ["Interrupted: interrupted", "Interrupted: "]
     # both stopped after step 6 (step 5's vote had begun when Ctrl-C came), whose checkpoint rank 0 wrote
     assert [r["steps"] for r in ranks] == [6, 6]
     assert ranks[0]["kept"] == ["iter_00000006.pt"] and ranks[0]["streams"] == 2  # each rank's crop stream

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from subpixel.errors import Interrupted, SubpixelError
 from subpixel.train.budget import IterationBudget
-from subpixel.train.checkpoint import latest_checkpoint
+from subpixel.train.checkpoint import checkpoint_path, latest_checkpoint
 from subpixel.train.config import ConfigError
 from subpixel.train.distributed import DistInfo, any_rank, any_rank_later
 from subpixel.train.interrupt import deferred_interrupt
@@ -109,16 +109,17 @@ class RunControl:
         ballot, self._ballot = self._ballot, None
         return ballot is not None and ballot()
 
-    def raise_interrupted(self, iteration: int, say: bool) -> NoReturn:
-        """End a session that :meth:`interrupted` stopped, once the checkpoint of step ``iteration`` is written and
-        every rank is past it: rank 0 speaks for the job, so the other ranks raise :class:`Interrupted`; rank 0
-        raises ``KeyboardInterrupt``, or with ``say`` tells how to continue and raises :class:`Interrupted`."""
+    def raise_interrupted(self, iteration: int, run_dir: Path, say: bool) -> NoReturn:
+        """End a session that :meth:`interrupted` stopped, once the checkpoint of step ``iteration`` in ``run_dir`` is
+        written and every rank is past it: rank 0 speaks for the job, so the other ranks raise :class:`Interrupted`
+        bare. Rank 0 tells how to continue with ``say``, else (``-q``, ``--json``) only says ``interrupted``, and
+        raises :class:`Interrupted` with where the run stands as its ``details`` (the CLI's ``--json`` error)."""
         if not self.info.is_main:
             raise Interrupted
-        if not say:
-            raise KeyboardInterrupt
-        tqdm.write(f"interrupted: checkpoint at iteration {iteration}; continue with --resume", file=sys.stderr)
-        raise Interrupted
+        line = f"interrupted: checkpoint at iteration {iteration}; continue with --resume" if say else "interrupted"
+        tqdm.write(line, file=sys.stderr)
+        raise Interrupted(line, details={"run_dir": str(run_dir), "iteration": iteration,
+                                         "checkpoint": str(checkpoint_path(run_dir, iteration))})
 
 
 def _under_torchrun() -> bool:

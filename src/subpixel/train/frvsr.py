@@ -322,8 +322,9 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
                           device)
     data_sha = fingerprint(sampler.paths)
     if last is not None and ckpt.get("data_sha256", data_sha) != data_sha:
-        raise SubpixelError(f"the stills differ from those of {last.name} (files added, removed or changed); "
-                            "restore them or use a new run folder")
+        raise SubpixelError(f"the stills differ from those of {last.name} (files added, removed, changed or renamed, "
+                            "folders included: the fingerprint covers each still's folder and file name and its "
+                            "bytes); restore them or use a new run folder")
     net.train()
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -387,7 +388,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
                 barrier(info)  # no rank leaves before rank 0 has written the checkpoint
                 if main:
                     _record_speed(run_dir, timer, start, done, cfg, info)  # an interrupted session's speed counts too
-                control.raise_interrupted(done, say=progress)
+                control.raise_interrupted(done, run_dir, say=progress)
             if out_of_time and done < cfg.iters:
                 if main:
                     _record_speed(run_dir, timer, start, done, cfg, info)

@@ -159,8 +159,8 @@ class ScalarLog:
     """TensorBoard scalars under ``folder`` (``None``: log nothing, as on ranks other than 0).
 
     Without the ``tensorboard`` package a warning says so and nothing is logged. ``start``: the step
-    this session begins at; TensorBoard hides what earlier sessions logged after it (a run killed
-    after its last checkpoint), so a resumed run's curves do not overlap.
+    this session begins at (0: a fresh run); TensorBoard hides what earlier sessions logged after it (a run
+    killed after its last checkpoint, or before its first), so the curves do not overlap.
     """
 
     def __init__(self, folder: Path | None, start: int = 0) -> None:
@@ -173,7 +173,7 @@ class ScalarLog:
             warnings.warn("TensorBoard logging is off: install the 'tensorboard' package "
                           "(pip install 'subpixel[train]')", stacklevel=2)
             return
-        self.writer = SummaryWriter(log_dir=str(folder), purge_step=start + 1 if start else None)
+        self.writer = SummaryWriter(log_dir=str(folder), purge_step=start + 1)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         """Record ``value`` under ``tag`` at iteration ``step``."""

@@ -41,6 +41,7 @@ from subpixel.train.checkpoint import (
 from subpixel.train.config import (
     Config,
     ConfigError,
+    TrainConfig,
     config_to_dict,
     parse_config,
     resolve_data_folder,
@@ -144,6 +145,7 @@ class Trainer:
         folders = [resolve_data_folder(f) for f in d.train]
         split = split_images(folders, d.val_count, d.val_names)
         check_val_images(split.val, m.scale)  # every rank: a rank that raised alone would leave the others waiting
+        self.held_out = bool(split.val)  # known on every rank; only rank 0 holds the images
         self.val_pairs = [(p.lr.to(dev), p.hr.to(dev)) for p in load_pairs(split.val, m.scale)] \
             if info.is_main else []
         self.sampler = PatchSampler(load_pairs(split.train, m.scale), m.scale, d.patch, d.batch // info.world,
@@ -161,6 +163,7 @@ class Trainer:
                 self.meta["init"] = init
         self.iteration = 0
         self.best: dict[str, float] | None = None
+        self.validated = False  # whether the weights at self.iteration were validated
         self._wall_before = 0.0
         self._clock = time.perf_counter()
         self._postfix: dict[str, str] = {}  # the progress bar's
@@ -192,7 +195,8 @@ class Trainer:
         self.cfg.train.iters = resumed_total(ckpt["meta"], self.cfg.train.iters, path, fixed_iters, "train.iters",
                                              say=self.info.is_main and not self.quiet)
         # the checkpoint's recipe read anew, so keys added since it was written compare as their defaults
-        old, new = _flatten(config_to_dict(parse_config(ckpt["config"]))), _flatten(config_to_dict(self.cfg))
+        written = parse_config(ckpt["config"])
+        old, new = _flatten(config_to_dict(written)), _flatten(config_to_dict(self.cfg))
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
         before = ckpt["meta"].get("data", {}).get("sha256")  # the same file on every rank
         movable = _RESUMABLE_CHANGES | ({"data.train"} if before is not None else set())  # checked by content
@@ -204,7 +208,8 @@ class Trainer:
         if any_rank(self.info.is_main and before is not None and before != self.meta["data"]["sha256"],
                     self.info):  # rank 0 knows
             raise ConfigError(f"the training images differ from those of checkpoint {path.name} (files added, "
-                              "removed or changed); restore them or train into another --out folder")
+                              "removed, changed or renamed, folders included: the fingerprint covers each image's "
+                              "folder and file name and its bytes); restore them or train into another --out folder")
         if "data.train" in changed and self.info.is_main:
             warnings.warn(f"data.train changed from {old['data.train']} to {new['data.train']}; the images are "
                           "the same (SHA-256), so the run continues", stacklevel=2)
@@ -229,6 +234,7 @@ class Trainer:
                 warnings.warn(f"{why}: the crop streams restart from new seeds", stacklevel=2)
             self.sampler.reseed(_stream_seed(self.cfg.seed + ckpt["iteration"], self.info.rank))
         self.iteration = ckpt["iteration"]
+        self.validated = self._validates_after(self.iteration, written.train)  # the loop's rule when it was written
         self.best = ckpt["best"]
         self._wall_before = ckpt["wall_seconds"]
         if self.info.is_main:
@@ -262,6 +268,11 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.net, self.iteration)
         return loss.detach()
+
+    def _validates_after(self, step: int, t: TrainConfig) -> bool:
+        """Whether the loop validates the weights after ``step`` under the settings ``t`` (at ``train.iters``,
+        and every ``val_every``), given held-out images."""
+        return self.held_out and (step == t.iters or bool(t.val_every and step % t.val_every == 0))
 
     def validate(self) -> tuple[float, float]:
         """Y-PSNR/SSIM of :attr:`eval_net` on the held-out images (rank 0)."""
@@ -317,7 +328,7 @@ class Trainer:
         ``time_limit`` seconds of this call (so a run fits a fixed-length job and resumes later).
         ``budget`` resets ``train.iters`` from the measured speed so the run ends within its seconds.
         Ctrl-C (on any rank under ``torchrun``) ends the current step on every rank, checkpoints it, records
-        the session's speed and raises ``KeyboardInterrupt`` (:class:`Interrupted` once the user was told).
+        the session's speed and raises :class:`Interrupted` (a ``KeyboardInterrupt``) once the user was told.
         """
         t, main = self.cfg.train, self.info.is_main
         control = RunControl(self.info, budget, time_limit)
@@ -332,6 +343,13 @@ class Trainer:
         interrupted = False
         self._clock = time.perf_counter()
         try:
+            if self.iteration == t.iters and self.held_out and not self.validated:
+                # train.iters lowered on resume to where the run stopped: validated (and checkpointed) as a run
+                # reaching it would be, so its best weights and export match
+                if main:
+                    self._validate_and_keep_best(log, bar)
+                self.validated = True
+                self.save()
             with control.session(self.iteration):
                 while self.iteration < stop:
                     control.vote()
@@ -357,7 +375,8 @@ class Trainer:
                             if main and not self.quiet:
                                 bar.write(f"time limit reached at iteration {it}: checkpointing; "
                                           "continue with --resume", file=sys.stderr)
-                    if main and self.val_pairs and (it == t.iters or (t.val_every and it % t.val_every == 0)):
+                    self.validated = self._validates_after(it, t)
+                    if main and self.validated:
                         self._validate_and_keep_best(log, bar)
                         control.paused()
                     # Ctrl-C on any rank (every rank stops after this same step): this step is complete, so its
@@ -378,7 +397,7 @@ class Trainer:
         if main and speed is not None:
             self._report(speed, first, say=not interrupted)  # an interrupted session's speed counts too
         if interrupted:
-            control.raise_interrupted(self.iteration, say=not self.quiet)
+            control.raise_interrupted(self.iteration, self.run_dir, say=not self.quiet)
         return TrainResult(self.eval_net, self.iteration, self.best, speed)
 
     def _set_total(self, total: int, until: int | None, budget: IterationBudget) -> int:
