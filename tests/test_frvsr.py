@@ -829,3 +829,18 @@ def test_good_flow_arguments_build() -> None:
     net = build("frvsr", 2, channels=8, blocks=1, max_flow=1, lk_levels=0)
     assert net.fnet is not None and (net.fnet.max_flow, net.fnet.lk_levels) == (1.0, 0)
     assert FNet((4,), max_flow=0.5, lk_levels=np.int64(3)).lk_levels == 3
+
+
+def test_the_log_keeps_only_this_runs_history(tmp_path: Path) -> None:
+    """Lines a run killed before its first checkpoint (or after its last) logged are dropped, as TensorBoard's are."""
+    cfg = _recipe(tmp_path, iters=2).to_dict()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text('{"iteration": 1, "loss": 9}\n{"iteration": 7, "loss": 9}\n{"iterat')
+    train_frvsr(FRVSRConfig.from_dict({**cfg, "log_every": 1}), run, progress=False)
+    assert [json.loads(x)["iteration"] for x in (run / "log.jsonl").read_text().splitlines()] == [1, 2]
+    assert json.loads((run / "log.jsonl").read_text().splitlines()[0])["loss"] != 9
+    (run / "log.jsonl").write_text((run / "log.jsonl").read_text() + '{"iteration": 3, "loss": 9}\n')
+    train_frvsr(FRVSRConfig.from_dict({**cfg, "log_every": 1, "iters": 3}), run, resume=True, progress=False)
+    assert [json.loads(x)["iteration"] for x in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert json.loads((run / "log.jsonl").read_text().splitlines()[2])["loss"] != 9

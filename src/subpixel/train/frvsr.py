@@ -42,6 +42,7 @@ from tqdm import tqdm
 from subpixel.data.clips import ClipSampler, Motion, exact_flow
 from subpixel.data.pairs import fingerprint
 from subpixel.errors import SubpixelError
+from subpixel.io.atomic import write_atomic
 from subpixel.models.frvsr import FRVSR, check_flow_args, warp
 from subpixel.models.registry import build, check_counts
 from subpixel.models.weights import save_weights
@@ -279,6 +280,22 @@ def train_frvsr(cfg: FRVSRConfig, run_dir: str | Path, resume: bool = True, prog
         return _train(cfg, Path(run_dir), info, resume, progress, time_limit, budget, fixed_iters)
 
 
+def _trim_log(path: Path, start: int) -> None:
+    """Keep the records of ``path`` up to iteration ``start``, where this session begins: what a run killed after its
+    last checkpoint (or, for a fresh run, before its first) logged beyond it is not this run's history."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line cut short by the kill
+            continue
+        if isinstance(record, dict) and isinstance(record.get("iteration"), int) and record["iteration"] <= start:
+            kept.append(line + "\n")
+    write_atomic(path, "".join(kept))
+
+
 def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progress: bool,
            time_limit: float | None, budget: IterationBudget | None, fixed_iters: bool = False) -> Path | None:
     control = RunControl(info, budget, time_limit)  # the time limit counts data loading too
@@ -329,6 +346,7 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_recipe(run_dir, cfg.to_dict())
+        _trim_log(run_dir / "log.jsonl", start)
     barrier(info)
     timer = StepTimer(device)
     schedule = ScheduleConfig("cosine", min_lr=cfg.min_lr)  # no warmup: cosine from lr to min_lr over iters
