@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 import numpy as np
 import pytest
+import tifffile
 from click.testing import CliRunner
 from PIL import Image
 
@@ -282,6 +283,15 @@ def test_output_arguments_are_checked_before_work(tmp_path: Path) -> None:
     assert res.returncode == 1 and "cannot store alpha" in res.stderr
     res = CliRunner().invoke(cli, [*base, str(a), "-o", str(tmp_path / "new" / "dir"), "-q"])  # folder made
     assert res.exit_code == 0 and (tmp_path / "new" / "dir" / "a_x2.png").is_file()
+
+
+def test_an_output_name_without_an_image_extension_gets_a_hint_that_works(tmp_path: Path) -> None:
+    a = _img(tmp_path / "a.png")
+    for extra, ext in (([], ".png"), (["--format", "jpg"], ".jpg")):
+        res = _run(str(a), "-o", str(tmp_path / "my.photos"), *extra)
+        assert isinstance(res.exception, SubpixelError), res.output
+        assert f"add one ({tmp_path / 'my.photos'}{ext}), or end -o with /" in str(res.exception)
+        assert _run(str(a), "-o", str(tmp_path / f"my.photos{ext}"), *extra, "-q").exit_code == 0
 
 
 @pytest.mark.parametrize("name", ["results.png", "out.v3"])
@@ -749,6 +759,20 @@ def test_symlinked_folders_and_broken_links_are_reported_and_real_names_win(tmp_
     assert "left out 2 symlinked sub-folder(s) (not followed) and broken link(s)" in res.stderr
 
 
+def test_a_glob_does_not_follow_symlinked_folders(tmp_path: Path) -> None:
+    (tmp_path / "gl" / "a").mkdir(parents=True)
+    _img(tmp_path / "gl" / "a" / "x.png")
+    (tmp_path / "gl" / "a" / "loop").symlink_to("..", target_is_directory=True)
+    (tmp_path / "named").symlink_to("gl", target_is_directory=True)  # named by the pattern: followed
+    for pattern in ("gl/**/*.png", "named/*/*.png"):
+        res = _run(str(tmp_path / pattern), "-r", "-o", str(tmp_path / "out/"), "--json", "--overwrite")
+        assert res.exit_code == 0, res.output
+        summary = json.loads(res.stdout)
+        root = tmp_path / pattern.split("/")[0]
+        assert [o["input"] for o in summary["outputs"]] == [str(root / "a" / "x.png")]
+        assert summary["skipped_links"] == ([str(root / "a" / "loop")] if "**" in pattern else [])
+
+
 def test_hidden_and_synology_folders_are_left_out(tmp_path: Path) -> None:
     for sub in (".thumbnails", ".git/objects", "@eaDir/a.png", "keep"):
         (tmp_path / "in" / sub).mkdir(parents=True)
@@ -787,6 +811,19 @@ def test_an_original_named_like_an_output_is_not_taken_for_one(flag: str, tmp_pa
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert [Path(p).name for p in summary["skipped_outputs_of_other_inputs"]] == ["page_x2.png"]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_a_turned_tiff_s_earlier_output_is_recognised(dtype: type, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 30, 3)).astype(dtype)  # shown 20x30: orientation 6
+    tifffile.imwrite(tmp_path / "in" / "scan.tiff", pixels, photometric="rgb", extratags=[(0x0112, "H", 1, 6, True)])
+    assert _run(str(tmp_path / "in"), "-q").exit_code == 0
+    with Image.open(tmp_path / "in" / "scan_x2.tiff") as im:
+        assert im.size == (40, 60)
+    res = _run(str(tmp_path / "in"), "--overwrite", "--json")
+    assert res.exit_code == 0, res.output
+    assert [Path(p).name for p in json.loads(res.stdout)["skipped_outputs_of_other_inputs"]] == ["scan_x2.tiff"]
 
 
 def test_an_interrupted_batch_says_what_it_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

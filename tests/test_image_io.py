@@ -266,6 +266,14 @@ def test_16bit_colour_truncated_raises(tmp_path: Path, ext: str) -> None:
         read_image(tmp_path / f"t{ext}")
 
 
+def test_16bit_tiff_with_damaged_compressed_data_raises(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "a.tif", _wide(20, 30), photometric="rgb", compression="zlib", rowsperstrip=4)
+    data = (tmp_path / "a.tif").read_bytes()
+    (tmp_path / "t.tif").write_bytes(data[: len(data) * 3 // 5])  # imagecodecs' DeflateError: a RuntimeError
+    with pytest.raises(ImageReadError, match="t.tif: cannot decode image"):
+        read_image(tmp_path / "t.tif")
+
+
 @pytest.mark.parametrize("compression", ["lzw", "zstd"])
 def test_16bit_tiff_from_scanners_keeps_16_bits(tmp_path: Path, compression: str) -> None:
     tifffile.imwrite(tmp_path / "scan.tif", _wide(), photometric="rgb", compression=compression)  # imagecodecs
@@ -728,6 +736,23 @@ def test_tiff_compression_is_carried(tmp_path: Path, dtype: type, channels: int,
     assert data.compression == compression
 
 
+@pytest.mark.parametrize("compression", ["tiff_lzw", "tiff_adobe_deflate", "packbits"])
+def test_compressed_tiff_keeps_exif_and_xmp(tmp_path: Path, compression: str) -> None:
+    exif = Image.Exif()
+    exif[MAKE] = "TestCam"
+    like = ImageData(_rgb(20, 30), "RGB", exif=exif.tobytes(), format="TIFF", xmp=b"<x:xmpmeta/>",
+                     compression=compression)
+    written = _open(write_image(tmp_path / "o.tif", like.pixels, like=like))
+    assert written.info["compression"] == compression and written.getexif()[MAKE] == "TestCam"
+    assert written.info["xmp"] == b"<x:xmpmeta/>"
+    like.exif = _exif(1).tobytes()  # with an EXIF sub-IFD, which Pillow's compressed writer would drop
+    with pytest.warns(UserWarning, match="o2.tif: writing this TIFF uncompressed to keep its EXIF"):
+        written = _open(write_image(tmp_path / "o2.tif", like.pixels, like=like))
+    assert written.info["compression"] == "raw" and written.info["xmp"] == b"<x:xmpmeta/>"
+    assert written.getexif().get_ifd(EXIF_IFD)[DATE_TIME_ORIGINAL] == "2020:01:02 03:04:05"
+    np.testing.assert_array_equal(read_image(tmp_path / "o2.tif").pixels, like.pixels)
+
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -789,6 +814,18 @@ def test_exif_pixel_dimensions_follow_the_output(tmp_path: Path, ext: str) -> No
     plain = read_image(write_image(tmp_path / f"p{ext}", _smooth_rgb(), like=ImageData(_smooth_rgb(), "RGB",
                                                                                         exif=_exif(1).tobytes())))
     assert plain.exif is not None and 0xA002 not in _open(plain.path).getexif().get_ifd(EXIF_IFD)  # not added
+
+
+def test_exif_too_large_for_jpeg_is_dropped_with_a_warning(tmp_path: Path) -> None:
+    exif = _exif(1)
+    exif[0x010E] = "x" * 70_000  # ImageDescription: no JPEG APP1 segment holds it
+    png_in = tmp_path / "in.png"
+    Image.fromarray(_rgb(20, 30)).save(png_in, exif=exif.tobytes())
+    data = read_image(png_in)
+    with pytest.warns(UserWarning, match="in.png: its EXIF .* over the 64 KB a JPEG holds"):
+        out = write_image(tmp_path / "o.jpg", data.pixels, like=data)
+    assert not _open(out).getexif()
+    assert _open(write_image(tmp_path / "o.png", data.pixels, like=data)).getexif()[0x010E] == "x" * 70_000
 
 
 # --- CMYK through its profile, premultiplied PIL modes, grey plus alpha ---------------------------------

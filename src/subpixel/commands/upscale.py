@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import itertools
 import math
 import os
 import sys
@@ -21,6 +22,7 @@ from subpixel.commands.options import emit_json, output_options, runtime_options
 from subpixel.errors import Interrupted, SubpixelError
 from subpixel.io.image import (
     DEFAULT_MAX_PIXELS,
+    SUPPORTED_EXTENSIONS,
     OutputExistsError,
     check_output_size,
     is_image_path,
@@ -75,6 +77,13 @@ def _inside(path: Path, folder: Path | None) -> bool:
     return folder is not None and path.parent.resolve().is_relative_to(folder)
 
 
+def _linked_folder(path: Path, pattern: str) -> Path | None:
+    """The first symlinked folder that ``pattern``'s wildcards matched on the way to ``path``, else None."""
+    literal = len(list(itertools.takewhile(lambda part: not glob.has_magic(part), Path(pattern).parts)))
+    return next((folder for folder in reversed(path.parents) if len(folder.parts) > literal and folder.is_symlink()),
+                None)
+
+
 def expand_inputs(inputs: tuple[str, ...], recursive: bool, output: Path | None = None) -> Inputs:
     """Jobs for the files of paths, folders and globs; missing ones become failed jobs.
 
@@ -83,9 +92,10 @@ def expand_inputs(inputs: tuple[str, ...], recursive: bool, output: Path | None 
     extension...; hidden files aside) go to ``not_images``; a file named directly is always a job (and
     fails as a non-image). Files in hidden folders and '@eaDir' below a folder input are left out, and so
     are, when the ``output`` folder lies inside a folder input, the files under it (earlier outputs, of
-    other scales or suffixes). Symlinked sub-folders are not followed (a link to a parent would loop); they
-    and broken links go to ``links``. A file reached twice (a path and its folder, a symlink and its target)
-    runs once, under its own (not a symlink's) name where it has one.
+    other scales or suffixes). Symlinked sub-folders, below a folder input or matched by a glob's wildcards,
+    are not followed (a link to a parent would loop); they and broken links go to ``links``. A file reached
+    twice (a path and its folder, a symlink and its target) runs once, under its own (not a symlink's) name
+    where it has one.
     """
     found = Inputs([], [], False, [])
     for item in inputs:
@@ -110,9 +120,11 @@ def expand_inputs(inputs: tuple[str, ...], recursive: bool, output: Path | None 
         elif glob.has_magic(item):
             found.many = True
             matches = sorted(Path(m) for m in glob.glob(item, recursive=recursive))
+            linked = {m: _linked_folder(m, item) for m in matches}
             found.links += [m for m in matches if m.is_symlink() and not m.exists()]
-            matches = [m for m in matches if m.is_file() and (not SKIPPED_FOLDERS & set(m.parent.parts)
-                                                              or SKIPPED_FOLDERS & set(Path(item).parts))]
+            found.links += sorted({folder for folder in linked.values() if folder is not None})
+            matches = [m for m in matches if linked[m] is None and m.is_file()
+                       and (not SKIPPED_FOLDERS & set(m.parent.parts) or SKIPPED_FOLDERS & set(Path(item).parts))]
             if not matches:
                 found.failed.append(Job(p, error="no files match this pattern"))
             found.jobs += [Job(m) for m in matches if is_image_path(m)]
@@ -136,6 +148,10 @@ def output_path(job: Job, out: Path | None, many: bool, suffix: str, fmt: str | 
     src = job.src
     ext = FORMAT_EXT[fmt] if fmt else src.suffix.lower()
     if out is not None and not many and not out.is_dir() and out.suffix:
+        if out.suffix.lower() not in SUPPORTED_EXTENSIONS:  # --format would contradict it: name the fix that works
+            raise SubpixelError(f"{out}: {out.suffix} is not an image extension; add one "
+                                f"({out}{ext if ext in SUPPORTED_EXTENSIONS else '.png'}), or end -o with / for a "
+                                "folder")
         if fmt and FORMAT_EXT.get(out.suffix.lower().lstrip(".")) != FORMAT_EXT[fmt]:
             raise SubpixelError(f"--format {fmt} contradicts the output name {out}")
         return out
@@ -180,8 +196,8 @@ def _header_size(path: Path) -> tuple[int, int] | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a decompression-bomb warning: the read proper says so
             with Image.open(path) as im:
-                width, height = im.size
-                turned = im.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
+                width, height = im.size  # a TIFF's already turned by Pillow (11.0 on)
+                turned = im.format != "TIFF" and im.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
     except Exception:  # noqa: BLE001 - any unreadable header: not known to be an earlier output
         return None
     return (height, width) if turned else (width, height)

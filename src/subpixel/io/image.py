@@ -347,10 +347,10 @@ def write_image(
     """Write HxWxC (or HxW) uint8/uint16 ``pixels`` atomically and return the path.
 
     The format comes from ``format`` or the extension. ``like`` supplies the ICC profile, EXIF and
-    XMP (copied for PNG, JPEG, WebP and TIFF; XMP over 64 KB not to JPEG) and the resolution (dpi, for
-    PNG, JPEG and TIFF; WebP has none), and, when its ``mode_hint`` is 'L', turns 3-channel pixels back
-    into grayscale (BT.601 luma). The dpi is kept as it is, not multiplied by the upscaling factor: the
-    image gets physically larger at the same resolution, as GIMP's "Scale Image" does. uint16 is
+    XMP (copied for PNG, JPEG, WebP and TIFF; not to JPEG over 64 KB, EXIF with a warning) and the
+    resolution (dpi, for PNG, JPEG and TIFF; WebP has none), and, when its ``mode_hint`` is 'L', turns
+    3-channel pixels back into grayscale (BT.601 luma). The dpi is kept as it is, not multiplied by the
+    upscaling factor: the image gets physically larger at the same resolution, as GIMP's "Scale Image" does. uint16 is
     written as 16-bit to PNG and TIFF, grayscale and colour alike, and converted to 8-bit for JPEG,
     WebP and BMP. 16-bit colour is written by pypng (PNG, unfiltered, so larger than Pillow's files;
     ICC profile, EXIF, XMP and dpi are carried) and tifffile (uncompressed TIFF; the ICC profile, XMP,
@@ -359,8 +359,9 @@ def write_image(
     are set to the output's size. Into the input's own format ``like`` also carries: PNG text, gAMA, cHRM
     and sRGB chunks; a JPEG's comment and IPTC record; a lossless WebP's losslessness; a TIFF's LZW, Deflate
     or PackBits compression (LZW and Deflate with the horizontal predictor; other TIFF compressions are
-    written uncompressed). Grey plus alpha ('LA' hint, RGBA pixels) goes back to grey plus alpha (luma) in
-    PNG and 8-bit TIFF.
+    written uncompressed, and so, with a warning, is a TIFF written by Pillow whose EXIF has EXIF or GPS
+    sub-IFDs, which its compressed writer drops). Grey plus alpha ('LA' hint, RGBA pixels) goes back to grey
+    plus alpha (luma) in PNG and 8-bit TIFF.
     ``quality`` applies to JPEG (written without chroma subsampling) and WebP (lossy; for lossless WebP it
     is the compression effort). The file is written
     to a temporary file in the same folder and moved into place, so on failure an existing file is
@@ -402,7 +403,7 @@ def write_image(
         return path
 
     im = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
-    params = pillow_params(fmt, meta)
+    params = pillow_params(fmt, meta, path)
     if fmt in ("JPEG", "WEBP"):
         params["quality"] = quality
     if fmt == "JPEG":

@@ -85,7 +85,10 @@ def _read_tiff16(path: Path, im: ImageFile.ImageFile) -> tuple[np.ndarray, str] 
                 stacklevel=4,
             )
             return None
-        pixels = page.asarray()
+        try:
+            pixels = page.asarray()
+        except Exception as e:  # noqa: BLE001 - imagecodecs' errors (DeflateError...) are RuntimeErrors of its own
+            raise ImageReadError(f"{path}: cannot decode image ({e})") from e
         if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
             pixels = np.moveaxis(pixels, 0, -1)
         premultiplied = page.extrasamples[:1] == (tifffile.EXTRASAMPLE.ASSOCALPHA,)

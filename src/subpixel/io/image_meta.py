@@ -336,9 +336,14 @@ def carried_metadata(like: ImageData, fmt: str, shape: tuple[int, ...]) -> Metad
     """What an output of ``fmt`` and ``shape`` (HxWxC) carries over from ``like``."""
     same = like.format == fmt or (like.format, fmt) == ("MPO", "JPEG")
     compression = like.compression if same else None
+    exif = exif_with_size(like.exif, shape[1], shape[0]) if like.exif else None
+    if exif and fmt == "JPEG" and len(exif) > _JPEG_MAX_SEGMENT:  # one APP1 segment: Pillow refuses more
+        warnings.warn(f"{like.path or 'input'}: its EXIF ({len(exif):,} bytes) is over the 64 KB a JPEG holds; "
+                      "writing the JPEG without it", stacklevel=3)
+        exif = None
     return Metadata(
         icc=matching_icc(like.icc_profile, shape[2]),
-        exif=exif_with_size(like.exif, shape[1], shape[0]) if like.exif else None,
+        exif=exif,
         dpi=like.dpi if fmt != "WEBP" else None,
         xmp=like.xmp if fmt != "JPEG" or len(like.xmp or b"") <= _JPEG_MAX_XMP else None,
         png_chunks=like.png_chunks if same and fmt == "PNG" else (),
@@ -349,27 +354,34 @@ def carried_metadata(like: ImageData, fmt: str, shape: tuple[int, ...]) -> Metad
     )
 
 
-def pillow_params(fmt: str, meta: Metadata) -> dict[str, object]:
-    """Pillow ``save`` arguments carrying ``meta`` to ``fmt``: XMP is an iTXt chunk in PNG and tag 700 in TIFF."""
+def pillow_params(fmt: str, meta: Metadata, path: Path) -> dict[str, object]:
+    """Pillow ``save`` arguments carrying ``meta`` to ``fmt`` (at ``path``, named in warnings): XMP is an iTXt
+    chunk in PNG and tag 700 in TIFF. A TIFF whose EXIF has EXIF or GPS sub-IFDs is written uncompressed, with a
+    warning: Pillow's compressed (libtiff) TIFF writer drops them."""
     params: dict[str, object] = {"icc_profile": meta.icc, "exif": meta.exif, "dpi": meta.dpi,
                                  "comment": meta.comment, "lossless": meta.lossless,
                                  "extra": jpeg_app13(meta.iptc) if meta.iptc else None,
                                  "compression": meta.tiff_compression[0] if meta.tiff_compression else None}
-    if params["compression"] in ("tiff_lzw", "tiff_adobe_deflate"):
-        params["tiffinfo"] = {_TIFF_PREDICTOR: 2}  # horizontal differencing: a third smaller, as tifffile's 16-bit
-    if (meta.xmp or meta.png_chunks) and fmt == "PNG":
+    if fmt == "TIFF":  # further tags in the one dict Pillow takes: given tiffinfo=, it ignores exif=
+        tags = Image.Exif()
+        if meta.exif:
+            tags.load(meta.exif)
+        if params["compression"] and {ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo} & tags.keys():
+            warnings.warn(f"{path}: writing this TIFF uncompressed to keep its EXIF (date taken, exposure, GPS...), "
+                          "which Pillow's compressed TIFF writer drops", stacklevel=3)
+            params["compression"] = None
+        if params["compression"] in ("tiff_lzw", "tiff_adobe_deflate"):
+            tags[_TIFF_PREDICTOR] = 2  # horizontal differencing: a third smaller, as tifffile's 16-bit
+        if meta.xmp:
+            tags[TIFF_XMP] = meta.xmp
+        params["exif"] = tags
+    elif (meta.xmp or meta.png_chunks) and fmt == "PNG":
         info = PngImagePlugin.PngInfo()
         for kind, data in meta.png_chunks:  # Pillow writes these before the pixel data, sRGB only without iCCP
             info.add(kind, data)
         if meta.xmp:
             info.add_itxt(PNG_XMP_KEY, meta.xmp)
         params["pnginfo"] = info
-    elif meta.xmp and fmt == "TIFF":  # Pillow's TIFF writer takes XMP only as a tag beside the EXIF ones
-        tags = Image.Exif()
-        if meta.exif:
-            tags.load(meta.exif)
-        tags[TIFF_XMP] = meta.xmp
-        params["exif"] = tags
     elif meta.xmp:
         params["xmp"] = meta.xmp
     return {key: value for key, value in params.items() if value}
