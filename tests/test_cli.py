@@ -394,7 +394,7 @@ def test_eval_video_scores_clips_and_without_opencv_skips_only_the_warping_error
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opencv: bool) -> None:
     if opencv:
         pytest.importorskip("cv2")
-    monkeypatch.setattr("subpixel.commands.evaluate._has_opencv", lambda: opencv)
+    monkeypatch.setattr("subpixel.eval.video.has_opencv", lambda: opencv)
     for clip in ("one", "two"):
         (tmp_path / "vid" / clip).mkdir(parents=True)
         for t in range(3):

@@ -295,7 +295,7 @@ def test_infinite_psnr_is_inf_in_json_with_a_warning(tmp_path: Path, monkeypatch
     assert result["psnr"] == "inf" and [x["psnr"] == "inf" for x in result["images"]] == [True, False]
     assert "1 of 2 images reproduced exactly" in res.stderr
 
-    monkeypatch.setattr("subpixel.commands.evaluate._has_opencv", lambda: False)
+    monkeypatch.setattr("subpixel.eval.video.has_opencv", lambda: False)
     _flat_frames(tmp_path / "vid" / "c", ["0.png", "1.png"], size=32)
     res = CliRunner().invoke(cli, ["eval", "--video", str(tmp_path / "vid"), "-s", "2", "--json"])
     assert res.exit_code == 0, res.output

@@ -352,7 +352,7 @@ def test_video_warping_error_is_the_mean_of_the_clips_that_have_one(tmp_path: Pa
 
 
 def test_eval_video_runs_bicubic_once_whatever_its_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("subpixel.commands.evaluate._has_opencv", lambda: False)
+    monkeypatch.setattr("subpixel.eval.video.has_opencv", lambda: False)
     _clip_folder(tmp_path, "pan", frames=2)
     res = CliRunner().invoke(cli, ["eval", "--video", str(tmp_path), "-m", "Bicubic", "-s", "2", "--json", "-q"])
     assert res.exit_code == 0, res.output
@@ -844,3 +844,34 @@ def test_the_log_keeps_only_this_runs_history(tmp_path: Path) -> None:
     train_frvsr(FRVSRConfig.from_dict({**cfg, "log_every": 1, "iters": 3}), run, resume=True, progress=False)
     assert [json.loads(x)["iteration"] for x in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
     assert json.loads((run / "log.jsonl").read_text().splitlines()[2])["loss"] != 9
+
+
+def test_evaluate_finds_vid4_before_training_and_scores_without_opencv(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = {**_recipe(tmp_path, iters=2).to_dict(), "evaluate": True}
+    monkeypatch.setenv("SUBPIXEL_DATA", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SubpixelError, match="dataset 'Vid4' not found"):
+        train_frvsr(FRVSRConfig.from_dict(cfg), tmp_path / "none", progress=False)
+    assert not (tmp_path / "none" / "checkpoints").exists()  # refused before any training
+    monkeypatch.setenv("SUBPIXEL_DATA", str(tmp_path / "data"))
+    _clip_folder(tmp_path / "data" / "video" / "Vid4", "pan", frames=2)
+    monkeypatch.setattr("subpixel.eval.video.has_opencv", lambda: False)
+    weights = train_frvsr(FRVSRConfig.from_dict(cfg), tmp_path / "run", progress=False)
+    vid4 = load_net(weights)[1]["metrics"]["Vid4"]
+    assert vid4["psnr"] > 0 and vid4["warp_error"] is None
+
+
+def test_a_new_frame_size_starts_the_cut_detector_afresh_too() -> None:
+    proc = RecurrentProcessor(tiny_frvsr(2), device="cpu", cut_threshold=10)
+
+    def cuts(levels: list[float], side: int) -> list[int]:
+        found = []
+        for level in levels:
+            before = proc.cuts
+            proc.process(torch.full((1, 3, side, side), level))
+            found.append(proc.cuts - before)
+        return found
+
+    assert cuts([0.5, 0.5, 0.8], 16) == [0, 0, 1]
+    assert cuts([0.5, 0.62, 0.62], 24) == [0, 0, 0]  # as after reset(): the 12% change is a first difference

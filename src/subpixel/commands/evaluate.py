@@ -246,21 +246,13 @@ def _check_video_options(sets: tuple[str, ...], protocol: str, rgb: bool, self_e
         raise click.UsageError(f"--video does not take {', '.join(given)}")
 
 
-def _has_opencv() -> bool:
-    try:
-        import cv2  # noqa: F401
-    except ImportError:  # missing, or installed without its system libraries
-        return False
-    return True
-
-
 def _video_eval(model_name: str, scale: int | None, video_set: str, device: str, precision: str, engine: str,
                 quiet: bool, as_json: bool) -> None:
     """``--video``: Y-PSNR/SSIM per clip and warping error (needs OpenCV), with bicubic alongside."""
-    from subpixel.eval.video import evaluate_video, format_video_report
+    from subpixel.eval.video import evaluate_video, format_video_report, has_opencv
 
     root = resolve_dataset(video_set)
-    temporal = _has_opencv()
+    temporal = has_opencv()
     if not temporal and not quiet:
         click.echo("note: the warping error is not measured: it needs OpenCV (pip install 'subpixel[bench]')",
                    err=True)

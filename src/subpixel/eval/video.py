@@ -131,6 +131,15 @@ def _mean_measured(values: list[float | None]) -> float | None:
 
 
 # -- temporal consistency ----------------------------------------------------------------------
+def has_opencv() -> bool:
+    """Whether OpenCV, which the warping error needs, imports (missing, or without its system libraries)."""
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _cv2() -> Any:
     try:
         import cv2

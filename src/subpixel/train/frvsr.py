@@ -42,10 +42,11 @@ from tqdm import tqdm
 from subpixel.data.clips import ClipSampler, Motion, exact_flow
 from subpixel.data.pairs import fingerprint
 from subpixel.errors import SubpixelError
+from subpixel.eval.datasets import resolve_dataset
 from subpixel.io.atomic import write_atomic
 from subpixel.models.frvsr import FRVSR, check_flow_args, warp
 from subpixel.models.registry import build, check_counts
-from subpixel.models.weights import save_weights
+from subpixel.models.weights import card_path, save_weights
 from subpixel.train.budget import IterationBudget, resumed_total
 from subpixel.train.checkpoint import checkpoint_path, load_checkpoint, prune, save_atomic
 from subpixel.train.config import (
@@ -305,6 +306,8 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed clip shapes: autotuned convolutions
     autocast = amp_dtype(cfg.amp, device, "FRVSR recipe: amp")
+    if cfg.evaluate:  # found now, not after training
+        resolve_dataset("Vid4")
     torch.manual_seed(cfg.seed)
     net = build("frvsr", cfg.scale, recurrent=cfg.recurrent, **cfg.arch).to(device)
     assert isinstance(net, FRVSR)
@@ -421,12 +424,14 @@ def _train(cfg: FRVSRConfig, run_dir: Path, info: DistInfo, resume: bool, progre
     net = (ema.net if ema is not None else net).eval()
     name = "frvsr" if cfg.recurrent else "frvsr-norec"
     card = _card(net, cfg, name, speed, meta, info, len(sampler.paths), data_sha)
+    weights = run_dir / f"{name}_x{cfg.scale}.safetensors"
+    save_weights(net, weights, card)  # before the evaluation: a failure there keeps the trained weights
     if cfg.evaluate:
-        from subpixel.eval.video import evaluate_vid4
+        from subpixel.eval.video import evaluate_vid4, has_opencv
         from subpixel.video.recurrent import RecurrentProcessor
 
-        result = evaluate_vid4(RecurrentProcessor(net, device), scale=cfg.scale, progress=progress)
+        result = evaluate_vid4(RecurrentProcessor(net, device), scale=cfg.scale, progress=progress,
+                               temporal=has_opencv())  # the warping error only where OpenCV is, as eval --video
         card["metrics"]["Vid4"] = {k: v for k, v in result.to_dict().items() if k != "clips"}
-    weights = run_dir / f"{name}_x{cfg.scale}.safetensors"
-    save_weights(net, weights, card)
+        write_atomic(card_path(weights), json.dumps(card, indent=2) + "\n")
     return weights

@@ -75,7 +75,7 @@ class RecurrentProcessor:
         if batch.dim() != 4 or batch.shape[1] != 3:
             raise ValueError(f"expected an (N, 3, H, W) batch of frames, got shape {tuple(batch.shape)}")
         if self._state is not None and self._state.lr.shape[-2:] != batch.shape[-2:]:
-            self._state = None
+            self.reset()  # a new sequence: its cut detector starts afresh too
         outs = []
         for frame in batch.to(self.device, torch.float32).split(1):
             if self._is_cut(frame):
