@@ -218,6 +218,12 @@ def test_eval_takes_several_models_one_row_each(tmp_path: Path) -> None:
                                    ".safetensors"), "-s", "2", "-d", str(tmp_path), "--json"])
     assert res.exit_code == 0, res.output
     assert [r["model"] for r in json.loads(res.stdout)] == [str(weights), str(twin)]  # told apart; one file once
+    res = CliRunner().invoke(cli, ["eval", "-m", str(weights), "-m", str(twin), "-s", "2", "-d", str(tmp_path), "-q"])
+    assert [line.split(" x2 ")[0] for line in res.stdout.splitlines()] == [str(weights), str(twin)]  # plain too
+    doc = json.loads(CliRunner().invoke(cli, ["bench", "--quick", "--jobs", "16x16x2", "--iters", "1", "--threads", "1",
+                                              "--models", f"{weights},{twin}", "--peers", "none", "--engines",
+                                              "torch", "--out", str(tmp_path / "bench"), "--json"]).stdout)
+    assert [r["name"] for r in doc["rows"]] == [str(weights), str(twin)]  # bench tells them apart as eval does
 
 
 def test_update_card_for_several_models_checks_them_all_before_writing_any(tmp_path: Path) -> None:

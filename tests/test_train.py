@@ -1268,3 +1268,13 @@ def test_recipes_shared_data_paths_resolve_through_subpixel_data_outside_the_che
     with pytest.raises(SubpixelError, match="not found") as err:  # other relative paths: as before
         train_config.resolve_data_folder("train/T91")
     assert "SUBPIXEL_DATA" not in str(err.value)
+
+
+def test_the_warning_on_images_too_small_for_a_patch_says_how_many_it_leaves_unnamed(tmp_path: Path) -> None:
+    data = _images(tmp_path / "data", count=4)
+    for i in range(7):
+        Image.new("RGB", (8, 8)).save(data / f"tiny{i}.png")  # 4x4 LR at x2: under a 6-pixel patch
+    with pytest.warns(UserWarning, match=r"^7 training images are smaller .*tiny4\.png and 2 more$"):
+        raw = _recipe(data)
+        raw["data"].update(val_count=0, val_names=["im0.png"])
+        Trainer(parse_config(raw), tmp_path / "run", DistInfo(0, 1, 0, torch.device("cpu")), quiet=True)

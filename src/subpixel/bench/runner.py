@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -109,8 +110,12 @@ def _network(name: str, scale: int) -> tuple[SRNet, str]:
     return net.deploy(), "random"
 
 
-def _display_name(name: str) -> str:
-    return Path(name).stem if is_weights_path(name) else name
+def _display_names(names: tuple[str, ...]) -> dict[str, str]:
+    """Each model's or peer's label: a weights file's stem, or the path as given where that stem is another
+    entry's label too (two runs' exports of one file name, a file named like a built-in model)."""
+    stems = {name: Path(name).stem if is_weights_path(name) else name for name in names}
+    counts = Counter(stems.values())
+    return {name: stem if counts[stem] == 1 else name for name, stem in stems.items()}
 
 
 def _check_weights(models: tuple[str, ...]) -> None:
@@ -151,6 +156,7 @@ def _row(name: str, kind: str, engine: str, device: str, precision: str, job: Jo
 class _Runner:
     def __init__(self, cfg: BenchConfig, echo: Callable[[str], None]) -> None:
         self.cfg, self.echo = cfg, echo
+        self.labels = _display_names((*cfg.models, *cfg.peers))
         self.rows: list[SpeedRow] = []
         self.notes: list[str] = []
 
@@ -159,7 +165,7 @@ class _Runner:
         self.echo(f"note: {text}")
 
     def network(self, name: str, kind: str) -> None:
-        cfg, label = self.cfg, _display_name(name)
+        cfg, label = self.cfg, self.labels[name]
         engines = ("torch",) if name == "bicubic" else cfg.engines
         for job in cfg.jobs:
             for requested in engines:
@@ -231,14 +237,14 @@ class _Runner:
             try:
                 usable = _has_quality_weights(name)
             except SubpixelError as err:  # e.g. its card went away during the run
-                self.note(f"{_display_name(name)}: quality not measured: {err}")
+                self.note(f"{self.labels[name]}: quality not measured: {err}")
                 continue
             if usable:
-                candidates.append((_display_name(name), lambda name=name: load(name, QUALITY_SCALE,
+                candidates.append((self.labels[name], lambda name=name: load(name, QUALITY_SCALE,
                                                                                 device=self.cfg.device,
                                                                                 engine="torch")))
             else:
-                self.note(f"{_display_name(name)}: quality not measured: no x{QUALITY_SCALE} weights")
+                self.note(f"{self.labels[name]}: quality not measured: no x{QUALITY_SCALE} weights")
         for name in (p for p in self.cfg.peers if p in HOST_PEERS):
             peer = host_peer(name, self.cfg.peers_dir, self.cfg.threads)
             if isinstance(peer, str):  # the speed phase noted why

@@ -166,7 +166,7 @@ def evaluate_cmd(model_names: tuple[str, ...], scale: int | None, sets: tuple[st
         results = run_sets(model, folders, protocol, channel, self_ensemble, quiet or as_json)
         for set_label, res in zip(labels, results):
             if not quiet:
-                _warn_infinite(f"{res.model} x{res.scale} {set_label}", [x.psnr for x in res.images], "images")
+                _warn_infinite(f"{label} x{res.scale} {set_label}", [x.psnr for x in res.images], "images")
         if update_card and weights is not None:
             write_card_metrics(weights, results)
             if not (quiet or as_json):
@@ -182,7 +182,7 @@ def evaluate_cmd(model_names: tuple[str, ...], scale: int | None, sets: tuple[st
     else:
         for r in rows:
             for d, res in r["sets"].items():
-                click.echo(f"{res.model} x{res.scale} {d:<9} PSNR {res.psnr:.4f} dB  SSIM {res.ssim:.5f}  "
+                click.echo(f"{r['model']} x{res.scale} {d:<9} PSNR {res.psnr:.4f} dB  SSIM {res.ssim:.5f}  "
                            f"({res.channel.upper()}, {res.protocol}{', x8 self-ensemble' * res.ensemble}, "
                            f"{len(res.images)} images)")
 

@@ -151,8 +151,10 @@ class Trainer:
         self.sampler = PatchSampler(load_pairs(split.train, m.scale), m.scale, d.patch, d.batch // info.world,
                                     augment=d.augment, device=dev, seed=_stream_seed(cfg.seed, info.rank))
         if self.sampler.skipped and info.is_main:
-            warnings.warn(f"{len(self.sampler.skipped)} training images are smaller than data.patch={d.patch} "
-                          f"LR pixels and are not used: {', '.join(self.sampler.skipped[:5])}", stacklevel=2)
+            skipped = self.sampler.skipped
+            more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+            warnings.warn(f"{len(skipped)} training images are smaller than data.patch={d.patch} "
+                          f"LR pixels and are not used: {', '.join(skipped[:5])}{more}", stacklevel=2)
         self.meta: dict[str, Any] = {}
         if info.is_main:
             self.meta = {"data": {"folders": list(d.train), "train_images": self.sampler.num_images,
