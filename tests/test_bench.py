@@ -518,3 +518,10 @@ def test_an_empty_engine_list_is_a_usage_error(tmp_path) -> None:
     result = CliRunner().invoke(cli, ["bench", "--quick", *FAST, "--out", str(tmp_path), "--models", "espcn",
                                       "--engines", " , "])
     assert result.exit_code == 2 and "no engines given" in result.output and not any(tmp_path.iterdir())
+
+
+def test_an_onnx_file_as_a_model_gets_the_loaders_explanation(tmp_path) -> None:
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    result = CliRunner().invoke(cli, ["bench", "--quick", *FAST, "--out", str(tmp_path / "out"), "--models",
+                                      str(tmp_path / "m.onnx")])
+    assert isinstance(result.exception, SubpixelError) and "ONNX files are not loadable" in str(result.exception)

@@ -14,6 +14,7 @@ from subpixel.commands.options import device_option, emit_json
 from subpixel.engine import ENGINES
 from subpixel.engine.device import PRECISIONS, resolve_device
 from subpixel.errors import SubpixelError
+from subpixel.models.loader import not_a_model
 from subpixel.models.weights import is_weights_path
 
 DEFAULT_ENGINES = {"cuda": ("torch", "torch-cudagraph"), "cpu": ("torch", "onnx")}
@@ -106,7 +107,7 @@ def bench(ctx: click.Context, models: str | None, peers: str | None, engines: st
     model_list = _names(models, tuple(m for m in DEFAULT_MODELS if m in known))
     for m in model_list:
         if not is_weights_path(m) and m not in known:
-            raise SubpixelError(f"unknown model {m!r}; known: {', '.join(sorted(known))}")
+            raise SubpixelError(not_a_model(Path(m), m))  # an .onnx file, another file, a typo
     peer_list = _names(peers, PEERS)
     for p in peer_list:
         if p not in PEERS:

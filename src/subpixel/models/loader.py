@@ -13,7 +13,7 @@ from subpixel.models.registry import architectures, build, check_scale, get_spec
 from subpixel.models.weights import is_weights_path, load_net, shipped_models
 from subpixel.upscaler import Upscaler
 
-__all__ = ["load", "available_scales", "best_shipped"]
+__all__ = ["load", "available_scales", "best_shipped", "not_a_model"]
 
 
 def available_scales(name: str) -> list[int] | None:
@@ -99,7 +99,7 @@ def _load(name_or_path: str | Path, scale: int | None, device: torch.device, pre
             raise SubpixelError(f"architecture {name!r} has no shipped weights; train it (subpixel train) "
                                 "or pass a .safetensors path")
         else:
-            raise SubpixelError(_not_a_model(path, name))
+            raise SubpixelError(not_a_model(path, name))
     net = net.deploy()
     runtime = make_engine(net, engine=engine, device=device, precision=precision)
     return Upscaler(net, name=name, card=card, engine=runtime)
@@ -113,7 +113,7 @@ def _refuse_arch_args(arch_args: dict[str, Any], weights: str) -> None:
                             "with pretrained=False or to interpolation models")
 
 
-def _not_a_model(path: Path, name: str) -> str:
+def not_a_model(path: Path, name: str) -> str:
     """Why ``name`` loads nothing: an ONNX file, another file (only .safetensors are read, never pickles), a typo."""
     if path.suffix.lower() == ".onnx":
         return (f"{path}: ONNX files are not loadable as models; pass the .safetensors weights file it was "
