@@ -114,9 +114,13 @@ def test_a_weights_file_that_cannot_load_is_refused_before_timing(tmp_path) -> N
 
 
 def test_unknown_engine_or_peer_is_a_clear_error(tmp_path) -> None:
-    for args in (["--engines", "tensorrt"], ["--peers", "waifu2x"], ["--models", "nope"]):
+    """A value outside an option's set is a usage error (status 2); a model that cannot be loaded is the loader's."""
+    for args, said in ((["--engines", "tensorrt"], "unknown engine 'tensorrt'"),
+                       (["--peers", "waifu2x"], "unknown peer 'waifu2x'"), (["--jobs", "abc"], "WIDTHxHEIGHTxSCALE")):
         result = CliRunner().invoke(cli, ["bench", "--quick", "--out", str(tmp_path), *args])
-        assert isinstance(result.exception, SubpixelError)
+        assert result.exit_code == 2 and said in result.output and args[0] in result.output
+    result = CliRunner().invoke(cli, ["bench", "--quick", "--out", str(tmp_path), "--models", "nope"])
+    assert isinstance(result.exception, SubpixelError)
     empty = CliRunner().invoke(cli, ["bench", "--quick", "--out", str(tmp_path), "--models", "none", "--peers", "none"])
     assert empty.exit_code == 2 and "nothing to measure" in empty.output and not list(tmp_path.iterdir())
 

@@ -377,7 +377,8 @@ def test_eval_sets_are_told_apart_and_json_stays_strict(tmp_path: Path) -> None:
     row = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))[0]
     sets = row["sets"]
     assert np.isfinite(sets[a]["psnr"]) and sets[b]["psnr"] == "inf" and sets[b]["ssim"] == 1.0  # identical: no noise
-    assert set(row) == {"model", "scale", "params", "macs", "sets"} and set(row["sets"]) == {a, b}
+    assert set(row) == {"model", "scale", "params", "macs", "engine", "precision", "sets"}
+    assert set(row["sets"]) == {a, b}
     (tmp_path / "small").mkdir()
     _img(tmp_path / "small" / "s.png", size=(18, 18))  # 10 px left after shaving 4 per border: no SSIM window
     res = _entry("eval", "-s", "4", "-d", str(tmp_path / "small"))
@@ -411,6 +412,48 @@ def test_eval_video_scores_clips_and_without_opencv_skips_only_the_warping_error
     assert len(report["clips"]) == 2 and np.isfinite(report["psnr"])
     assert (report["warp_error"] is not None) == opencv
     assert ("warping error is not measured" in res.stderr) != opencv
+
+
+def test_eval_engine_onnx_applies_to_the_named_models_not_the_bicubic_rows_eval_adds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    from subpixel.models.weights import shipped_models
+
+    (tmp_path / "vid" / "clip").mkdir(parents=True)
+    for t in range(3):
+        _img(tmp_path / "vid" / "clip" / f"{t:03d}.png", size=(48, 48))
+    res = CliRunner().invoke(cli, ["eval", "--video", str(tmp_path / "vid"), "-m", "espcn", "-s", "2",
+                                   "--engine", "onnx", "--json"])
+    assert res.exit_code == 0, res.output
+    assert [r["model"] for r in json.loads(res.stdout)] == ["espcn", "bicubic"]
+    espcn_x2 = [m for m in shipped_models() if m.name == "espcn" and m.scale == 2]
+    monkeypatch.setattr("subpixel.commands.evaluate.shipped_models", lambda: espcn_x2)
+    res = CliRunner().invoke(cli, ["eval", "--all", "-d", str(tmp_path / "vid" / "clip"), "--engine", "onnx",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    assert [(r["model"], r["engine"]) for r in json.loads(res.stdout)] == [("bicubic", "torch"), ("espcn", "onnx")]
+    res = CliRunner().invoke(cli, ["eval", "-d", str(tmp_path / "vid" / "clip"), "-s", "2", "--engine", "onnx",
+                                   "--json"])  # no -m: the bicubic row is eval's own
+    assert res.exit_code == 0 and json.loads(res.stdout)[0]["engine"] == "torch"
+    res = CliRunner().invoke(cli, ["eval", "-d", str(tmp_path / "vid" / "clip"), "-s", "2", "-m", "bicubic",
+                                   "--engine", "onnx"])
+    assert res.exit_code == 1 and "interpolation and runs on torch" in str(res.exception)  # as asked for
+
+
+def test_eval_says_which_engine_and_precision_made_its_figures(tmp_path: Path) -> None:
+    """JSON rows name both; the text lines and the markdown footnote mention them where not eager torch fp32."""
+    pytest.importorskip("onnxruntime")
+    (tmp_path / "set").mkdir()
+    _img(tmp_path / "set" / "a.png", size=(48, 48))
+    args = ["eval", "-d", str(tmp_path / "set"), "-s", "2", "-m", "espcn", "--engine"]
+    rows = json.loads(CliRunner().invoke(cli, [*args, "torch", "-m", "bicubic", "--json"]).stdout)
+    assert [(r["model"], r["engine"], r["precision"]) for r in rows] == [("espcn", "torch", "fp32"),
+                                                                         ("bicubic", "torch", "fp32")]
+    assert "(Y, default, 1 images)" in CliRunner().invoke(cli, [*args, "torch"]).stdout
+    (row,) = json.loads(CliRunner().invoke(cli, [*args, "onnx", "--json"]).stdout)
+    assert (row["engine"], row["precision"], sorted(row["sets"])) == ("onnx", "fp32", ["set"])
+    assert "(Y, default, onnx, 1 images)" in CliRunner().invoke(cli, [*args, "onnx"]).stdout
+    assert "Not eager torch fp32: espcn x2 (onnx)." in CliRunner().invoke(cli, [*args, "onnx", "--markdown"]).stdout
 
 
 def test_a_set_name_means_the_shared_set_even_beside_a_local_folder_of_that_name(
@@ -453,6 +496,27 @@ def test_json_errors_reach_stdout_and_model_names_ignore_case(tmp_path: Path) ->
     assert res.returncode == 2 and "--tile" in json.loads(res.stdout)["error"]
     res = CliRunner().invoke(cli, ["upscale", str(good), "-m", "ESPCN", "-s", "2", "-q"])
     assert res.exit_code == 0 and (tmp_path / "g_x2.png").is_file()
+
+
+def test_the_cli_and_its_help_import_no_torch_so_an_early_ctrl_c_meets_main() -> None:
+    """``import subpixel.cli`` runs before ``main()`` can catch a Ctrl-C: it and ``--help`` leave torch unloaded,
+    while ``from subpixel import load, Upscaler`` still works."""
+    code = ("import sys, subpixel.cli as c\n"
+            "c.cli.main(['--help'], standalone_mode=False)\n"
+            "print('torch' in sys.modules)\n"
+            "from subpixel import load, Upscaler\n"
+            "print('torch' in sys.modules, load.__module__, Upscaler.__module__)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[-2:] == ["False", "True subpixel.models.loader subpixel.upscaler"]
+
+
+def test_help_lists_each_command_as_its_own_help_sums_it_up() -> None:
+    ctx = click.Context(cli, terminal_width=60)
+    ours, clicks = ctx.make_formatter(), ctx.make_formatter()
+    cli.format_commands(ctx, ours)
+    click.Group.format_commands(cli, ctx, clicks)  # imports every command
+    assert ours.getvalue() == clicks.getvalue() and "eval" in ours.getvalue()
 
 
 @pytest.mark.parametrize("raised, expected", [("KeyboardInterrupt", "\ninterrupted\n"),
@@ -532,6 +596,19 @@ def test_an_error_with_details_prints_one_json_object_with_them(raised: BaseExce
     assert err.strip() == ("error: nothing was measured" if code == 1 else "")  # Interrupted: said already
     status, out, _ = _main(monkeypatch, capsys, "boom")
     assert status == code and out == ""
+
+
+@pytest.mark.parametrize("raised, code", [(SubpixelError("no such recipe"), 1), (KeyboardInterrupt(), 130)])
+def test_under_torchrun_only_rank_0_prints_the_json_error(raised: BaseException, code: int,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """Every rank fails alike: stdout gets one error object, from rank 0, while every rank's status says it."""
+    monkeypatch.setattr(sys.modules[__name__], "_RAISED", [raised])
+    monkeypatch.setenv("RANK", "1")
+    assert _main(monkeypatch, capsys, "boom", "--json")[:2] == (code, "")
+    monkeypatch.setenv("RANK", "0")
+    status, out, _ = _main(monkeypatch, capsys, "boom", "--json")
+    assert status == code and json.loads(out) == {"error": str(raised) or "interrupted"}
 
 
 @pytest.mark.parametrize("args", [["models"], ["models", "--json"]])

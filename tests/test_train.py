@@ -814,6 +814,8 @@ def test_cli_errors(tmp_path: Path) -> None:
     assert isinstance(result.exception, ConfigError) and "data folder" in str(result.exception)
     result = CliRunner().invoke(cli, ["train", str(recipe), "--export", "x.pt"])
     assert result.exit_code == 2 and ".safetensors" in result.output
+    result = CliRunner().invoke(cli, ["train", str(recipe), "--device", "gpu0", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "'gpu0' is not one of auto, cpu" in result.output
 
 
 class _Reached(Exception):

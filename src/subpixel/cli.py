@@ -27,6 +27,16 @@ LAZY_COMMANDS = {
     "export": "subpixel.engine.command:export",
     "bench": "subpixel.bench.command:bench",
 }
+# name -> the first sentence of its command's help, for ``subpixel --help`` without importing every command
+SUMMARIES = {
+    "upscale": "Upscale images (files, folders, globs) by --scale.",
+    "eval": "Score a model with the field's protocol (Y of BT.601, scale pixels shaved, MATLAB bicubic LR).",
+    "models": "List models: scales, parameters and measured metrics (Y-PSNR, from their cards).",
+    "train": "Train a model from RECIPE (YAML).",
+    "video": "Upscale a video: audio and subtitles are copied, timestamps and colour tags kept.",
+    "export": "Export MODEL (a name or a .safetensors file) for ONNX Runtime and other runtimes.",
+    "bench": "Measure throughput, latency, memory and complexity of models and peers at ~4K-output jobs.",
+}
 
 
 class LazyGroup(click.Group):
@@ -41,6 +51,16 @@ class LazyGroup(click.Group):
             return None
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's list of commands, each summed up from :data:`SUMMARIES` (a command without one is imported)."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        commands = [click.Command(name, help=SUMMARIES[name]) if name in SUMMARIES else self.get_command(ctx, name)
+                    for name in names]
+        rows = [(name, command.get_short_help_str(limit)) for name, command in zip(names, commands)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -71,10 +91,16 @@ def cli() -> None:
     """Image and video super-resolution."""
 
 
+def rank0() -> bool:
+    """Whether this process prints ``--json`` output (rank 0 under ``torchrun``, or the only process)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _json_error(message: str, details: dict | None = None) -> None:
     """With ``--json``, scripts reading stdout get the error too, in one object with the ``details`` an error
-    carries (what the command did before it stopped), written as the command's own ``--json`` output."""
-    if "--json" not in sys.argv[1:]:
+    carries (what the command did before it stopped), written as the command's own ``--json`` output
+    (by rank 0 only under ``torchrun``, as ``train``'s summary)."""
+    if "--json" not in sys.argv[1:] or not rank0():
         return
     if details:
         from subpixel.commands.options import json_text  # loaded already: the command that raised uses it

@@ -111,7 +111,7 @@ def bench(ctx: click.Context, models: str | None, peers: str | None, engines: st
     peer_list = _names(peers, PEERS)
     for p in peer_list:
         if p not in PEERS:
-            raise SubpixelError(f"unknown peer {p!r}; choose from {', '.join(PEERS)}")
+            raise click.BadParameter(f"unknown peer {p!r}; choose from {', '.join(PEERS)}", param_hint="--peers")
     if not model_list and not peer_list:
         raise click.UsageError("nothing to measure: --models none and --peers none")
     engine_list = _split(engines) if engines else DEFAULT_ENGINES.get(dev.type, ("torch",))
@@ -119,12 +119,16 @@ def bench(ctx: click.Context, models: str | None, peers: str | None, engines: st
         raise click.UsageError(f"no engines given in --engines {engines!r}; choose from {', '.join(ENGINES)}")
     for e in engine_list:
         if e not in ENGINES:
-            raise SubpixelError(f"unknown engine {e!r}; choose from {', '.join(ENGINES)}")
+            raise click.BadParameter(f"unknown engine {e!r}; choose from {', '.join(ENGINES)}", param_hint="--engines")
+    try:
+        job_list = parse_jobs(jobs) if jobs else (QUICK_JOB,) if quick else STANDARD_JOBS
+    except SubpixelError as err:  # a bad spec: a usage error, as every other option value
+        raise click.BadParameter(str(err), param_hint="--jobs") from None
     default_iters, default_warmup = (3, 1) if quick else (50, 10) if dev.type == "cuda" else (5, 1)
     cfg = BenchConfig(
         models=model_list, peers=peer_list, engines=engine_list, device=dev,
         precision=precision or ("fp16" if dev.type == "cuda" else "fp32"),
-        jobs=parse_jobs(jobs) if jobs else (QUICK_JOB,) if quick else STANDARD_JOBS,
+        jobs=job_list,
         batch=batch or (8 if dev.type == "cuda" else 1), iters=iters or default_iters,
         warmup=default_warmup if warmup is None else warmup, threads=threads or torch.get_num_threads(),
         peers_dir=peers_dir or default_peers_dir(), data_dir=data_dir, quality=quality, cited=cite,

@@ -12,6 +12,7 @@ import click
 from tqdm import tqdm
 
 from subpixel.commands.options import emit_json, json_text, output_options, runtime_options
+from subpixel.engine.device import engine_device
 from subpixel.errors import SubpixelError
 from subpixel.eval.datasets import STANDARD_SETS, dataset_images, resolve_dataset, standard_set
 from subpixel.eval.protocol import PROTOCOLS, SetResult, check_protocol, evaluate, strict_fp32
@@ -72,11 +73,19 @@ def _warn_infinite(what: str, psnrs: list[float], unit: str) -> None:
                    "(identical to the ground truth after shaving)", err=True)
 
 
-def _footnote(protocol: str, channel: str, ensemble: bool, folders: list[Path]) -> str:
-    """What the markdown table's figures are."""
+def _footnote(protocol: str, channel: str, ensemble: bool, folders: list[Path], rows: list[dict]) -> str:
+    """What the markdown table's figures are, and which rows another engine or precision than eager torch fp32
+    made."""
     grey = ("; Set14 includes grayscale bridge as R=G=B (about 0.09 dB kinder than legacy tables)"
             if protocol == "default" and channel == "y" and any(f.name == "Set14" for f in folders) else "")
-    return f"{channel.upper()}-PSNR (dB) / SSIM, protocol {protocol}{', x8 self-ensemble' * ensemble}{grey}."
+    other = [f"{r['model']} x{r['scale']} ({_runtime(r)})" for r in rows if _runtime(r)]
+    ran = f" Not eager torch fp32: {', '.join(other)}." if other else ""
+    return f"{channel.upper()}-PSNR (dB) / SSIM, protocol {protocol}{', x8 self-ensemble' * ensemble}{grey}.{ran}"
+
+
+def _runtime(row: dict) -> str:
+    """A row's engine and precision where they are not eager torch and fp32 (else "")."""
+    return " ".join(v for v, usual in ((row["engine"], "torch"), (row["precision"], "fp32")) if v != usual)
 
 
 def complexity(model: Upscaler) -> tuple[int | None, int | None]:
@@ -134,6 +143,7 @@ def evaluate_cmd(model_names: tuple[str, ...], scale: int | None, sets: tuple[st
         return
     if all_models and protocol == "legacy-y":
         raise click.UsageError("--protocol legacy-y scores interpolation (-m bicubic) only, not --all")
+    implicit = all_models or not model_names  # its bicubic rows are eval's own baseline, not a model named
     model_names = model_names or ("bicubic",)
     if update_card:
         for name in model_names:
@@ -154,7 +164,8 @@ def evaluate_cmd(model_names: tuple[str, ...], scale: int | None, sets: tuple[st
         targets = [(name, scale) for name in unique.values()]
     models = []  # every model loaded, and its card found, before any is scored or any card written
     for name, s in targets:
-        model = load(name, scale=s, device=device, precision=precision, engine=engine)
+        model = (_load_baseline(s, device, engine) if implicit and name == "bicubic"
+                 else load(name, scale=s, device=device, precision=precision, engine=engine))
         shipped = find_shipped(model.name, model.scale)
         weights = Path(name) if is_weights_path(name) else shipped.weights if shipped else None
         if update_card and weights is None and not all_models:
@@ -173,17 +184,19 @@ def evaluate_cmd(model_names: tuple[str, ...], scale: int | None, sets: tuple[st
                 click.echo(f"updated {card_path(weights)}", err=True)
         params, macs = complexity(model)
         rows.append({"model": label, "scale": model.scale, "params": params, "macs": macs,
-                     "sets": dict(zip(labels, results))})
+                     "engine": model.engine.name, "precision": getattr(model.engine, "precision", "fp32"),
+                     "sets": dict(zip(labels, results))})  # precision as run: an unsupported one falls back
     if as_json:
         emit_json(_inf_as_text([_json_row(r) for r in rows]))
     elif markdown or all_models:
         click.echo(markdown_table(rows, labels))
-        click.echo("\n" + _footnote(protocol, channel, self_ensemble, folders))
+        click.echo("\n" + _footnote(protocol, channel, self_ensemble, folders, rows))
     else:
         for r in rows:
+            runtime = f", {_runtime(r)}" if _runtime(r) else ""
             for d, res in r["sets"].items():
                 click.echo(f"{r['model']} x{res.scale} {d:<9} PSNR {res.psnr:.4f} dB  SSIM {res.ssim:.5f}  "
-                           f"({res.channel.upper()}, {res.protocol}{', x8 self-ensemble' * res.ensemble}, "
+                           f"({res.channel.upper()}, {res.protocol}{', x8 self-ensemble' * res.ensemble}{runtime}, "
                            f"{len(res.images)} images)")
 
 
@@ -209,6 +222,12 @@ def _labels(names: list[str], folders: list[Path]) -> list[str]:
     """Each set's column: its folder's name, or the path as given where two folders share a name."""
     counts = Counter(f.name for f in folders)
     return [f.name if counts[f.name] == 1 else name for name, f in zip(names, folders)]
+
+
+def _load_baseline(scale: int, device: str, engine: str) -> Upscaler:
+    """The bicubic row eval adds itself: eager fp32 on the named models' device (their ``--engine`` and
+    ``--precision`` are not its own, and interpolation refuses onnx)."""
+    return load("bicubic", scale=scale, device=str(engine_device(engine, device)), engine="torch")
 
 
 def _check_update_card(model_name: str, all_models: bool, protocol: str, rgb: bool, self_ensemble: bool,
@@ -258,8 +277,8 @@ def _video_eval(model_name: str, scale: int | None, video_set: str, device: str,
                    err=True)
     reports = []
     for name in [model_name] + ([] if model_name.lower() == "bicubic" else ["bicubic"]):
-        model = load(name, scale=scale if name == model_name else reports[0].scale, device=device,
-                     precision=precision, engine=engine)
+        model = (load(name, scale=scale, device=device, precision=precision, engine=engine) if name == model_name
+                 else _load_baseline(reports[0].scale, device, engine))
         reports.append(evaluate_video(model, root, scale=model.scale, name=model.name, temporal=temporal,
                                       progress=not (quiet or as_json)))
         r = reports[-1]

@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from subpixel.commands.options import emit_json
+from subpixel.cli import rank0
+from subpixel.commands.options import device_option, emit_json
 from subpixel.errors import SubpixelError
 from subpixel.io.atomic import write_atomic
 from subpixel.models.weights import is_weights_path
@@ -34,7 +35,7 @@ from subpixel.train.config import ConfigError, load_config, read_recipe, schedul
                    "same iterations as the run it is compared with).")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="At the end, write the best (EMA) weights and a model card to this .safetensors file.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@device_option
 @click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default=None,
               help="Override the recipe's mixed precision (e.g. off on a CPU without native bf16); recorded with "
                    "the run, so pass it again with --resume.")
@@ -70,7 +71,7 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
     if isinstance(raw, dict) and raw.get("model") == "frvsr":
         raw = raw if amp is None else {**raw, "amp": amp}
         summary = _train_video(raw, run_dir, resume, max_iters, time_limit, fit, export_path, device, quiet)
-        if as_json and _rank0():
+        if as_json and rank0():
             emit_json({"recipe": str(recipe), **summary})
         return
     cfg = load_config(recipe, raw)
@@ -84,18 +85,13 @@ def train(recipe: Path, out: Path | None, resume: bool, max_iters: int | None, t
     result = run(cfg, run_dir, device=device, resume=resume, quiet=quiet, time_limit=time_limit, export=export_path,
                  budget=fit, max_iters=max_iters)
     complete = result.iteration >= cfg.train.iters
-    if as_json and _rank0():
+    if as_json and rank0():
         emit_json({"recipe": str(recipe), "run_dir": str(run_dir), "iteration": result.iteration,
                    "iters": cfg.train.iters, "complete": complete, "best_validation": result.best,
                    "throughput": result.throughput.to_dict() if result.throughput else None,
                    "export": str(export_path) if export_path is not None and complete else None})
     elif export_path is not None and not quiet and complete and export_path.is_file():
         click.echo(f"wrote {export_path}")
-
-
-def _rank0() -> bool:
-    """Whether this process prints the run's summary (rank 0 under ``torchrun``, or the only process)."""
-    return os.environ.get("RANK", "0") == "0"
 
 
 def _check_writable(path: Path) -> None:
