@@ -1364,3 +1364,17 @@ def test_variable_frame_rate_holds_are_no_timestamp_gaps(up: subpixel.Upscaler, 
         summary = upscale_video(src, tmp_path / "o.mkv", up)
     assert (summary["frames"], summary["timestamp_gaps"], summary["missing_seconds"]) == (20, 0, 0.0)
     assert not caplog.records
+
+
+@pytest.mark.parametrize(("suffix", "codec"), [(".mpg", "mpeg2video"), (".mkv", "mpeg1video"), (".mkv", "mjpeg")])
+def test_mpeg_1_2_and_mjpeg_encode_with_their_defaults(suffix: str, codec: str, up: subpixel.Upscaler,
+                                                      tmp_path: Path) -> None:
+    """MPEG-1/2 take a time base of one frame, MJPEG full-range yuvj420p: neither opened with the defaults."""
+    if codec not in av.codecs_available:
+        pytest.skip(f"no {codec} in this FFmpeg build")
+    src = make_clip(tmp_path / "in.mp4", n=6, audio=None)
+    upscale_video(src, tmp_path / f"out{suffix}", up, VideoOptions(codec=codec))
+    with av.open(str(tmp_path / f"out{suffix}")) as out:
+        frames = list(out.decode(video=0))
+        assert len(frames) == 6 and out.streams.video[0].codec_context.name == codec
+        assert (frames[0].width, frames[0].height) == (2 * W, 2 * H)

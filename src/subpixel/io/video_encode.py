@@ -24,6 +24,7 @@ __all__ = ["EncoderSpec", "available_encoders", "resolve_encoder", "check_encode
 _ALIASES = {"h264": ("libx264",), "avc": ("libx264",), "x264": ("libx264",), "h265": ("libx265",),
             "hevc": ("libx265",), "x265": ("libx265",), "vp9": ("libvpx-vp9",),
             "av1": ("libsvtav1", "libaom-av1", "librav1e")}
+_FRAME_TIME_BASE = {"mpeg1video", "mpeg2video"}  # time base 1/frame rate, a standard one
 _SHORT_TIME_BASE = {"mpeg4", "h263", "h263p", "msmpeg4", "msmpeg4v2", "flv"}  # time base denominator <= 65535
 _PNG_FORMATS = ("rgb24", "rgb48be")  # what PngEncoder writes: 8 or 16 bits per channel
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 30, "libsvtav1": 30, "libaom-av1": 30}
@@ -101,7 +102,8 @@ def resolve_encoder(codec: str, pix_fmt: str | None = None, crf: int | None = No
     if enc.name == "png":
         formats = [f for f in _PNG_FORMATS if f in formats]
     if pix_fmt is None:
-        wanted = ("rgb48be", "rgb24") if enc.name == "png" else ("yuv420p10le", "yuv420p")
+        wanted = ("rgb48be", "rgb24") if enc.name == "png" else ("yuv420p10le", "yuvj420p", "yuv420p") \
+            if "yuvj420p" in formats else ("yuv420p10le", "yuv420p")  # JPEG encoders: full range (MJPEG, limited)
         pix_fmt = next((f for f in wanted[0 if deep_input else 1:] if not formats or f in formats),
                        formats[0] if formats else "yuv420p")
     elif not formats:
@@ -149,9 +151,12 @@ def _check_crf(encoder: str, crf: int) -> None:
 
 def encoder_time_base(codec: str, info: VideoInfo) -> Fraction:
     """The stream's time base, unless ``codec`` (MPEG-4 part 2 and H.263 kin) caps its denominator at
-    65535 and the stream's exceeds it (MPEG-TS: 1/90000): then one frame at the nominal rate."""
-    tb = info.time_base
-    if av.Codec(codec, "w").name not in _SHORT_TIME_BASE or tb.denominator <= 65535:
+    65535 and the stream's exceeds it (MPEG-TS: 1/90000): then one frame at the nominal rate, which is what
+    MPEG-1/2 video always takes."""
+    tb, name = info.time_base, av.Codec(codec, "w").name
+    if name in _FRAME_TIME_BASE and info.rate:
+        return 1 / info.rate
+    if name not in _SHORT_TIME_BASE or tb.denominator <= 65535:
         return tb
     if info.rate and (1 / info.rate).denominator <= 65535:
         return 1 / info.rate

@@ -37,7 +37,7 @@ from subpixel.video.segments import WorkDir
               help="Encoder speed preset (x264/x265: slow, medium...; svt-av1/vp9: a number).")
 @click.option("--pix-fmt", default=None,
               help="Output pixel format [default: yuv420p, or yuv420p10le for input over 8 bits where the encoder "
-                   "has it; PNG: rgb24, or rgb48be for input over 8 bits].")
+                   "has it; JPEG encoders: yuvj420p; PNG: rgb24, or rgb48be for input over 8 bits].")
 @click.option("--deinterlace", type=click.Choice(DEINTERLACERS), default=None,
               help="Deinterlace before SR with this FFmpeg filter (one frame per frame).")
 @click.option("--segment-frames", type=click.IntRange(1), default=300, show_default=True,
