@@ -102,8 +102,9 @@ def resolve_encoder(codec: str, pix_fmt: str | None = None, crf: int | None = No
     if enc.name == "png":
         formats = [f for f in _PNG_FORMATS if f in formats]
     if pix_fmt is None:
-        wanted = ("rgb48be", "rgb24") if enc.name == "png" else ("yuv420p10le", "yuvj420p", "yuv420p") \
-            if "yuvj420p" in formats else ("yuv420p10le", "yuv420p")  # JPEG encoders: full range (MJPEG, limited)
+        jpeg = "yuvj420p" in formats and formats.index("yuvj420p") < formats.index("yuv420p") \
+            if "yuv420p" in formats else "yuvj420p" in formats  # MJPEG: full range first (limited needs -strict)
+        wanted = ("rgb48be", "rgb24") if enc.name == "png" else ("yuv420p10le", "yuvj420p" if jpeg else "yuv420p")
         pix_fmt = next((f for f in wanted[0 if deep_input else 1:] if not formats or f in formats),
                        formats[0] if formats else "yuv420p")
     elif not formats:
