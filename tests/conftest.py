@@ -1,8 +1,10 @@
-"""Shared fixtures: the ../shared data folder (required in CI), tiny models, a free port for gloo jobs."""
+"""Shared fixtures: the ../shared data folder (required in CI), tiny models, a free port for gloo jobs, the
+console entry point run in-process."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -24,6 +26,20 @@ def shared_data() -> Path:
             pytest.fail(f"{data} is missing in CI")
         pytest.skip("../shared/data is not present")
     return data
+
+
+def run_main() -> int | str | None:
+    """Run ``subpixel.cli.main`` (the console entry point, on ``sys.argv``) to its exit; its exit code. The SIGINT
+    handler is put back after (main ignores SIGINT once interrupted, as the shell's exit is near)."""
+    from subpixel.cli import main
+
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as code:
+            main()
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    return code.value.code
 
 
 class TinyConvNet(SRNet):

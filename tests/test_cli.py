@@ -23,6 +23,7 @@ from subpixel.errors import Interrupted, OutOfMemory, SubpixelError
 from subpixel.models import build
 from subpixel.models.weights import save_weights
 from subpixel.ops.resize import imresize_np
+from tests.conftest import run_main
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "subpixel" / "assets" / "sample.png"
 
@@ -932,15 +933,10 @@ def test_an_interrupted_batch_says_what_it_did(tmp_path: Path, monkeypatch: pyte
     calls.clear()
     monkeypatch.setattr(sys, "argv", ["subpixel", "upscale", str(tmp_path / "in"), "-m", "bicubic", "-s", "2",
                                       "-o", str(tmp_path / "out2"), "--json"])
-    handler = signal.getsignal(signal.SIGINT)
-    try:
-        with pytest.raises(SystemExit) as code:
-            main()
-    finally:
-        signal.signal(signal.SIGINT, handler)
+    exit_code = run_main()
     out, err = capsys.readouterr()
     summary = json.loads(out)  # one JSON object: what was done, beside the error
-    assert code.value.code == 130 and summary["error"] == "interrupted" and "interrupted" in err
+    assert exit_code == 130 and summary["error"] == "interrupted" and "interrupted" in err
     assert [Path(o["input"]).name for o in summary["outputs"]] == ["a.png", "b.png"]
     assert [Path(f["input"]).name for f in summary["failures"]] == ["bad.png"]
     assert [Path(p).name for p in summary["not_attempted"]] == ["c.png"]

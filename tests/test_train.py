@@ -26,7 +26,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from subpixel.cli import cli, main
+from subpixel.cli import cli
 from subpixel.data.pairs import load_pairs
 from subpixel.data.patches import PatchSampler
 from subpixel.errors import SubpixelError
@@ -47,7 +47,7 @@ from subpixel.train.losses import CharbonnierLoss, build_loss
 from subpixel.train.monitor import ScalarLog, read_sessions, record_session
 from subpixel.train.optim import learning_rate
 from subpixel.train.trainer import Trainer, _stream_seed
-from tests.conftest import free_ports
+from tests.conftest import free_ports, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 ARCH = "tiny-train-test"
@@ -967,14 +967,9 @@ def test_ctrl_c_with_json_reports_the_checkpoint(tmp_path: Path, monkeypatch: py
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(_recipe(Path("data"), iters=12, val_every=0)))
     monkeypatch.setattr(sys, "argv", ["subpixel", "train", "r.yaml", "--out", "run", "--json"])
     _ctrl_c_at_batch(monkeypatch, 2)
-    handler = signal.getsignal(signal.SIGINT)
-    try:
-        with pytest.raises(SystemExit) as code:
-            main()
-    finally:
-        signal.signal(signal.SIGINT, handler)
+    exit_code = run_main()
     out, err = capsys.readouterr()
-    assert code.value.code == 130 and err.count("interrupted") == 1
+    assert exit_code == 130 and err.count("interrupted") == 1
     assert json.loads(out) == {"error": "interrupted", "run_dir": "run", "iteration": 2,
                                "checkpoint": str(Path("run/checkpoints/iter_00000002.pt"))}
     assert (tmp_path / "run/checkpoints/iter_00000002.pt").is_file()

@@ -28,6 +28,7 @@ from subpixel.io.video_decode import decode_frames, probe
 from subpixel.io.video_mux import mux_output
 from subpixel.models.espcn import ESPCN
 from subpixel.video import UpscalerProcessor, VideoOptions, upscale_video
+from tests.conftest import run_main
 
 W, H, FPS = 64, 48, 25
 
@@ -749,16 +750,11 @@ def test_cli_interrupt_with_json_prints_the_resume_hint_on_stdout(clip: Path, tm
     out = tmp_path / "out.mp4"
     monkeypatch.setattr("sys.argv", ["subpixel", "video", str(clip), "-o", str(out), "-s", "2", "-m", "bicubic",
                                      "--json", "--segment-frames", "10"])
-    handler = signal.getsignal(signal.SIGINT)
-    try:
-        with pytest.raises(SystemExit) as code:
-            subpixel.cli.main()
-    finally:
-        signal.signal(signal.SIGINT, handler)  # ignored by main() after an interrupt
+    exit_code = run_main()
     stdout, stderr = capsys.readouterr()
     hint = (f"interrupted: 20 finished frames of {out} are kept in {tmp_path / '.out.mp4.parts'}; "
             "rerun with --resume to continue")
-    assert code.value.code == 130 and json.loads(stdout) == {"error": hint}
+    assert exit_code == 130 and json.loads(stdout) == {"error": hint}
     assert stderr.strip() == hint  # said once
 
 
