@@ -855,6 +855,15 @@ def test_a_glob_does_not_follow_symlinked_folders(tmp_path: Path) -> None:
         root = tmp_path / pattern.split("/")[0]
         assert [o["input"] for o in summary["outputs"]] == [str(root / "a" / "x.png")]
         assert summary["skipped_links"] == ([str(root / "a" / "loop")] if "**" in pattern else [])
+    (tmp_path / "p1").mkdir()
+    (tmp_path / "p1" / "cur").symlink_to(tmp_path / "gl" / "a", target_is_directory=True)  # named after a wildcard
+    res = _run(str(tmp_path / "p*/cur/*.png"), "-o", str(tmp_path / "out2/"), "--json")
+    assert res.exit_code == 0, res.output
+    assert [o["input"] for o in json.loads(res.stdout)["outputs"]] == [str(tmp_path / "p1" / "cur" / "x.png")]
+    res = _run(str(tmp_path / "gl/*/loop/a/*.png"), "-o", str(tmp_path / "out3/"), "--json")  # loop named: followed
+    assert res.exit_code == 0, res.output
+    res = _run(str(tmp_path / "p1/*/*.png"), "-o", str(tmp_path / "out4/"), "--json")  # only a link matches
+    assert "its matches lie in symlinked folders" in json.loads(res.stdout)["failures"][0]["error"]
 
 
 def test_hidden_and_synology_folders_are_left_out(tmp_path: Path) -> None:

@@ -1374,3 +1374,16 @@ def test_mpeg_1_2_and_mjpeg_encode_with_their_defaults(suffix: str, codec: str, 
         frames = list(out.decode(video=0))
         assert len(frames) == 6 and out.streams.video[0].codec_context.name == codec
         assert (frames[0].width, frames[0].height) == (2 * W, 2 * H)
+
+
+def test_variable_timing_put_on_mpeg_2s_one_frame_grid_is_warned_of(up: subpixel.Upscaler, tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    if "mpeg2video" not in av.codecs_available:
+        pytest.skip("no mpeg2video in this FFmpeg build")
+    burst = make_clip(tmp_path / "burst.mkv", n=20, pts=[10 * i for i in range(10)] + [140 + 40 * i for i in range(10)],
+                      audio=None)
+    with caplog.at_level("WARNING"):
+        upscale_video(burst, tmp_path / "o.mkv", up, VideoOptions(codec="mpeg2video"))
+        upscale_video(burst, tmp_path / "o264.mkv", up, VideoOptions())
+    warned = [r.getMessage() for r in caplog.records if "cannot keep variable frame timing" in r.getMessage()]
+    assert len(warned) == 1 and "o.mkv: MPEG-1/2 video cannot" in warned[0]  # H.264 keeps the times

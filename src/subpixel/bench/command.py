@@ -114,7 +114,7 @@ def bench(ctx: click.Context, models: str | None, peers: str | None, engines: st
             raise click.BadParameter(f"unknown peer {p!r}; choose from {', '.join(PEERS)}", param_hint="--peers")
     if not model_list and not peer_list:
         raise click.UsageError("nothing to measure: --models none and --peers none")
-    engine_list = _split(engines) if engines else DEFAULT_ENGINES.get(dev.type, ("torch",))
+    engine_list = _split(engines) if engines is not None else DEFAULT_ENGINES.get(dev.type, ("torch",))
     if not engine_list:
         raise click.UsageError(f"no engines given in --engines {engines!r}; choose from {', '.join(ENGINES)}")
     for e in engine_list:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import glob
-import itertools
 import math
 import os
 import sys
@@ -78,10 +77,15 @@ def _inside(path: Path, folder: Path | None) -> bool:
 
 
 def _linked_folder(path: Path, pattern: str) -> Path | None:
-    """The first symlinked folder that ``pattern``'s wildcards matched on the way to ``path``, else None."""
-    literal = len(list(itertools.takewhile(lambda part: not glob.has_magic(part), Path(pattern).parts)))
-    return next((folder for folder in reversed(path.parents) if len(folder.parts) > literal and folder.is_symlink()),
-                None)
+    """The first symlinked folder on the way to ``path`` that a wildcard of ``pattern`` matched (its part of the
+    pattern has ``*?[``, or lies at or below ``**``), else None: a folder the pattern names is followed."""
+    parts = Path(pattern).parts
+    star = parts.index("**") if "**" in parts else len(parts)
+    for folder in reversed(path.parents):
+        depth = len(folder.parts) - 1  # its part of the pattern, where no ** came before
+        if depth >= 0 and (depth >= star or glob.has_magic(parts[depth])) and folder.is_symlink():
+            return folder
+    return None
 
 
 def expand_inputs(inputs: tuple[str, ...], recursive: bool, output: Path | None = None) -> Inputs:
@@ -126,7 +130,9 @@ def expand_inputs(inputs: tuple[str, ...], recursive: bool, output: Path | None 
             matches = [m for m in matches if linked[m] is None and m.is_file()
                        and (not SKIPPED_FOLDERS & set(m.parent.parts) or SKIPPED_FOLDERS & set(Path(item).parts))]
             if not matches:
-                found.failed.append(Job(p, error="no files match this pattern"))
+                why = "its matches lie in symlinked folders, which are not followed" if any(linked.values()) \
+                    else "no files match this pattern"
+                found.failed.append(Job(p, error=why))
             found.jobs += [Job(m) for m in matches if is_image_path(m)]
             found.not_images += [m for m in matches if not is_image_path(m) and not m.name.startswith(".")]
             found.empty += [p] if matches and not any(is_image_path(m) for m in matches) else []

@@ -19,12 +19,13 @@ from subpixel.errors import SubpixelError
 from subpixel.io.video_decode import ColorInfo, VideoInfo, error_reason
 
 __all__ = ["EncoderSpec", "available_encoders", "resolve_encoder", "check_encoder",
-           "segment_format", "SegmentEncoder", "PngEncoder", "set_sample_aspect_ratio", "DEFAULT_CRF", "CRF_RANGE"]
+           "segment_format", "SegmentEncoder", "PngEncoder", "set_sample_aspect_ratio", "DEFAULT_CRF", "CRF_RANGE",
+           "FRAME_TIME_BASE"]
 
 _ALIASES = {"h264": ("libx264",), "avc": ("libx264",), "x264": ("libx264",), "h265": ("libx265",),
             "hevc": ("libx265",), "x265": ("libx265",), "vp9": ("libvpx-vp9",),
             "av1": ("libsvtav1", "libaom-av1", "librav1e")}
-_FRAME_TIME_BASE = {"mpeg1video", "mpeg2video"}  # time base 1/frame rate, a standard one
+FRAME_TIME_BASE = {"mpeg1video", "mpeg2video"}  # time base 1/frame rate, a standard one
 _SHORT_TIME_BASE = {"mpeg4", "h263", "h263p", "msmpeg4", "msmpeg4v2", "flv"}  # time base denominator <= 65535
 _PNG_FORMATS = ("rgb24", "rgb48be")  # what PngEncoder writes: 8 or 16 bits per channel
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 30, "libsvtav1": 30, "libaom-av1": 30}
@@ -155,7 +156,7 @@ def encoder_time_base(codec: str, info: VideoInfo) -> Fraction:
     65535 and the stream's exceeds it (MPEG-TS: 1/90000): then one frame at the nominal rate, which is what
     MPEG-1/2 video always takes."""
     tb, name = info.time_base, av.Codec(codec, "w").name
-    if name in _FRAME_TIME_BASE and info.rate:
+    if name in FRAME_TIME_BASE and info.rate:
         return 1 / info.rate
     if name not in _SHORT_TIME_BASE or tb.denominator <= 65535:
         return tb

@@ -16,7 +16,7 @@ from av.container import OutputContainer
 
 from subpixel.errors import SubpixelError
 from subpixel.io.video_decode import VideoInfo, error_reason, open_input
-from subpixel.io.video_encode import EncoderSpec, encoder_time_base, set_sample_aspect_ratio
+from subpixel.io.video_encode import FRAME_TIME_BASE, EncoderSpec, encoder_time_base, set_sample_aspect_ratio
 
 __all__ = ["check_container", "mux_output"]
 
@@ -186,7 +186,8 @@ def mux_output(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, sh
     """Write ``path``: the segments' video joined without re-encoding, plus the input's audio and
     subtitle packets copied untouched, interleaved by time. ``segments``: (file, start pts);
     ``shown``: the path errors name (the final output when ``path`` is a temporary file);
-    ``drift``: :attr:`FrameTiming.drift`, for the warning that AVI (constant rate only) moves frames."""
+    ``drift``: :attr:`FrameTiming.drift`, for the warning that AVI or MPEG-1/2 video (constant rate only) moves
+    frames."""
     try:
         _mux(path, segments, info, shown or path, drift)
     except av.FFmpegError as err:  # also raised by the final close, which writes the trailer
@@ -228,10 +229,11 @@ def _mux(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: P
                           if s.start_time is not None]
                 video_start = segments[0][1] * info.time_base  # frames count from the earliest stream's start
                 packets = _numbered(packets, round((video_start - min([video_start, *begins])) * info.rate), info.rate)
-                if drift > 0.5 / info.rate:
-                    log.warning("%s: AVI cannot keep variable frame timing; frames are written at a constant "
-                                "%.3f fps, up to %.3f s off their times (.mkv or .mp4 keep them)",
-                                shown, float(info.rate), drift)
+            grid = "AVI" if avi else "MPEG-1/2 video" if template.codec_context.name in FRAME_TIME_BASE else None
+            if grid and info.rate and drift > 0.5 / info.rate:  # the encoder or the container keeps one frame rate
+                log.warning("%s: %s cannot keep variable frame timing; frames are written at a constant %.3f fps, up "
+                            "to %.3f s off their times (.mkv or .mp4 with H.264 keep them)", shown, grid,
+                            float(info.rate), drift)
             merged = heapq.merge(packets, _copied_packets(src, mapping),
                                  key=lambda item: (item[0], item[3].index, item[1]))
             for _, _, packet, stream in merged:
