@@ -765,7 +765,8 @@ def test_png_text_and_colour_chunks_are_carried(tmp_path: Path, dtype: type) -> 
              (b"iTXt", "Title\x00\x00\x00fr\x00Titre\x00Café – 写真".encode()),
              (b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + XMP),
              (b"gAMA", struct.pack(">I", 100000)),
-             (b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000))]
+             (b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)),
+             (b"cICP", bytes([9, 16, 0, 1]))]  # BT.2020 primaries, PQ: an HDR picture
     with open(tmp_path / "s.png", "wb") as f:
         png.write_chunks(f, chunks[:1] + extra + chunks[1:])
     data = read_image(tmp_path / "s.png")
@@ -778,7 +779,27 @@ def test_png_text_and_colour_chunks_are_carried(tmp_path: Path, dtype: type) -> 
         assert im.info["gamma"] == 1.0 and im.info["chromaticity"][0] == pytest.approx(0.3127)
     kinds = [kind for kind, _ in png.Reader(filename=out).chunks()]
     assert kinds.count(b"iTXt") == 2 and kinds.index(b"gAMA") < kinds.index(b"IDAT")
+    assert (b"cICP", bytes([9, 16, 0, 1])) in list(png.Reader(filename=out).chunks())
     np.testing.assert_array_equal(read_image(out).pixels, pixels)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_png_xmp_and_exif_text_after_the_pixel_data_are_read(tmp_path: Path, dtype: type) -> None:
+    """Valid PNG, as older ExifTool and ImageMagick write it: Pillow sees such chunks only once it decodes."""
+    pixels = _rgb().astype(dtype) * (257 if dtype == np.uint16 else 1)
+    chunks = list(png.Reader(filename=write_image(tmp_path / "plain.png", pixels)).chunks())
+    exif = Image.Exif()
+    exif[ORIENTATION], exif[MAKE] = 6, "CamMake"  # turned
+    raw = exif.tobytes().hex()
+    profile = f"\nexif\n{len(raw) // 2:8d}\n" + "\n".join(raw[i:i + 72] for i in range(0, len(raw), 72)) + "\n"
+    late = [(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + XMP),
+            (b"zTXt", b"Raw profile type exif\x00\x00" + zlib.compress(profile.encode()))]
+    with open(tmp_path / "late.png", "wb") as f:
+        png.write_chunks(f, chunks[:-1] + late + chunks[-1:])
+    data = read_image(tmp_path / "late.png")
+    assert data.xmp == XMP and data.pixels.shape[:2] == pixels.shape[1::-1]  # turned once
+    with Image.open(write_image(tmp_path / "o.png", data.pixels, like=data)) as out:
+        assert out.getexif()[MAKE] == "CamMake" and out.getexif().get(ORIENTATION, 1) == 1
 
 
 def _iptc_app13(caption: bytes) -> bytes:

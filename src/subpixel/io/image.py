@@ -49,6 +49,7 @@ from subpixel.io.image_meta import (
     header_exif,
     matching_icc,
     pillow_params,
+    png_xmp,
     read_dpi,
     read_xmp,
     unsupported_format,
@@ -223,7 +224,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
                 raise ImageReadError(f"{path}: floating-point images are not supported")
             frames = frame_count(im, path)
             wide = read_16bit_colour(im, path)
-            dpi, xmp = read_dpi(im), read_xmp(im)
+            dpi, xmp = read_dpi(im), read_xmp(im) or (png_xmp(path) if im.format == "PNG" else None)
             if wide is None:
                 # A TIFF's orientation, read before loading: Pillow applies it and drops the tag while loading.
                 turned = im.getexif().get(ORIENTATION) if im.format == "TIFF" else None

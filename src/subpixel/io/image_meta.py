@@ -13,11 +13,12 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import png
 import tifffile
 from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin
 
@@ -40,6 +41,7 @@ __all__ = [
     "format_details",
     "frame_count",
     "header_exif",
+    "png_xmp",
     "jpeg_app13",
     "jpeg_iptc",
     "matching_icc",
@@ -61,7 +63,8 @@ TIFF_COMPRESSIONS = {
     "packbits": ("packbits", "packbits"),
 }
 
-_PNG_CARRIED = frozenset({b"tEXt", b"zTXt", b"iTXt", b"gAMA", b"cHRM", b"sRGB"})
+# colour chunks include cICP (coding-independent code points: BT.2100 PQ/HLG, Display P3) and its HDR companions
+_PNG_CARRIED = frozenset({b"tEXt", b"zTXt", b"iTXt", b"gAMA", b"cHRM", b"sRGB", b"cICP", b"mDCv", b"cLLi"})
 _PNG_TEXT = frozenset({b"tEXt", b"zTXt", b"iTXt"})
 # Text keywords not copied: XMP (carried on its own, its orientation removed) and ImageMagick's copies
 # of the EXIF, ICC and XMP profiles, which would bring back the input's orientation and size.
@@ -100,31 +103,32 @@ TIFF_EXIF_TAGS = frozenset(
 )
 
 
-def png_chunks(path: Path) -> tuple[tuple[bytes, bytes], ...]:
-    """The text (tEXt, zTXt, iTXt) and colour (gAMA, cHRM, sRGB) chunks of a PNG, as stored, in file order.
-
-    Walks the chunk headers, skipping the pixel data; stops at IEND or at a short read.
-    """
-    kept: list[tuple[bytes, bytes]] = []
+def _png_chunk_data(path: Path, kinds: frozenset[bytes], limit: int) -> Iterator[tuple[bytes, bytes]]:
+    """(kind, data) of a PNG's chunks of ``kinds``, in file order, up to ``limit`` bytes of data in all (a chunk that
+    would pass it is skipped). Walks the chunk headers, skipping the pixel data; stops at IEND or a short read."""
     total = 0
     with open(path, "rb") as f:
         f.seek(8)
         while (head := f.read(8)) and len(head) == 8:
             length, kind = struct.unpack(">I4s", head)
             if kind == b"IEND":
-                break
-            if kind not in _PNG_CARRIED or total + length > _PNG_MAX_CARRIED:
+                return
+            if kind not in kinds or total + length > limit:
                 f.seek(length + 4, io.SEEK_CUR)  # data and CRC
                 continue
             data = f.read(length)
             f.seek(4, io.SEEK_CUR)
             if len(data) != length:
-                break
-            if kind in _PNG_TEXT and data.split(b"\x00", 1)[0].lower() in _PNG_SKIPPED_KEYWORDS:
-                continue
-            kept.append((kind, data))
+                return
             total += length
-    return tuple(kept)
+            yield kind, data
+
+
+def png_chunks(path: Path) -> tuple[tuple[bytes, bytes], ...]:
+    """The text (tEXt, zTXt, iTXt) and colour (gAMA, cHRM, sRGB, cICP, mDCv, cLLi) chunks of a PNG, as stored, in
+    file order, but for the keywords of ``_PNG_SKIPPED_KEYWORDS``."""
+    return tuple((kind, data) for kind, data in _png_chunk_data(path, _PNG_CARRIED, _PNG_MAX_CARRIED)
+                 if kind not in _PNG_TEXT or data.split(b"\x00", 1)[0].lower() not in _PNG_SKIPPED_KEYWORDS)
 
 
 def webp_is_lossless(path: Path) -> bool:
@@ -270,16 +274,44 @@ def apply_cmyk_profile(im: Image.Image, path: Path) -> Image.Image:
     return converted
 
 
+def _png_texts(path: Path) -> Iterator[tuple[bytes, bytes, bytes]]:
+    """The text chunks (tEXt, zTXt, iTXt) and eXIf of a PNG, those after the pixel data too, as (kind, keyword,
+    text): the text decoded, the eXIf's data with an empty keyword. A damaged text chunk is passed over."""
+    for kind, data in _png_chunk_data(path, _PNG_TEXT | {b"eXIf"}, _PNG_MAX_CARRIED):
+        if kind == b"eXIf":
+            yield kind, b"", data
+            continue
+        try:
+            keyword, text = data.split(b"\x00", 1)
+            if kind == b"zTXt":
+                text = zlib.decompress(text[1:])
+            elif kind == b"iTXt":  # compression flag, method, language, translated keyword, text
+                compressed, text = text[0], text[2:].split(b"\x00", 2)[2]
+                text = zlib.decompress(text) if compressed else text
+        except (ValueError, IndexError, zlib.error):
+            continue
+        yield kind, keyword, text
+
+
+def png_xmp(path: Path) -> bytes | None:
+    """A PNG's XMP packet wherever its iTXt lies (Pillow sees one after the pixel data only once they decode)."""
+    return next((text for kind, key, text in _png_texts(path) if kind == b"iTXt" and key == PNG_XMP_KEY and text),
+                None)
+
+
 def header_exif(im: ImageFile.ImageFile, path: Path) -> Image.Exif:
     """``im.getexif()`` without decoding the pixels (for images decoded by pypng or tifffile)."""
     if im.format != "PNG":
         return im.getexif()  # a TIFF's EXIF is its header
-    if "exif" not in im.info:
-        # Pillow finds an eXIf chunk after the pixel data only while decoding them; look for it here.
-        with open(path, "rb") as f:
-            found = next((data for kind, data in png.Reader(file=f).chunks() if kind == b"eXIf"), None)
-        if found is not None:
-            im.info["exif"] = PNG_EXIF_PREFIX + found
+    if "exif" not in im.info and "Raw profile type exif" not in im.info:
+        # Pillow finds an eXIf chunk, or ImageMagick's text copy, after the pixel data only while decoding them
+        for kind, key, text in _png_texts(path):
+            if kind == b"eXIf":
+                im.info["exif"] = PNG_EXIF_PREFIX + text
+                break
+            if key.lower() == b"raw profile type exif":
+                im.info["Raw profile type exif"] = text.decode("latin-1")  # hex, which the base getexif decodes
+                break
     return Image.Image.getexif(im)  # the base method: PngImageFile's would decode the pixels first
 
 
