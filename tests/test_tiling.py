@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import subpixel
-from subpixel.ops.tiling import tile_size_for_budget, tiled_forward
+from subpixel.ops.resize import imresize
+from subpixel.ops.tiling import tile_size_for_budget, tiled_forward, tiled_imresize
 from subpixel.upscaler import Upscaler
 
 
@@ -84,3 +85,16 @@ def test_exact_interpolation_is_tiled_with_the_untiled_pixels(name: str, scale: 
         assert calls[-1] == (model.last_tile_info.tiles_run,) * 2
         assert tiled.dtype == whole.dtype and tiled.flags.c_contiguous
         np.testing.assert_array_equal(tiled, whole)  # bit for bit
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16, torch.float32, torch.float64, torch.float16])
+def test_tiled_imresize_to_any_size_gives_the_untiled_pixels(dtype: torch.dtype) -> None:
+    x = torch.rand(3, 23, 19, generator=torch.Generator().manual_seed(0))
+    x = x.to(dtype) if dtype.is_floating_point else (x * torch.iinfo(dtype).max).to(dtype)
+    for kernel in ("bicubic", "lanczos3"):
+        for size in [(35, 28), (11, 9), (23, 40), (60, 19), (46, 38)]:  # up, down, one axis alone, unequal, x2
+            out, info = tiled_imresize(x, size, kernel, 7)
+            assert torch.equal(out, imresize(x, size=size, kernel=kernel)), (kernel, size)
+            polyphase = size == (46, 38) and dtype.is_floating_point and kernel == "bicubic"  # convolved whole
+            assert info.tiles_run == (1 if polyphase else len(range(0, size[0], round(7 * size[0] / 23)))
+                                      * len(range(0, size[1], round(7 * size[1] / 19))))

@@ -16,7 +16,7 @@ from subpixel.errors import SubpixelError
 from subpixel.io.image import luma
 from subpixel.models import build
 from subpixel.ops.pixels import quantize
-from subpixel.ops.resize import imresize_np
+from subpixel.ops.resize import apply_taps, imresize_np
 from subpixel.ops.tiling import MIN_TILE, tile_size_for_budget
 from subpixel.upscaler import Upscaler
 
@@ -138,11 +138,38 @@ def test_float_arrays_and_pil_f_images_come_back_within_0_1() -> None:
     assert t.min() < 0 or t.max() > 1  # tensors stay unclamped, as documented
 
 
+@pytest.mark.parametrize("model", ["bicubic", "tiny"])
+def test_float_arrays_out_of_range_come_back_clamped_on_every_path(model: str, tiny_net) -> None:
+    m = Upscaler(tiny_net, name="tiny", device="cpu") if model == "tiny" else subpixel.load("bicubic", scale=2)
+    rgba = np.full((8, 6, 4), 0.5)
+    rgba[..., 3] = 1.5  # a constant alpha, copied rather than resampled
+    for outscale in (None, 1.5):
+        assert m.upscale(rgba, outscale=outscale)[..., 3].max() == 1.0
+    if model == "bicubic":  # outscale 1: the input's own size, nothing resampled
+        assert m.upscale(np.full((8, 6, 3), 1.7, np.float32), outscale=1).max() == 1.0
+
+
+def test_float_dtypes_beyond_float64_are_refused() -> None:
+    m = subpixel.load("bicubic", scale=2)
+    for dtype in (np.float16, np.float32, np.float64):
+        assert m.upscale(np.zeros((8, 6, 3), dtype), outscale=1.5).dtype == dtype
+    if np.dtype(np.longdouble) != np.float64:  # float128 where the platform has it
+        with pytest.raises(ValueError, match="float16/32/64"):
+            m.upscale(np.zeros((8, 6, 3), np.longdouble), outscale=1.5)
+
+
 def test_architecture_arguments_are_refused_with_weights() -> None:
     weights = Path(subpixel.__file__).parent / "weights" / "espcn_x2.safetensors"
     for name in ("espcn", weights):
         with pytest.raises(SubpixelError, match="foo.*pretrained=False"):
             subpixel.load(name, scale=2, foo=1)
+
+
+def test_pretrained_false_is_refused_with_a_weights_file() -> None:
+    weights = Path(subpixel.__file__).parent / "weights" / "espcn_x2.safetensors"
+    for arch_args in ({}, {"channels": 8}):
+        with pytest.raises(SubpixelError, match="pretrained=False does not apply to a weights file"):
+            subpixel.load(weights, pretrained=False, **arch_args)
 
 
 def test_pil_16_bit_grey_with_a_transparent_value_keeps_it(tmp_path: Path) -> None:
@@ -207,6 +234,17 @@ def test_pil_images_keep_their_colour_profile_exif_and_dpi(tiny_net) -> None:
     assert "comment" not in out.info
 
 
+def test_pil_cmyk_with_a_cmyk_profile_is_converted_through_it_as_read_image_does(tmp_path: Path) -> None:
+    from subpixel.io.image import read_image
+    from tests.test_image_io import _cmyk_icc
+
+    Image.new("CMYK", (8, 8), (255, 0, 0, 0)).save(tmp_path / "c.jpg", icc_profile=_cmyk_icc(), quality=100)
+    with Image.open(tmp_path / "c.jpg") as im:
+        out = subpixel.load("bicubic", scale=2).upscale(im)
+    assert out.mode == "RGB" and "icc_profile" not in out.info  # a CMYK profile does not describe RGB
+    assert np.array_equal(np.asarray(out)[0, 0], read_image(tmp_path / "c.jpg").pixels[0, 0])  # grey, not cyan
+
+
 def test_interpolation_resizes_to_outscale_in_one_pass() -> None:
     arr = np.random.default_rng(3).integers(0, 256, (10, 12, 3), dtype=np.uint8)
     out = subpixel.load("bicubic", scale=3).upscale(arr, outscale=2.5)
@@ -217,6 +255,31 @@ def test_interpolation_resizes_to_outscale_in_one_pass() -> None:
         assert subpixel.load("bicubic", scale=2).upscale(arr, outscale=odd).shape[0] == int(10 * odd)
     with pytest.raises(ValueError, match="outscale"):
         subpixel.load("bicubic", scale=2).upscale(arr, outscale=True)
+
+
+@pytest.mark.parametrize("model", ["bicubic", "tiny"])
+def test_outscale_resizes_in_tiles_with_the_untiled_pixels(model: str, tiny_net, monkeypatch) -> None:
+    from subpixel.ops import tiling
+
+    m = Upscaler(tiny_net, name="tiny", device="cpu") if model == "tiny" else subpixel.load("bicubic", scale=2)
+    rng = np.random.default_rng(6)
+    arrays = [rng.integers(0, 256, (40, 36, 3), dtype=np.uint8), rng.random((40, 36))]
+    for arr in arrays + [rng.integers(0, 256, (40, 36, 4), dtype=np.uint8)] * (model == "bicubic"):  # premultiplied
+        if arr.shape[-1] == 4:
+            whole = m.upscale(arr, outscale=1.5, tile=0)
+        else:  # the untiled resize of the input (interpolation) or of the model's output at that tile
+            whole = imresize_np(arr if model == "bicubic" else m.upscale(arr, tile=16), size=(60, 54))
+            whole = whole if arr.dtype == np.uint8 else whole.clip(0, 1)
+        crops: list[tuple[int, ...]] = []
+        monkeypatch.setattr(tiling, "apply_taps", lambda x, *args, seen=crops: seen.append(x.shape) or
+                            apply_taps(x, *args))
+        tiled = m.upscale(arr, outscale=1.5, tile=16)
+        monkeypatch.undo()
+        assert np.array_equal(tiled, whole)
+        side = 16 * (m.scale if model == "tiny" else 1)  # the resize's input is the model's output
+        assert len(crops) > 4 and max(max(c[-2:]) for c in crops) <= side + 8  # tiles of about `tile` LR pixels
+        if model == "bicubic":
+            assert m.last_tile_info is not None and m.last_tile_info.tile == 16 and m.last_tile_info.tiles_run > 1
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
@@ -326,6 +389,16 @@ def test_auto_tile_shares_the_memory_budget_among_a_batch(tiny_net, monkeypatch)
     assert m.last_tile_info.tile == one
     m.upscale_tensor(torch.rand(4, 3, 64, 64))
     assert m.last_tile_info.tile == four
+
+
+def test_auto_tile_counts_the_feature_maps_an_architecture_keeps(monkeypatch) -> None:
+    budget = 8 * 2**20
+    monkeypatch.setattr("subpixel.upscaler.CPU_TILE_BUDGET", budget)
+    for name, maps in (("sprint", 6), ("sesr-m5", 4), ("espcn", 3)):  # measured at once: ~5.4, ~3.5, ~1.6
+        m = subpixel.load(name, scale=2, device="cpu", engine="torch", pretrained=False)
+        m.upscale_tensor(torch.rand(1, 3, 160, 160))
+        tile = m.last_tile_info.tile
+        assert tile < 160 and 4 * (maps * m.net.widest_activation() + 3 + 6 * 4) * tile**2 <= budget, name
 
 
 def test_a_torch_device_is_checked_like_its_name(monkeypatch) -> None:

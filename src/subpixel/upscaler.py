@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,10 +15,11 @@ from PIL import Image
 from subpixel.engine.device import resolve_device
 from subpixel.engine.torch_engine import TorchEngine
 from subpixel.io.image import luma, pil_to_array, u16_to_u8
+from subpixel.io.image_meta import apply_cmyk_profile, matching_icc
 from subpixel.models.base import SRNet
 from subpixel.models.interp import Interpolation
 from subpixel.ops.pixels import quantize
-from subpixel.ops.resize import imresize, imresize_np
+from subpixel.ops.resize import imresize
 from subpixel.ops.tiling import MIN_TILE, TileInfo, tile_size_for_budget, tiled_forward, tiled_imresize
 
 __all__ = ["Upscaler", "CPU_TILE_BUDGET", "check_tile"]
@@ -31,8 +33,8 @@ def _check_array(arr: np.ndarray) -> None:
     """Refuse what :meth:`Upscaler.upscale` cannot take, whatever the model."""
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
         raise ValueError(f"expected an (H, W) or (H, W, 1|3|4) image, got shape {arr.shape}")
-    if arr.dtype not in (np.uint8, np.uint16) and not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(f"unsupported image dtype {arr.dtype}: use uint8, uint16 or float in [0, 1]")
+    if arr.dtype not in (np.uint8, np.uint16, np.float16, np.float32, np.float64):
+        raise ValueError(f"unsupported image dtype {arr.dtype}: use uint8, uint16 or float16/32/64 in [0, 1]")
 
 
 def check_tile(tile: Any) -> int | None:
@@ -119,23 +121,28 @@ class Upscaler:
         """Upscale ``image``: an ndarray ``(H, W[, C])``, a PIL image, or a tensor ``([N,] 3, H, W)``.
 
         Tensors are float in [0, 1] (returned unclamped, in their dtype) or uint8 (returned uint8).
-        PIL images keep their ``info``'s ICC profile, EXIF (orientation included: the pixels are not turned),
-        XMP and dpi (pass them on to ``save``), and their depth: 16-bit grayscale comes back 16-bit, 32-bit
-        integer grayscale comes back 'I' (its values clipped to 16 bits, as :func:`~subpixel.io.image.read_image`
-        reads it), 'F' (float in [0, 1]) comes back 'F' clamped to [0, 1], '1' comes back 'L', grayscale with
-        alpha or a transparent value 'LA' (BT.601 luma; 8-bit: PIL has no 16-bit 'LA'), other modes RGB or RGBA.
+        PIL images keep their ``info``'s ICC profile where it fits the output's colours (CMYK with a CMYK
+        profile is converted to sRGB through it, and drops it, as :func:`~subpixel.io.image.read_image` does),
+        EXIF (orientation included: the pixels are not turned), XMP and dpi (pass them on to ``save``), and
+        their depth: 16-bit grayscale comes back 16-bit, 32-bit integer grayscale comes back 'I' (its values
+        clipped to 16 bits, as :func:`~subpixel.io.image.read_image` reads it), 'F' (float in [0, 1]) comes back
+        'F' clamped to [0, 1], '1' comes back 'L', grayscale with alpha or a transparent value 'LA' (BT.601 luma;
+        8-bit: PIL has no 16-bit 'LA'), other modes RGB or RGBA.
         ``tile``: LR tile side, ``None`` (picked from the memory budget), ``0`` (no tiling) or at least
         ``MIN_TILE``. ``outscale``: the output's size relative to the input when it is not the model's scale
         (``2.5``: a 1000x800 image comes back 2500x2000): the model's output is resized to it by MATLAB's
         bicubic (antialiased when shrinking; alpha premultiplied); an interpolation model resizes the input
-        to it at once with its own kernel. Returns the same kind of object as given.
+        to it at once with its own kernel. Arrays are resized in tiles too (``tile`` LR pixels; the untiled
+        pixels). Returns the same kind of object as given.
         """
         _check_outscale(outscale)
         tile = check_tile(tile)
         if isinstance(image, Image.Image):
             pixels, hint = _from_pil(image)
             out = _to_pil(self._upscale_to(pixels, tile, progress, outscale), image.mode, hint)
-            out.info.update({k: image.info[k] for k in _CARRIED_INFO if k in image.info})
+            info = {k: image.info[k] for k in _CARRIED_INFO if k in image.info}
+            info["icc_profile"] = matching_icc(info.get("icc_profile"), len(out.getbands()))
+            out.info.update({k: v for k, v in info.items() if v is not None})
             return out
         if isinstance(image, torch.Tensor):
             if image.dim() not in (3, 4) or image.shape[-3] != 3:
@@ -199,7 +206,8 @@ class Upscaler:
             budget = int(free * 0.4)
         else:
             budget = CPU_TILE_BUDGET
-        return tile_size_for_budget(budget // max(batch, 1), self.net.widest_activation(), self.scale)
+        return tile_size_for_budget(budget // max(batch, 1), self.net.widest_activation(), self.scale,
+                                    live_maps=self.net.live_maps)
 
     def _resize_to(self, hw: Any, outscale: float | None) -> tuple[int, int] | None:
         """The size ``outscale`` asks for an input of size ``hw``; ``None`` when it is the model's own output."""
@@ -241,37 +249,44 @@ class Upscaler:
         arr = _native(arr)
         size = self._resize_to(arr.shape[:2], outscale)
         if size is None or not isinstance(self.net, Interpolation):
-            return self._resized(self._upscale_array(arr, tile, progress), size)
+            out = self._upscale_array(arr, tile, progress)
+            return out if size is None else self._resized(out, size, None if tile is None else tile * self.scale)[0]
         _check_array(arr)
-        out = self._resized(arr, size, self.net.kernel)
-        self._one_call(arr.shape[:2], progress)
-        return out.copy() if out is arr else out
+        if size == arr.shape[:2]:  # nothing to resample
+            self._one_call(size, progress)
+            return arr.clip(0, 1) if np.issubdtype(arr.dtype, np.floating) else arr.copy()
+        out, self.last_tile_info = self._resized(arr, size, tile, self.net.kernel, progress)
+        return out
 
-    def _resized(self, out: np.ndarray, size: tuple[int, int] | None, kernel: str = "bicubic") -> np.ndarray:
-        """``out`` resized to ``size`` (``None``: kept) by MATLAB's ``imresize`` with ``kernel``."""
-        if size is None or size == out.shape[:2]:
-            return out
+    def _resized(self, out: np.ndarray, size: tuple[int, int], tile: int | None, kernel: str = "bicubic",
+                 progress: Progress | None = None) -> tuple[np.ndarray, TileInfo]:
+        """``out`` resized to ``size`` by MATLAB's ``imresize`` with ``kernel`` (float clamped to [0, 1]) in tiles of
+        ``tile`` of its pixels (``None``: from the CPU budget, 0: whole), with the untiled pixels."""
         floating = np.issubdtype(out.dtype, np.floating)
         constant = out.ndim == 3 and out.shape[2] == 4 and bool((out[..., 3] == out[0, 0, 3]).all())
+        if tile is None:
+            channels = 1 if out.ndim == 2 else out.shape[2]
+            tile = self._exact_tile(channels, max(size[0] / out.shape[0], size[1] / out.shape[1]))
         if out.ndim == 2 or out.shape[2] != 4 or constant:
             colour = out[..., :3] if constant else out  # a constant alpha is copied exactly, not resampled
-            resized = imresize_np(colour, size=size, kernel=kernel)  # integers round as MATLAB's do
+            resized, info = _tiled_resize(colour, size, kernel, tile, progress)  # integers round as MATLAB's do
             resized = resized.clip(0, 1) if floating else resized
             if constant:
-                resized = np.concatenate([resized, np.full((*size, 1), out[0, 0, 3], out.dtype)], axis=2)
-            return resized
+                resized = np.concatenate([resized, _constant_alpha(out, size)], axis=2)
+            return resized, info
         top = 1.0 if floating else float(np.iinfo(out.dtype).max)
         f = out.astype(np.float64) / top
         f[..., :3] *= f[..., 3:]  # premultiplied: transparent pixels lend no colour to the edges
-        f = imresize_np(f, size=size, kernel=kernel).clip(0, 1)
+        f, info = _tiled_resize(f, size, kernel, tile, progress)
+        f = f.clip(0, 1)
         alpha = f[..., 3:]
         f[..., :3] = np.where(alpha > 1e-6, f[..., :3] / np.maximum(alpha, 1e-6), 0).clip(0, 1)
-        return f.astype(out.dtype) if floating else np.floor(f * top + 0.5).astype(out.dtype)
+        return (f.astype(out.dtype) if floating else np.floor(f * top + 0.5).astype(out.dtype)), info
 
     def _upscale_constant_alpha(self, arr: np.ndarray, tile: int | None, progress: Progress | None) -> np.ndarray:
         """RGBA with one alpha value: the colour upscaled as RGB, the alpha copied exactly."""
         rgb = self._upscale_array(np.ascontiguousarray(arr[..., :3]), tile, progress)
-        return np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), arr[0, 0, 3], arr.dtype)], axis=2)
+        return np.concatenate([rgb, _constant_alpha(arr, rgb.shape[:2])], axis=2)
 
     def _interpolate_exact(self, arr: np.ndarray, tile: int | None, progress: Progress | None) -> np.ndarray:
         """Integer images through MATLAB's own integer path (rounding after each 1-D pass).
@@ -282,24 +297,42 @@ class Upscaler:
         t = torch.from_numpy(np.require(arr, requirements=["C", "W"]))  # a copy if read-only (e.g. from PIL)
         t = t[None] if arr.ndim == 2 else t.permute(2, 0, 1)
         h, w = arr.shape[:2]
-        tile = self._exact_tile(t.shape[0]) if tile is None else tile
+        tile = self._exact_tile(t.shape[0], self.scale) if tile is None else tile
         if tile <= 0 or (h <= tile and w <= tile) or self.scale == 1:
             out = torch.stack([self.net.resize_exact(c) for c in t])  # one channel at a time bounds memory
             self._one_call((h, w), progress)
         else:
-            out, self.last_tile_info = tiled_imresize(t, self.scale, self.net.kernel, tile, progress)
+            out, self.last_tile_info = tiled_imresize(t, (h * self.scale, w * self.scale), self.net.kernel, tile,
+                                                      progress)
         out = out[0] if arr.ndim == 2 else out.permute(1, 2, 0)
         return out.contiguous().numpy()
 
-    def _exact_tile(self, channels: int) -> int:
-        """LR tile side for :meth:`_interpolate_exact` within the CPU budget (float64 passes and temporaries)."""
-        per_pixel = 32 * channels * (self.scale + 1) ** 2
-        return max(MIN_TILE, math.isqrt(CPU_TILE_BUDGET // per_pixel))
+    @staticmethod
+    def _exact_tile(channels: int, scale: float) -> int:
+        """Input tile side for a resize by ``scale`` within the CPU budget (float64 passes and temporaries)."""
+        per_pixel = 32 * channels * (scale + 1) ** 2
+        return max(MIN_TILE, math.isqrt(int(CPU_TILE_BUDGET // per_pixel)))
 
 
 def _out_size(hw: Any, outscale: float) -> tuple[int, int]:
     """``(h, w)`` times ``outscale``, rounded half up (at least one pixel)."""
     return tuple(max(1, math.floor(n * outscale + 0.5)) for n in hw)  # type: ignore[return-value]
+
+
+def _constant_alpha(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """An ``(H, W, 1)`` plane of the alpha value of ``arr`` (RGBA, one alpha throughout; float clamped to [0, 1])."""
+    value = arr[0, 0, 3].clip(0, 1) if np.issubdtype(arr.dtype, np.floating) else arr[0, 0, 3]
+    return np.full((*hw, 1), value, arr.dtype)
+
+
+def _tiled_resize(arr: np.ndarray, size: tuple[int, int], kernel: str, tile: int, progress: Progress | None
+                  ) -> tuple[np.ndarray, TileInfo]:
+    """:func:`~subpixel.ops.tiling.tiled_imresize` of an ``(H, W[, C])`` array (``tile`` 0: in one piece)."""
+    t = torch.from_numpy(np.require(arr, requirements=["C", "W"]))  # a copy if read-only (e.g. from PIL)
+    t = t[None] if arr.ndim == 2 else t.permute(2, 0, 1)
+    out, info = tiled_imresize(t, size, kernel, tile if tile > 0 else max(arr.shape[:2]), progress)
+    out = out[0] if arr.ndim == 2 else out.permute(1, 2, 0)
+    return out.contiguous().numpy(), info
 
 
 def _pass_progress(progress: Progress | None, index: int, count: int) -> Progress | None:
@@ -314,7 +347,7 @@ def _from_pil(img: Image.Image) -> tuple[np.ndarray, str]:
     :func:`~subpixel.io.image.pil_to_array` ('F' for 'F')."""
     if img.mode == "F":
         return np.array(img, dtype=np.float32), "F"
-    pixels, hint = pil_to_array(img)
+    pixels, hint = pil_to_array(apply_cmyk_profile(img, Path(getattr(img, "filename", "") or "<PIL image>")))
     return (pixels[..., 0] if pixels.shape[2] == 1 else pixels), hint
 
 

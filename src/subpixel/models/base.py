@@ -14,11 +14,14 @@ class SRNet(nn.Module):
     """A super-resolution network: ``(N, 3, h, w)`` RGB in [0, 1] -> ``(N, 3, s*h, s*w)``.
 
     Subclasses set ``scale`` and ``receptive_field`` (LR pixels of context needed on each
-    side for an output pixel to be exact; tiled inference pads tiles by at least this much).
+    side for an output pixel to be exact; tiled inference pads tiles by at least this much), and
+    ``live_maps`` where a forward pass holds more than three maps of the widest layer at once (the tile
+    memory budget counts them).
     """
 
     scale: int
     receptive_field: int = 8
+    live_maps: int = 3
 
     def __init__(self, scale: int) -> None:
         super().__init__()
@@ -54,7 +57,7 @@ class PerFrame(SRNet):
 
     def __init__(self, net: SRNet) -> None:
         super().__init__(net.scale)
-        self.net, self.receptive_field = net, net.receptive_field
+        self.net, self.receptive_field, self.live_maps = net, net.receptive_field, net.live_maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.per_frame_forward(x)

@@ -48,7 +48,8 @@ def load(
     ``name_or_path``: a built-in (``bicubic``, ``lanczos``), a shipped model (``espcn`` ...),
     ``auto`` (the shipped model with the best Set5 figure at the scale, else bicubic), or a
     ``.safetensors`` file with its JSON card beside it. ``pretrained=False`` builds a
-    registered architecture with random weights (for speed benchmarks and training).
+    registered architecture with random weights (for speed benchmarks and training); with a weights
+    file it raises :class:`SubpixelError`.
     ``scale``: required to match a weights file's scale; ``None`` takes the file's (else 4).
     ``engine``: ``auto``, ``torch``, ``torch-compile``, ``torch-cudagraph`` (CUDA) or ``onnx``
     (see :mod:`subpixel.engine`).
@@ -74,6 +75,9 @@ def _load(name_or_path: str | Path, scale: int | None, device: torch.device, pre
     if is_weights_path(path):
         if not path.is_file():
             raise SubpixelError(f"weights file not found: {path}")
+        if not pretrained:
+            raise SubpixelError(f"pretrained=False does not apply to a weights file ({path.name}); pass an "
+                                "architecture name for random weights")
         _refuse_arch_args(arch_args, path.name)
         net, card = load_net(path)
         name = path.stem  # the file's own name: a run's export is not labelled as the shipped model it trains

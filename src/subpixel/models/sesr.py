@@ -58,6 +58,7 @@ class SESR(SRNet):
     (luma only, chroma by bicubic); ``collapsed=True`` builds the plain inference network.
     """
 
+    live_maps = 4  # ~3.5 maps of the widest layer measured at once
     features = 16
     blocks = 5
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["imresize", "imresize_np", "upscale_bicubic", "cubic", "output_size", "contributions", "apply_taps",
-           "round_to"]
+           "round_to", "is_polyphase"]
 
 
 def cubic(x: torch.Tensor) -> torch.Tensor:
@@ -162,6 +162,11 @@ def round_to(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return whole.add_(away).clamp_(info.min, info.max)
 
 
+def is_polyphase(dtype: torch.dtype, kernel: str, scales: tuple[float, float]) -> bool:
+    """Whether :func:`imresize` uses :func:`upscale_bicubic`: floating bicubic by one whole factor >= 2."""
+    return dtype.is_floating_point and kernel == "bicubic" and scales[0] == scales[1] >= 2 and scales[0].is_integer()
+
+
 def imresize(
     x: torch.Tensor,
     scale: float | None = None,
@@ -196,8 +201,7 @@ def imresize(
         size = (int(size[0]), int(size[1]))
         scales = (size[0] / in_h, size[1] / in_w)
     integer = not x.dtype.is_floating_point
-    if (not integer and kernel == "bicubic" and scales[0] == scales[1] and scales[0] >= 2
-            and scales[0].is_integer()):
+    if is_polyphase(x.dtype, kernel, scales):
         return upscale_bicubic(x, int(scales[0]))
     orig_dtype = x.dtype
     if integer:

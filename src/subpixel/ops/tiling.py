@@ -3,8 +3,8 @@
 Each tile is the core region plus ``overlap`` LR pixels on interior sides; its input crop adds
 ``pad`` pixels of context (at least the model's receptive field) so every output pixel sees the
 same neighbourhood as in an untiled run. Overlapping outputs are blended with linear feathering.
-When memory runs out (any device or engine) the tile size is halved and the image is run again. Integer images resized
-by MATLAB's rules (bicubic, Lanczos) are tiled without overlap and give the untiled pixels exactly.
+When memory runs out (any device or engine) the tile size is halved and the image is run again. Images resized
+by MATLAB's rules (bicubic, Lanczos; any size) are tiled without overlap and give the untiled pixels exactly.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from subpixel.ops.resize import apply_taps, contributions, output_size, round_to
+from subpixel.ops.resize import apply_taps, contributions, imresize, is_polyphase, round_to
 
 __all__ = ["TileInfo", "tiled_forward", "tiled_imresize", "tile_size_for_budget", "is_oom_error", "is_oom_message",
            "MIN_TILE"]
@@ -50,12 +50,13 @@ def is_oom_error(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and is_oom_message(str(err))
 
 
-def tile_size_for_budget(budget_bytes: int, widest_channels: int, scale: int, bytes_per_value: int = 4) -> int:
+def tile_size_for_budget(budget_bytes: int, widest_channels: int, scale: int, bytes_per_value: int = 4,
+                         live_maps: int = 3) -> int:
     """LR tile side so that a tile's activations fit ``budget_bytes`` (a conservative estimate).
 
-    Counts about three live feature maps of the widest layer plus input and output images.
+    Counts ``live_maps`` feature maps of the widest layer alive at once plus input and output images.
     """
-    per_pixel = bytes_per_value * (3 * widest_channels + 3 + 3 * scale * scale * 2)
+    per_pixel = bytes_per_value * (live_maps * widest_channels + 3 + 3 * scale * scale * 2)
     side = int(math.sqrt(max(budget_bytes, 1) / per_pixel))
     return max(MIN_TILE, side // 8 * 8)
 
@@ -151,32 +152,54 @@ def tiled_forward(
                 torch.cuda.empty_cache()
 
 
-def tiled_imresize(x: torch.Tensor, scale: int, kernel: str, tile: int,
+def tiled_imresize(x: torch.Tensor, size: tuple[int, int], kernel: str, tile: int,
                    progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, TileInfo]:
-    """:func:`~subpixel.ops.resize.imresize` of an integer ``(C, H, W)`` tensor by an integer ``scale`` >= 2,
-    one output tile (``tile`` LR pixels square) at a time, so its float64 passes take memory per tile.
+    """:func:`~subpixel.ops.resize.imresize` of a ``(C, H, W)`` tensor (integer or floating) to ``size``, one
+    output tile (``tile`` input pixels square) at a time, so its passes take memory per tile.
 
     Bit for bit the untiled result: every output pixel uses the whole image's taps and weights (sliced,
-    never recomputed for a crop) with the same rounding after each pass. The result is channels-last in
-    memory (``.permute(1, 2, 0)`` is contiguous).
+    never recomputed for a crop) in the same order and precision, integers rounded after each pass. An image
+    within one tile, and floating bicubic by one whole factor (imresize's convolution, which a crop does not
+    reproduce bit for bit; its peak is a few times the output's), are resized whole. The result is
+    channels-last in memory (``.permute(1, 2, 0)`` is contiguous) when tiled.
     """
-    if tile < 1 or scale < 2:
-        raise ValueError("tile must be positive and scale at least 2")
+    if tile < 1:
+        raise ValueError("tile must be positive")
     c, h, w = x.shape
-    rows = contributions(h, output_size(h, scale), float(scale), True, kernel)
-    cols = contributions(w, output_size(w, scale), float(scale), True, kernel)
-    out = torch.empty(rows[0].shape[0], cols[0].shape[0], c, dtype=x.dtype).permute(2, 0, 1)
-    spans = [(ys, xs) for ys in _spans(out.shape[1], tile * scale) for xs in _spans(out.shape[2], tile * scale)]
+    scales = (size[0] / h, size[1] / w)
+    if (h <= tile and w <= tile) or is_polyphase(x.dtype, kernel, scales):
+        if progress is not None:
+            progress(1, 1)
+        return imresize(x, size=size, kernel=kernel), TileInfo(tile=max(h, w), tiles_run=1)
+    rows, cols = (_axis_taps(n, m, f, kernel) for n, m, f in zip((h, w), size, scales))
+    out = torch.empty(*size, c, dtype=x.dtype).permute(2, 0, 1)
+    spans = [(ys, xs) for ys in _spans(size[0], max(1, round(tile * scales[0])))
+             for xs in _spans(size[1], max(1, round(tile * scales[1])))]
     for done, ((y0, y1), (x0, x1)) in enumerate(spans, 1):
-        out[:, y0:y1, x0:x1] = _resize_tile(x, (rows[0][y0:y1], rows[1][y0:y1]), (cols[0][x0:x1], cols[1][x0:x1]))
+        out[:, y0:y1, x0:x1] = _resize_tile(x, (rows[0][y0:y1], rows[1][y0:y1]), (cols[0][x0:x1], cols[1][x0:x1]),
+                                            scales[0] <= scales[1])
         if progress is not None:
             progress(done, len(spans))
     return out, TileInfo(tile=tile, tiles_run=len(spans))
 
 
-def _resize_tile(x: torch.Tensor, rows: Contributions, cols: Contributions) -> torch.Tensor:
-    """One output tile: the height pass, then the width pass, over the input crop its taps reach."""
+def _axis_taps(in_len: int, out_len: int, scale: float, kernel: str) -> Contributions:
+    """One axis's taps and weights as :func:`~subpixel.ops.resize.imresize` uses them (an axis it leaves
+    alone: each sample itself, weight 1, which changes no value)."""
+    if in_len == out_len and scale == 1:
+        return torch.arange(in_len)[:, None], torch.ones(in_len, 1, dtype=torch.float64)
+    return contributions(in_len, out_len, scale, True, kernel)
+
+
+def _resize_tile(x: torch.Tensor, rows: Contributions, cols: Contributions, height_first: bool) -> torch.Tensor:
+    """One output tile: the two 1-D passes in imresize's order, over the input crop their taps reach."""
     r0, c0 = int(rows[0].min()), int(cols[0].min())
-    crop = x[:, r0:int(rows[0].max()) + 1, c0:int(cols[0].max()) + 1].to(torch.float64)
-    mid = round_to(apply_taps(crop, 1, rows[0] - r0, rows[1]), x.dtype)
-    return round_to(apply_taps(mid, 2, cols[0] - c0, cols[1]), x.dtype).to(x.dtype)
+    crop = x[:, r0:int(rows[0].max()) + 1, c0:int(cols[0].max()) + 1]
+    integer = not x.dtype.is_floating_point
+    work = crop.to(torch.float64 if integer else torch.float32 if x.dtype in (torch.float16, torch.bfloat16)
+                   else x.dtype)
+    passes = [(1, rows[0] - r0, rows[1]), (2, cols[0] - c0, cols[1])]
+    for axis, idx, weights in passes if height_first else passes[::-1]:
+        work = apply_taps(work, axis, idx, weights)
+        work = round_to(work, x.dtype) if integer else work
+    return work.to(x.dtype)
