@@ -164,3 +164,14 @@ def test_scale_one_returns_a_copy(dtype: torch.dtype, kwargs: dict) -> None:
     torch.testing.assert_close(out, before, atol=0, rtol=0)
     out.mul_(0)
     torch.testing.assert_close(x, before, atol=0, rtol=0)
+
+
+def test_output_size_is_matlabs_ceil_in_doubles() -> None:
+    assert imresize(torch.rand(1, 50, 25, dtype=torch.float64), scale=1.1).shape[-2:] == (56, 28)  # 55.00000000000001
+
+
+def test_a_non_finite_pixel_spreads_no_further_than_matlabs_taps() -> None:
+    """MATLAB drops taps whose weight is zero everywhere; the polyphase convolution would multiply NaN by them."""
+    x = torch.zeros(1, 8, 8, dtype=torch.float64)
+    x[0, 4, 4] = float("nan")
+    assert int(imresize(x, scale=2).isnan().sum()) == 64  # 4 taps per axis reach it: 8 x 8 outputs

@@ -221,6 +221,17 @@ def test_outscale_copies_a_constant_alpha_exactly(tiny_net, dtype: type, alpha: 
         assert out.dtype == dtype and (out[..., 3] == arr[0, 0, 3]).all()
 
 
+def test_pil_exif_gets_the_output_pixel_dimensions(tiny_net) -> None:
+    exif = Image.Exif()
+    exif.get_ifd(0x8769).update({0xA002: 7, 0xA003: 5})  # PixelXDimension, PixelYDimension
+    img = Image.new("RGB", (7, 5))
+    img.info["exif"] = exif.tobytes()
+    out = Upscaler(tiny_net, name="tiny", device="cpu").upscale(img)
+    written = Image.Exif()
+    written.load(out.info["exif"])
+    assert written.get_ifd(0x8769)[0xA002] == 14 and written.get_ifd(0x8769)[0xA003] == 10
+
+
 def test_pil_images_keep_their_colour_profile_exif_and_dpi(tiny_net) -> None:
     from PIL import ImageCms
 

@@ -15,7 +15,7 @@ from PIL import Image
 from subpixel.engine.device import resolve_device
 from subpixel.engine.torch_engine import TorchEngine
 from subpixel.io.image import luma, pil_to_array, u16_to_u8
-from subpixel.io.image_meta import apply_cmyk_profile, matching_icc
+from subpixel.io.image_meta import apply_cmyk_profile, exif_with_size, matching_icc
 from subpixel.models.base import SRNet
 from subpixel.models.interp import Interpolation
 from subpixel.ops.pixels import quantize
@@ -142,6 +142,8 @@ class Upscaler:
             out = _to_pil(self._upscale_to(pixels, tile, progress, outscale), image.mode, hint)
             info = {k: image.info[k] for k in _CARRIED_INFO if k in image.info}
             info["icc_profile"] = matching_icc(info.get("icc_profile"), len(out.getbands()))
+            if isinstance(info.get("exif"), bytes):  # its pixel dimensions: the output's, as the CLI writes them
+                info["exif"] = exif_with_size(info["exif"], out.width, out.height)
             out.info.update({k: v for k, v in info.items() if v is not None})
             return out
         if isinstance(image, torch.Tensor):

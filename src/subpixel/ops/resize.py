@@ -44,8 +44,9 @@ _KERNELS = {"bicubic": (cubic, 4.0), "lanczos3": (lanczos3, 6.0)}
 
 
 def output_size(size: int, scale: float) -> int:
-    """MATLAB output length for one axis."""
-    return int(math.ceil(size * scale - 1e-9))
+    """MATLAB output length for one axis: ``ceil(size * scale)`` in doubles, as MATLAB computes it (50 x 1.1 is
+    55.00000000000001: 56)."""
+    return math.ceil(size * scale)
 
 
 @lru_cache(maxsize=64)
@@ -201,7 +202,7 @@ def imresize(
         size = (int(size[0]), int(size[1]))
         scales = (size[0] / in_h, size[1] / in_w)
     integer = not x.dtype.is_floating_point
-    if is_polyphase(x.dtype, kernel, scales):
+    if is_polyphase(x.dtype, kernel, scales) and bool(torch.isfinite(x).all()):  # its zero taps would spread NaN
         return upscale_bicubic(x, int(scales[0]))
     orig_dtype = x.dtype
     if integer:
