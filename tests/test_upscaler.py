@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -421,3 +422,9 @@ def test_a_torch_device_is_checked_like_its_name(monkeypatch) -> None:
             Upscaler(build("bicubic", 2), name="bicubic", device=device)
         with pytest.raises(SubpixelError, match="no CUDA GPU"):
             make_engine(build("espcn", 2), "torch", device)
+
+
+def test_a_pil_image_opened_by_a_bytes_path_upscales(tiny_net, tmp_path) -> None:
+    Image.new("RGB", (6, 5)).save(tmp_path / "a.png")
+    with Image.open(os.fsencode(tmp_path / "a.png")) as img:
+        assert Upscaler(tiny_net, name="tiny", device="cpu").upscale(img).size == (12, 10)

@@ -1382,8 +1382,14 @@ def test_variable_timing_put_on_mpeg_2s_one_frame_grid_is_warned_of(up: subpixel
         pytest.skip("no mpeg2video in this FFmpeg build")
     burst = make_clip(tmp_path / "burst.mkv", n=20, pts=[10 * i for i in range(10)] + [140 + 40 * i for i in range(10)],
                       audio=None)
+    gap = make_clip(tmp_path / "gap.mkv", n=20, pts=[40 * i for i in range(10)] + [1400 + 40 * i for i in range(10)],
+                    audio=None)
     with caplog.at_level("WARNING"):
         upscale_video(burst, tmp_path / "o.mkv", up, VideoOptions(codec="mpeg2video"))
         upscale_video(burst, tmp_path / "o264.mkv", up, VideoOptions())
+        upscale_video(gap, tmp_path / "gap2.mkv", up, VideoOptions(codec="mpeg2video", segment_frames=5))
     warned = [r.getMessage() for r in caplog.records if "cannot keep variable frame timing" in r.getMessage()]
     assert len(warned) == 1 and "o.mkv: MPEG-1/2 video cannot" in warned[0]  # H.264 keeps the times
+    assert "up to 0.2" in warned[0]  # the burst's 10 ms steps put on 40 ms slots: the last 0.27 s late
+    with av.open(str(tmp_path / "gap2.mkv")) as out:  # a gap stays a gap, on the frame slots: no warning
+        assert [round(float(f.time), 2) for f in out.decode(video=0)][9:11] == [0.36, 1.4]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -349,7 +350,8 @@ def _from_pil(img: Image.Image) -> tuple[np.ndarray, str]:
     :func:`~subpixel.io.image.pil_to_array` ('F' for 'F')."""
     if img.mode == "F":
         return np.array(img, dtype=np.float32), "F"
-    pixels, hint = pil_to_array(apply_cmyk_profile(img, Path(getattr(img, "filename", "") or "<PIL image>")))
+    name = getattr(img, "filename", None)  # bytes when opened by a bytes path
+    pixels, hint = pil_to_array(apply_cmyk_profile(img, Path(os.fsdecode(name) if name else "<PIL image>")))
     return (pixels[..., 0] if pixels.shape[2] == 1 else pixels), hint
 
 

@@ -214,6 +214,7 @@ class FrameTiming:
     :attr:`gaps`)."""
 
     drift: float = 0.0
+    retimed: float = 0.0  # seconds the encoder's time base moved a frame, at most (MPEG-1/2: one frame's)
     steps: int = 0  # steps from one frame to the next
     regular: int = 0  # of them, about one nominal frame duration
     long_steps: int = 0  # of them, over GAP_FRAMES nominal frame durations
@@ -248,7 +249,7 @@ class FrameTiming:
         """Add the frames ``other`` timed."""
         for f in fields(self):
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
-            setattr(self, f.name, max(mine, theirs) if f.name == "drift" else mine + theirs)
+            setattr(self, f.name, max(mine, theirs) if f.name in ("drift", "retimed") else mine + theirs)
 
 
 def open_input(path: str | Path) -> av.container.InputContainer:

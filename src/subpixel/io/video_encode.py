@@ -220,11 +220,14 @@ class SegmentEncoder:
         cc.options = dict(spec.options)
         self.stream, self.time_base, self.source_time_base = stream, tb, info.time_base
         self._last: int | None = None
+        self.retimed = 0.0  # seconds, at most, that the time base moved a frame off its time
 
     def write(self, frame: av.VideoFrame, pts: int) -> None:
         """Encode ``frame``, already in the output's size and pixel format (``ColorInfo.from_rgb``)."""
-        t = round((pts - self.start_pts) * self.source_time_base / self.time_base)
+        exact = (pts - self.start_pts) * self.source_time_base
+        t = round(exact / self.time_base)
         t = t if self._last is None or t > self._last else self._last + 1  # a coarser time base: keep order
+        self.retimed = max(self.retimed, abs(float(t * self.time_base - exact)))
         frame.pts, frame.time_base, self._last = t, self.time_base, t
         self.container.mux(self.stream.encode(frame))
 

@@ -182,21 +182,22 @@ def _copied_packets(src: av.container.InputContainer, mapping: dict[int, av.stre
 
 
 def mux_output(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: Path | None = None,
-               drift: float = 0.0) -> None:
+               drift: float = 0.0, retimed: float = 0.0) -> None:
     """Write ``path``: the segments' video joined without re-encoding, plus the input's audio and
     subtitle packets copied untouched, interleaved by time. ``segments``: (file, start pts);
     ``shown``: the path errors name (the final output when ``path`` is a temporary file);
-    ``drift``: :attr:`FrameTiming.drift`, for the warning that AVI or MPEG-1/2 video (constant rate only) moves
-    frames."""
+    ``drift``, ``retimed``: :class:`FrameTiming`'s, for the warning that AVI (``drift``) or MPEG-1/2 video
+    (``retimed``), which keep one frame rate, move frames."""
     try:
-        _mux(path, segments, info, shown or path, drift)
+        _mux(path, segments, info, shown or path, drift, retimed)
     except av.FFmpegError as err:  # also raised by the final close, which writes the trailer
         if isinstance(err, OSError) and err.errno in _WRITE_ERRORS:  # the disk, not the streams
             raise SubpixelError(f"cannot write {shown or path}: {error_reason(err)}") from None
         raise SubpixelError(f"cannot mux {shown or path}: {error_reason(err)}") from None
 
 
-def _mux(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: Path, drift: float) -> None:
+def _mux(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: Path, drift: float,
+         retimed: float) -> None:
     with av.open(str(segments[0][0])) as first:
         template = first.streams.video[0]
         with av.open(str(path), "w") as out, open_input(info.path) as src:
@@ -229,11 +230,13 @@ def _mux(path: Path, segments: list[tuple[Path, int]], info: VideoInfo, shown: P
                           if s.start_time is not None]
                 video_start = segments[0][1] * info.time_base  # frames count from the earliest stream's start
                 packets = _numbered(packets, round((video_start - min([video_start, *begins])) * info.rate), info.rate)
-            grid = "AVI" if avi else "MPEG-1/2 video" if template.codec_context.name in FRAME_TIME_BASE else None
-            if grid and info.rate and drift > 0.5 / info.rate:  # the encoder or the container keeps one frame rate
+            # AVI numbers the frames one per frame duration; MPEG-1/2 puts each on the nearest free frame slot
+            grid, off = ("AVI", drift) if avi else ("MPEG-1/2 video", retimed) \
+                if template.codec_context.name in FRAME_TIME_BASE else (None, 0.0)
+            if grid and info.rate and off > 0.5 / info.rate + 1e-6:
                 log.warning("%s: %s cannot keep variable frame timing; frames are written at a constant %.3f fps, up "
                             "to %.3f s off their times (.mkv or .mp4 with H.264 keep them)", shown, grid,
-                            float(info.rate), drift)
+                            float(info.rate), off)
             merged = heapq.merge(packets, _copied_packets(src, mapping),
                                  key=lambda item: (item[0], item[3].index, item[1]))
             for _, _, packet, stream in merged:

@@ -174,6 +174,7 @@ def imresize(
     size: tuple[int, int] | None = None,
     antialias: bool = True,
     kernel: str = "bicubic",
+    fast: bool = True,
 ) -> torch.Tensor:
     """Bicubic-resize the last two axes (H, W) of a tensor exactly as MATLAB does.
 
@@ -181,7 +182,9 @@ def imresize(
     float64 and rounded back to their dtype after each 1-D pass (MATLAB's uint8 behaviour);
     floating tensors keep their dtype (float16/bfloat16 are computed in float32).
     Give either ``scale`` (same for both axes) or ``size=(out_h, out_w)``; ``kernel`` is
-    ``"bicubic"`` (default) or ``"lanczos3"``.
+    ``"bicubic"`` (default) or ``"lanczos3"``. ``fast``: floating bicubic by one whole factor runs as one
+    polyphase convolution, the same values for finite input; its zero taps spread a NaN or infinity
+    further than MATLAB's, which ``fast=False`` reproduces (no data-dependent check here: networks trace it).
     """
     if kernel not in _KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose from {sorted(_KERNELS)}")
@@ -202,7 +205,7 @@ def imresize(
         size = (int(size[0]), int(size[1]))
         scales = (size[0] / in_h, size[1] / in_w)
     integer = not x.dtype.is_floating_point
-    if is_polyphase(x.dtype, kernel, scales) and bool(torch.isfinite(x).all()):  # its zero taps would spread NaN
+    if fast and is_polyphase(x.dtype, kernel, scales):
         return upscale_bicubic(x, int(scales[0]))
     orig_dtype = x.dtype
     if integer:
@@ -231,14 +234,16 @@ def imresize_np(
     antialias: bool = True,
     kernel: str = "bicubic",
 ) -> np.ndarray:
-    """NumPy front-end of :func:`imresize` for ``(H, W)`` or ``(H, W, C)`` arrays."""
+    """NumPy front-end of :func:`imresize` for ``(H, W)`` or ``(H, W, C)`` arrays (non-finite values spread as far
+    as MATLAB's taps reach them)."""
     arr = np.ascontiguousarray(img)
     t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
     if img.ndim == 3:
         t = t.permute(2, 0, 1)
     elif img.ndim != 2:
         raise ValueError(f"expected an (H, W) or (H, W, C) array, got shape {img.shape}")
-    out = imresize(t, scale=scale, size=size, antialias=antialias, kernel=kernel)
+    finite = not t.dtype.is_floating_point or bool(torch.isfinite(t).all())
+    out = imresize(t, scale=scale, size=size, antialias=antialias, kernel=kernel, fast=finite)
     if img.ndim == 3:
         out = out.permute(1, 2, 0)
     return out.contiguous().numpy()

@@ -551,7 +551,8 @@ class _Job:
             else:
                 tmp = self.work.path / f"output{dst.suffix}"
                 segments = [(self.work.path / s.file, s.start_pts) for s in self.manifest.segments]
-                mux_output(tmp, segments, self.info, shown=dst, drift=self.timing().drift)
+                timing = self.timing()
+                mux_output(tmp, segments, self.info, shown=dst, drift=timing.drift, retimed=timing.retimed)
                 os.replace(tmp, dst)
         except OSError as err:
             raise _cannot_write(dst, err, self.manifest.frames_done) from None
@@ -622,6 +623,7 @@ class _VideoSegment(_OpenSegment):
     def finish(self) -> Segment:
         assert self.encoder is not None
         self.encoder.close()
+        self.timing.retimed = self.encoder.retimed
         os.replace(self.partial, self.final)
         return self.record(self.final.name)
 
