@@ -297,18 +297,11 @@ class Upscaler:
         Tiled as the networks are (``tile``: LR side, ``None`` from the CPU budget, 0 none), with the
         same pixels: each tile uses the whole image's kernel taps.
         """
-        t = torch.from_numpy(np.require(arr, requirements=["C", "W"]))  # a copy if read-only (e.g. from PIL)
-        t = t[None] if arr.ndim == 2 else t.permute(2, 0, 1)
         h, w = arr.shape[:2]
-        tile = self._exact_tile(t.shape[0], self.scale) if tile is None else tile
-        if tile <= 0 or (h <= tile and w <= tile) or self.scale == 1:
-            out = torch.stack([self.net.resize_exact(c) for c in t])  # one channel at a time bounds memory
-            self._one_call((h, w), progress)
-        else:
-            out, self.last_tile_info = tiled_imresize(t, (h * self.scale, w * self.scale), self.net.kernel, tile,
-                                                      progress)
-        out = out[0] if arr.ndim == 2 else out.permute(1, 2, 0)
-        return out.contiguous().numpy()
+        tile = self._exact_tile(1 if arr.ndim == 2 else arr.shape[2], self.scale) if tile is None else tile
+        out, self.last_tile_info = _tiled_resize(arr, (h * self.scale, w * self.scale), self.net.kernel, tile,
+                                                 progress)
+        return out
 
     @staticmethod
     def _exact_tile(channels: int, scale: float) -> int:
